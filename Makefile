@@ -1,0 +1,37 @@
+# lmukws: `make serve` and `make test` set everything up on a fresh machine, then serve or test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lmukws-setup
+
+.PHONY: setup serve test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+serve: setup
+	$(VENV)/bin/lmukws serve
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(VENV)/bin/lmukws bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from lmukws.cli import main
+
+sys.exit(main())

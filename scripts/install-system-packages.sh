@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lmukws needs (audio I/O, speech synthesisers for the synthetic
+# corpus, a headless microphone and a browser for the end-to-end tests). Idempotent: when every
+# package is already installed it returns at once without touching apt.
+set -euo pipefail
+
+PACKAGES=(
+  # audio I/O and the headless microphone
+  libsndfile1 libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils
+  # speech synthesisers (main)
+  espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-rablpc16k
+  festvox-don festvox-ellpc11k
+  # speech synthesisers (contrib / non-free)
+  mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-us1 festvox-us2 festvox-us3
+  rhvoice rhvoice-english
+  # browser end-to-end tests
+  chromium
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "lmukws: these Debian packages are missing and I am not root: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# mbrola, festvox-us*, rhvoice live in contrib/non-free: add those components.
+if [ -f /etc/apt/sources.list.d/debian.sources ] \
+   && ! grep -q "contrib" /etc/apt/sources.list.d/debian.sources; then
+  $SUDO sed -i 's/^Components: main$/Components: main contrib non-free/' \
+    /etc/apt/sources.list.d/debian.sources
+fi
+if [ -f /etc/apt/sources.list ] && grep -q "^deb .* main$" /etc/apt/sources.list; then
+  $SUDO sed -i 's/^\(deb .* main\)$/\1 contrib non-free/' /etc/apt/sources.list
+fi
+
+echo "lmukws: installing Debian packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

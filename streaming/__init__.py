@@ -1,0 +1,1 @@
+"""streaming package of lmukws."""

@@ -1,0 +1,110 @@
+"""Model and feature configuration: the paper's recipe facts in frozen objects.
+
+Shapes used across ``models``: B batch, T frames, F mel bins (128), C channels (dim), K labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Kaldi-compatible log-mel fbank settings and the paper's normalisation."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window_type: str = "hanning"
+    htk_compat: bool = True
+    use_energy: bool = False
+    dither: float = 0.0
+    preemphasis_coefficient: float = 0.97
+    remove_dc_offset: bool = True
+    low_freq: float = 20.0
+    high_freq: float = 0.0
+    norm_mean: float = -6.845978
+    norm_std: float = 5.5654526
+    target_length: int = 128
+
+    @property
+    def frame_length(self) -> int:
+        """Samples per analysis window (400 at 16 kHz)."""
+        return int(round(self.sample_rate * self.frame_length_ms / 1000.0))
+
+    @property
+    def frame_shift(self) -> int:
+        """Samples per hop (160 at 16 kHz)."""
+        return int(round(self.sample_rate * self.frame_shift_ms / 1000.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of an LMUFormer; the defaults are the paper's (dim 256, one block, theta 128).
+
+    ``memory_size`` of ``None`` means the paper's choice: dim for the non-spiking model and
+    2 * dim for the spiking one. ``causal`` pads every convolution on the left only, so the
+    network needs no future frames (``lookahead_frames == 0``).
+    """
+
+    name: str = "lmuformer"
+    num_classes: int = 35
+    in_features: int = 128
+    dim: int = 256
+    depth: int = 1
+    memory_size: int | None = None
+    theta: float = 128.0
+    window: int = 128
+    mlp_ratio: float = 4.0
+    num_embed_convs: int = 4
+    causal: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"unknown model name {self.name!r}; expected one of {MODEL_NAMES}")
+        for attr in ("num_classes", "in_features", "dim", "depth", "window", "num_embed_convs"):
+            if int(getattr(self, attr)) < 1:
+                raise ValueError(f"{attr} must be >= 1, got {getattr(self, attr)!r}")
+        if self.memory_size is not None and self.memory_size < 1:
+            raise ValueError(f"memory_size must be >= 1, got {self.memory_size!r}")
+        if self.theta <= 0:
+            raise ValueError(f"theta must be > 0, got {self.theta!r}")
+
+    @property
+    def spiking(self) -> bool:
+        return self.name == "spiking-lmuformer"
+
+    @property
+    def resolved_memory_size(self) -> int:
+        if self.memory_size is not None:
+            return self.memory_size
+        return 2 * self.dim if self.spiking else self.dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return int(self.dim * self.mlp_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,431 @@
+"""Wire protocol of ``WS /v1/stream``: message types, close codes, error codes and limits.
+
+Both the server and the client import this module, so it imports nothing heavy (no torch, no
+fastapi; numpy only inside the PCM helpers).
+
+Conversation::
+
+    client                                   server
+    {"type":"start","sample_rate":16000,...} ->
+                                             <- {"type":"ready",...}
+    binary audio (little-endian mono PCM)    ->
+                                             <- {"type":"detection",...}   (any time)
+                                             <- {"type":"scores",...}      (if asked for)
+    {"type":"reset"}                         ->   (total reset; no reply)
+    {"type":"stop"}                          ->
+                                             <- {"type":"end",...}, then close 1000
+
+Every fatal error is an ``{"type":"error","code","message"}`` followed by a close whose code is
+``ERROR_CLOSE_CODES[code]``. A server shutting down flushes, sends ``end`` and closes with 1001.
+
+Times are audio times in milliseconds of 16 kHz audio from the last ``start`` or ``reset``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+STREAM_PATH = "/v1/stream"
+
+# Audio
+TARGET_SAMPLE_RATE = 16000  # the model's rate; other rates are resampled to it
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
+ENCODINGS = ("pcm_s16le", "pcm_f32le")
+BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4}
+FRAME_MS = 10.0  # frame shift of the front end
+WINDOW_MS = 25.0  # analysis window of the front end
+
+# Limits (defaults; the server's settings may lower or raise them)
+MAX_MESSAGE_BYTES = 1 << 20  # one websocket message, text or binary (1 MiB, ~5 s of 48 kHz f32)
+MAX_UPLOAD_BYTES = 32 << 20  # one POST /v1/classify request
+MAX_SCORES_TOP = 5  # entries in ``scores.top``
+IDLE_TIMEOUT_S = 60.0  # no message for this long closes the session
+
+
+class CloseCode(enum.IntEnum):
+    """Websocket close codes used by the server (RFC 6455 and IANA registry)."""
+
+    NORMAL = 1000  # after ``end``
+    GOING_AWAY = 1001  # server shutting down
+    INVALID_DATA = 1007  # bad data: broken JSON, bad fields, odd byte counts, NaN/inf samples
+    POLICY_VIOLATION = 1008  # protocol misuse: audio before start, unknown type, bad rate...
+    MESSAGE_TOO_BIG = 1009  # a message over the size limit
+    INTERNAL_ERROR = 1011  # the server failed
+    TRY_AGAIN_LATER = 1013  # server full (session cap)
+
+
+class ErrorCode(str, enum.Enum):
+    """``code`` of an ``error`` message."""
+
+    BAD_JSON = "bad_json"  # a text message that is not a JSON object
+    INVALID_MESSAGE = "invalid_message"  # JSON of a known type with missing or bad fields
+    UNKNOWN_TYPE = "unknown_type"  # ``type`` missing or not a client message type
+    NOT_STARTED = "not_started"  # audio, reset or stop before ``start``
+    ALREADY_STARTED = "already_started"  # a second ``start`` on one connection
+    UNSUPPORTED_SAMPLE_RATE = "unsupported_sample_rate"  # outside 8000..48000 Hz
+    UNSUPPORTED_ENCODING = "unsupported_encoding"  # not one of ``ENCODINGS``
+    UNKNOWN_KEYWORD = "unknown_keyword"  # a keyword or threshold key not among the labels
+    BAD_AUDIO = "bad_audio"  # byte count not a whole number of samples, or NaN/inf samples
+    MESSAGE_TOO_BIG = "message_too_big"
+    IDLE_TIMEOUT = "idle_timeout"  # no message for ``idle_timeout`` seconds
+    SERVER_FULL = "server_full"
+    SHUTTING_DOWN = "shutting_down"
+    INTERNAL = "internal_error"
+
+
+ERROR_CLOSE_CODES: dict[ErrorCode, CloseCode] = {
+    ErrorCode.BAD_JSON: CloseCode.INVALID_DATA,
+    ErrorCode.INVALID_MESSAGE: CloseCode.INVALID_DATA,
+    ErrorCode.BAD_AUDIO: CloseCode.INVALID_DATA,
+    ErrorCode.UNKNOWN_TYPE: CloseCode.POLICY_VIOLATION,
+    ErrorCode.NOT_STARTED: CloseCode.POLICY_VIOLATION,
+    ErrorCode.ALREADY_STARTED: CloseCode.POLICY_VIOLATION,
+    ErrorCode.UNSUPPORTED_SAMPLE_RATE: CloseCode.POLICY_VIOLATION,
+    ErrorCode.UNSUPPORTED_ENCODING: CloseCode.POLICY_VIOLATION,
+    ErrorCode.UNKNOWN_KEYWORD: CloseCode.POLICY_VIOLATION,
+    ErrorCode.IDLE_TIMEOUT: CloseCode.POLICY_VIOLATION,
+    ErrorCode.MESSAGE_TOO_BIG: CloseCode.MESSAGE_TOO_BIG,
+    ErrorCode.SERVER_FULL: CloseCode.TRY_AGAIN_LATER,
+    ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
+    ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
+}
+
+
+class ProtocolError(ValueError):
+    """A client message that breaks the protocol; ``close_code`` is the close that follows."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def close_code(self) -> CloseCode:
+        return ERROR_CLOSE_CODES[self.code]
+
+
+# ---------------------------------------------------------------------------------------------
+# client -> server
+
+
+def _check_encoding(value: Any) -> Any:
+    if value not in ENCODINGS:
+        raise PydanticCustomError(
+            ErrorCode.UNSUPPORTED_ENCODING.value,
+            "encoding {value} is not supported; expected one of {expected}",
+            {"value": repr(value), "expected": ", ".join(ENCODINGS)},
+        )
+    return value
+
+
+Encoding = Annotated[Literal["pcm_s16le", "pcm_f32le"], BeforeValidator(_check_encoding)]
+
+
+class _ClientMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class StartMessage(_ClientMessage):
+    """First message: the audio format and, optionally, keywords, thresholds and score reports.
+
+    ``keywords`` restricts detections to a subset of the model's labels (default: every label
+    except ``_unknown_`` and ``_silence_``); ``thresholds`` overrides the per-keyword thresholds
+    (keys must be labels, values in [0, 1]); ``scores_every_ms`` > 0 asks for a ``scores``
+    message about every that many milliseconds of audio (rounded to whole 10 ms frames).
+    """
+
+    type: Literal["start"] = "start"
+    sample_rate: int
+    encoding: Encoding = "pcm_s16le"
+    keywords: list[str] | None = None
+    thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
+    scores_every_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+    @field_validator("sample_rate", mode="before")
+    @classmethod
+    def _check_rate(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise PydanticCustomError(
+                    ErrorCode.UNSUPPORTED_SAMPLE_RATE.value,
+                    "sample_rate must be a whole number of Hz, got {value}",
+                    {"value": repr(value)},
+                )
+        if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+            raise PydanticCustomError(
+                ErrorCode.UNSUPPORTED_SAMPLE_RATE.value,
+                "sample_rate {value} Hz is not supported; expected {lo}..{hi} Hz",
+                {"value": value, "lo": MIN_SAMPLE_RATE, "hi": MAX_SAMPLE_RATE},
+            )
+        return value
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return BYTES_PER_SAMPLE[self.encoding]
+
+
+class ResetMessage(_ClientMessage):
+    """Total reset: the session behaves exactly like a new one with the same ``start``."""
+
+    type: Literal["reset"] = "reset"
+
+
+class StopMessage(_ClientMessage):
+    """End of audio: the server flushes the look-ahead, sends ``end`` and closes with 1000."""
+
+    type: Literal["stop"] = "stop"
+
+
+ClientMessage = Annotated[StartMessage | ResetMessage | StopMessage, Field(discriminator="type")]
+CLIENT_MESSAGE_TYPES = ("start", "reset", "stop")
+
+# ---------------------------------------------------------------------------------------------
+# server -> client
+
+
+class _ServerMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ReadyMessage(_ServerMessage):
+    """Answer to ``start``: the session is open and these are the model's facts.
+
+    ``sample_rate`` is the accepted input rate (the one announced in ``start``); the model works
+    at 16 kHz with one frame every ``frame_ms``. ``keywords`` and ``thresholds`` are the ones in
+    force for this session.
+    """
+
+    type: Literal["ready"] = "ready"
+    session_id: str
+    model: str
+    labels: list[str]
+    sample_rate: int
+    frame_ms: float = FRAME_MS
+    lookahead_frames: int
+    algorithmic_latency_ms: float
+    keywords: list[str] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class Latency(_ServerMessage):
+    """Latency of one detection, in milliseconds.
+
+    ``algorithmic_ms``: analysis window + look-ahead frames × frame shift (fixed by the model);
+    ``queue_ms``: wait of the triggering frame before its model step; ``compute_ms``: that
+    step's compute; ``server_ms``: receipt of the audio that completed the triggering frame to
+    the event being sent (includes queue and compute).
+    """
+
+    algorithmic_ms: float
+    queue_ms: float
+    compute_ms: float
+    server_ms: float
+
+
+class DetectionMessage(_ServerMessage):
+    """A keyword fired; ``audio_ms`` is the end of the triggering frame's window."""
+
+    type: Literal["detection"] = "detection"
+    keyword: str
+    score: float
+    audio_ms: float
+    latency: Latency
+
+
+class ScoresMessage(_ServerMessage):
+    """Periodic report of the top smoothed posteriors as ``[[label, p], ...]``."""
+
+    type: Literal["scores"] = "scores"
+    audio_ms: float
+    top: list[tuple[str, float]]
+
+
+class ErrorMessage(_ServerMessage):
+    """An error; fatal ones are followed by the close ``ERROR_CLOSE_CODES[code]``."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+
+
+class EndMessage(_ServerMessage):
+    """Last message after ``stop`` (or shutdown): audio seen, frames processed, detections."""
+
+    type: Literal["end"] = "end"
+    audio_ms: float
+    frames: int
+    detections: int
+
+
+ServerMessage = Annotated[
+    ReadyMessage | DetectionMessage | ScoresMessage | ErrorMessage | EndMessage,
+    Field(discriminator="type"),
+]
+
+_CLIENT_ADAPTER: TypeAdapter[StartMessage | ResetMessage | StopMessage] = TypeAdapter(
+    ClientMessage
+)
+_SERVER_ADAPTER: TypeAdapter[
+    ReadyMessage | DetectionMessage | ScoresMessage | ErrorMessage | EndMessage
+] = TypeAdapter(ServerMessage)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _load_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(
+            ErrorCode.BAD_JSON, f"message must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in item["loc"][1:]) or "message"
+        parts.append(f"{loc}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_client_message(text: str | bytes) -> StartMessage | ResetMessage | StopMessage:
+    """Parse one text message from a client; raises ``ProtocolError`` naming what was wrong."""
+    data = _load_object(text)
+    kind = data.get("type")
+    if kind not in CLIENT_MESSAGE_TYPES:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_MESSAGE_TYPES)}",
+        )
+    try:
+        return _CLIENT_ADAPTER.validate_python(data)
+    except ValidationError as error:
+        code = ErrorCode.INVALID_MESSAGE
+        for item in error.errors(include_url=False):
+            if item["type"] in (
+                ErrorCode.UNSUPPORTED_SAMPLE_RATE.value,
+                ErrorCode.UNSUPPORTED_ENCODING.value,
+            ):
+                code = ErrorCode(item["type"])
+                break
+        raise ProtocolError(code, f"bad {kind!r} message: {_describe(error)}") from None
+
+
+def parse_server_message(
+    text: str | bytes,
+) -> ReadyMessage | DetectionMessage | ScoresMessage | ErrorMessage | EndMessage:
+    """Parse one text message from the server (for clients); raises ``ValueError``."""
+    data = _load_object(text)
+    return _SERVER_ADAPTER.validate_python(data)
+
+
+def dump_message(message: BaseModel) -> str:
+    """Serialize any protocol message to its JSON text."""
+    return message.model_dump_json()
+
+
+def error_message(code: ErrorCode, message: str) -> ErrorMessage:
+    return ErrorMessage(code=code, message=message)
+
+
+def decode_pcm(data: bytes, encoding: str) -> np.ndarray:
+    """Binary audio message -> float32 samples [S] in [-1, 1]; raises ``ProtocolError``.
+
+    The byte count must be a whole number of samples and float samples must be finite.
+    """
+    import numpy as np
+
+    if encoding not in BYTES_PER_SAMPLE:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_ENCODING, f"unknown encoding {encoding!r}")
+    width = BYTES_PER_SAMPLE[encoding]
+    if len(data) % width:
+        raise ProtocolError(
+            ErrorCode.BAD_AUDIO,
+            f"binary message of {len(data)} bytes is not a whole number of {encoding} samples "
+            f"({width} bytes each)",
+        )
+    if encoding == "pcm_s16le":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if not np.isfinite(samples).all():
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise ProtocolError(
+            ErrorCode.BAD_AUDIO, f"{bad} of {samples.size} pcm_f32le samples are NaN or infinite"
+        )
+    return samples
+
+
+def encode_pcm(samples: np.ndarray, encoding: str) -> bytes:
+    """Float samples [S] in [-1, 1] -> little-endian bytes in ``encoding`` (s16 is clipped)."""
+    import numpy as np
+
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if encoding == "pcm_s16le":
+        ints = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2")
+        return ints.tobytes()
+    if encoding == "pcm_f32le":
+        return samples.astype("<f4").tobytes()
+    raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+
+
+__all__ = [
+    "BYTES_PER_SAMPLE",
+    "CLIENT_MESSAGE_TYPES",
+    "ENCODINGS",
+    "ERROR_CLOSE_CODES",
+    "FRAME_MS",
+    "IDLE_TIMEOUT_S",
+    "MAX_MESSAGE_BYTES",
+    "MAX_SAMPLE_RATE",
+    "MAX_SCORES_TOP",
+    "MAX_UPLOAD_BYTES",
+    "MIN_SAMPLE_RATE",
+    "STREAM_PATH",
+    "TARGET_SAMPLE_RATE",
+    "WINDOW_MS",
+    "ClientMessage",
+    "CloseCode",
+    "DetectionMessage",
+    "EndMessage",
+    "ErrorCode",
+    "ErrorMessage",
+    "Latency",
+    "ProtocolError",
+    "ReadyMessage",
+    "ResetMessage",
+    "ScoresMessage",
+    "ServerMessage",
+    "StartMessage",
+    "StopMessage",
+    "decode_pcm",
+    "dump_message",
+    "encode_pcm",
+    "error_message",
+    "parse_client_message",
+    "parse_server_message",
+]

@@ -1,0 +1,213 @@
+"""Keyword detector: a pure function over a small per-session state.
+
+Per frame it receives posteriors p [K] (the pooled clip posteriors of the model), smooths them
+over the last ``smoothing_frames`` frames and fires keyword k when all of these hold:
+
+- k is the arg-max of the smoothed posteriors and its smoothed score is >= ``thresholds[k]``
+  (labels that must never fire, e.g. ``_unknown_`` and ``_silence_``, have an infinite
+  threshold);
+- k has been the top label above its threshold for ``patience_frames`` consecutive frames, or,
+  as an early decision, its smoothed score is already >= ``early_threshold``;
+- the warm-up (``warmup_frames`` after start or reset) is over;
+- no keyword fired in the last ``refractory_frames`` frames;
+- k is armed: after firing, k re-arms only once its smoothed score drops below its threshold,
+  so one long utterance fires once.
+
+Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NEVER_FIRE = ("_unknown_", "_silence_")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Fixed settings of one session's detector."""
+
+    labels: tuple[str, ...]
+    thresholds: np.ndarray  # [K] float64; inf = never fires
+    smoothing_frames: int = 5
+    patience_frames: int = 3
+    refractory_frames: int = 100
+    warmup_frames: int = 30
+    early_threshold: float | None = 0.9
+
+    def __post_init__(self) -> None:
+        if self.thresholds.shape != (len(self.labels),):
+            raise ValueError(
+                f"thresholds must have shape ({len(self.labels)},), got {self.thresholds.shape}"
+            )
+        for name in ("smoothing_frames", "patience_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("refractory_frames", "warmup_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def keywords(self) -> list[str]:
+        """Labels that can fire, in label order."""
+        pairs = zip(self.labels, self.thresholds, strict=True)
+        return [label for label, t in pairs if math.isfinite(t)]
+
+    @classmethod
+    def build(
+        cls,
+        labels: Sequence[str],
+        *,
+        default_threshold: float = 0.5,
+        label_thresholds: Mapping[str, float] | None = None,
+        keywords: Sequence[str] | None = None,
+        overrides: Mapping[str, float] | None = None,
+        **kwargs: int | float | None,
+    ) -> DetectorConfig:
+        """Thresholds from, in increasing priority: the default, per-label defaults (checkpoint),
+        per-session overrides. ``keywords`` (default: every label) restricts what can fire;
+        ``NEVER_FIRE`` labels never do. Unknown names raise ``ValueError`` naming them.
+        """
+        labels = tuple(labels)
+        known = set(labels)
+        for what, names in (("keyword", keywords), ("threshold key", overrides)):
+            unknown = sorted(set(names or ()) - known)
+            if unknown:
+                raise ValueError(
+                    f"unknown {what}s {unknown}; the model's labels are {list(labels)}"
+                )
+        allowed = set(keywords) if keywords is not None else known
+        thresholds = np.full(len(labels), np.inf)
+        for i, label in enumerate(labels):
+            if label in NEVER_FIRE or label not in allowed:
+                continue
+            value = default_threshold
+            if label_thresholds and label in label_thresholds:
+                value = label_thresholds[label]
+            if overrides and label in overrides:
+                value = overrides[label]
+            thresholds[i] = float(value)
+        return cls(labels=labels, thresholds=thresholds, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DetectorState:
+    """Per-session detector state (a few hundred bytes)."""
+
+    ring: np.ndarray  # [W, K] last posteriors, oldest first once full
+    filled: int  # rows of ``ring`` in use (< W only at the start)
+    frames: int  # frames seen since start/reset
+    run_label: int  # top label of the current run above threshold, -1 if none
+    run_length: int
+    last_fire: int  # frame index of the last detection, -inf as a large negative
+    armed: np.ndarray  # [K] bool
+
+    @classmethod
+    def initial(cls, config: DetectorConfig) -> DetectorState:
+        K = len(config.labels)
+        return cls(
+            ring=np.zeros((config.smoothing_frames, K)),
+            filled=0,
+            frames=0,
+            run_label=-1,
+            run_length=0,
+            last_fire=-(1 << 62),
+            armed=np.ones(K, dtype=bool),
+        )
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One detection: label index, keyword, smoothed score and the frame index that fired."""
+
+    label: int
+    keyword: str
+    score: float
+    frame: int
+
+
+def detect(
+    config: DetectorConfig, state: DetectorState, posteriors: np.ndarray
+) -> tuple[DetectorState, list[Firing], np.ndarray]:
+    """Run the detector over posteriors [T, K] -> (new state, firings, smoothed [T, K]).
+
+    Pure: ``state`` is not modified. Frame indices count from the start (or last reset).
+    """
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    if posteriors.ndim != 2 or posteriors.shape[1] != len(config.labels):
+        raise ValueError(
+            f"posteriors must be [T, {len(config.labels)}], got shape {posteriors.shape}"
+        )
+    W = config.smoothing_frames
+    ring = state.ring.copy()
+    armed = state.armed.copy()
+    filled, frames = state.filled, state.frames
+    run_label, run_length, last_fire = state.run_label, state.run_length, state.last_fire
+    thresholds = config.thresholds
+    early = config.early_threshold
+    firings: list[Firing] = []
+    smoothed = np.empty_like(posteriors)
+    for p in posteriors:
+        if filled < W:
+            ring[filled] = p
+            filled += 1
+        else:
+            ring[:-1] = ring[1:]
+            ring[-1] = p
+        s = ring[:filled].mean(axis=0)
+        smoothed[frames - state.frames] = s
+        armed |= s < thresholds
+        k = int(np.argmax(s))
+        score = float(s[k])
+        if score >= thresholds[k]:
+            if run_label == k:
+                run_length += 1
+            else:
+                run_label, run_length = k, 1
+        else:
+            run_label, run_length = -1, 0
+        if (
+            run_label == k
+            and armed[k]
+            and frames >= config.warmup_frames
+            and frames - last_fire >= config.refractory_frames
+            and (run_length >= config.patience_frames or (early is not None and score >= early))
+        ):
+            firings.append(Firing(label=k, keyword=config.labels[k], score=score, frame=frames))
+            last_fire = frames
+            armed[k] = False
+            run_label, run_length = -1, 0
+        frames += 1
+    new_state = dataclasses.replace(
+        state,
+        ring=ring,
+        filled=filled,
+        frames=frames,
+        run_label=run_label,
+        run_length=run_length,
+        last_fire=last_fire,
+        armed=armed,
+    )
+    return new_state, firings, smoothed
+
+
+class Detector:
+    """Mutable convenience wrapper: ``update(posteriors [T, K]) -> firings``; ``reset()``."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self.state = DetectorState.initial(config)
+        self.smoothed: np.ndarray = np.zeros((0, len(config.labels)))
+
+    def update(self, posteriors: np.ndarray) -> list[Firing]:
+        self.state, firings, self.smoothed = detect(self.config, self.state, posteriors)
+        return firings
+
+    def reset(self) -> None:
+        self.state = DetectorState.initial(self.config)
+        self.smoothed = np.zeros((0, len(self.config.labels)))

@@ -1,0 +1,250 @@
+"""Streaming building blocks: every layer has a parallel and an exact streaming form.
+
+Each layer works on channel-last sequences [B, T, C] and offers
+
+- ``forward(x)``: the parallel form over a whole clip (training, batch classification);
+- ``init_state(batch, device, dtype)``: its per-session state (a frozen dataclass, or None);
+- ``stream(x, clock, state)``: the next n frames [B, n, C] -> n outputs [B, n, C'] that lag the
+  inputs by the layer's ``lookahead`` frames, and the new state;
+- ``lookahead``: the frames of future context the layer needs (declared from its kernel).
+
+Streaming is rectangular so that sessions at different points of their streams batch together:
+every call takes n frames and gives n outputs, and a ``StreamClock`` carries the absolute frame
+position of each input (and where the clip ends, when it is being finished). Positions before the
+start or past the end stand for the parallel form's zero padding: convolutions zero those inputs,
+LIF neurons and the LMU memory ignore them, and the model drops those outputs.
+
+Shapes: B batch, T frames, n frames of one streaming call, C channels.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NO_END = torch.iinfo(torch.int64).max
+
+
+@dataclass(frozen=True)
+class StreamClock:
+    """Absolute positions of the frames of one streaming call.
+
+    pos: [B, n] int64 position of each input frame; end: [B] int64 length of the clip when it is
+    being finished (``NO_END`` while streaming).
+    """
+
+    pos: torch.Tensor
+    end: torch.Tensor
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """[B, n] bool: the frame is a real frame of the clip (not padding)."""
+        return (self.pos >= 0) & (self.pos < self.end[:, None])
+
+    def delayed(self, frames: int) -> StreamClock:
+        """The clock of a layer's outputs, which lag its inputs by ``frames``."""
+        return self if frames == 0 else StreamClock(self.pos - frames, self.end)
+
+
+class Stateless(nn.Module):
+    """A per-frame layer: no state, no look-ahead; streaming applies it frame by frame."""
+
+    lookahead = 0
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
+        return None
+
+    def stream(self, x: torch.Tensor, clock: StreamClock, state: None) -> tuple[torch.Tensor, None]:
+        return self(x), None
+
+
+class BatchNorm(nn.BatchNorm1d, Stateless):
+    """BatchNorm1d over the channels of [B, T, C] (statistics over batch and time)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class PointwiseConv(nn.Conv1d, Stateless):
+    """A 1x1 Conv1d (kept as a conv for the paper's parameter layout) on [B, T, C_in]."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight[..., 0], self.bias)
+
+
+class Linear(nn.Linear, Stateless):
+    """nn.Linear applied per frame."""
+
+
+class ReLU(nn.ReLU, Stateless):
+    """nn.ReLU applied per frame."""
+
+
+class GELU(nn.GELU, Stateless):
+    """nn.GELU applied per frame."""
+
+
+@dataclass(frozen=True)
+class ConvState:
+    """The last kernel_size - 1 inputs of a temporal convolution. ring: [B, K - 1, C_in]."""
+
+    ring: torch.Tensor
+
+
+class TemporalConv(nn.Conv1d):
+    """Conv1d over frames with 'same' zero padding (symmetric, or left-only when causal).
+
+    A symmetric kernel of size k needs (k - 1) // 2 future frames: that is its look-ahead.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, causal: bool = False,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, bias=bias)
+        self.causal = causal
+        right = 0 if causal else (kernel_size - 1) // 2
+        self.padding_frames = (kernel_size - 1 - right, right)
+        self.lookahead = right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, C_in] -> [B, T, C_out]."""
+        y = F.conv1d(F.pad(x.transpose(1, 2), self.padding_frames), self.weight, self.bias)
+        return y.transpose(1, 2)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ConvState:
+        width = self.kernel_size[0] - 1
+        return ConvState(ring=torch.zeros(batch_size, width, self.in_channels, device=device, dtype=dtype))
+
+    def stream(
+        self, x: torch.Tensor, clock: StreamClock, state: ConvState
+    ) -> tuple[torch.Tensor, ConvState]:
+        """x: [B, n, C_in] at clock.pos -> [B, n, C_out] at clock.pos - lookahead."""
+        x = x * clock.valid[..., None].to(x.dtype)
+        frames = torch.cat((state.ring, x), dim=1)
+        y = F.conv1d(frames.transpose(1, 2), self.weight, self.bias).transpose(1, 2)
+        width = state.ring.shape[1]
+        return y, ConvState(ring=frames[:, frames.shape[1] - width :])
+
+
+class StreamLIF(nn.Module):
+    """Adapter giving the LIF layer the common streaming signature (see models.lif)."""
+
+    lookahead = 0
+
+    def __init__(self, channels: int, tau: float = 2.0, v_threshold: float = 1.0) -> None:
+        super().__init__()
+        from models.lif import LIF
+
+        self.lif = LIF(channels, tau, v_threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(x)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
+        return self.lif.init_state(batch_size, device, dtype)
+
+    def stream(self, x: torch.Tensor, clock: StreamClock, state: Any) -> tuple[torch.Tensor, Any]:
+        return self.lif.stream(x, clock.valid, state)
+
+
+class StreamLMU(nn.Module):
+    """Adapter giving the LMU cell the common streaming signature (see models.lmu)."""
+
+    lookahead = 0
+
+    def __init__(self, **cell_config: Any) -> None:
+        super().__init__()
+        from models.lmu import LMUCell
+
+        self.cell = LMUCell(**cell_config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cell(x)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
+        return self.cell.init_state(batch_size, device, dtype)
+
+    def stream(self, x: torch.Tensor, clock: StreamClock, state: Any) -> tuple[torch.Tensor, Any]:
+        return self.cell.stream(x, clock.valid, state)
+
+
+class Sequence(nn.Sequential):
+    """Layers in a row; the look-ahead adds up, and so does the streaming delay."""
+
+    def __init__(self, layers: OrderedDict[str, nn.Module]) -> None:
+        super().__init__(layers)
+
+    @property
+    def lookahead(self) -> int:
+        return sum(int(layer.lookahead) for layer in self)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> tuple:
+        return tuple(layer.init_state(batch_size, device, dtype) for layer in self)
+
+    def stream(
+        self, x: torch.Tensor, clock: StreamClock, state: tuple
+    ) -> tuple[torch.Tensor, tuple]:
+        new_states = []
+        for layer, layer_state in zip(self, state, strict=True):
+            x, layer_state = layer.stream(x, clock, layer_state)
+            clock = clock.delayed(int(layer.lookahead))
+            new_states.append(layer_state)
+        return x, tuple(new_states)
+
+
+@dataclass(frozen=True)
+class ResidualState:
+    """State of a residual connection: the skip path's delay line [B, L, C] and the branch's."""
+
+    skip: torch.Tensor | None
+    branch: tuple
+
+
+class Residual(nn.Module):
+    """x + branch(x). When the branch looks ahead L frames, the skip path is delayed by L
+    frames in streaming (kws_streaming's Delay), so both paths meet at the same frame."""
+
+    def __init__(self, branch: Sequence) -> None:
+        super().__init__()
+        self.branch = branch
+
+    @property
+    def lookahead(self) -> int:
+        return self.branch.lookahead
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.branch(x)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ResidualState:
+        skip = None
+        if self.lookahead:
+            channels = self._channels()
+            skip = torch.zeros(batch_size, self.lookahead, channels, device=device, dtype=dtype)
+        return ResidualState(skip=skip, branch=self.branch.init_state(batch_size, device, dtype))
+
+    def _channels(self) -> int:
+        for module in self.branch.modules():
+            if isinstance(module, nn.Conv1d):
+                return module.in_channels
+            if isinstance(module, nn.BatchNorm1d):
+                return module.num_features
+        raise ValueError("cannot infer the channels of a residual branch")
+
+    def stream(
+        self, x: torch.Tensor, clock: StreamClock, state: ResidualState
+    ) -> tuple[torch.Tensor, ResidualState]:
+        y, branch_state = self.branch.stream(x, clock, state.branch)
+        if state.skip is None:
+            return x + y, ResidualState(skip=None, branch=branch_state)
+        line = torch.cat((state.skip, x), dim=1)
+        n = x.shape[1]
+        return line[:, :n] + y, ResidualState(skip=line[:, n:], branch=branch_state)

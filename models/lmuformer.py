@@ -1,0 +1,240 @@
+"""LMUFormer and Spiking LMUFormer (Liu et al., ICLR 2024) with exact frame-by-frame streaming.
+
+The network is a convolutional patch embedding (four k=3 convs over frames plus a residual "rpe"
+conv), ``depth`` LMU blocks (token mixer: LMU cell, 1x1 conv, BatchNorm; channel mixer: two 1x1
+convs, ratio 4), and a linear head per frame. Clip logits are the mean of the per-frame logits.
+
+Two entry points, no mode flags:
+
+- parallel: ``model(feats)`` -> [B, K] and ``model.frame_logits(feats)`` -> [B, T, K];
+- streaming: ``state = model.init_state(B)``, ``logits, state = model.stream(frames, state)``
+  for each chunk, then ``logits, state = model.finish(state)``. The concatenated outputs equal
+  ``frame_logits`` on the whole clip. Outputs lag inputs by ``lookahead_frames``.
+
+Example::
+
+    model = build_model("lmuformer").eval()
+    state = model.init_state(1)
+    for chunk in feats.split(10, dim=1):          # feats: [1, T, 128], normalised fbank
+        logits, state = model.stream(chunk, state)  # [1, m, 35]
+    tail, state = model.finish(state)
+
+Shapes: B batch, T frames, F mel bins (128), C channels (dim), K labels.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.config import ModelConfig
+from models.layers import (
+    GELU,
+    NO_END,
+    BatchNorm,
+    Linear,
+    PointwiseConv,
+    ReLU,
+    Residual,
+    Sequence,
+    StreamClock,
+    StreamLIF,
+    StreamLMU,
+    TemporalConv,
+)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """Per-session streaming state of a whole LMUFormer.
+
+    frames_in: [B] int64, frames fed so far; layers: the state tree of the network's layers
+    (conv rings, residual delay lines, LMU u rings, LIF membranes).
+    """
+
+    frames_in: torch.Tensor
+    layers: tuple
+
+
+def _embedding(config: ModelConfig) -> Sequence:
+    """The convolutional patch embedding ("Tokenizer" / membrane-shortcut variant)."""
+    dim, causal = config.dim, config.causal
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = config.in_features
+    n = config.num_embed_convs
+    if not config.spiking:
+        for i in range(n):
+            layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
+            layers[f"relu{i}"] = ReLU()
+            layers[f"bn{i}"] = BatchNorm(dim)
+            channels = dim
+        layers["rpe"] = Residual(Sequence(OrderedDict(conv=TemporalConv(dim, dim, causal=causal))))
+        return Sequence(layers)
+    for i in range(n):
+        layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
+        channels = dim
+        if i < n - 1:
+            layers[f"bn{i}"] = BatchNorm(dim)
+            layers[f"lif{i}"] = StreamLIF(dim)
+    layers["rpe"] = Residual(
+        Sequence(
+            OrderedDict(
+                bn=BatchNorm(dim), lif=StreamLIF(dim), conv=TemporalConv(dim, dim, causal=causal)
+            )
+        )
+    )
+    return Sequence(layers)
+
+
+def _block(config: ModelConfig) -> Sequence:
+    """One LMU block: token mixer (LMU) and channel mixer (1x1 convs), both residual."""
+    dim, hidden, memory = config.dim, config.hidden_dim, config.resolved_memory_size
+    lmu = StreamLMU(
+        input_size=dim, hidden_size=dim, memory_size=memory, theta=config.theta,
+        window=config.window, spiking=config.spiking,
+    )
+    if not config.spiking:
+        mixer = OrderedDict(lmu=lmu, proj_conv=PointwiseConv(dim, dim), proj_bn=BatchNorm(dim))
+        ffn = OrderedDict(
+            fc1_conv=PointwiseConv(dim, hidden), fc1_bn=BatchNorm(hidden), fc1_act=GELU(),
+            fc2_conv=PointwiseConv(hidden, dim), fc2_bn=BatchNorm(dim), fc2_act=ReLU(),
+        )
+    else:
+        mixer = OrderedDict(
+            prev_bn=BatchNorm(dim), prev_lif=StreamLIF(dim, v_threshold=0.5), lmu=lmu,
+            proj_conv=PointwiseConv(dim, dim), proj_bn=BatchNorm(dim),
+        )
+        ffn = OrderedDict(
+            fc1_bn=BatchNorm(dim), fc1_lif=StreamLIF(dim), fc1_conv=PointwiseConv(dim, hidden),
+            fc2_bn=BatchNorm(hidden), fc2_lif=StreamLIF(hidden), fc2_conv=PointwiseConv(hidden, dim),
+        )
+    return Sequence(OrderedDict(mixer=Residual(Sequence(mixer)), ffn=Residual(Sequence(ffn))))
+
+
+def _head(config: ModelConfig) -> Sequence:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if config.spiking:
+        layers["bn"] = BatchNorm(config.dim)
+        layers["lif"] = StreamLIF(config.dim)
+    layers["linear"] = Linear(config.dim, config.num_classes)
+    return Sequence(layers)
+
+
+class LMUFormer(nn.Module):
+    """LMUFormer / Spiking LMUFormer with a parallel and an exact streaming form."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks = OrderedDict((f"block{i}", _block(config)) for i in range(config.depth))
+        self.network = Sequence(
+            OrderedDict(embed=_embedding(config), blocks=Sequence(blocks), head=_head(config))
+        )
+        self.apply(_init_weights)
+
+    @property
+    def lookahead_frames(self) -> int:
+        """Frames of future context needed before a frame's logits are final."""
+        return self.network.lookahead
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def _check_feats(self, feats: torch.Tensor) -> None:
+        if feats.dim() != 3 or feats.shape[-1] != self.config.in_features:
+            raise ValueError(
+                f"expected features [B, T, {self.config.in_features}], got {tuple(feats.shape)}"
+            )
+
+    def frame_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits (parallel form). feats: [B, T, F] -> [B, T, K]."""
+        self._check_feats(feats)
+        return self.network(feats)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """Clip logits, the mean of the per-frame logits as in the paper. [B, T, F] -> [B, K]."""
+        return self.frame_logits(feats).mean(dim=1)
+
+    def init_state(self, batch_size: int = 1) -> ModelState:
+        """A fresh streaming state for ``batch_size`` sessions."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        param = next(self.parameters())
+        return ModelState(
+            frames_in=torch.zeros(batch_size, dtype=torch.int64, device=param.device),
+            layers=self.network.init_state(batch_size, param.device, param.dtype),
+        )
+
+    def stream_frames(
+        self, frames: torch.Tensor, state: ModelState
+    ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
+        """Rectangular streaming step for sessions at any point of their streams.
+
+        frames: [B, n, F] -> (logits [B, n, K], positions [B, n] int64, state). Output j of
+        session b is the logits of frame positions[b, j] of that session's stream; positions
+        below 0 are not frames yet (the start-up delay of the look-ahead) and must be dropped.
+        """
+        self._check_feats(frames)
+        n = frames.shape[1]
+        if frames.shape[0] != state.frames_in.shape[0]:
+            raise ValueError(
+                f"frames have batch {frames.shape[0]} but the state has {state.frames_in.shape[0]}"
+            )
+        pos = state.frames_in[:, None] + torch.arange(n, device=frames.device)
+        end = torch.full_like(state.frames_in, NO_END)
+        logits, layers = self.network.stream(frames, StreamClock(pos, end), state.layers)
+        return logits, pos - self.lookahead_frames, ModelState(state.frames_in + n, layers)
+
+    def stream(self, frames: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
+        """Feed the next frames. frames: [B, n, F] -> (logits [B, m, K] of every frame that
+        became final, state). m = n once ``lookahead_frames`` frames have been fed."""
+        logits, positions, state = self.stream_frames(frames, state)
+        return _keep_uniform(logits, positions >= 0), state
+
+    def finish(self, state: ModelState) -> tuple[torch.Tensor, ModelState]:
+        """End the clip: logits [B, m, K] of the frames still waiting for look-ahead, as if the
+        clip ended here (zero padding, as in the parallel form), and a fresh state."""
+        batch = state.frames_in.shape[0]
+        lookahead = self.lookahead_frames
+        param = next(self.parameters())
+        if lookahead == 0:
+            empty = torch.zeros(batch, 0, self.num_classes, device=param.device, dtype=param.dtype)
+            return empty, self.init_state(batch)
+        pad = torch.zeros(batch, lookahead, self.config.in_features, device=param.device, dtype=param.dtype)
+        pos = state.frames_in[:, None] + torch.arange(lookahead, device=param.device)
+        clock = StreamClock(pos, state.frames_in)
+        logits, _ = self.network.stream(pad, clock, state.layers)
+        out_pos = pos - lookahead
+        keep = out_pos >= 0
+        return _keep_uniform(logits, keep), self.init_state(batch)
+
+
+def _keep_uniform(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Drop the columns not kept; every session must keep the same number of frames."""
+    counts = keep.sum(dim=1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(
+            "sessions in this batch are at different points of their streams; "
+            "use stream_frames(), which returns positions, to batch them"
+        )
+    m = int(counts[0])
+    return logits[:, logits.shape[1] - m :]
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The authors' initialisation: truncated-normal (std 0.02) Linear weights, zero biases;
+    convolutions keep PyTorch's defaults."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def build_model(name: str = "lmuformer", **config: Any) -> LMUFormer:
+    """Build ``"lmuformer"`` or ``"spiking-lmuformer"``; the defaults are the paper's sizes."""
+    return LMUFormer(ModelConfig(name=name, **config))

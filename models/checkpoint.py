@@ -24,7 +24,9 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, not ours, or does not match its model."""
 
 
-def save_checkpoint(path: str | Path, model: LMUFormer, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: LMUFormer, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write the model's weights and ``metadata`` (JSON-serialisable) to ``path``."""
     from safetensors.torch import save_file
 
@@ -96,7 +98,10 @@ def load_checkpoint(
         if wrong:
             details.append(
                 "wrong shape "
-                + ", ".join(f"{k}: {tuple(tensors[k].shape)} != {tuple(expected[k].shape)}" for k in wrong[:5])
+                + ", ".join(
+                    f"{k}: {tuple(tensors[k].shape)} != {tuple(expected[k].shape)}"
+                    for k in wrong[:5]
+                )
             )
         raise CheckpointError(f"{path}: weights do not match {config.name}: " + "; ".join(details))
     model.load_state_dict(tensors)

@@ -35,12 +35,12 @@ class FeatureConfig:
     @property
     def frame_length(self) -> int:
         """Samples per analysis window (400 at 16 kHz)."""
-        return int(round(self.sample_rate * self.frame_length_ms / 1000.0))
+        return round(self.sample_rate * self.frame_length_ms / 1000.0)
 
     @property
     def frame_shift(self) -> int:
         """Samples per hop (160 at 16 kHz)."""
-        return int(round(self.sample_rate * self.frame_shift_ms / 1000.0))
+        return round(self.sample_rate * self.frame_shift_ms / 1000.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

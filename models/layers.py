@@ -106,7 +106,11 @@ class TemporalConv(nn.Conv1d):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, causal: bool = False,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        causal: bool = False,
         bias: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
@@ -122,7 +126,9 @@ class TemporalConv(nn.Conv1d):
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ConvState:
         width = self.kernel_size[0] - 1
-        return ConvState(ring=torch.zeros(batch_size, width, self.in_channels, device=device, dtype=dtype))
+        return ConvState(
+            ring=torch.zeros(batch_size, width, self.in_channels, device=device, dtype=dtype)
+        )
 
     def stream(
         self, x: torch.Tensor, clock: StreamClock, state: ConvState
@@ -224,7 +230,9 @@ class Residual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch(x)
 
-    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ResidualState:
+    def init_state(
+        self, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> ResidualState:
         skip = None
         if self.lookahead:
             channels = self._channels()

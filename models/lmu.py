@@ -37,7 +37,9 @@ def legendre_continuous(memory_size: int, theta: float) -> tuple[np.ndarray, np.
     return a, b
 
 
-def legendre_discrete(memory_size: int, theta: float, dt: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def legendre_discrete(
+    memory_size: int, theta: float, dt: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-order-hold discretisation of the Legendre system: (A [D, D], B [D, 1]) in float64.
 
     exp([[A, B], [0, 0]] * dt) = [[Ad, Bd], [0, I]], the same result as

@@ -94,23 +94,38 @@ def _block(config: ModelConfig) -> Sequence:
     """One LMU block: token mixer (LMU) and channel mixer (1x1 convs), both residual."""
     dim, hidden, memory = config.dim, config.hidden_dim, config.resolved_memory_size
     lmu = StreamLMU(
-        input_size=dim, hidden_size=dim, memory_size=memory, theta=config.theta,
-        window=config.window, spiking=config.spiking,
+        input_size=dim,
+        hidden_size=dim,
+        memory_size=memory,
+        theta=config.theta,
+        window=config.window,
+        spiking=config.spiking,
     )
     if not config.spiking:
         mixer = OrderedDict(lmu=lmu, proj_conv=PointwiseConv(dim, dim), proj_bn=BatchNorm(dim))
         ffn = OrderedDict(
-            fc1_conv=PointwiseConv(dim, hidden), fc1_bn=BatchNorm(hidden), fc1_act=GELU(),
-            fc2_conv=PointwiseConv(hidden, dim), fc2_bn=BatchNorm(dim), fc2_act=ReLU(),
+            fc1_conv=PointwiseConv(dim, hidden),
+            fc1_bn=BatchNorm(hidden),
+            fc1_act=GELU(),
+            fc2_conv=PointwiseConv(hidden, dim),
+            fc2_bn=BatchNorm(dim),
+            fc2_act=ReLU(),
         )
     else:
         mixer = OrderedDict(
-            prev_bn=BatchNorm(dim), prev_lif=StreamLIF(dim, v_threshold=0.5), lmu=lmu,
-            proj_conv=PointwiseConv(dim, dim), proj_bn=BatchNorm(dim),
+            prev_bn=BatchNorm(dim),
+            prev_lif=StreamLIF(dim, v_threshold=0.5),
+            lmu=lmu,
+            proj_conv=PointwiseConv(dim, dim),
+            proj_bn=BatchNorm(dim),
         )
         ffn = OrderedDict(
-            fc1_bn=BatchNorm(dim), fc1_lif=StreamLIF(dim), fc1_conv=PointwiseConv(dim, hidden),
-            fc2_bn=BatchNorm(hidden), fc2_lif=StreamLIF(hidden), fc2_conv=PointwiseConv(hidden, dim),
+            fc1_bn=BatchNorm(dim),
+            fc1_lif=StreamLIF(dim),
+            fc1_conv=PointwiseConv(dim, hidden),
+            fc2_bn=BatchNorm(hidden),
+            fc2_lif=StreamLIF(hidden),
+            fc2_conv=PointwiseConv(hidden, dim),
         )
     return Sequence(OrderedDict(mixer=Residual(Sequence(mixer)), ffn=Residual(Sequence(ffn))))
 
@@ -205,7 +220,9 @@ class LMUFormer(nn.Module):
         if lookahead == 0:
             empty = torch.zeros(batch, 0, self.num_classes, device=param.device, dtype=param.dtype)
             return empty, self.init_state(batch)
-        pad = torch.zeros(batch, lookahead, self.config.in_features, device=param.device, dtype=param.dtype)
+        pad = torch.zeros(
+            batch, lookahead, self.config.in_features, device=param.device, dtype=param.dtype
+        )
         pos = state.frames_in[:, None] + torch.arange(lookahead, device=param.device)
         clock = StreamClock(pos, state.frames_in)
         logits, _ = self.network.stream(pad, clock, state.layers)

@@ -22,7 +22,9 @@ def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], state: S) -> S:
     if isinstance(state, torch.Tensor):
         return fn(state)
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        changes = {f.name: map_tensors(fn, getattr(state, f.name)) for f in dataclasses.fields(state)}
+        changes = {
+            f.name: map_tensors(fn, getattr(state, f.name)) for f in dataclasses.fields(state)
+        }
         return dataclasses.replace(state, **changes)
     if isinstance(state, tuple):
         return tuple(map_tensors(fn, item) for item in state)  # type: ignore[return-value]
@@ -40,7 +42,10 @@ def _zip_trees(states: Sequence[Any]) -> Any:
                 raise ValueError(f"cannot stack {type(first).__name__} with {type(other).__name__}")
         return dataclasses.replace(
             first,
-            **{f.name: _zip_trees([getattr(s, f.name) for s in states]) for f in dataclasses.fields(first)},
+            **{
+                f.name: _zip_trees([getattr(s, f.name) for s in states])
+                for f in dataclasses.fields(first)
+            },
         )
     if isinstance(first, tuple):
         if any(len(s) != len(first) for s in states):

@@ -1,0 +1,122 @@
+"""``lmukws data ...``, ``lmukws train`` and ``lmukws evaluate``.
+
+Imports nothing heavy at import time: every command imports its module when it runs, and the
+parsers of other engineers' modules (``training.synth``, ``training.train``) are added only when
+those modules are present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def _optional(module_name: str) -> ModuleType | None:
+    """Import ``module_name`` if it exists (it may not have landed yet)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        return None
+
+
+def _run_speech_commands(args: argparse.Namespace) -> int:
+    from training.speech_commands import run
+
+    return run(args)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import run
+
+    return run(args)
+
+
+def _add_speech_commands(data_subparsers: Any) -> None:
+    """``data speech-commands`` (arguments kept in sync with training.speech_commands)."""
+    parser = data_subparsers.add_parser(
+        "speech-commands",
+        help="prepare Google Speech Commands V2 (35 words) and write its manifest",
+        description=(
+            "Prepare Google Speech Commands V2 from an extracted folder or the official tarball "
+            "speech_commands_v0.02.tar.gz (or download it with --download), with the official "
+            "validation/testing split and the paper's label order; writes manifest.csv and "
+            "corpus.json."
+        ),
+    )
+    parser.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="extracted folder, the .tar.gz archive, or a folder to download into",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where manifest.csv/corpus.json go and archives are extracted (default: dataset dir)",
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="download the official archive if not present"
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="archive URL for --download (default: $LMUKWS_SPEECH_COMMANDS_URL or the official)",
+    )
+    parser.set_defaults(func=_run_speech_commands)
+
+
+def _add_evaluate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on a corpus split; writes a report folder",
+        description=(
+            "Evaluate a checkpoint on a manifest split (no augmentation) and write a report: "
+            "metrics.json, per_class.md, confusion.png, and the accuracy-vs-frames-seen curve "
+            "computed through the streaming form (accuracy_vs_frames.json/.png), with README.md."
+        ),
+    )
+    parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint")
+    parser.add_argument("--data", required=True, type=Path, help="corpus folder with manifest.csv")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "validation", "test"), help="default: test"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report folder (default: runs/eval/<checkpoint name>-<split>)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="clips per batch")
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=1,
+        help="frames per streaming call (the curve is the same for any chunking; default 1)",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
+    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``data`` (``speech-commands``, ``synth``), ``train`` and ``evaluate``."""
+    data = subparsers.add_parser(
+        "data", help="prepare training data", description="Prepare a corpus and its manifest."
+    )
+    data_subparsers = data.add_subparsers(dest="data_command", metavar="SOURCE")
+    data_subparsers.required = True
+    _add_speech_commands(data_subparsers)
+    synth = _optional("training.synth")
+    if synth is not None:
+        synth.register_synth_parser(data_subparsers)
+    train = _optional("training.train")
+    if train is not None:
+        train.register_train_parser(subparsers)
+    _add_evaluate(subparsers)

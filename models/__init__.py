@@ -18,13 +18,21 @@ Streaming a clip frame by frame gives exactly the parallel form's per-frame logi
 Shapes: B batch, T frames, F mel bins (128), K labels.
 """
 
-from models.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from models.checkpoint import (
+    DEFAULT_MODEL,
+    CheckpointError,
+    default_checkpoint,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from models.config import MODEL_NAMES, FeatureConfig, ModelConfig
 from models.frontend import Fbank, FbankState, StreamingFbank
 from models.lmuformer import LMUFormer, ModelState, build_model
 from models.state import select_state, stack_states, unstack_state
 
 __all__ = [
+    "DEFAULT_MODEL",
     "MODEL_NAMES",
     "CheckpointError",
     "Fbank",
@@ -35,6 +43,7 @@ __all__ = [
     "ModelState",
     "StreamingFbank",
     "build_model",
+    "default_checkpoint",
     "load_checkpoint",
     "read_metadata",
     "save_checkpoint",

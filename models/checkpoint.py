@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 
-from models.config import ModelConfig
+from models.config import MODEL_NAMES, ModelConfig
 from models.lmuformer import LMUFormer
 
 METADATA_KEY = "lmukws"
 FORMAT_VERSION = 1
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+DEFAULT_MODEL = "spiking-lmuformer"
 
 
 class CheckpointError(ValueError):
@@ -106,6 +108,18 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: weights do not match {config.name}: " + "; ".join(details))
     model.load_state_dict(tensors)
     return model.to(device).eval(), meta
+
+
+def default_checkpoint(name: str = DEFAULT_MODEL) -> Path:
+    """Path of the shipped checkpoint of model ``name`` (``models/checkpoints/NAME.safetensors``)."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
+    path = CHECKPOINT_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(
+            f"no shipped checkpoint for {name} at {path}; train one (lmukws train) or pass a path"
+        )
+    return path
 
 
 def _existing(path: str | Path) -> Path:

@@ -111,7 +111,7 @@ def load_checkpoint(
 
 
 def default_checkpoint(name: str = DEFAULT_MODEL) -> Path:
-    """Path of the shipped checkpoint of model ``name`` (``models/checkpoints/NAME.safetensors``)."""
+    """The shipped checkpoint of model ``name``: ``models/checkpoints/NAME.safetensors``."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
     path = CHECKPOINT_DIR / f"{name}.safetensors"

@@ -1,0 +1,510 @@
+"""The streaming engine: one model, one worker, many sessions.
+
+The worker thread batches every session that has a complete frame waiting (at most
+``max_batch`` sessions, waiting at most ``max_wait_ms`` to fill a batch): one front-end call for
+all their new frames, then one ``model.stream_frames`` call per group of sessions with the same
+number of new frames (sessions at different points of their streams batch together; the model
+returns each output's frame position). Everything runs under ``torch.inference_mode()`` and off
+the caller's (event loop's) thread. A session's queue is processed in order, so no frame is
+dropped or processed twice.
+
+Example::
+
+    engine = StreamingEngine.from_checkpoint(path)   # or StreamingEngine(model, metadata)
+    engine.start()                                    # worker thread (optional: without it,
+    session = engine.create_session(sample_rate=16000)  # the blocking calls run inline)
+    for chunk in chunks:                              # float32 [n] in [-1, 1]
+        for event in session.accept(chunk):           # Detection / Scores
+            print(event)
+    print(session.finish()[-1])                       # End(audio_ms, frames, detections)
+    engine.close()
+
+Shapes: B sessions in a step, n samples, T frames, F mel bins, K labels.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
+from models.state import select_state, stack_states
+from streaming.detector import DetectorConfig
+from streaming.metrics import EngineMetrics
+from streaming.resample import StreamingResampler, resample
+from streaming.session import (
+    End,
+    Event,
+    Failure,
+    Session,
+    SessionClosedError,
+    StreamState,
+    Work,
+    _Reset,
+    _Stop,
+)
+
+log = logging.getLogger("lmukws.engine")
+
+TARGET_RATE = 16000
+POSTERIORS = ("sigmoid", "softmax")
+
+
+class EngineFullError(RuntimeError):
+    """``create_session`` past ``max_sessions``."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine and detector settings (``server.settings.Settings`` fills these in)."""
+
+    max_sessions: int = 64
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+    max_step_frames: int = 100  # frames of one session in one step (fairness)
+    pooling_frames: int = 100  # sliding mean of per-frame logits (~1 s)
+    posterior: str = "sigmoid"  # BCE training: sigmoid of pooled logits
+    threshold: float = 0.5
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per-label defaults
+    smoothing_frames: int = 5
+    patience_frames: int = 3
+    refractory_frames: int = 100
+    warmup_frames: int = 30
+    early_threshold: float | None = 0.9
+    scores_top: int = 5
+    torch_threads: int = 0  # 0: leave torch's default
+
+    def __post_init__(self) -> None:
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        for name in ("max_sessions", "max_batch", "max_step_frames", "pooling_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class StreamingEngine:
+    """Owns the model, the device, the worker and the sessions."""
+
+    def __init__(
+        self,
+        model: LMUFormer,
+        metadata: Mapping[str, Any] | None = None,
+        config: EngineConfig | None = None,
+        device: str | torch.device = "cpu",
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.device = torch.device(device)
+        if self.config.torch_threads > 0:
+            torch.set_num_threads(self.config.torch_threads)
+        self.model = model.to(self.device).eval()
+        K = model.num_classes
+        labels = self.metadata.get("labels") or [f"class{i}" for i in range(K)]
+        if len(labels) != K:
+            raise ValueError(f"metadata has {len(labels)} labels but the model outputs {K}")
+        self.labels: list[str] = list(labels)
+        self.feature_config = FeatureConfig.from_dict(self.metadata.get("features") or {})
+        if self.feature_config.sample_rate != TARGET_RATE:
+            raise ValueError(
+                f"the model's features are at {self.feature_config.sample_rate} Hz; "
+                f"the engine serves {TARGET_RATE} Hz models"
+            )
+        self.fbank = Fbank(self.feature_config, normalize=True).to(self.device)
+        self.streaming_fbank = StreamingFbank(self.feature_config, normalize=True)
+        self.metrics = metrics or EngineMetrics()
+        self.sessions: dict[str, Session] = {}
+        self._cv = threading.Condition()
+        self._ready: collections.OrderedDict[Session, None] = collections.OrderedDict()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._resamplers: dict[int, StreamingResampler] = {}
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        config: EngineConfig | None = None,
+        device: str | torch.device = "cpu",
+        metrics: EngineMetrics | None = None,
+    ) -> StreamingEngine:
+        model, metadata = load_checkpoint(path, device=device)
+        metadata = dict(metadata)
+        metadata.setdefault("checkpoint", str(path))
+        return cls(model, metadata, config, device, metrics)
+
+    # -- model facts ------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model.config.name
+
+    @property
+    def lookahead_frames(self) -> int:
+        return self.model.lookahead_frames
+
+    @property
+    def frame_ms(self) -> float:
+        return self.feature_config.frame_shift_ms
+
+    @property
+    def algorithmic_latency_ms(self) -> float:
+        """Analysis window + look-ahead frames × frame shift (the conv delay analysis)."""
+        fc = self.feature_config
+        return fc.frame_length_ms + self.lookahead_frames * fc.frame_shift_ms
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def scores_top(self) -> int:
+        return self.config.scores_top
+
+    def frame_end_ms(self, frame: int) -> float:
+        """Audio time (ms) of the end of frame ``frame``'s analysis window."""
+        fc = self.feature_config
+        return frame * fc.frame_shift_ms + fc.frame_length_ms
+
+    def posteriors(self, logits: np.ndarray) -> np.ndarray:
+        """Pooled logits [..., K] -> posteriors (sigmoid or softmax, float64)."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if self.config.posterior == "softmax":
+            z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            return z / z.sum(axis=-1, keepdims=True)
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+    def resampler(self, sample_rate: int) -> StreamingResampler:
+        """A (shared, stateless) resampler from ``sample_rate`` to 16 kHz."""
+        r = self._resamplers.get(sample_rate)
+        if r is None:
+            r = self._resamplers[sample_rate] = StreamingResampler(sample_rate, TARGET_RATE)
+        return r
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def detector_config(
+        self,
+        keywords: Sequence[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> DetectorConfig:
+        """The detector settings of a session; ``ValueError`` names unknown labels."""
+        c = self.config
+        return DetectorConfig.build(
+            self.labels,
+            default_threshold=c.threshold,
+            label_thresholds=c.thresholds,
+            keywords=keywords,
+            overrides=thresholds,
+            smoothing_frames=c.smoothing_frames,
+            patience_frames=c.patience_frames,
+            refractory_frames=c.refractory_frames,
+            warmup_frames=c.warmup_frames,
+            early_threshold=c.early_threshold,
+        )
+
+    def create_session(
+        self,
+        sample_rate: int = TARGET_RATE,
+        keywords: Sequence[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        scores_every_ms: float = 0,
+        session_id: str | None = None,
+    ) -> Session:
+        """A new session; ``EngineFullError`` past ``max_sessions``, ``ValueError`` for bad
+        keywords or thresholds."""
+        detector = self.detector_config(keywords, thresholds)
+        every = math.ceil(scores_every_ms / self.frame_ms) if scores_every_ms > 0 else 0
+        with self._cv:
+            if self._closing:
+                raise EngineFullError("the engine is shutting down")
+            if len(self.sessions) >= self.config.max_sessions:
+                raise EngineFullError(
+                    f"server full: {len(self.sessions)} of {self.config.max_sessions} sessions"
+                )
+            session = Session(self, session_id or uuid.uuid4().hex, sample_rate, detector, every)
+            self.sessions[session.id] = session
+        self.metrics.active_sessions.inc()
+        self.metrics.sessions_total.inc()
+        return session
+
+    def _close_session(self, session: Session) -> None:
+        with self._cv:
+            if session.closed:
+                return
+            session.closed = True
+            session._queue.clear()
+            session._queued_samples = session._head_samples = session._markers = 0
+            self._ready.pop(session, None)
+            self.sessions.pop(session.id, None)
+            self._cv.notify_all()
+        self.metrics.active_sessions.dec()
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.sessions)
+
+    # -- worker -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self.running:
+            return
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="lmukws-engine", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Finish the queued work, stop the worker and refuse new sessions."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _schedule(self, session: Session) -> None:
+        with self._cv:
+            if session._in_flight or session in self._ready or not session._has_work():
+                return
+            self._ready[session] = None
+            self._cv.notify_all()
+
+    def wait_idle(self, session: Session, timeout: float | None = None) -> None:
+        """Block until the session has nothing left to process (runs it inline without a
+        worker thread)."""
+        if not self.running:
+            while True:
+                with self._cv:
+                    if session._in_flight or not session._has_work():
+                        return
+                    self._ready.pop(session, None)
+                    work = session._take(self.config.max_step_frames)
+                self._step_works([work])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while session._in_flight or session._has_work():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"session {session.id} still busy after {timeout} s")
+                self._cv.wait(remaining)
+
+    def _run(self) -> None:
+        max_wait = self.config.max_wait_ms / 1e3
+        while True:
+            with self._cv:
+                while not self._ready and not self._closing:
+                    self._cv.wait()
+                if not self._ready:
+                    return  # closing, nothing left
+                if len(self._ready) < self.config.max_batch and max_wait > 0:
+                    deadline = time.monotonic() + max_wait
+                    while len(self._ready) < self.config.max_batch and not self._closing:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cv.wait(remaining)
+                batch = []
+                while self._ready and len(batch) < self.config.max_batch:
+                    session, _ = self._ready.popitem(last=False)
+                    batch.append(session._take(self.config.max_step_frames))
+            self._step_works(batch)
+
+    # -- one batched step -------------------------------------------------------------------
+
+    def _step_works(self, works: list[Work]) -> None:
+        """Process the work taken from several sessions; commit and notify."""
+        try:
+            results = self._compute(works)
+        except Exception as error:  # never let one bad step kill the worker
+            log.exception("engine step failed for %d sessions", len(works))
+            results = [(w.stream, [Failure(f"engine step failed: {error}")]) for w in works]
+            for w in works:
+                w.session.failed = True
+        notify = []
+        with self._cv:
+            for w, (stream, events) in zip(works, results, strict=True):
+                s = w.session
+                s._in_flight = False
+                if s.closed:
+                    continue
+                if isinstance(w.marker, _Reset):
+                    stream = s.fresh_stream()
+                elif isinstance(w.marker, _Stop):
+                    s.ended = True
+                s.stream = stream
+                if events:
+                    s._outbox.extend(events)
+                    notify.append(s)
+                if s._has_work() and s not in self._ready:
+                    self._ready[s] = None
+            self._cv.notify_all()
+        for s in notify:
+            if s.notify is not None:
+                try:
+                    s.notify()
+                except Exception:  # a consumer that went away
+                    log.debug("notify failed for session %s", s.id, exc_info=True)
+
+    def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:
+        step_start = time.perf_counter()
+        fb = self.fbank
+        L, hop = fb.frame_length, fb.frame_shift
+        with torch.inference_mode():
+            # front end: every session's new windows in one call
+            counts: list[int] = []
+            windows: list[torch.Tensor] = []
+            pendings: list[torch.Tensor] = []
+            for w in works:
+                buf = torch.cat((w.stream.fbank.pending[0], torch.from_numpy(w.samples)))
+                m = fb.num_frames(buf.numel())
+                counts.append(m)
+                if m:
+                    windows.append(buf.unfold(0, L, hop)[:m])
+                pendings.append(buf[m * hop :].clone())
+            feats_all = (
+                fb.frames_to_features(torch.cat(windows)[None].to(self.device))[0]
+                if windows
+                else None
+            )
+            feats: list[torch.Tensor | None] = []
+            offset = 0
+            for m in counts:
+                feats.append(feats_all[offset : offset + m] if m else None)  # type: ignore[index]
+                offset += m
+            # model: one call per group of sessions with the same number of new frames
+            groups: dict[int, list[int]] = collections.defaultdict(list)
+            for i, m in enumerate(counts):
+                if m:
+                    groups[m].append(i)
+            new_states = [w.stream.model for w in works]
+            outputs: list[torch.Tensor | None] = [None] * len(works)
+            for _m, members in groups.items():
+                state = stack_states([works[i].stream.model for i in members])
+                frames = torch.stack([feats[i] for i in members])  # type: ignore[misc]
+                logits, positions, state = self.model.stream_frames(frames, state)
+                for j, i in enumerate(members):
+                    keep = positions[j] >= 0
+                    outputs[i] = logits[j][keep]
+                    new_states[i] = select_state(state, j)
+            tails: list[torch.Tensor | None] = [None] * len(works)
+            for i, w in enumerate(works):
+                if isinstance(w.marker, _Stop):
+                    tail, _ = self.model.finish(new_states[i])
+                    tails[i] = tail[0]
+            host = [None if o is None else o.float().cpu().numpy() for o in outputs]
+            host_tails = [None if t is None else t.float().cpu().numpy() for t in tails]
+        compute_s = time.perf_counter() - step_start
+        compute_ms = compute_s * 1e3
+        frames_out = 0
+        results: list[tuple[StreamState, list[Event]]] = []
+        K = len(self.labels)
+        for i, w in enumerate(works):
+            s = w.session
+            stream = w.stream
+            m_in = counts[i]
+            stream = StreamState(
+                fbank=type(stream.fbank)(pendings[i][None]),
+                model=new_states[i],
+                pool=stream.pool,
+                detector=stream.detector,
+                samples_in=stream.samples_in + w.samples.size,
+                frames_in=stream.frames_in + m_in,
+                frames_out=stream.frames_out,
+                detections=stream.detections,
+            )
+            logits = host[i] if host[i] is not None else np.zeros((0, K), np.float32)
+            # output frame t became final with input frame t + lookahead (in this step)
+            first_out = stream.frames_out
+            idx = np.arange(logits.shape[0]) + first_out + self.lookahead_frames
+            idx -= stream.frames_in - m_in
+            received = w.frame_received[np.clip(idx, 0, max(m_in - 1, 0))] if m_in else idx * 0.0
+            if host_tails[i] is not None and isinstance(w.marker, _Stop):
+                logits = np.concatenate((logits, host_tails[i]))
+                received = np.concatenate(
+                    (received, np.full(host_tails[i].shape[0], w.marker.received_at))
+                )
+            stream, events = s._post(stream, logits, received, step_start, compute_ms)
+            if m_in:
+                self.metrics.queue_seconds.observe(max(0.0, step_start - w.frame_received[0]))
+            if isinstance(w.marker, _Stop):
+                events.append(
+                    End(
+                        audio_ms=w.marker.audio_ms,
+                        frames=stream.frames_out,
+                        detections=stream.detections,
+                    )
+                )
+            frames_out += logits.shape[0]
+            results.append((stream, events))
+        self.metrics.step_seconds.observe(compute_s)
+        self.metrics.batch_size.observe(len(works))
+        if frames_out:
+            self.metrics.frame_seconds.observe(compute_s / frames_out)
+            self.metrics.frames_total.inc(frames_out)
+        return results
+
+    # -- whole clips (parallel form) --------------------------------------------------------
+
+    def classify(
+        self, clips: Sequence[np.ndarray], sample_rates: Sequence[int]
+    ) -> list[np.ndarray]:
+        """Clip posteriors [K] for each mono clip [n] (any rate), through the parallel form.
+
+        Clips with the same number of frames run as one batch. A clip up to ``window`` frames
+        (1.28 s) is the paper's mean over frames; a longer one is scored by the sliding
+        ``pooling_frames`` window with the most confident keyword.
+        """
+        waves = [
+            resample(np.asarray(c, dtype=np.float32).reshape(-1), int(r), TARGET_RATE)
+            for c, r in zip(clips, sample_rates, strict=True)
+        ]
+        min_len = self.fbank.frame_length
+        waves = [np.pad(w, (0, max(0, min_len - w.size))) for w in waves]
+        out: list[np.ndarray | None] = [None] * len(waves)
+        groups: dict[int, list[int]] = collections.defaultdict(list)
+        for i, w in enumerate(waves):
+            groups[w.size].append(i)
+        window = self.model.config.window
+        with torch.inference_mode():
+            for _size, members in groups.items():
+                batch = torch.from_numpy(np.stack([waves[i] for i in members])).to(self.device)
+                feats = self.fbank(batch)
+                frame_logits = self.model.frame_logits(feats).double().cpu().numpy()
+                for j, i in enumerate(members):
+                    out[i] = self._clip_posteriors(frame_logits[j], window)
+        return out  # type: ignore[return-value]
+
+    def _clip_posteriors(self, frame_logits: np.ndarray, window: int) -> np.ndarray:
+        if frame_logits.shape[0] <= window:
+            return self.posteriors(frame_logits.mean(axis=0))
+        W = self.config.pooling_frames
+        c = np.cumsum(np.concatenate((np.zeros((1, frame_logits.shape[1])), frame_logits)), 0)
+        pooled = (c[W:] - c[:-W]) / W  # [T - W + 1, K]
+        post = self.posteriors(pooled)
+        fire = np.array([lab not in ("_unknown_", "_silence_") for lab in self.labels], dtype=bool)
+        best = int(np.argmax(post[:, fire].max(axis=1))) if fire.any() else 0
+        return post[best]
+
+
+__all__ = [
+    "EngineConfig",
+    "EngineFullError",
+    "SessionClosedError",
+    "StreamingEngine",
+]

@@ -1,0 +1,209 @@
+"""The streaming engine end to end on CPU: exact frames, detections, batching, reset, limits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import Fbank, load_checkpoint
+from models.state import state_nbytes
+from streaming.engine import EngineConfig, EngineFullError, StreamingEngine
+from streaming.session import Detection, End, Event, Scores, SessionClosedError
+from tests.streaming.tone_model import LABELS, sequence
+
+# low at 0.5 s, high at 2.0 s, _unknown_ at 3.5 s (never fires), low at 5.0 s
+EVENTS = [("low", 0.5), ("high", 2.0), ("_unknown_", 3.5), ("low", 5.0)]
+TOTAL_S = 6.5
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def engine(tone_checkpoint: Path) -> Iterator[StreamingEngine]:
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_sessions=8))
+    yield engine
+    engine.close()
+
+
+def run(engine: StreamingEngine, x: np.ndarray, chunk: int, rate: int = 16000, **kw) -> list:
+    session = engine.create_session(rate, **kw)
+    events: list[Event] = []
+    for i in range(0, x.size, chunk):
+        events += session.accept(x[i : i + chunk])
+    events += session.finish()
+    session.close()
+    return events
+
+
+def detections(events: list[Event]) -> list[tuple[str, float]]:
+    return [(e.keyword, e.audio_ms) for e in events if isinstance(e, Detection)]
+
+
+def without_timing(events: list[Event]) -> list[object]:
+    """Events with the wall-clock fields of detections dropped."""
+    return [
+        (e.keyword, e.score, e.frame, e.audio_ms) if isinstance(e, Detection) else e for e in events
+    ]
+
+
+def test_tone_sequence_detected_in_order_at_the_right_times(engine: StreamingEngine) -> None:
+    x = sequence(EVENTS, TOTAL_S)
+    events = run(engine, x, 16000)
+    found = detections(events)
+    assert [k for k, _ in found] == ["low", "high", "low"]
+    for (keyword, ms), (label, onset) in zip(found, [EVENTS[0], EVENTS[1], EVENTS[3]], strict=True):
+        assert keyword == label
+        # fires after the burst starts, well before the next burst (1.5 s later)
+        assert onset * 1000 < ms < onset * 1000 + 600, (keyword, ms, onset)
+    end = events[-1]
+    assert isinstance(end, End)
+    assert end.audio_ms == pytest.approx(TOTAL_S * 1000)
+    assert end.frames == Fbank().num_frames(x.size) and end.detections == 3
+
+
+def test_chunkings_give_identical_detections(engine: StreamingEngine) -> None:
+    x = sequence(EVENTS[:2], 3.0, seed=1)
+    results = [detections(run(engine, x, chunk)) for chunk in (16000, 592, 160)]
+    assert results[0] and results[0] == results[1] == results[2]
+
+
+def test_frames_are_exactly_the_offline_frames(tone_checkpoint: Path) -> None:
+    """No frame dropped or processed twice: with no pooling or smoothing, the per-frame
+    posteriors of any chunking equal the parallel form on the whole clip."""
+    config = EngineConfig(pooling_frames=1, smoothing_frames=1, max_step_frames=7)
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, config)
+    model, _ = load_checkpoint(tone_checkpoint)
+    x = sequence(EVENTS[:1], 1.5, seed=2)
+    with torch.inference_mode():
+        offline = torch.sigmoid(model.frame_logits(Fbank()(torch.from_numpy(x))))[0].numpy()
+    for chunk in (16000, 1234, 100):
+        events = run(engine, x, chunk, scores_every_ms=10)
+        scores = [e for e in events if isinstance(e, Scores)]
+        assert [s.frame for s in scores] == list(range(offline.shape[0]))
+        streamed = np.array([[dict(s.top)[label] for label in LABELS] for s in scores])
+        np.testing.assert_allclose(streamed, offline, atol=2e-5)
+
+
+def test_resampled_input_gives_the_same_detections(engine: StreamingEngine) -> None:
+    reference = detections(run(engine, sequence(EVENTS, TOTAL_S), 16000))
+    # (the tiny tone model never saw band-limited audio, so no 8-12 kHz here; the resampler
+    # itself is tested at every rate in test_resample.py)
+    for rate in (22050, 48000):
+        found = detections(run(engine, sequence(EVENTS, TOTAL_S, rate=rate), rate // 10, rate))
+        assert [k for k, _ in found] == [k for k, _ in reference]
+        assert np.abs(np.subtract([t for _, t in found], [t for _, t in reference])).max() <= 50
+
+
+def test_reset_is_total(engine: StreamingEngine) -> None:
+    a = sequence([("high", 0.4)], 1.0, seed=3)  # cut off right after a burst
+    b = sequence(EVENTS[:2], 3.0, seed=4)
+    fresh = run(engine, b, 800, scores_every_ms=100)
+    session = engine.create_session(16000, scores_every_ms=100)
+    session.accept(a)
+    session.reset()
+    again: list[Event] = []
+    for i in range(0, b.size, 800):
+        again += session.accept(b[i : i + 800])
+    again += session.finish()
+    session.close()
+    assert without_timing(again) == without_timing(fresh)
+
+
+def test_concurrent_sessions_with_the_worker_are_independent(tone_checkpoint: Path) -> None:
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_batch=4))
+    signals = [sequence(EVENTS[:2], 3.0, seed=s) for s in range(3)]
+    signals.append(sequence([("low", 1.5)], 3.0, seed=9))
+    chunks = [160 * 7, 1600, 3333, 16000]
+    solo = [run(engine, x, c) for x, c in zip(signals, chunks, strict=True)]
+    engine.start()
+    results: list[list[Event]] = [[] for _ in signals]
+
+    def worker(i: int) -> None:
+        results[i] = run(engine, signals[i], chunks[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(signals))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    engine.close()
+    for got, want in zip(results, solo, strict=True):
+        assert detections(got) == detections(want) and got[-1] == want[-1]
+    assert engine.metrics.batch_size.count() > 0
+
+
+def test_latency_fields(engine: StreamingEngine) -> None:
+    events = run(engine, sequence(EVENTS[:1], 1.5), 1600)
+    (det,) = [e for e in events if isinstance(e, Detection)]
+    assert det.queue_ms >= 0 and det.compute_ms > 0 and det.server_ms() > 0
+    assert engine.algorithmic_latency_ms == 25 + 10 * engine.lookahead_frames
+
+
+def test_state_stays_bounded_on_long_streams(engine: StreamingEngine) -> None:
+    session = engine.create_session()
+    x = sequence([], 1.0, seed=5)
+    sizes = []
+    for _ in range(20):
+        session.accept(x)
+        sizes.append((state_nbytes(session.stream.model), session.stream.pool.shape))
+    assert len(set(sizes[2:])) == 1
+    assert session.stream.pool.shape[0] == engine.config.pooling_frames - 1
+    assert session.stream.fbank.num_pending < 400 and session.queued_samples == 0
+    session.close()
+
+
+def test_session_limits_and_closing(tone_checkpoint: Path) -> None:
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_sessions=2))
+    a, b = engine.create_session(), engine.create_session()
+    with pytest.raises(EngineFullError, match="2 of 2"):
+        engine.create_session()
+    a.close()
+    a.close()
+    with pytest.raises(SessionClosedError, match="closed"):
+        a.push(np.zeros(10, np.float32))
+    b.finish()
+    with pytest.raises(SessionClosedError, match="stopped"):
+        b.push(np.zeros(10, np.float32))
+    b.close()
+    engine.start()
+    for _ in range(200):
+        s = engine.create_session(44100)
+        s.push(np.zeros(4410, np.float32))
+        s.close()
+    engine.close()
+    assert engine.sessions == {} and not engine._ready
+    assert engine.metrics.active_sessions.value() == 0
+
+
+def test_bad_session_options(engine: StreamingEngine) -> None:
+    with pytest.raises(ValueError, match=r"unknown keywords \['yes'\]"):
+        engine.create_session(keywords=["yes"])
+    with pytest.raises(ValueError, match="unknown threshold keys"):
+        engine.create_session(thresholds={"loud": 0.2})
+    s = engine.create_session(keywords=["high"], thresholds={"high": 0.4})
+    assert s.detector_config.keywords == ["high"]
+    events = s.accept(sequence(EVENTS[:2], 3.0))
+    assert [k for k, _ in detections(events)] == ["high"]
+    s.close()
+
+
+def test_classify_whole_clips(engine: StreamingEngine) -> None:
+    clips = [sequence([(label, 0.3)], 1.0, seed=i) for i, label in enumerate(LABELS[:3])]
+    clips.append(sequence([], 1.0, seed=7))
+    clips.append(sequence([("high", 0.3)], 1.0, rate=44100))
+    clips.append(sequence([("low", 2.0)], 4.0))  # longer than the window: best 1 s window
+    rates = [16000] * 4 + [44100, 16000]
+    posteriors = engine.classify(clips, rates)
+    labels = [LABELS[int(np.argmax(p))] for p in posteriors]
+    assert labels == [*LABELS, "high", "low"]

@@ -1,0 +1,136 @@
+"""The trainer on a tiny tone corpus with a tiny model: loss falls, resume, checkpoint metadata."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import load_checkpoint
+from tests.training.test_dataset import TINY_LABELS, make_tiny_corpus
+from training.recipe import Recipe, load_recipe
+from training.train import main, register_train_parser, train
+
+CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_corpus(tmp_path_factory.mktemp("corpus"), per_voice=4)
+
+
+def _recipe(corpus: Path, out: Path, **overrides: object) -> Recipe:
+    values: dict[str, object] = {
+        "model": "lmuformer",
+        "model_config": {"dim": 16},
+        "data": str(corpus),
+        "out": str(out),
+        "batch_size": 16,
+        "epochs": 3,
+        "threads": 1,
+        "progress": None,
+    }
+    values.pop("progress")
+    values.update(overrides)
+    return Recipe.from_dict(values)
+
+
+def test_loss_falls_and_best_checkpoint_has_metadata(corpus: Path, tmp_path: Path) -> None:
+    recipe = _recipe(corpus, tmp_path / "run", epochs=4, steps_per_epoch=4, mixup_prob=0.0)
+    summary = train(recipe, progress=False)
+    history = summary["history"]
+    assert len(history) == 4
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    model, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta["labels"] == TINY_LABELS
+    assert meta["features"]["num_mel_bins"] == 128
+    assert meta["training"]["recipe"]["lr"] == 2.5e-3
+    assert meta["training"]["data"]["train"]["counts"]["yes"] > 0
+    assert meta["training"]["data"]["train"]["corpus"]["source"] == "synthetic"
+    assert 0.0 <= meta["metrics"]["val_acc"] <= 1.0 and meta["metrics"]["epoch"] >= 1
+    assert "test_acc" in meta["metrics"]
+    assert meta["detector"]["default_threshold"] == 0.5
+    assert model(torch.zeros(2, 128, 128)).shape == (2, len(TINY_LABELS))
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [row["epoch"] for row in saved] == [1, 2, 3, 4]
+
+
+def test_resume_continues_from_saved_epoch(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_recipe(corpus, out, epochs=1, steps_per_epoch=2, test_split=None), progress=False)
+    state = torch.load(out / "last_state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    summary = train(
+        _recipe(corpus, out, epochs=2, steps_per_epoch=2, test_split=None), progress=False
+    )
+    assert [row["epoch"] for row in summary["history"]] == [1, 2]
+    assert torch.load(out / "last_state.pt", weights_only=True)["global_step"] == 4
+    # a finished run resumes to nothing
+    again = train(_recipe(corpus, out, epochs=2, steps_per_epoch=2, test_split=None))
+    assert len(again["history"]) == 2
+
+
+def test_lr_schedule() -> None:
+    r = Recipe()
+    assert r.lr_at(0) == r.lr_at(9) == 2.5e-3
+    assert r.lr_at(10) == pytest.approx(2.5e-3 * 0.85)
+    assert r.lr_at(25) == pytest.approx(2.5e-3 * 0.85**2)
+    fast = Recipe(lr_decay_start=2, lr_decay_every=2)
+    assert fast.lr_at(1) == 2.5e-3 and fast.lr_at(2) == pytest.approx(2.5e-3 * 0.85)
+
+
+def test_recipe_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"model": "lmuformer", "epochs": 5, "augment": {"noise_prob": 0.2}}))
+    r = load_recipe(path, ["epochs=7", "augment.snr_db=[0, 10]", "model_config.dim=32"])
+    assert r.epochs == 7 and r.model == "lmuformer"
+    assert r.augment.noise_prob == 0.2 and r.augment.snr_db == (0, 10)
+    assert r.model_config == {"dim": 32}
+    toml = tmp_path / "r.toml"
+    toml.write_text('model = "lmuformer"\nbatch_size = 64\n[augment]\nreverb_prob = 0.1\n')
+    r = load_recipe(toml)
+    assert r.batch_size == 64 and r.augment.reverb_prob == 0.1
+    with pytest.raises(ValueError, match="unknown recipe keys"):
+        load_recipe(None, ["nope=1"])
+
+
+@pytest.mark.parametrize("name", ["lmuformer-synth.json", "spiking-lmuformer-synth.json"])
+def test_shipped_configs_parse(name: str) -> None:
+    path = CONFIGS / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    r = load_recipe(path)
+    assert r.model in name and r.batch_size == 128 and r.notes
+
+
+def test_cli_parser(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register_train_parser(sub)
+    args = parser.parse_args(["train", "--set", "epochs=3", "--print-recipe"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 3
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--model",
+            "lmuformer",
+            "--set",
+            'model_config={"dim": 16}',
+            "--set",
+            "steps_per_epoch=1",
+            "--set",
+            "batch_size=8",
+            "--epochs",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert code == 0 and (out / "best.safetensors").is_file()

@@ -1,0 +1,429 @@
+"""Trainer: the paper's clip-level recipe on any manifest corpus, CPU or CUDA, resumable.
+
+``lmukws train --config FILE [--set key=value ...]`` (or ``python -m training.train``) trains
+``recipe.model`` on ``recipe.data`` and writes to ``recipe.out``:
+
+- ``last.safetensors`` + ``last_state.pt`` after every epoch (model, optimizer, epoch, history;
+  the state holds tensors and plain values only and loads with ``weights_only=True``); a run
+  started again with the same out folder resumes from them;
+- ``best.safetensors``: the best model on validation so far, in the project's checkpoint format
+  with labels, features, recipe, data provenance, metrics and detector defaults;
+- ``history.json``: per-epoch metrics.
+
+The model is trained as in the paper: clip logits = mean of frame logits, BCE-with-logits on
+one-hot targets mixed by mixup, SpecAugment, feature noise and roll. Items are built in the main
+process (no worker processes competing for the cores); each batch's fbank is computed at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
+from training.augment import feature_noise_roll, mixup, spec_augment
+from training.dataset import ManifestDataset, read_corpus_info
+from training.recipe import Recipe, load_recipe
+
+__all__ = ["main", "register_train_parser", "resolve_device", "train"]
+
+STATE_FILE = "last_state.pt"
+LAST_FILE = "last.safetensors"
+BEST_FILE = "best.safetensors"
+HISTORY_FILE = "history.json"
+
+#: detector defaults written into checkpoints (streaming.detector.DetectorConfig.build kwargs)
+DETECTOR_DEFAULTS: dict[str, Any] = {
+    "default_threshold": 0.5,
+    "smoothing_frames": 5,
+    "patience_frames": 3,
+    "refractory_frames": 100,
+    "warmup_frames": 30,
+    "early_threshold": 0.9,
+}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _epoch_order(n: int, steps: int | None, batch: int, seed: int, epoch: int) -> np.ndarray:
+    """Item order of one epoch: a permutation, or ``steps`` full batches drawn from a stream of
+    permutations (so short epochs still cover the corpus over consecutive epochs)."""
+    if steps is None:
+        return np.random.default_rng([seed, epoch, 11]).permutation(n)
+    need = steps * batch
+    start = epoch * need
+    perms = []
+    first = start // n
+    for k in range(first, (start + need) // n + 1):
+        perms.append(np.random.default_rng([seed, k, 13]).permutation(n))
+    stream = np.concatenate(perms)
+    offset = start - first * n
+    return stream[offset : offset + need]
+
+
+def evaluate_features(
+    model: LMUFormer, feats: Tensor, labels: Tensor, batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """Loss (BCE on one-hot), accuracy and per-class accuracy of a precomputed split."""
+    model.eval()
+    K = model.num_classes
+    correct = torch.zeros(K)
+    total = torch.zeros(K)
+    loss_sum = 0.0
+    with torch.no_grad():
+        for start in range(0, feats.shape[0], batch_size):
+            x = feats[start : start + batch_size].to(device)
+            y = labels[start : start + batch_size]
+            logits = model(x).float().cpu()
+            target = nn.functional.one_hot(y, K).float()
+            loss_sum += (
+                float(
+                    nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+                )
+                / K
+            )
+            hit = (logits.argmax(1) == y).float()
+            correct.index_add_(0, y, hit)
+            total.index_add_(0, y, torch.ones_like(hit))
+    n = max(1, int(total.sum()))
+    per_class = (correct / total.clamp_min(1)).tolist()
+    return {
+        "acc": float(correct.sum()) / n,
+        "loss": loss_sum / n,
+        "items": n,
+        "per_class_acc": per_class,
+    }
+
+
+def _precompute(ds: ManifestDataset, batch_size: int) -> tuple[Tensor, Tensor]:
+    feats, labels = [], []
+    for x, y in ds.batches(batch_size):
+        feats.append(x)
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _save_state(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary (best val acc, epoch, paths, history)."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(max(1, recipe.threads))
+    device = resolve_device(recipe.device)
+    out = Path(recipe.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+
+    info = read_corpus_info(recipe.data)
+    labels = list(recipe.labels or info.get("labels") or [])
+    common = {
+        "labels": labels or None,
+        "seed": recipe.seed,
+        "window_frames": recipe.window_frames,
+        "mode": recipe.mode,
+    }
+    t0 = time.perf_counter()
+    train_ds = ManifestDataset(
+        recipe.data,
+        recipe.train_split,
+        augment=recipe.augment_waveforms,
+        augment_config=recipe.augment,
+        max_items=recipe.max_train_items,
+        **common,  # type: ignore[arg-type]
+    )
+    labels = train_ds.labels
+    common["labels"] = labels
+    val_ds = ManifestDataset(
+        recipe.data,
+        recipe.val_split,
+        max_items=recipe.max_val_items,
+        **common,  # type: ignore[arg-type]
+    )
+    val_feats, val_labels = _precompute(val_ds, recipe.eval_batch_size)
+    _log(
+        f"data: {len(train_ds)} train / {len(val_ds)} validation items, {len(labels)} labels, "
+        f"mode {train_ds.mode}, loaded in {time.perf_counter() - t0:.1f}s; device {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+    K = len(labels)
+    model = build_model(recipe.model, num_classes=K, **recipe.model_config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+    )
+    start_epoch, global_step, best_acc = 0, 0, -1.0
+    history: list[dict[str, Any]] = []
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        global_step = int(state["global_step"])
+        best_acc = float(state["best_acc"])
+        history = json.loads(state["history_json"])
+        _log(f"resumed from {state_path}: epoch {start_epoch}, best val acc {best_acc:.4f}")
+
+    feature_config = FeatureConfig(target_length=recipe.window_frames)
+    provenance = {
+        "train": train_ds.provenance(),
+        "validation": val_ds.provenance(),
+    }
+    n_params = sum(p.numel() for p in model.parameters())
+    gen = torch.Generator().manual_seed(recipe.seed)
+    show = sys.stderr.isatty() if progress is None else progress
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def metadata(metrics: dict[str, Any], epochs_done: int) -> dict[str, Any]:
+        return {
+            "labels": labels,
+            "features": feature_config.to_dict(),
+            "training": {
+                "recipe": recipe.to_dict(),
+                "data": provenance,
+                "epochs_trained": epochs_done,
+                "global_step": global_step,
+                "device": str(device),
+                "torch": torch.__version__,
+                "parameters": n_params,
+            },
+            "metrics": metrics,
+            "detector": dict(DETECTOR_DEFAULTS),
+        }
+
+    for epoch in range(start_epoch, recipe.epochs):
+        train_ds.set_epoch(epoch)
+        gen.manual_seed(recipe.seed * 1_000_003 + epoch)
+        lr_epoch = recipe.lr_at(epoch)
+        order = _epoch_order(
+            len(train_ds), recipe.steps_per_epoch, recipe.batch_size, recipe.seed, epoch
+        )
+        bs = recipe.batch_size
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        model.train()
+        t_epoch = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            disable=not show,
+            mininterval=1.0 if show else 60.0,
+            dynamic_ncols=True,
+        )
+        for i, idx in enumerate(bar):
+            lr = lr_epoch
+            if recipe.warmup_steps > 0 and global_step < recipe.warmup_steps:
+                lr = lr_epoch * (global_step + 1) / recipe.warmup_steps
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            feats, y = train_ds.batch(idx)
+            targets = nn.functional.one_hot(y, K).float()
+            if recipe.freq_mask > 0 or recipe.time_mask > 0:
+                feats = spec_augment(
+                    feats, recipe.freq_mask, recipe.time_mask, gen, fill=train_ds.pad_value
+                )
+            if recipe.feature_noise:
+                feats = feature_noise_roll(feats, recipe.roll_frames, gen)
+            feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
+            logits = model(feats.to(device))
+            loss = loss_fn(logits, targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            global_step += 1
+            n = len(idx)
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            correct += float((logits.argmax(1).cpu() == targets.argmax(1)).sum())
+            rate = seen / (time.perf_counter() - t_epoch)
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", it_s=f"{rate:.0f}/s"
+            )
+            if not show and (i + 1) % 25 == 0:
+                _log(
+                    f"epoch {epoch + 1} step {i + 1}/{len(batches)} loss {loss_sum / seen:.4f} "
+                    f"acc {correct / seen:.3f} {rate:.1f} items/s"
+                )
+        bar.close()
+        train_s = time.perf_counter() - t_epoch
+        val = evaluate_features(model, val_feats, val_labels, recipe.eval_batch_size, device)
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr_epoch,
+            "train_loss": loss_sum / max(1, seen),
+            "train_acc": correct / max(1, seen),
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "train_s": train_s,
+            "epoch_s": time.perf_counter() - t_epoch,
+            "items_per_s": seen / train_s,
+            "global_step": global_step,
+        }
+        history.append(row)
+        metrics = {
+            "val_acc": val["acc"],
+            "val_loss": val["loss"],
+            "val_per_class_acc": dict(zip(labels, val["per_class_acc"], strict=True)),
+            "epoch": epoch + 1,
+            "train_loss": row["train_loss"],
+        }
+        improved = val["acc"] > best_acc
+        if improved:
+            best_acc = val["acc"]
+            save_checkpoint(out / BEST_FILE, model, metadata(metrics, epoch + 1))
+        save_checkpoint(out / LAST_FILE, model, metadata(metrics, epoch + 1))
+        _save_state(
+            state_path,
+            {
+                "epoch": epoch + 1,
+                "global_step": global_step,
+                "best_acc": best_acc,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "history_json": json.dumps(history),
+                "recipe_json": json.dumps(recipe.to_dict()),
+            },
+        )
+        _write_json(out / HISTORY_FILE, history)
+        _log(
+            f"epoch {epoch + 1}/{recipe.epochs} lr {lr_epoch:.2e} "
+            f"train loss {row['train_loss']:.4f}"
+            f" acc {row['train_acc']:.4f} | val loss {val['loss']:.4f} acc {val['acc']:.4f}"
+            f"{' (best)' if improved else ''} | {row['epoch_s']:.0f}s, "
+            f"{row['items_per_s']:.1f} items/s"
+        )
+
+    summary: dict[str, Any] = {
+        "best_val_acc": best_acc,
+        "epochs": len(history),
+        "out": str(out),
+        "best": str(out / BEST_FILE),
+        "history": history,
+    }
+    if recipe.test_split and (out / BEST_FILE).is_file():
+        summary["test"] = _test_best(recipe, out / BEST_FILE, common, device)
+    return summary
+
+
+def _test_best(
+    recipe: Recipe, best: Path, common: dict[str, Any], device: torch.device
+) -> dict[str, Any] | None:
+    """Accuracy of the best checkpoint on the test split, added to its metrics."""
+    from models import load_checkpoint
+
+    try:
+        test_ds = ManifestDataset(recipe.data, str(recipe.test_split), **common)
+    except ValueError:
+        return None
+    model, meta = load_checkpoint(best, device=device)
+    if meta.get("metrics", {}).get("test_split") == recipe.test_split and "test_acc" in meta.get(
+        "metrics", {}
+    ):
+        return {"acc": meta["metrics"]["test_acc"]}
+    feats, labels = _precompute(test_ds, recipe.eval_batch_size)
+    result = evaluate_features(model, feats, labels, recipe.eval_batch_size, device)
+    meta = dict(meta)
+    meta["metrics"] = {
+        **meta.get("metrics", {}),
+        "test_acc": result["acc"],
+        "test_split": recipe.test_split,
+        "test_items": result["items"],
+        "test_per_class_acc": dict(zip(meta["labels"], result["per_class_acc"], strict=True)),
+    }
+    meta.get("training", {})["data"] = {
+        **meta.get("training", {}).get("data", {}),
+        "test": test_ds.provenance(),
+    }
+    save_checkpoint(best, model, meta)
+    _log(f"test accuracy of {best}: {result['acc']:.4f} on {result['items']} items")
+    return {"acc": result["acc"], "items": result["items"]}
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="recipe file (.json or .toml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (JSON value; dotted keys for augment./model_config.)",
+    )
+    parser.add_argument("--data", help="corpus folder (overrides the recipe's data)")
+    parser.add_argument("--out", help="output folder (overrides the recipe's out)")
+    parser.add_argument("--model", help="lmuformer | spiking-lmuformer")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--no-resume", action="store_true", help="start over, ignoring last_state")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--print-recipe", action="store_true", help="print the recipe and exit")
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    for key in ("data", "out", "model", "device", "threads", "epochs"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    recipe = load_recipe(args.config, overrides)
+    if args.print_recipe:
+        print(json.dumps(recipe.to_dict(), indent=2))
+        return 0
+    summary = train(recipe, resume=not args.no_resume, progress=args.progress)
+    summary.pop("history", None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``lmukws`` CLI."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on a corpus (the paper's recipe; resumable)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    _add_arguments(parser)
+    parser.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.train --config FILE``."""
+    parser = argparse.ArgumentParser(prog="python -m training.train")
+    _add_arguments(parser)
+    return _run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 STREAM_PATH = "/v1/stream"
+CLASSIFY_PATH = "/v1/classify"
+MODEL_PATH = "/v1/model"
 
 # Audio
 TARGET_SAMPLE_RATE = 16000  # the model's rate; other rates are resampled to it
@@ -281,6 +283,44 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 
+# ---------------------------------------------------------------------------------------------
+# REST responses (GET /v1/model, POST /v1/classify); errors are FastAPI's {"detail": "..."}
+
+
+class ModelInfo(_ServerMessage):
+    """``GET /v1/model``: what the server serves."""
+
+    name: str
+    labels: list[str]
+    keywords: list[str]  # labels that can fire by default
+    thresholds: dict[str, float]  # default detection thresholds of those keywords
+    parameters: int
+    sample_rate: int = TARGET_SAMPLE_RATE
+    frame_ms: float = FRAME_MS
+    window_ms: float = WINDOW_MS
+    lookahead_frames: int
+    algorithmic_latency_ms: float
+    checkpoint: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClassifyResult(_ServerMessage):
+    """One file of ``POST /v1/classify``: best label, top scores, duration and format."""
+
+    filename: str
+    label: str
+    score: float
+    top: list[tuple[str, float]]
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+class ClassifyResponse(_ServerMessage):
+    model: str
+    results: list[ClassifyResult]
+
+
 _CLIENT_ADAPTER: TypeAdapter[StartMessage | ResetMessage | StopMessage] = TypeAdapter(
     ClientMessage
 )
@@ -395,6 +435,7 @@ def encode_pcm(samples: np.ndarray, encoding: str) -> bytes:
 
 __all__ = [
     "BYTES_PER_SAMPLE",
+    "CLASSIFY_PATH",
     "CLIENT_MESSAGE_TYPES",
     "ENCODINGS",
     "ERROR_CLOSE_CODES",
@@ -405,9 +446,12 @@ __all__ = [
     "MAX_SCORES_TOP",
     "MAX_UPLOAD_BYTES",
     "MIN_SAMPLE_RATE",
+    "MODEL_PATH",
     "STREAM_PATH",
     "TARGET_SAMPLE_RATE",
     "WINDOW_MS",
+    "ClassifyResponse",
+    "ClassifyResult",
     "ClientMessage",
     "CloseCode",
     "DetectionMessage",
@@ -415,6 +459,7 @@ __all__ = [
     "ErrorCode",
     "ErrorMessage",
     "Latency",
+    "ModelInfo",
     "ProtocolError",
     "ReadyMessage",
     "ResetMessage",

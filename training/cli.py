@@ -101,7 +101,12 @@ def _add_evaluate(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)",
+    )
     parser.set_defaults(func=_run_evaluate)
 
 

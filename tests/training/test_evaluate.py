@@ -1,0 +1,176 @@
+"""Evaluation through the streaming form, and the report folder, on tiny models and corpora."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lmukws.cli import main
+from models import FeatureConfig, build_model, save_checkpoint
+from training.evaluate import evaluate_batches, frames_to_fraction, stream_lockstep
+from training.report import write_report
+
+LABELS = ["yes", "no", "up", "down"]
+T = 40  # frames per clip in the unit tests (the CLI test uses the real 128)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models stream fastest on one thread (and the CI machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(name: str = "lmuformer", seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(name, dim=16, num_classes=4)
+    g = torch.Generator().manual_seed(seed)
+    for module in model.modules():  # non-trivial eval-mode BatchNorm
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.copy_(torch.rand(module.num_features, generator=g) - 0.5)
+            module.running_var.copy_(torch.rand(module.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_stream_lockstep_matches_parallel(chunk: int) -> None:
+    model = tiny()
+    feats = torch.randn(5, T, 128)
+    with torch.inference_mode():
+        streamed, ready = stream_lockstep(model, feats, chunk)
+        parallel = model.frame_logits(feats)
+    assert streamed.shape == parallel.shape
+    assert torch.allclose(streamed, parallel, atol=1e-4)
+    L = model.lookahead_frames
+    assert L > 0
+    k = np.arange(1, T + 1)
+    if chunk == 1:  # after k input frames exactly k - L frames are final
+        assert ready.tolist() == np.clip(k - L, 0, None).tolist()
+    else:  # frames become known only when a call returns
+        ends = np.minimum((np.ceil(k / chunk) * chunk).astype(int), T)
+        assert all(ready <= np.clip(k - L, 0, None))
+        assert all(ready[ends == k] == np.clip(k - L, 0, None)[ends == k])
+
+
+@pytest.mark.parametrize("name", ["lmuformer", "spiking-lmuformer"])
+def test_curve_pays_the_lookahead(name: str) -> None:
+    model = tiny(name)
+    feats = torch.randn(24, T, 128)
+    with torch.inference_mode():
+        parallel = model.frame_logits(feats)
+    clip_pred = parallel.mean(1).argmax(-1)
+    targets = torch.where(torch.arange(24) % 3 == 0, (clip_pred + 1) % 4, clip_pred)
+    batches = [(feats[:10], targets[:10]), (feats[10:], targets[10:])]
+    ev = evaluate_batches(model, batches, LABELS, chunk_frames=1)
+    L = model.lookahead_frames
+    assert ev.num_clips == 24 and ev.num_frames == T
+    assert ev.accuracy == pytest.approx(16 / 24)
+    assert ev.streaming_accuracy == pytest.approx(ev.accuracy)
+    assert (ev.stream_predictions == ev.predictions).all()
+    # reference: after k frames, the mean of the parallel logits of the first k - L frames
+    cum = parallel.cumsum(1).argmax(-1)  # [B, T]
+    for k in range(1, T + 1):
+        n = k - L
+        expected = int((cum[:, n - 1] == targets).sum()) if n > 0 else 0
+        assert ev.streaming_correct[k - 1] == expected, k
+        assert ev.parallel_correct[k - 1] == int((cum[:, k - 1] == targets).sum())
+    assert (ev.streaming_correct[:L] == 0).all()
+    assert ev.max_abs_diff < 1e-4 or name == "spiking-lmuformer"
+
+
+def test_frames_to_fraction() -> None:
+    curve = np.array([0.0, 0.5, 0.9, 0.95, 0.99, 1.0])
+    assert frames_to_fraction(curve, 1.0) == 5
+    assert frames_to_fraction(curve, 0.95) == 4
+    assert frames_to_fraction(np.zeros(3), 0.5) is None
+
+
+def make_corpus(root: Path, labels: list[str] = LABELS, per_label: int = 3) -> Path:
+    """Tones of a different pitch per label, as a window-mode corpus (test split only)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, label in enumerate(labels):
+        (root / label).mkdir(parents=True)
+        for j in range(per_label):
+            t = np.arange(8000) / 16000
+            x = 0.3 * np.sin(2 * np.pi * (300 + 250 * i) * t) + 0.01 * rng.standard_normal(t.size)
+            path = f"{label}/v{j}.wav"
+            sf.write(root / path, x.astype(np.float32), 16000, subtype="PCM_16")
+            rows.append([path, label, "test", f"v{j}", "tone", label])
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split", "voice", "engine", "text"])
+        writer.writerows(rows)
+    info = {"source": "test-tones", "labels": labels, "sample_rate": 16000}
+    (root / "corpus.json").write_text(json.dumps(info))
+    return root
+
+
+def test_cli_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_corpus(tmp_path / "corpus")
+    checkpoint = tmp_path / "tiny.safetensors"
+    metadata = {"labels": LABELS, "features": FeatureConfig().to_dict(), "training": {"x": 1}}
+    save_checkpoint(checkpoint, tiny(), metadata)
+    out = tmp_path / "report"
+    args = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(out)]
+    assert main([*args, "--batch-size", "8", "--threads", "1"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    assert names >= {
+        "metrics.json",
+        "per_class.md",
+        "confusion.png",
+        "accuracy_vs_frames.json",
+        "accuracy_vs_frames.png",
+        "README.md",
+        "predictions.csv",
+    }
+    for png in ("confusion.png", "accuracy_vs_frames.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_clips"] == 12 and metrics["split"] == "test"
+    assert set(metrics["per_class"]) == set(LABELS)
+    assert sum(metrics["counts"].values()) == 12
+    assert metrics["correct"] == sum(s["correct"] for s in metrics["per_class"].values())
+    assert np.asarray(metrics["confusion"]).sum() == 12
+    assert metrics["checkpoint"]["model"]["name"] == "lmuformer"
+    assert metrics["checkpoint"]["training"] == {"x": 1}
+    curve = json.loads((out / "accuracy_vs_frames.json").read_text())
+    L = curve["lookahead_frames"]
+    assert len(curve["accuracy_streaming"]) == 128 == curve["num_frames"]
+    assert curve["final_frames_known"][:L] == [0] * L and curve["final_frames_known"][-1] == 128 - L
+    assert curve["final_accuracy"] == pytest.approx(metrics["accuracy"])
+    k99 = curve["frames_to_99"]
+    assert k99 is None or curve["accuracy_streaming"][k99 - 1] >= 0.99 * curve["final_accuracy"]
+    readme = (out / "README.md").read_text()
+    assert "![accuracy vs frames](accuracy_vs_frames.png)" in readme
+    assert "![confusion matrix](confusion.png)" in readme
+    table = (out / "per_class.md").read_text()
+    assert all(f"| {label} |" in table for label in LABELS)
+
+
+def test_labels_outside_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_corpus(tmp_path / "corpus", labels=["cat", "dog"], per_label=1)
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, tiny(), {"labels": LABELS})
+    assert main(["evaluate", str(checkpoint), "--data", str(data), "--out", str(tmp_path)]) == 2
+    assert "not in the labels" in capsys.readouterr().err
+
+
+def test_report_without_metadata(tmp_path: Path) -> None:
+    model = tiny()
+    feats, y = torch.randn(6, T, 128), torch.tensor([0, 1, 2, 3, 0, 1])
+    ev = evaluate_batches(model, [(feats, y)], LABELS, chunk_frames=4)
+    metrics = write_report(tmp_path, ev, split="validation")
+    assert metrics["split"] == "validation"
+    assert metrics["streaming"]["chunk_frames"] == 4
+    assert (tmp_path / "README.md").is_file()

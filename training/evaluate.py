@@ -1,0 +1,286 @@
+"""Evaluate a checkpoint on one split of a corpus, through the parallel and the streaming form.
+
+For every clip (features [T, F], no augmentation) it computes
+
+- the clip logits of the parallel form, ``model(feats)`` (the paper's accuracy), and
+- the per-frame logits of the streaming form: all clips of a batch are fed in lockstep with
+  ``model.stream_frames`` (``chunk_frames`` frames per call), keeping the frames that became
+  final, then ``model.finish``. After k input frames only the frames emitted so far (k -
+  lookahead_frames with one frame per call) are known, so the accuracy-vs-frames-seen curve
+  (argmax of the cumulative mean of the final per-frame logits, as in the paper's figure) pays
+  the look-ahead delay for real. The authors' curve (cumulative mean of the parallel form's
+  per-frame logits, whose convolutions see the future) is reported next to it.
+
+``evaluate_checkpoint`` returns an :class:`Evaluation`; ``training.report.write_report`` turns
+it into a report folder. Shapes: B batch, T frames, F mel bins, K labels, N clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import LMUFormer
+
+#: the paper: 99 % of the final accuracy after 87 of 128 frames ("32.03 % shorter sequences")
+PAPER_FRAMES_TO_99 = 87
+TARGET_FRACTION = 0.99
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs (numpy arrays on the CPU).
+
+    labels: [K]; targets, predictions: [N] class indices (parallel form); scores: [N] softmax
+    probability of the prediction; stream_predictions: [N] (streaming form, after finish);
+    streaming_correct / parallel_correct: [T] clips right after k = 1..T input frames;
+    ready_frames: [T] final frames known after k input frames; max_abs_diff: largest
+    |streamed - parallel| per-frame logit.
+    """
+
+    labels: list[str]
+    targets: np.ndarray
+    predictions: np.ndarray
+    scores: np.ndarray
+    stream_predictions: np.ndarray
+    streaming_correct: np.ndarray
+    parallel_correct: np.ndarray
+    ready_frames: np.ndarray
+    lookahead_frames: int
+    chunk_frames: int
+    max_abs_diff: float
+    num_parameters: int = 0
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.streaming_correct.shape[0])
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predictions == self.targets).mean()) if self.num_clips else 0.0
+
+    @property
+    def streaming_accuracy(self) -> float:
+        """Accuracy of the streamed clip (all frames, after finish)."""
+        return float((self.stream_predictions == self.targets).mean()) if self.num_clips else 0.0
+
+    def confusion(self) -> np.ndarray:
+        """[K, K] counts: row = true label, column = prediction."""
+        k = len(self.labels)
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (self.targets, self.predictions), 1)
+        return matrix
+
+    def curve(self, streaming: bool = True) -> np.ndarray:
+        """Accuracy [T] after k = 1..T input frames."""
+        correct = self.streaming_correct if streaming else self.parallel_correct
+        return correct / max(self.num_clips, 1)
+
+
+def frames_to_fraction(
+    curve: np.ndarray, final: float, fraction: float = TARGET_FRACTION
+) -> int | None:
+    """Smallest k (1-based) with curve[k-1] >= fraction * final, or None if never."""
+    hits = np.nonzero(curve >= fraction * final - 1e-12)[0]
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def stream_lockstep(
+    model: LMUFormer, feats: torch.Tensor, chunk_frames: int = 1
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Stream a batch of clips in lockstep through the model's streaming form.
+
+    feats: [B, T, F] -> (logits [B, T, K] of every frame in order, streamed then finished;
+    ready [T] int: how many leading frames were final after k = 1..T input frames).
+    """
+    batch, total, _ = feats.shape
+    state = model.init_state(batch)
+    pieces: list[torch.Tensor] = []
+    emitted = 0
+    ready = np.zeros(total, dtype=np.int64)
+    for start in range(0, total, chunk_frames):
+        chunk = feats[:, start : start + chunk_frames]
+        logits, positions, state = model.stream_frames(chunk, state)
+        keep = positions[0] >= 0  # lockstep: every clip is at the same position
+        if bool(keep.any()):
+            got = positions[0][keep]
+            if int(got[0]) != emitted:
+                raise RuntimeError(f"stream emitted frame {int(got[0])}, expected {emitted}")
+            pieces.append(logits[:, keep])
+            emitted += int(keep.sum())
+        ready[start : start + chunk.shape[1]] = 0 if start == 0 else ready[start - 1]
+        ready[start + chunk.shape[1] - 1] = emitted
+    tail, _ = model.finish(state)
+    pieces.append(tail)
+    out = torch.cat(pieces, dim=1)
+    if out.shape[1] != total:
+        raise RuntimeError(f"streaming gave {out.shape[1]} frames for {total} inputs")
+    return out, ready
+
+
+def _correct_by_count(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B, T, K] -> [T]: clips whose argmax of the mean of the first n frames is right."""
+    cumulative = frame_logits.cumsum(dim=1)  # the mean has the same argmax as the sum
+    return (cumulative.argmax(dim=-1) == targets[:, None]).sum(dim=0)
+
+
+def evaluate_batches(
+    model: LMUFormer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    labels: list[str],
+    chunk_frames: int = 1,
+    device: str | torch.device = "cpu",
+    progress: Any = None,
+) -> Evaluation:
+    """Run the parallel and the streaming form over ``batches`` of (feats [B, T, F], y [B])."""
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    model = model.to(device).eval()
+    targets, predictions, scores, stream_predictions = [], [], [], []
+    streaming_correct: torch.Tensor | None = None
+    parallel_correct: torch.Tensor | None = None
+    ready: np.ndarray | None = None
+    max_diff = 0.0
+    with torch.inference_mode():
+        for feats, y in batches:
+            feats, y = feats.to(device), y.to(device)
+            parallel = model.frame_logits(feats)  # [B, T, K], sees the future
+            streamed, batch_ready = stream_lockstep(model, feats, chunk_frames)
+            max_diff = max(max_diff, float((streamed - parallel).abs().max()))
+            clip = parallel.mean(dim=1)
+            probs = clip.softmax(dim=-1)
+            targets.append(y.cpu())
+            predictions.append(clip.argmax(dim=-1).cpu())
+            scores.append(probs.max(dim=-1).values.cpu())
+            stream_predictions.append(streamed.mean(dim=1).argmax(dim=-1).cpu())
+            by_count = _correct_by_count(streamed, y).cpu()  # [T], n final frames
+            counts = torch.from_numpy(batch_ready)
+            s_correct = torch.where(counts > 0, by_count[(counts - 1).clamp(min=0)], 0)
+            p_correct = _correct_by_count(parallel, y).cpu()
+            if streaming_correct is None:
+                streaming_correct, parallel_correct, ready = s_correct, p_correct, batch_ready
+            else:
+                if s_correct.shape != streaming_correct.shape:
+                    raise ValueError("all clips must have the same number of frames")
+                streaming_correct = streaming_correct + s_correct
+                parallel_correct = parallel_correct + p_correct  # type: ignore[operator]
+            if progress is not None:
+                progress.update(int(y.shape[0]))
+    if streaming_correct is None or parallel_correct is None or ready is None:
+        raise ValueError("no clips to evaluate")
+    return Evaluation(
+        labels=list(labels),
+        targets=torch.cat(targets).numpy(),
+        predictions=torch.cat(predictions).numpy(),
+        scores=torch.cat(scores).numpy(),
+        stream_predictions=torch.cat(stream_predictions).numpy(),
+        streaming_correct=streaming_correct.numpy(),
+        parallel_correct=parallel_correct.numpy(),
+        ready_frames=ready,
+        lookahead_frames=model.lookahead_frames,
+        chunk_frames=chunk_frames,
+        max_abs_diff=max_diff,
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "test",
+    batch_size: int = 256,
+    chunk_frames: int = 1,
+    device: str | None = None,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> tuple[Evaluation, dict[str, Any], dict[str, Any]]:
+    """Load ``checkpoint`` and evaluate it on ``split`` of the corpus at ``data`` (clean).
+
+    Returns (evaluation, checkpoint metadata, dataset provenance).
+    """
+    from tqdm import tqdm
+
+    from models import load_checkpoint
+    from training.dataset import ManifestDataset
+
+    device = device or default_device()
+    model, meta = load_checkpoint(checkpoint, device=device)
+    labels = meta.get("labels")
+    if labels is None:
+        raise ValueError(f"{checkpoint}: the checkpoint metadata has no labels")
+    target_length = int(meta.get("features", {}).get("target_length", 128))
+    dataset = ManifestDataset(
+        data, split, labels=labels, augment=False, window_frames=target_length, max_items=limit
+    )
+    bar = tqdm(
+        total=len(dataset),
+        desc=f"evaluate {split}",
+        unit="clip",
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
+    with bar:
+        evaluation = evaluate_batches(
+            model,
+            dataset.batches(batch_size, shuffle=False),
+            list(labels),
+            chunk_frames=chunk_frames,
+            device=device,
+            progress=bar,
+        )
+    evaluation.paths = [row["path"] for row in dataset.rows]
+    return evaluation, meta, dataset.provenance()
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of ``lmukws evaluate``: evaluate and write the report folder."""
+    from models import CheckpointError
+    from training.report import write_report
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    out = args.out or Path("runs") / "eval" / f"{Path(args.checkpoint).stem}-{args.split}"
+    try:
+        evaluation, meta, provenance = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            split=args.split,
+            batch_size=args.batch_size,
+            chunk_frames=args.chunk_frames,
+            device=args.device,
+            limit=args.limit,
+        )
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metrics = write_report(
+        out,
+        evaluation,
+        checkpoint=Path(args.checkpoint),
+        metadata=meta,
+        data=provenance,
+        split=args.split,
+    )
+    k99 = metrics["streaming"]["frames_to_99"]
+    reached = f"{k99} of {evaluation.num_frames} frames" if k99 else "only after the clip ended"
+    print(
+        f"accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.num_clips} clips "
+        f"({args.split}); streaming reaches 99 % of it after {reached}; report: {out}"
+    )
+    return 0

@@ -1,0 +1,355 @@
+"""Evaluation report folder: metrics, per-class table, confusion matrix, streaming curve, README.
+
+``write_report(out, evaluation, checkpoint, metadata, data)`` writes into ``out``:
+
+- ``metrics.json``: accuracy, macro accuracy, per-class accuracy and counts, the confusion
+  matrix, the streaming summary and a summary of the checkpoint's metadata;
+- ``per_class.md``: the per-class table (Markdown);
+- ``confusion.png``: the confusion matrix (rows: true label, normalised per row; counts inside);
+- ``accuracy_vs_frames.json`` / ``.png``: accuracy after k = 1..T input frames through the
+  streaming form (the look-ahead delay is real), the authors' parallel curve for comparison,
+  and the frames needed to reach 99 % of the final accuracy (the paper: 87 of 128);
+- ``predictions.csv``: path, label, prediction, score per clip;
+- ``README.md``: the numbers with the plots embedded.
+
+Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluate import PAPER_FRAMES_TO_99, TARGET_FRACTION, Evaluation, frames_to_fraction
+
+#: window (ms) and hop (ms) of a frame: k frames cover 25 + 10 (k - 1) ms of audio
+WINDOW_MS = 25.0
+HOP_MS = 10.0
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def per_class_stats(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
+    """label -> count, correct, accuracy (None without clips), most frequent confusion."""
+    matrix = evaluation.confusion()
+    stats: dict[str, dict[str, Any]] = {}
+    for i, label in enumerate(evaluation.labels):
+        count = int(matrix[i].sum())
+        correct = int(matrix[i, i])
+        off = matrix[i].copy()
+        off[i] = 0
+        j = int(off.argmax())
+        stats[label] = {
+            "count": count,
+            "correct": correct,
+            "accuracy": correct / count if count else None,
+            "confused_with": evaluation.labels[j] if off[j] > 0 else None,
+            "confused_count": int(off[j]),
+        }
+    return stats
+
+
+def streaming_summary(evaluation: Evaluation) -> dict[str, Any]:
+    """The accuracy-vs-frames curves and their 99 % points."""
+    final = evaluation.streaming_accuracy
+    stream = evaluation.curve(streaming=True)
+    parallel = evaluation.curve(streaming=False)
+    frames = evaluation.num_frames
+    k99 = frames_to_fraction(stream, final)
+    k99_parallel = frames_to_fraction(parallel, evaluation.accuracy)
+    return {
+        "frames": list(range(1, frames + 1)),
+        "audio_ms": [WINDOW_MS + HOP_MS * (k - 1) for k in range(1, frames + 1)],
+        "final_frames_known": evaluation.ready_frames.tolist(),
+        "accuracy_streaming": stream.tolist(),
+        "accuracy_parallel_authors": parallel.tolist(),
+        "final_accuracy": final,
+        "parallel_accuracy": evaluation.accuracy,
+        "target_fraction": TARGET_FRACTION,
+        "frames_to_99": k99,
+        "frames_to_99_parallel_authors": k99_parallel,
+        "saving_percent": 100.0 * (1 - k99 / frames) if k99 else None,
+        "paper_frames_to_99": PAPER_FRAMES_TO_99,
+        "num_frames": frames,
+        "lookahead_frames": evaluation.lookahead_frames,
+        "chunk_frames": evaluation.chunk_frames,
+        "max_abs_logit_diff_stream_vs_parallel": evaluation.max_abs_diff,
+        "prediction_agreement_stream_vs_parallel": float(
+            (evaluation.stream_predictions == evaluation.predictions).mean()
+        )
+        if evaluation.num_clips
+        else 1.0,
+        "method": (
+            "features fed in lockstep through model.stream_frames (chunk_frames per call); after "
+            "k input frames the clip score is the argmax of the cumulative mean of the per-frame "
+            "logits of the frames already final (k - lookahead_frames with one frame per call); "
+            "final_accuracy includes model.finish. accuracy_parallel_authors is the authors' "
+            "method: cumulative mean of the parallel form's per-frame logits (sees the future)."
+        ),
+    }
+
+
+def plot_confusion(
+    matrix: np.ndarray, labels: list[str], path: Path, title: str = "Confusion matrix"
+) -> Path:
+    """Row-normalised confusion matrix with counts; readable up to ~40 labels."""
+    plt = _pyplot()
+    k = len(labels)
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    size = max(6.0, 0.3 * k + 3.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    tick_size = 9 if k <= 20 else 7.5
+    ax.set_xticklabels(labels, rotation=90, fontsize=tick_size)
+    ax.set_yticklabels(labels, fontsize=tick_size)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    font = 8 if k <= 20 else 5.5
+    for i in range(k):
+        for j in range(k):
+            if matrix[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(int(matrix[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color="white" if norm[i, j] > 0.55 else ("black" if i == j else "#b00020"),
+                )
+    ax.set_xticks(np.arange(-0.5, k, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, k, 1), minor=True)
+    ax.grid(which="minor", color="#dddddd", linewidth=0.4)
+    ax.tick_params(which="minor", length=0)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    colorbar.set_label("fraction of the true label's clips")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_frames(summary: dict[str, Any], path: Path) -> Path:
+    """Accuracy after k input frames: streaming form (real delay) and the authors' curve."""
+    plt = _pyplot()
+    frames = np.asarray(summary["frames"])
+    stream = 100 * np.asarray(summary["accuracy_streaming"])
+    parallel = 100 * np.asarray(summary["accuracy_parallel_authors"])
+    final = 100 * summary["final_accuracy"]
+    lookahead = summary["lookahead_frames"]
+    k99 = summary["frames_to_99"]
+    fig, ax = plt.subplots(figsize=(8.5, 5.0))
+    if lookahead:
+        ax.axvspan(0.5, lookahead + 0.5, color="#eeeeee", label=f"look-ahead ({lookahead} frames)")
+    ax.plot(frames, stream, color="#1f5fbf", linewidth=2.0, label="streaming form (real delay)")
+    ax.plot(
+        frames,
+        parallel,
+        color="#888888",
+        linestyle="--",
+        linewidth=1.3,
+        label="parallel form, cumulative mean (authors' method, sees the future)",
+    )
+    level = TARGET_FRACTION * final
+    ax.axhline(level, color="#c0392b", linestyle=":", linewidth=1.2)
+    ax.text(frames[0] + 1, level + 1.0, f"99 % of final ({level:.1f} %)", color="#c0392b")
+    if k99:
+        ax.axvline(k99, color="#c0392b", linewidth=1.0)
+        right = k99 < 0.6 * frames[-1]
+        ax.annotate(
+            f"{k99} frames ({WINDOW_MS + HOP_MS * (k99 - 1):.0f} ms of audio)",
+            xy=(k99, level),
+            xytext=(k99 + 4 if right else k99 - 4, max(level - 25, 8)),
+            ha="left" if right else "right",
+            arrowprops={"arrowstyle": "->", "color": "#c0392b"},
+            color="#c0392b",
+        )
+    paper = summary["paper_frames_to_99"]
+    if paper <= frames[-1]:
+        ax.axvline(paper, color="#999999", linewidth=0.8, linestyle="-.")
+        ax.text(paper + 0.8, 96, f"paper: {paper}", color="#777777", fontsize=8)
+    ax.set_xlim(0.5, frames[-1] + 0.5)
+    ax.set_ylim(0, 101)
+    ax.set_xlabel("input frames seen (10 ms each)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Accuracy vs frames seen (final {final:.2f} %)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    top = ax.secondary_xaxis(
+        "top",
+        functions=(
+            lambda k: WINDOW_MS + HOP_MS * (k - 1),
+            lambda ms: (ms - WINDOW_MS) / HOP_MS + 1,
+        ),
+    )
+    top.set_xlabel("audio heard (ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def per_class_markdown(evaluation: Evaluation, stats: dict[str, dict[str, Any]]) -> str:
+    """The per-class table in Markdown (label order of the checkpoint)."""
+    lines = [
+        f"# Per-class accuracy ({evaluation.num_clips} clips, accuracy "
+        f"{100 * evaluation.accuracy:.2f} %)",
+        "",
+        "| # | label | clips | correct | accuracy | most often predicted instead |",
+        "|--:|:--|--:|--:|--:|:--|",
+    ]
+    for i, label in enumerate(evaluation.labels):
+        s = stats[label]
+        acc = f"{100 * s['accuracy']:.2f} %" if s["accuracy"] is not None else "n/a"
+        confused = f"{s['confused_with']} ({s['confused_count']})" if s["confused_with"] else ""
+        lines.append(f"| {i} | {label} | {s['count']} | {s['correct']} | {acc} | {confused} |")
+    return "\n".join(lines) + "\n"
+
+
+def checkpoint_summary(
+    checkpoint: Path | None, metadata: dict[str, Any], evaluation: Evaluation
+) -> dict[str, Any]:
+    """The checkpoint's metadata without its label list (which metrics.json has anyway)."""
+    summary = {k: v for k, v in metadata.items() if k != "labels"}
+    summary["path"] = str(checkpoint) if checkpoint else None
+    summary["num_labels"] = len(evaluation.labels)
+    summary["parameters"] = evaluation.num_parameters
+    summary["lookahead_frames"] = evaluation.lookahead_frames
+    summary["algorithmic_latency_ms"] = WINDOW_MS + HOP_MS * evaluation.lookahead_frames
+    return summary
+
+
+def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
+    s = metrics["streaming"]
+    ck = metrics["checkpoint"]
+    model = ck.get("model", {})
+    name = model.get("name", "?")
+    frames = s["num_frames"]
+    k99 = s["frames_to_99"]
+    reached = (
+        f"**{k99} of {frames}** input frames ({s['saving_percent']:.2f} % shorter)"
+        if k99
+        else "only after the clip ended (finish)"
+    )
+    k99p = s["frames_to_99_parallel_authors"]
+    worst = sorted(
+        (st["accuracy"], label) for label, st in metrics["per_class"].items() if st["count"]
+    )[:5]
+    data = metrics.get("data", {})
+    corpus = data.get("corpus", {}) if isinstance(data, dict) else {}
+    lines = [
+        f"# Evaluation: {Path(ck['path']).name if ck.get('path') else name} on {metrics['split']}",
+        "",
+        f"- model: `{name}` (dim {model.get('dim')}, depth {model.get('depth')}, "
+        f"{ck['parameters']:,} parameters), {ck['num_labels']} labels",
+        f"- data: `{data.get('root', '?')}` ({corpus.get('source', 'corpus')}), split "
+        f"`{metrics['split']}`, {metrics['num_clips']} clips, {data.get('voices', '?')} voices",
+        f"- **accuracy {100 * metrics['accuracy']:.2f} %** "
+        f"({metrics['correct']} / {metrics['num_clips']}); macro (mean per-class) "
+        f"{100 * metrics['macro_accuracy']:.2f} %",
+        f"- streaming form after the whole clip: {100 * s['final_accuracy']:.2f} % "
+        f"(agrees with the parallel form on "
+        f"{100 * s['prediction_agreement_stream_vs_parallel']:.2f} % of clips; largest logit "
+        f"difference {s['max_abs_logit_diff_stream_vs_parallel']:.2e})",
+        f"- look-ahead {s['lookahead_frames']} frames: algorithmic latency "
+        f"{ck['algorithmic_latency_ms']:.0f} ms (25 ms window + {s['lookahead_frames']} x 10 ms)",
+        f"- 99 % of the final accuracy is reached through the streaming form after {reached}; "
+        f"the authors' parallel curve: {k99p if k99p else 'never'} (paper: "
+        f"{s['paper_frames_to_99']} of 128)",
+        "",
+        "## Accuracy vs frames seen",
+        "",
+        "![accuracy vs frames](accuracy_vs_frames.png)",
+        "",
+        "Streaming curve: all clips fed through `model.stream_frames` in lockstep "
+        f"({s['chunk_frames']} frame(s) per call); after k input frames the prediction is the "
+        "argmax of the cumulative mean of the per-frame logits that are already final "
+        f"(k - {s['lookahead_frames']}), so the look-ahead delay is paid. Data: "
+        "[accuracy_vs_frames.json](accuracy_vs_frames.json).",
+        "",
+        "## Confusion matrix",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+        "## Per class",
+        "",
+        "Weakest classes: "
+        + ", ".join(f"{label} {100 * acc:.1f} %" for acc, label in worst)
+        + ". Full table: [per_class.md](per_class.md); every clip: "
+        "[predictions.csv](predictions.csv); all numbers: [metrics.json](metrics.json).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: str | Path,
+    evaluation: Evaluation,
+    checkpoint: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Write the report folder; returns the metrics.json content."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = metadata or {}
+    data = data or {}
+    stats = per_class_stats(evaluation)
+    with_clips = [s["accuracy"] for s in stats.values() if s["accuracy"] is not None]
+    summary = streaming_summary(evaluation)
+    metrics: dict[str, Any] = {
+        "split": split or data.get("split", "?"),
+        "num_clips": evaluation.num_clips,
+        "correct": int((evaluation.predictions == evaluation.targets).sum()),
+        "accuracy": evaluation.accuracy,
+        "macro_accuracy": float(np.mean(with_clips)) if with_clips else 0.0,
+        "labels": evaluation.labels,
+        "per_class": stats,
+        "counts": {label: s["count"] for label, s in stats.items()},
+        "confusion": evaluation.confusion().tolist(),
+        "streaming": {k: v for k, v in summary.items() if not isinstance(v, list)},
+        "checkpoint": checkpoint_summary(checkpoint, metadata, evaluation),
+        "data": data,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "accuracy_vs_frames.json").write_text(
+        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / "per_class.md").write_text(per_class_markdown(evaluation, stats), encoding="utf-8")
+    name = metadata.get("model", {}).get("name", "model")
+    plot_confusion(
+        evaluation.confusion(),
+        evaluation.labels,
+        out / "confusion.png",
+        title=f"{name}: confusion on {metrics['split']} "
+        f"({100 * evaluation.accuracy:.2f} %, {evaluation.num_clips} clips)",
+    )
+    plot_accuracy_vs_frames(summary, out / "accuracy_vs_frames.png")
+    with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "prediction", "score", "correct"])
+        paths = evaluation.paths or [""] * evaluation.num_clips
+        for path, t, p, score in zip(
+            paths, evaluation.targets, evaluation.predictions, evaluation.scores, strict=True
+        ):
+            writer.writerow(
+                [path, evaluation.labels[t], evaluation.labels[p], f"{score:.4f}", int(t == p)]
+            )
+    (out / "README.md").write_text(_readme(metrics, evaluation), encoding="utf-8")
+    return metrics

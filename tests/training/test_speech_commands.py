@@ -166,9 +166,7 @@ def test_download_offline_fails_cleanly(
     assert "127.0.0.1" in capsys.readouterr().err
 
 
-def test_missing_data_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "speech-commands", "--root", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty"

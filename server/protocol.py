@@ -321,9 +321,7 @@ class ClassifyResponse(_ServerMessage):
     results: list[ClassifyResult]
 
 
-_CLIENT_ADAPTER: TypeAdapter[StartMessage | ResetMessage | StopMessage] = TypeAdapter(
-    ClientMessage
-)
+_CLIENT_ADAPTER: TypeAdapter[StartMessage | ResetMessage | StopMessage] = TypeAdapter(ClientMessage)
 _SERVER_ADAPTER: TypeAdapter[
     ReadyMessage | DetectionMessage | ScoresMessage | ErrorMessage | EndMessage
 ] = TypeAdapter(ServerMessage)

@@ -1,0 +1,234 @@
+"""The FastAPI application: settings, a lifespan that loads the model once, one router per concern.
+
+``create_app(settings)`` builds the app; ``Service`` (``app.state.service``) holds the engine,
+the metrics and the open streaming connections, and knows how to drain them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import protocol
+from server.settings import Settings
+from streaming.engine import EngineConfig, StreamingEngine
+from streaming.metrics import EngineMetrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from server.routes.stream import StreamConnection
+
+log = logging.getLogger("lmukws.server")
+
+
+def resolve_checkpoint(settings: Settings) -> Path:
+    """The checkpoint to serve: ``settings.checkpoint`` or the shipped one for the model."""
+    from models.checkpoint import CheckpointError, default_checkpoint
+
+    if settings.checkpoint is not None:
+        if not Path(settings.checkpoint).is_file():
+            raise CheckpointError(f"checkpoint not found: {settings.checkpoint}")
+        return Path(settings.checkpoint)
+    return default_checkpoint(settings.model)
+
+
+def engine_config(settings: Settings, metadata: dict[str, Any]) -> EngineConfig:
+    """Engine settings: the checkpoint's ``detector`` defaults, unless set explicitly."""
+    detector = dict(metadata.get("detector") or {})
+    explicit = settings.model_fields_set
+
+    def pick(name: str) -> Any:
+        if name not in explicit and detector.get(name) is not None:
+            return detector[name]
+        return getattr(settings, name)
+
+    frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", protocol.FRAME_MS))
+
+    def frames(ms: float) -> int:
+        return max(0, round(float(ms) / frame_ms))
+
+    return EngineConfig(
+        max_sessions=settings.max_sessions,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        pooling_frames=max(1, frames(pick("pooling_ms"))),
+        posterior=detector.get("posterior", "sigmoid"),
+        threshold=float(pick("threshold")),
+        thresholds={k: float(v) for k, v in (detector.get("thresholds") or {}).items()},
+        smoothing_frames=int(pick("smoothing_frames")),
+        patience_frames=int(pick("patience_frames")),
+        refractory_frames=frames(pick("refractory_ms")),
+        warmup_frames=frames(pick("warmup_ms")),
+        early_threshold=pick("early_threshold"),
+        scores_top=protocol.MAX_SCORES_TOP,
+        torch_threads=settings.torch_threads,
+    )
+
+
+def load_engine(settings: Settings, metrics: EngineMetrics) -> StreamingEngine:
+    """Load the checkpoint named by the settings into a (not yet started) engine."""
+    from models import read_metadata
+
+    path = resolve_checkpoint(settings)
+    config = engine_config(settings, read_metadata(path))
+    engine = StreamingEngine.from_checkpoint(path, config, settings.device, metrics)
+    log.info(
+        "loaded %s from %s: %d labels, %d parameters, look-ahead %d frames",
+        engine.model_name,
+        path,
+        len(engine.labels),
+        engine.num_parameters,
+        engine.lookahead_frames,
+    )
+    return engine
+
+
+class Service:
+    """Everything the routes share: settings, engine, metrics and live connections."""
+
+    def __init__(self, settings: Settings, engine: StreamingEngine | None = None) -> None:
+        self.settings = settings
+        self.metrics = engine.metrics if engine is not None else EngineMetrics()
+        self._engine = engine
+        self.connections: set[StreamConnection] = set()
+        self.ready = False
+        self.shutting_down = False
+        self.classify_lock = asyncio.Semaphore(1)
+        self._drain_task: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> StreamingEngine:
+        if self._engine is None:
+            raise RuntimeError("the model is not loaded yet")
+        return self._engine
+
+    async def startup(self) -> None:
+        if self._engine is None:
+            self._engine = await asyncio.to_thread(load_engine, self.settings, self.metrics)
+        self._engine.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        await self.drain()
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.close, self.settings.shutdown_deadline_s)
+
+    async def drain(self, deadline_s: float | None = None) -> None:
+        """Stop accepting sessions; flush each open one, send ``end`` and close with 1001.
+
+        Idempotent; returns within ``deadline_s`` (default: the settings') plus a second.
+        """
+        if self._drain_task is None:
+            self._drain_task = asyncio.ensure_future(self._drain(deadline_s))
+        await asyncio.shield(self._drain_task)
+
+    async def _drain(self, deadline_s: float | None) -> None:
+        self.shutting_down = True
+        self.ready = False
+        deadline = self.settings.shutdown_deadline_s if deadline_s is None else deadline_s
+        connections = list(self.connections)
+        if not connections:
+            return
+        log.info("draining %d streaming sessions (deadline %.1f s)", len(connections), deadline)
+        started = time.monotonic()
+        tasks = [asyncio.ensure_future(c.go_away()) for c in connections]
+        _done, pending = await asyncio.wait(tasks, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        forced = [c for c, t in zip(connections, tasks, strict=True) if t in pending]
+        if forced:
+            log.warning("deadline passed: closing %d sessions without end", len(forced))
+            await asyncio.wait(
+                [asyncio.ensure_future(c.close(protocol.CloseCode.GOING_AWAY)) for c in forced],
+                timeout=1.0,
+            )
+        log.info("drained in %.2f s", time.monotonic() - started)
+
+
+class BodyTooLargeError(Exception):
+    """A request body over the upload limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over the {limit} byte limit")
+        self.limit = limit
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies over ``max_bytes`` (413) by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    response = _too_large(self.max_bytes)
+                    await response(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"request body is over the upload limit of {limit} bytes"}, status_code=413
+    )
+
+
+def create_app(settings: Settings | None = None, engine: StreamingEngine | None = None) -> FastAPI:
+    """The application; ``engine`` (already built) skips loading a checkpoint."""
+    from server.routes import classify, health, metrics, model, stream
+
+    settings = settings or Settings()
+    service = Service(settings, engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.startup()
+        yield
+        await service.shutdown()
+
+    app = FastAPI(
+        title="lmukws",
+        version="0.1.0",
+        summary="Streaming keyword spotting with LMUFormer and Spiking LMUFormer.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+
+    @app.exception_handler(BodyTooLargeError)
+    async def _body_too_large(request: Request, error: BodyTooLargeError) -> JSONResponse:
+        service.metrics.errors_total.inc(code="upload_too_large")
+        return _too_large(error.limit)
+
+    for router in (stream.router, classify.router, model.router, health.router, metrics.router):
+        app.include_router(router)
+    return app

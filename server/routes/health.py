@@ -1,0 +1,26 @@
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the model is loaded and serving)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: 200 while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 once the model is loaded, 503 while loading or shutting down."""
+    service = request.app.state.service
+    if service.ready and not service.shutting_down:
+        return JSONResponse(
+            {"status": "ready", "sessions": len(service.connections)}, status_code=200
+        )
+    reason = "shutting down" if service.shutting_down else "loading"
+    return JSONResponse({"status": reason}, status_code=503)

@@ -1,0 +1,18 @@
+"""``GET /metrics``: Prometheus text exposition of the engine's and the server's metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+router = APIRouter(tags=["health"])
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> PlainTextResponse:
+    """Histograms of step compute, queue wait, batch size and detection latency; gauges of
+    sessions; counters of frames, detections per keyword and errors per kind."""
+    service = request.app.state.service
+    return PlainTextResponse(service.metrics.registry.render(), media_type=CONTENT_TYPE)

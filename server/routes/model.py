@@ -1,0 +1,38 @@
+"""``GET /v1/model``: the served model, its labels, latency and checkpoint metadata."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Request
+
+from server import protocol
+
+router = APIRouter(tags=["model"])
+
+
+@router.get(protocol.MODEL_PATH, response_model=protocol.ModelInfo)
+async def model_info(request: Request) -> protocol.ModelInfo:
+    """Name, labels, parameters, look-ahead, algorithmic latency and checkpoint metadata."""
+    engine = request.app.state.service.engine
+    detector = engine.detector_config()
+    thresholds = {
+        label: float(t)
+        for label, t in zip(detector.labels, detector.thresholds, strict=True)
+        if math.isfinite(t)
+    }
+    metadata = dict(engine.metadata)
+    checkpoint = metadata.pop("checkpoint", None)
+    return protocol.ModelInfo(
+        name=engine.model_name,
+        labels=engine.labels,
+        keywords=detector.keywords,
+        thresholds=thresholds,
+        parameters=engine.num_parameters,
+        frame_ms=engine.frame_ms,
+        window_ms=engine.feature_config.frame_length_ms,
+        lookahead_frames=engine.lookahead_frames,
+        algorithmic_latency_ms=engine.algorithmic_latency_ms,
+        checkpoint=checkpoint,
+        metadata=metadata,
+    )

@@ -231,4 +231,25 @@ def create_app(settings: Settings | None = None, engine: StreamingEngine | None 
 
     for router in (stream.router, classify.router, model.router, health.router, metrics.router):
         app.include_router(router)
+    _mount_static(app)
     return app
+
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _mount_static(app: FastAPI) -> None:
+    """The browser demo (server/static/, owned by the client package): ``GET /`` serves its
+    index.html and ``/static/*`` its other files, when they are there."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def _index() -> FileResponse:
+        return FileResponse(index, media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

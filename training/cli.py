@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 
 def _optional(module_name: str) -> ModuleType | None:
-    """Import ``module_name`` if it exists (it may not have landed yet)."""
+    """Import ``module_name`` if it exists; a module that fails to import is reported on stderr
+    and skipped, so one broken command does not take the others down."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        return None
+        if error.name == module_name:
+            return None
+        problem: Exception = error
+    except Exception as error:  # any import-time failure of that module
+        problem = error
+    print(
+        f"lmukws: warning: {module_name} is unavailable ({type(problem).__name__}: {problem})",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _run_speech_commands(args: argparse.Namespace) -> int:

@@ -167,7 +167,12 @@ def plot_accuracy_vs_frames(summary: dict[str, Any], path: Path) -> Path:
     )
     level = TARGET_FRACTION * final
     ax.axhline(level, color="#c0392b", linestyle=":", linewidth=1.2)
-    ax.text(frames[0] + 1, level + 1.0, f"99 % of final ({level:.1f} %)", color="#c0392b")
+    ax.text(
+        frames[0] + 1,
+        level - 4.5 if level > 90 else level + 1.0,
+        f"99 % of final ({level:.1f} %)",
+        color="#c0392b",
+    )
     if k99:
         ax.axvline(k99, color="#c0392b", linewidth=1.0)
         right = k99 < 0.6 * frames[-1]
@@ -177,6 +182,7 @@ def plot_accuracy_vs_frames(summary: dict[str, Any], path: Path) -> Path:
             xytext=(k99 + 4 if right else k99 - 4, max(level - 25, 8)),
             ha="left" if right else "right",
             arrowprops={"arrowstyle": "->", "color": "#c0392b"},
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "#c0392b", "lw": 0.6},
             color="#c0392b",
         )
     paper = summary["paper_frames_to_99"]
@@ -248,7 +254,9 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
     )
     k99p = s["frames_to_99_parallel_authors"]
     worst = sorted(
-        (st["accuracy"], label) for label, st in metrics["per_class"].items() if st["count"]
+        (st["accuracy"], label)
+        for label, st in metrics["per_class"].items()
+        if st["count"] and st["accuracy"] < 1.0
     )[:5]
     data = metrics.get("data", {})
     corpus = data.get("corpus", {}) if isinstance(data, dict) else {}
@@ -288,8 +296,11 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
         "",
         "## Per class",
         "",
-        "Weakest classes: "
-        + ", ".join(f"{label} {100 * acc:.1f} %" for acc, label in worst)
+        (
+            "Weakest classes: " + ", ".join(f"{label} {100 * acc:.1f} %" for acc, label in worst)
+            if worst
+            else "Every class is at 100 %"
+        )
         + ". Full table: [per_class.md](per_class.md); every clip: "
         "[predictions.csv](predictions.csv); all numbers: [metrics.json](metrics.json).",
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ from models.convert import PAPER_LABELS, ConversionError, convert_checkpoint, ke
 from models.lmu import impulse_response, legendre_discrete
 
 PAPER_PARAMS = {"lmuformer": 1_621_796, "spiking-lmuformer": 1_689_894}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small tensor work is fastest on one thread on the shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _bn(sd: dict[str, torch.Tensor], prefix: str, n: int, g: torch.Generator) -> None:

@@ -176,3 +176,28 @@ def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     partial = make_tree(tmp_path / "partial", words=SPEECH_COMMANDS_LABELS[:5])
     with pytest.raises(SpeechCommandsError, match="lacks the word folders"):
         prepare_speech_commands(partial)
+
+
+def test_cli_survives_a_broken_optional_module(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    import training.cli
+
+    real = importlib.import_module
+
+    def fake(name: str, *args: object) -> object:
+        if name == "training.synth":
+            raise ImportError("boom")
+        if name == "training.train":
+            raise ModuleNotFoundError("no module", name="training.train")
+        return real(name, *args)
+
+    monkeypatch.setattr(training.cli.importlib, "import_module", fake)
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    captured = capsys.readouterr()
+    assert "speech-commands" in captured.out and "synth" not in captured.out.split("speech")[1]
+    assert "training.synth is unavailable (ImportError: boom)" in captured.err
+    assert "training.train" not in captured.err

@@ -201,3 +201,34 @@ def test_cli_survives_a_broken_optional_module(
     assert "speech-commands" in captured.out and "synth" not in captured.out.split("speech")[1]
     assert "training.synth is unavailable (ImportError: boom)" in captured.err
     assert "training.train" not in captured.err
+
+
+def test_prepared_tree_feeds_dataset_and_evaluate(tmp_path: Path) -> None:
+    """The manifest is what ManifestDataset and ``lmukws evaluate`` read (paper's clip mode)."""
+    import torch
+
+    from models import build_model, save_checkpoint
+    from training.dataset import ManifestDataset
+
+    tree = make_tree(tmp_path / "sc")
+    prepare_speech_commands(tree)
+    dataset = ManifestDataset(tree, "test", labels=SPEECH_COMMANDS_LABELS)
+    assert dataset.mode == "clip" and len(dataset) == 35
+    feats, labels = dataset.batch([0, 34])
+    assert feats.shape == (2, 128, 128) and labels.tolist() == [0, 34]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        checkpoint = tmp_path / "tiny.safetensors"
+        save_checkpoint(
+            checkpoint, build_model("lmuformer", dim=16), {"labels": list(SPEECH_COMMANDS_LABELS)}
+        )
+        out = tmp_path / "report"
+        args = ["evaluate", str(checkpoint), "--data", str(tree), "--out", str(out)]
+        assert main([*args, "--split", "validation"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_clips"] == 35 and metrics["split"] == "validation"
+    assert metrics["data"]["corpus"]["source"] == "speech-commands-v0.02"

@@ -1,0 +1,223 @@
+"""In-process model for ``lmukws classify`` without ``--url`` and ``lmukws mic --local``.
+
+The only client module that imports ``models`` and ``streaming`` (lazily, inside functions), so
+the rest of the client needs neither torch nor the engine. ``LocalSession`` gives an engine
+session the interface of ``client.stream.StreamSession`` and speaks in protocol messages, so the
+live view cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from client.audio import read_audio
+from server.protocol import (
+    MAX_SCORES_TOP,
+    ClassifyResult,
+    DetectionMessage,
+    EndMessage,
+    Latency,
+    ReadyMessage,
+    ScoresMessage,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from streaming.engine import EngineConfig, StreamingEngine
+    from streaming.session import Session
+
+DEFAULT_MODEL = "spiking-lmuformer"
+
+
+def resolve_checkpoint(checkpoint: str | Path | None, model: str | None) -> Path:
+    """``checkpoint``, or the shipped checkpoint of ``model`` ($LMUKWS_MODEL, then the default)."""
+    from models.checkpoint import CheckpointError, default_checkpoint
+
+    checkpoint = checkpoint or os.environ.get("LMUKWS_CHECKPOINT") or None
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        return Path(checkpoint)
+    try:
+        return default_checkpoint(model or os.environ.get("LMUKWS_MODEL") or DEFAULT_MODEL)
+    except CheckpointError as error:
+        raise FileNotFoundError(str(error)) from None
+
+
+def engine_config(metadata: dict[str, Any]) -> EngineConfig:
+    """Engine settings from the checkpoint's ``detector`` defaults (as the server does)."""
+    from streaming.engine import EngineConfig
+
+    detector = dict(metadata.get("detector") or {})
+    frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", 10.0))
+    base = EngineConfig()
+    options: dict[str, Any] = {}
+    for name in ("threshold", "smoothing_frames", "patience_frames", "early_threshold"):
+        if detector.get(name) is not None:
+            options[name] = detector[name]
+    for name in ("pooling", "refractory", "warmup"):
+        if detector.get(f"{name}_ms") is not None:
+            options[f"{name}_frames"] = max(0, round(float(detector[f"{name}_ms"]) / frame_ms))
+    if "posterior" in detector:
+        options["posterior"] = detector["posterior"]
+    thresholds = {k: float(v) for k, v in (detector.get("thresholds") or {}).items()}
+    options["pooling_frames"] = max(1, options.get("pooling_frames", base.pooling_frames))
+    return EngineConfig(thresholds=thresholds, scores_top=MAX_SCORES_TOP, **options)
+
+
+def load_engine(
+    checkpoint: str | Path | None = None, model: str | None = None, device: str = "cpu"
+) -> StreamingEngine:
+    """The engine for a checkpoint (default: the shipped one), not yet started."""
+    from models import read_metadata
+    from streaming.engine import StreamingEngine
+
+    path = resolve_checkpoint(checkpoint, model)
+    return StreamingEngine.from_checkpoint(path, engine_config(read_metadata(path)), device)
+
+
+def classify_files(
+    paths: Sequence[str | Path],
+    *,
+    checkpoint: str | Path | None = None,
+    model: str | None = None,
+    device: str = "cpu",
+    engine: StreamingEngine | None = None,
+) -> list[ClassifyResult]:
+    """Label whole files in this process, with the same results as ``POST /v1/classify``."""
+    import soundfile as sf
+
+    clips, rates, infos = [], [], []
+    for path in paths:
+        samples, rate = read_audio(path)
+        info = sf.info(str(path))
+        clips.append(samples)
+        rates.append(rate)
+        duration = info.frames / info.samplerate
+        infos.append((Path(path).name, duration, info.samplerate, info.channels))
+    engine = engine or load_engine(checkpoint, model, device)
+    posteriors = engine.classify(clips, rates)
+    results = []
+    for (name, duration, rate, channels), p in zip(infos, posteriors, strict=True):
+        order = np.argsort(-p, kind="stable")[:MAX_SCORES_TOP]
+        top = [(engine.labels[j], round(float(p[j]), 6)) for j in order]
+        results.append(
+            ClassifyResult(
+                filename=name,
+                label=top[0][0],
+                score=top[0][1],
+                top=top,
+                duration_s=round(duration, 6),
+                sample_rate=rate,
+                channels=channels,
+            )
+        )
+    return results
+
+
+class LocalSession:
+    """An engine session behind the interface of ``StreamSession`` (``ready``, ``send_audio``,
+    ``poll``, ``finish``, ``close``), producing protocol messages."""
+
+    def __init__(
+        self,
+        engine: StreamingEngine,
+        *,
+        sample_rate: int,
+        keywords: list[str] | None = None,
+        thresholds: dict[str, float] | None = None,
+        scores_every_ms: int = 0,
+    ) -> None:
+        self.engine = engine
+        engine.start()
+        self.session: Session = engine.create_session(
+            sample_rate=sample_rate,
+            keywords=keywords,
+            thresholds=thresholds,
+            scores_every_ms=scores_every_ms,
+        )
+        detector = self.session.detector_config
+        self.ready = ReadyMessage(
+            session_id=self.session.id,
+            model=engine.model_name,
+            labels=engine.labels,
+            sample_rate=sample_rate,
+            frame_ms=engine.frame_ms,
+            lookahead_frames=engine.lookahead_frames,
+            algorithmic_latency_ms=engine.algorithmic_latency_ms,
+            keywords=detector.keywords,
+            thresholds={
+                label: float(t)
+                for label, t in zip(detector.labels, detector.thresholds, strict=True)
+                if np.isfinite(t)
+            },
+        )
+        self.end: EndMessage | None = None
+        self.samples_sent = 0
+        self._backlog: list[DetectionMessage | ScoresMessage] = []
+
+    async def send_audio(self, samples: np.ndarray) -> None:
+        """Queue float32 samples [n] at the session's rate (resampled in this thread)."""
+        self.session.push(np.asarray(samples, dtype=np.float32).reshape(-1))
+        self.samples_sent += int(np.asarray(samples).size)
+
+    def _convert(self, events: list[Any]) -> list[DetectionMessage | ScoresMessage]:
+        from streaming.session import Detection, End, Failure, Scores
+
+        out: list[DetectionMessage | ScoresMessage] = []
+        now = time.perf_counter()
+        for event in events:
+            if isinstance(event, Detection):
+                out.append(
+                    DetectionMessage(
+                        keyword=event.keyword,
+                        score=event.score,
+                        audio_ms=event.audio_ms,
+                        latency=Latency(
+                            algorithmic_ms=self.engine.algorithmic_latency_ms,
+                            queue_ms=event.queue_ms,
+                            compute_ms=event.compute_ms,
+                            server_ms=event.server_ms(now),
+                        ),
+                    )
+                )
+            elif isinstance(event, Scores):
+                out.append(ScoresMessage(audio_ms=event.audio_ms, top=list(event.top)))
+            elif isinstance(event, End):
+                self.end = EndMessage(
+                    audio_ms=event.audio_ms, frames=event.frames, detections=event.detections
+                )
+            elif isinstance(event, Failure):
+                raise RuntimeError(f"the engine failed: {event.message}")
+        return out
+
+    def poll(self) -> list[DetectionMessage | ScoresMessage]:
+        """Events produced so far."""
+        out, self._backlog = self._backlog + self._convert(self.session.poll()), []
+        return out
+
+    async def finish(self, timeout: float = 10.0) -> EndMessage:
+        """Stop and wait for the end; events that came meanwhile stay for ``poll()``."""
+        import asyncio
+
+        self.session.push_stop()
+        deadline = time.monotonic() + timeout
+        while self.end is None and time.monotonic() < deadline:
+            self._backlog.extend(self._convert(self.session.poll()))
+            if self.end is None:
+                await asyncio.sleep(0.02)
+        if self.end is None:
+            raise TimeoutError(f"the engine did not finish within {timeout:g} s")
+        return self.end
+
+    async def close(self) -> None:
+        self.session.close()
+        self.engine.close()
+
+
+__all__ = ["LocalSession", "classify_files", "engine_config", "load_engine", "resolve_checkpoint"]

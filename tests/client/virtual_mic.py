@@ -1,0 +1,86 @@
+"""A headless microphone: a private PulseAudio server whose default source is the monitor of a
+null sink, so ``paplay FILE`` into the sink is what any PortAudio/ALSA program records.
+
+PortAudio reaches it through ALSA's ``pulse`` plugin (Debian's libasound2-plugins, pulled in by
+pulseaudio). Everything lives in a temporary HOME and XDG_RUNTIME_DIR; ``env`` is the
+environment a recording process needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SINK = "lmukws_sink"
+SOURCE = "lmukws_mic"
+
+
+class VirtualMic:
+    """Start with ``VirtualMic(tmp_path)``; ``play(path)`` feeds it; ``close()`` stops it."""
+
+    def __init__(self, root: Path, rate: int = 16000) -> None:
+        if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
+            raise RuntimeError("pulseaudio and paplay are needed (Debian pulseaudio-utils)")
+        self.root = root
+        home, runtime = root / "home", root / "run"
+        home.mkdir(parents=True, exist_ok=True)
+        runtime.mkdir(parents=True, exist_ok=True)
+        runtime.chmod(0o700)
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_RUNTIME_DIR": str(runtime),
+            "PULSE_SERVER": f"unix:{runtime}/pulse/native",
+        }
+        self.env.pop("DISPLAY", None)
+        self.log = root / "pulseaudio.log"
+        self.process = subprocess.Popen(
+            [
+                "pulseaudio",
+                "-n",  # no default.pa: only the modules below
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--disable-shm=yes",
+                "--load=module-native-protocol-unix",
+                f"--load=module-null-sink sink_name={SINK} rate={rate} channels=1",
+                f"--load=module-remap-source source_name={SOURCE} master={SINK}.monitor",
+                "--load=module-always-sink",
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pulseaudio exited: {self.log.read_text()[-500:]}")
+            ok = subprocess.run(
+                ["pactl", "info"], env=self.env, capture_output=True, text=True, check=False
+            )
+            if ok.returncode == 0 and SOURCE in ok.stdout:
+                break
+            time.sleep(0.2)
+        else:
+            self.close()
+            raise RuntimeError(f"pulseaudio did not start: {self.log.read_text()[-500:]}")
+
+    def play(self, path: Path) -> None:
+        """Play a WAV into the virtual microphone and wait until it has been played."""
+        subprocess.run(
+            ["paplay", f"--device={SINK}", str(path)], env=self.env, check=True, timeout=60
+        )
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)

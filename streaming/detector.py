@@ -99,19 +99,19 @@ class DetectorConfig:
 class DetectorState:
     """Per-session detector state (a few hundred bytes)."""
 
-    ring: np.ndarray  # [W, K] last posteriors, oldest first once full
-    filled: int  # rows of ``ring`` in use (< W only at the start)
+    ring: np.ndarray  # [W - 1, K] last posteriors, oldest first (zeros before the start)
+    filled: int  # real frames in the smoothing window so far (<= W)
     frames: int  # frames seen since start/reset
     run_label: int  # top label of the current run above threshold, -1 if none
     run_length: int
-    last_fire: int  # frame index of the last detection, -inf as a large negative
+    last_fire: int  # frame index of the last detection (a large negative number if none)
     armed: np.ndarray  # [K] bool
 
     @classmethod
     def initial(cls, config: DetectorConfig) -> DetectorState:
         K = len(config.labels)
         return cls(
-            ring=np.zeros((config.smoothing_frames, K)),
+            ring=np.zeros((config.smoothing_frames - 1, K)),
             filled=0,
             frames=0,
             run_label=-1,
@@ -131,6 +131,19 @@ class Firing:
     frame: int
 
 
+def sliding_mean(history: np.ndarray, new: np.ndarray, seen: int, window: int) -> np.ndarray:
+    """Mean over the last ``window`` rows for each new row: [m, K].
+
+    history: [window - 1, K] the rows before ``new`` (zeros where there were none); seen: real
+    rows before ``new`` (the divisor is min(window, seen + i + 1) for new row i).
+    """
+    m = new.shape[0]
+    ext = np.concatenate((history, new)) if window > 1 else new
+    sums = np.lib.stride_tricks.sliding_window_view(ext, window, axis=0).sum(axis=-1)
+    counts = np.minimum(seen + np.arange(1, m + 1), window)
+    return sums / counts[:, None]
+
+
 def detect(
     config: DetectorConfig, state: DetectorState, posteriors: np.ndarray
 ) -> tuple[DetectorState, list[Firing], np.ndarray]:
@@ -144,27 +157,33 @@ def detect(
             f"posteriors must be [T, {len(config.labels)}], got shape {posteriors.shape}"
         )
     W = config.smoothing_frames
-    ring = state.ring.copy()
-    armed = state.armed.copy()
-    filled, frames = state.filled, state.frames
-    run_label, run_length, last_fire = state.run_label, state.run_length, state.last_fire
+    T = posteriors.shape[0]
+    if T == 0:
+        return state, [], posteriors.copy()
     thresholds = config.thresholds
+    smoothed = sliding_mean(state.ring, posteriors, state.filled, W)
+    top = smoothed.argmax(axis=1)
+    scores = smoothed[np.arange(T), top]
+    above = (scores >= thresholds[top]).tolist()
+    below = smoothed < thresholds  # [T, K]: re-arms a label
+    top_list, score_list = top.tolist(), scores.tolist()
+    armed = state.armed.copy()
+    disarmed = set(np.flatnonzero(~armed).tolist())
+    run_label, run_length, last_fire = state.run_label, state.run_length, state.last_fire
     early = config.early_threshold
+    patience, warmup, refractory = (
+        config.patience_frames,
+        config.warmup_frames,
+        config.refractory_frames,
+    )
     firings: list[Firing] = []
-    smoothed = np.empty_like(posteriors)
-    for p in posteriors:
-        if filled < W:
-            ring[filled] = p
-            filled += 1
-        else:
-            ring[:-1] = ring[1:]
-            ring[-1] = p
-        s = ring[:filled].mean(axis=0)
-        smoothed[frames - state.frames] = s
-        armed |= s < thresholds
-        k = int(np.argmax(s))
-        score = float(s[k])
-        if score >= thresholds[k]:
+    frame = state.frames
+    for t in range(T):
+        if disarmed:
+            for label in [lab for lab in disarmed if below[t, lab]]:
+                disarmed.discard(label)
+        k = top_list[t]
+        if above[t]:
             if run_label == k:
                 run_length += 1
             else:
@@ -173,21 +192,27 @@ def detect(
             run_label, run_length = -1, 0
         if (
             run_label == k
-            and armed[k]
-            and frames >= config.warmup_frames
-            and frames - last_fire >= config.refractory_frames
-            and (run_length >= config.patience_frames or (early is not None and score >= early))
+            and k not in disarmed
+            and frame >= warmup
+            and frame - last_fire >= refractory
+            and (run_length >= patience or (early is not None and score_list[t] >= early))
         ):
-            firings.append(Firing(label=k, keyword=config.labels[k], score=score, frame=frames))
-            last_fire = frames
-            armed[k] = False
+            firings.append(
+                Firing(label=k, keyword=config.labels[k], score=score_list[t], frame=frame)
+            )
+            last_fire = frame
+            disarmed.add(k)
             run_label, run_length = -1, 0
-        frames += 1
+        frame += 1
+    armed[:] = True
+    if disarmed:
+        armed[list(disarmed)] = False
+    ring = np.concatenate((state.ring, posteriors))[T:] if W > 1 else state.ring
     new_state = dataclasses.replace(
         state,
         ring=ring,
-        filled=filled,
-        frames=frames,
+        filled=min(W, state.filled + T),
+        frames=frame,
         run_label=run_label,
         run_length=run_length,
         last_fire=last_fire,

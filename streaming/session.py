@@ -24,7 +24,7 @@ import numpy as np
 
 from models.frontend import FbankState
 from models.lmuformer import ModelState
-from streaming.detector import DetectorConfig, DetectorState, detect
+from streaming.detector import DetectorConfig, DetectorState, detect, sliding_mean
 from streaming.resample import ResamplerState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,13 +114,13 @@ class StreamState:
     """Worker-owned state of one session; ``StreamState`` of a fresh session after a reset.
 
     fbank: front-end remainder ([1, r], r < 400 samples); model: the network's state (batch 1);
-    pool: [<= W - 1, K] float64 last per-frame logits; detector: the detector's state;
+    pool: [W - 1, K] float64 last per-frame logits (zeros at first); detector: the detector's state;
     samples_in / frames_in / frames_out / detections: counters since start or reset.
     """
 
     fbank: FbankState
     model: ModelState
-    pool: np.ndarray
+    pool: np.ndarray  # [W - 1, K], zeros before the first frame
     detector: DetectorState
     samples_in: int = 0
     frames_in: int = 0
@@ -180,7 +180,7 @@ class Session:
         return StreamState(
             fbank=engine.streaming_fbank.init_state(1),
             model=engine.model.init_state(1),
-            pool=np.zeros((0, len(engine.labels))),
+            pool=np.zeros((engine.config.pooling_frames - 1, len(engine.labels))),
             detector=DetectorState.initial(self.detector_config),
         )
 
@@ -356,12 +356,8 @@ class Session:
         m = logits.shape[0]
         if m == 0:
             return stream, []
-        ext = np.concatenate((stream.pool, logits.astype(np.float64)))
-        R = stream.pool.shape[0]
-        pooled = np.empty((m, K))
-        for i in range(m):
-            end = R + i + 1
-            pooled[i] = ext[max(0, end - W) : end].mean(axis=0)
+        logits = logits.astype(np.float64)
+        pooled = sliding_mean(stream.pool, logits, stream.frames_out, W)
         posteriors = engine.posteriors(pooled)
         det_state, firings, smoothed = detect(self.detector_config, stream.detector, posteriors)
         first = stream.frames_out
@@ -396,7 +392,7 @@ class Session:
         events.sort(key=lambda e: (e[0], e[1]))
         new_stream = dataclasses.replace(
             stream,
-            pool=ext[max(0, ext.shape[0] - (W - 1)) :].copy() if W > 1 else ext[:0].copy(),
+            pool=np.concatenate((stream.pool, logits))[m:] if W > 1 else stream.pool,
             detector=det_state,
             frames_out=stream.frames_out + m,
             detections=stream.detections + len(firings),

@@ -41,8 +41,17 @@ def resolve_checkpoint(settings: Settings) -> Path:
 
 
 def engine_config(settings: Settings, metadata: dict[str, Any]) -> EngineConfig:
-    """Engine settings: the checkpoint's ``detector`` defaults, unless set explicitly."""
+    """Engine settings: the checkpoint's ``detector`` defaults, unless set explicitly.
+
+    ``metadata["detector"]`` may hold ``thresholds`` ({label: p}), ``threshold``,
+    ``smoothing_frames``, ``patience_frames``, ``refractory_ms``, ``warmup_ms``,
+    ``early_threshold``, ``pooling_ms`` and ``posterior`` ("sigmoid" or "softmax"); keys that
+    are labels are read as per-label thresholds too.
+    """
     detector = dict(metadata.get("detector") or {})
+    labels = set(metadata.get("labels") or ())
+    label_thresholds = {k: float(v) for k, v in detector.items() if k in labels}
+    label_thresholds.update({k: float(v) for k, v in (detector.get("thresholds") or {}).items()})
     explicit = settings.model_fields_set
 
     def pick(name: str) -> Any:
@@ -62,7 +71,7 @@ def engine_config(settings: Settings, metadata: dict[str, Any]) -> EngineConfig:
         pooling_frames=max(1, frames(pick("pooling_ms"))),
         posterior=detector.get("posterior", "sigmoid"),
         threshold=float(pick("threshold")),
-        thresholds={k: float(v) for k, v in (detector.get("thresholds") or {}).items()},
+        thresholds=label_thresholds,
         smoothing_frames=int(pick("smoothing_frames")),
         patience_frames=int(pick("patience_frames")),
         refractory_frames=frames(pick("refractory_ms")),

@@ -36,9 +36,24 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sys
+
+    from pydantic import ValidationError
+
+    from models.checkpoint import CheckpointError
+    from server.app import resolve_checkpoint
     from server.serve import serve
     from server.settings import Settings
 
     names = ("checkpoint", "model", "host", "port", "device", "torch_threads", "max_sessions")
     overrides = {n: getattr(args, n) for n in (*names, "log_level") if getattr(args, n) is not None}
-    return serve(Settings(**overrides))
+    try:
+        settings = Settings(**overrides)
+        resolve_checkpoint(settings)
+    except ValidationError as error:
+        print(f"lmukws serve: bad setting (flags or LMUKWS_* variables):\n{error}", file=sys.stderr)
+        return 2
+    except (CheckpointError, ValueError) as error:
+        print(f"lmukws serve: {error}", file=sys.stderr)
+        return 2
+    return serve(settings)

@@ -78,12 +78,16 @@ def test_chunkings_give_identical_detections(engine: StreamingEngine) -> None:
     assert results[0] and results[0] == results[1] == results[2]
 
 
-def test_frames_are_exactly_the_offline_frames(tone_checkpoint: Path) -> None:
+@pytest.mark.parametrize("which", ["tone_checkpoint", "random_checkpoint"])
+def test_frames_are_exactly_the_offline_frames(which: str, request: pytest.FixtureRequest) -> None:
     """No frame dropped or processed twice: with no pooling or smoothing, the per-frame
-    posteriors of any chunking equal the parallel form on the whole clip."""
+    posteriors of any chunking equal the parallel form on the whole clip (the tone model is
+    an LMUFormer, the random one a Spiking LMUFormer)."""
+    checkpoint = request.getfixturevalue(which)
     config = EngineConfig(pooling_frames=1, smoothing_frames=1, max_step_frames=7)
-    engine = StreamingEngine.from_checkpoint(tone_checkpoint, config)
-    model, _ = load_checkpoint(tone_checkpoint)
+    engine = StreamingEngine.from_checkpoint(checkpoint, config)
+    model, meta = load_checkpoint(checkpoint)
+    labels = meta["labels"]
     x = sequence(EVENTS[:1], 1.5, seed=2)
     with torch.inference_mode():
         offline = torch.sigmoid(model.frame_logits(Fbank()(torch.from_numpy(x))))[0].numpy()
@@ -91,7 +95,7 @@ def test_frames_are_exactly_the_offline_frames(tone_checkpoint: Path) -> None:
         events = run(engine, x, chunk, scores_every_ms=10)
         scores = [e for e in events if isinstance(e, Scores)]
         assert [s.frame for s in scores] == list(range(offline.shape[0]))
-        streamed = np.array([[dict(s.top)[label] for label in LABELS] for s in scores])
+        streamed = np.array([[dict(s.top)[label] for label in labels] for s in scores])
         np.testing.assert_allclose(streamed, offline, atol=2e-5)
 
 

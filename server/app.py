@@ -40,45 +40,32 @@ def resolve_checkpoint(settings: Settings) -> Path:
     return default_checkpoint(settings.model)
 
 
+DETECTOR_SETTINGS = (
+    "threshold",
+    "smoothing_frames",
+    "patience_frames",
+    "refractory_ms",
+    "warmup_ms",
+    "early_threshold",
+    "pooling_ms",
+)
+
+
 def engine_config(settings: Settings, metadata: dict[str, Any]) -> EngineConfig:
-    """Engine settings: the checkpoint's ``detector`` defaults, unless set explicitly.
-
-    ``metadata["detector"]`` may hold ``thresholds`` ({label: p}), ``threshold``,
-    ``smoothing_frames``, ``patience_frames``, ``refractory_ms``, ``warmup_ms``,
-    ``early_threshold``, ``pooling_ms`` and ``posterior`` ("sigmoid" or "softmax"); keys that
-    are labels are read as per-label thresholds too.
-    """
-    detector = dict(metadata.get("detector") or {})
-    labels = set(metadata.get("labels") or ())
-    label_thresholds = {k: float(v) for k, v in detector.items() if k in labels}
-    label_thresholds.update({k: float(v) for k, v in (detector.get("thresholds") or {}).items()})
+    """Engine settings: detector settings default to the checkpoint's ``detector`` section
+    (see ``EngineConfig.from_metadata``) unless set explicitly (flag or environment)."""
     explicit = settings.model_fields_set
-
-    def pick(name: str) -> Any:
-        if name not in explicit and detector.get(name) is not None:
-            return detector[name]
-        return getattr(settings, name)
-
-    frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", protocol.FRAME_MS))
-
-    def frames(ms: float) -> int:
-        return max(0, round(float(ms) / frame_ms))
-
-    return EngineConfig(
+    defaults = {name: getattr(settings, name) for name in DETECTOR_SETTINGS}
+    overrides = {name: getattr(settings, name) for name in DETECTOR_SETTINGS if name in explicit}
+    return EngineConfig.from_metadata(
+        metadata,
+        defaults,
         max_sessions=settings.max_sessions,
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
-        pooling_frames=max(1, frames(pick("pooling_ms"))),
-        posterior=detector.get("posterior", "sigmoid"),
-        threshold=float(pick("threshold")),
-        thresholds=label_thresholds,
-        smoothing_frames=int(pick("smoothing_frames")),
-        patience_frames=int(pick("patience_frames")),
-        refractory_frames=frames(pick("refractory_ms")),
-        warmup_frames=frames(pick("warmup_ms")),
-        early_threshold=pick("early_threshold"),
         scores_top=protocol.MAX_SCORES_TOP,
         torch_threads=settings.torch_threads,
+        **overrides,
     )
 
 

@@ -85,6 +85,48 @@ class EngineConfig:
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
 
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> EngineConfig:
+        """Settings in increasing priority: ``defaults``, the checkpoint's ``detector`` section,
+        ``overrides``. Keys are field names, or ``pooling_ms``, ``refractory_ms`` and
+        ``warmup_ms`` (converted with the checkpoint's frame shift).
+
+        The ``detector`` section may hold ``thresholds`` ({label: p}) and any of the keys above;
+        keys that are labels are read as per-label thresholds too.
+        """
+        frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", 10.0))
+        fields = set(cls.__dataclass_fields__)
+        ms_keys = {"pooling_ms": "pooling_frames", "refractory_ms": "refractory_frames",
+                   "warmup_ms": "warmup_frames"}  # fmt: skip
+        detector = dict(metadata.get("detector") or {})
+        labels = set(metadata.get("labels") or ())
+        thresholds = {k: float(v) for k, v in detector.items() if k in labels}
+        thresholds.update({k: float(v) for k, v in (detector.get("thresholds") or {}).items()})
+
+        def normalise(source: Mapping[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, value in source.items():
+                if value is None and key != "early_threshold":
+                    continue
+                if key in ms_keys:
+                    out[ms_keys[key]] = max(0, round(float(value) / frame_ms))
+                elif key in fields and key != "thresholds":
+                    out[key] = value
+            return out
+
+        params = normalise(defaults or {})
+        params.update(normalise(detector))
+        params.update(normalise(overrides))
+        params["pooling_frames"] = max(1, int(params.get("pooling_frames", 100)))
+        merged = dict(thresholds)
+        merged.update(overrides.get("thresholds") or {})
+        return cls(thresholds=merged, **params)
+
     def __post_init__(self) -> None:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")

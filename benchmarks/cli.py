@@ -1,0 +1,128 @@
+"""``lmukws bench``: the performance harness (issues 2 and 5).
+
+Imports nothing heavy at import time; the harness (torch, matplotlib) loads when the command
+runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path("reports/bench")
+
+
+def _csv(cast):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(cast(item) for item in text.split(",") if item.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {error}") from None
+
+    return parse
+
+
+def _run(args: argparse.Namespace) -> int:
+    from benchmarks.config import BenchConfig
+    from benchmarks.run import run
+
+    changes: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    for name in (
+        "models",
+        "sections",
+        "stream_batches",
+        "engine_sessions",
+        "load_clients",
+        "load_seconds",
+        "checkpoint",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    preset = "quick" if args.quick else args.preset
+    try:
+        config = BenchConfig.preset_config(preset, **changes)
+    except ValueError as error:
+        print(f"lmukws bench: {error}", file=sys.stderr)
+        return 2
+    if args.argv is None:  # through the lmukws dispatcher
+        command = "lmukws " + shlex.join(sys.argv[1:])
+    else:
+        command = "python -m benchmarks " + shlex.join(args.argv)
+    try:
+        run(config, args.out, command=command.strip())
+    except ValueError as error:
+        print(f"lmukws bench: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer sizes, shorter rounds (same as --preset quick)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("full", "quick", "smoke"),
+        default="full",
+        help="full: the complete table; quick: a short run; smoke: a tiny model (tests)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--models", type=_csv(str), default=None, help="comma-separated model names"
+    )
+    parser.add_argument(
+        "--sections",
+        type=_csv(str),
+        default=None,
+        help="comma-separated: model,window,train,engine,rest,load (default: all)",
+    )
+    parser.add_argument(
+        "--stream-batches", type=_csv(int), default=None, help="batch sizes of the stream step"
+    )
+    parser.add_argument(
+        "--engine-sessions", type=_csv(int), default=None, help="concurrent engine sessions"
+    )
+    parser.add_argument(
+        "--load-clients", type=_csv(int), default=None, help="websocket clients of the load test"
+    )
+    parser.add_argument(
+        "--load-seconds", type=float, default=None, help="seconds each load-test client streams"
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="checkpoint for the engine/server sections"
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the models, the engine and the server; write JSON + PNG plots",
+        description=(
+            "Measure both models side by side: parameters, streaming step cost per frame, "
+            "parallel clips/s, naive windowed recompute vs streaming, training-step time, "
+            "engine throughput, REST and websocket load. Prints one summary table and writes "
+            "results.json, summary.md and PNG plots into --out."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_run, argv=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks [options]`` (the same as ``lmukws bench``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return _run(args)

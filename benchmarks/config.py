@@ -1,0 +1,121 @@
+"""What one benchmark run measures: a frozen config with three presets (full, quick, smoke).
+
+- ``full``: the complete table of issues 2 and 5 (tens of minutes on a loaded 2-core machine);
+- ``quick``: every section with fewer sizes, smaller batches and shorter rounds (< 2 minutes
+  for the model sections on an idle 2-core machine);
+- ``smoke``: a tiny model and tiny sizes, for the test suite (seconds; the numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
+#: Sections that need only the models; the engine and server sections are added when present.
+MODEL_SECTIONS = ("model", "window", "train")
+SERVICE_SECTIONS = ("engine", "rest", "load")
+SECTIONS = MODEL_SECTIONS + SERVICE_SECTIONS
+PRESETS = ("full", "quick", "smoke")
+
+#: Frames of one second of 16 kHz audio (Kaldi snip_edges: 1 + (16000 - 400) // 160).
+ONE_SECOND_FRAMES = 98
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes and repeat counts of a run. ``model_overrides`` go to ``build_model`` (tiny
+    models for tests); ``threads`` 0 keeps torch's default intra-op thread count."""
+
+    preset: str = "full"
+    models: tuple[str, ...] = MODEL_NAMES
+    sections: tuple[str, ...] = SECTIONS
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    threads: int = 0
+    seed: int = 0
+    # timing
+    rounds: int = 5
+    round_seconds: float = 1.0
+    # issue 2: model benchmark
+    stream_batches: tuple[int, ...] = (1, 64, 256)
+    parallel_batch: int = 128
+    clip_frames: int = ONE_SECOND_FRAMES
+    # issue 5 item 5 / issue 2: training step
+    train_batch: int = 128
+    train_frames: int = 128
+    train_rounds: int = 3
+    # issue 5 item 2: naive windowed recompute vs the streaming step
+    window_frames: int = ONE_SECOND_FRAMES
+    window_batches: tuple[int, ...] = (1, 64)
+    # issue 5 item 1: engine throughput
+    engine_sessions: tuple[int, ...] = (1, 16, 64, 256, 512)
+    engine_seconds: float = 10.0
+    # issue 5 item 3: REST batch classification
+    rest_batches: tuple[int, ...] = (1, 8, 32, 128)
+    rest_requests: int = 4
+    # issue 5 item 4: websocket load on a real server
+    load_clients: tuple[int, ...] = (10, 50, 100, 200)
+    load_seconds: float = 60.0
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of {PRESETS}")
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown sections {sorted(unknown)}; expected some of {SECTIONS}")
+        bad = set(self.models) - set(MODEL_NAMES)
+        if bad:
+            raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")
+
+    @classmethod
+    def preset_config(cls, preset: str, **changes: Any) -> BenchConfig:
+        """The ``full``, ``quick`` or ``smoke`` preset with ``changes`` applied."""
+        if preset == "full":
+            base = cls()
+        elif preset == "quick":
+            base = cls(
+                preset="quick",
+                rounds=3,
+                round_seconds=0.3,
+                stream_batches=(1, 64),
+                parallel_batch=32,
+                train_batch=32,
+                train_rounds=2,
+                window_batches=(1,),
+                engine_sessions=(16, 128),
+                engine_seconds=4.0,
+                rest_batches=(1, 16),
+                rest_requests=2,
+                load_clients=(10,),
+                load_seconds=10.0,
+            )
+        elif preset == "smoke":
+            base = cls(
+                preset="smoke",
+                model_overrides={"dim": 16, "num_classes": 5, "num_embed_convs": 2},
+                rounds=1,
+                round_seconds=0.01,
+                stream_batches=(1, 4),
+                parallel_batch=4,
+                clip_frames=20,
+                train_batch=4,
+                train_frames=20,
+                train_rounds=1,
+                window_frames=20,
+                window_batches=(1,),
+                engine_sessions=(2,),
+                engine_seconds=0.5,
+                rest_batches=(2,),
+                rest_requests=1,
+                load_clients=(2,),
+                load_seconds=2.0,
+            )
+        else:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
+        return dataclasses.replace(base, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

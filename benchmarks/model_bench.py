@@ -1,0 +1,217 @@
+"""Benchmarks that need only the models: issue 2's model table and issue 5 items 2 and 5.
+
+- ``model``: parameters; the streaming step ``model.stream_frames(frames [B, 1, F], state)``
+  (one 10 ms hop for B sessions) per step and per frame, at each batch size; the parallel form's
+  one-second clips/s at one batch size.
+- ``window``: the naive windowed alternative (re-run ``frame_logits`` on the last second of
+  frames every hop) against the streaming step, same model, same batch, interleaved rounds;
+  the cost ratio per hop.
+- ``train``: one training step (forward, BCE-with-logits on one-hot targets, backward, Adam as
+  in the paper's recipe) at one batch size for each model, interleaved; spiking / non-spiking.
+
+Weights are random (costs do not depend on them: every layer is dense). Shapes: B batch,
+T frames, F mel bins (128), K labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.config import BenchConfig
+from benchmarks.timing import Timing, device_sync, interleaved, median_ratio
+
+#: Frames per second of audio (10 ms hop): a session is real time at 100 frames/s.
+FRAMES_PER_SECOND = 100.0
+
+
+def build(name: str, config: BenchConfig, device: torch.device) -> nn.Module:
+    """A seeded model of the benchmark's size on ``device``, in eval mode."""
+    from models import build_model
+
+    torch.manual_seed(config.seed)
+    return build_model(name, **config.model_overrides).to(device).eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def stream_case(model: Any, batch: int, device: torch.device) -> Callable[[], None]:
+    """One streaming hop for ``batch`` sessions: ``stream_frames`` on one new frame each."""
+    features = model.config.in_features
+    generator = torch.Generator().manual_seed(batch)
+    frames = torch.randn(batch, 1, features, generator=generator).to(device)
+    holder = {"state": model.init_state(batch)}
+
+    def step() -> None:
+        with torch.inference_mode():
+            _, _, holder["state"] = model.stream_frames(frames, holder["state"])
+
+    return step
+
+
+def window_case(model: Any, batch: int, window: int, device: torch.device) -> Callable[[], None]:
+    """One naive hop: shift a one-second window of frames by one frame, re-run the network on
+    all of it (``frame_logits``) and keep the last frame's logits."""
+    features = model.config.in_features
+    generator = torch.Generator().manual_seed(batch)
+    frame = torch.randn(batch, 1, features, generator=generator).to(device)
+    holder = {"window": torch.randn(batch, window, features, generator=generator).to(device)}
+
+    def hop() -> None:
+        with torch.inference_mode():
+            holder["window"] = torch.cat((holder["window"][:, 1:], frame), dim=1)
+            model.frame_logits(holder["window"])[:, -1]
+
+    return hop
+
+
+def parallel_case(model: Any, batch: int, frames: int, device: torch.device) -> Callable[[], None]:
+    """Clip logits of ``batch`` clips of ``frames`` frames (the REST path's network call)."""
+    generator = torch.Generator().manual_seed(frames)
+    feats = torch.randn(batch, frames, model.config.in_features, generator=generator).to(device)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(feats)
+
+    return run
+
+
+def train_case(
+    name: str, config: BenchConfig, device: torch.device
+) -> tuple[Callable[[], None], nn.Module]:
+    """One training step of the paper's recipe on random data (batch ``train_batch``)."""
+    model = build(name, config, device).train()
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=2.5e-3, betas=(0.95, 0.999), weight_decay=5e-7
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(config.seed)
+    k = model.config.num_classes
+    feats = torch.randn(
+        config.train_batch, config.train_frames, model.config.in_features, generator=generator
+    ).to(device)
+    targets = nn.functional.one_hot(
+        torch.randint(0, k, (config.train_batch,), generator=generator), k
+    ).float()
+    targets = targets.to(device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(feats), targets)
+        loss.backward()
+        optimizer.step()
+
+    return step, model
+
+
+def _per_frame(timing: Timing, batch: int) -> dict[str, Any]:
+    step = timing.median
+    return {
+        "batch": batch,
+        "step": timing.to_dict(),
+        "us_per_frame": round(step / batch * 1e6, 2),
+        "frames_per_s": round(batch / step, 1),
+        # the model alone: sessions one core-set could keep in real time at this batch
+        "realtime_sessions": round(batch / step / FRAMES_PER_SECOND, 1),
+    }
+
+
+def bench_models(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+    """Section ``model``: parameters, streaming cost per frame, parallel clips/s."""
+    sync = device_sync(device)
+    models = {name: build(name, config, device) for name in config.models}
+    results: dict[str, Any] = {
+        name: {
+            "parameters": count_parameters(model),
+            "lookahead_frames": model.lookahead_frames,
+            "config": model.config.to_dict(),
+        }
+        for name, model in models.items()
+    }
+    for batch in config.stream_batches:
+        log(f"streaming step, batch {batch}")
+        cases = {name: stream_case(model, batch, device) for name, model in models.items()}
+        timings = interleaved(
+            cases, rounds=config.rounds, round_seconds=config.round_seconds, warmup=3, sync=sync
+        )
+        for name, timing in timings.items():
+            results[name].setdefault("stream", []).append(_per_frame(timing, batch))
+    log(f"parallel form, batch {config.parallel_batch} x {config.clip_frames} frames")
+    cases = {
+        name: parallel_case(model, config.parallel_batch, config.clip_frames, device)
+        for name, model in models.items()
+    }
+    timings = interleaved(
+        cases, rounds=config.rounds, round_seconds=config.round_seconds, warmup=1, sync=sync
+    )
+    for name, timing in timings.items():
+        results[name]["parallel"] = {
+            "batch": config.parallel_batch,
+            "frames": config.clip_frames,
+            "call": timing.to_dict(),
+            "clips_per_s": round(config.parallel_batch / timing.median, 1),
+        }
+    return results
+
+
+def bench_window(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+    """Section ``window``: naive windowed recompute vs the streaming step, per hop."""
+    sync = device_sync(device)
+    results: dict[str, Any] = {}
+    for name in config.models:
+        model = build(name, config, device)
+        rows = []
+        for batch in config.window_batches:
+            log(f"{name}: window of {config.window_frames} frames vs streaming, batch {batch}")
+            timings = interleaved(
+                {
+                    "window": window_case(model, batch, config.window_frames, device),
+                    "stream": stream_case(model, batch, device),
+                },
+                rounds=config.rounds,
+                round_seconds=config.round_seconds,
+                warmup=2,
+                sync=sync,
+            )
+            rows.append(
+                {
+                    "batch": batch,
+                    "window_frames": config.window_frames,
+                    "window_hop": timings["window"].to_dict(),
+                    "stream_hop": timings["stream"].to_dict(),
+                    "ratio": round(median_ratio(timings["window"], timings["stream"]), 1),
+                }
+            )
+        results[name] = rows
+    return results
+
+
+def bench_train(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+    """Section ``train``: training-step time of each model, interleaved; the ratio."""
+    log(f"training step, batch {config.train_batch} x {config.train_frames} frames")
+    cases = {}
+    for name in config.models:
+        step, _ = train_case(name, config, device)
+        cases[name] = step
+    timings = interleaved(
+        cases, rounds=config.train_rounds, round_seconds=0.0, warmup=1, sync=device_sync(device)
+    )
+    results: dict[str, Any] = {
+        name: {
+            "batch": config.train_batch,
+            "frames": config.train_frames,
+            "step": t.to_dict(),
+        }
+        for name, t in timings.items()
+    }
+    if "lmuformer" in timings and "spiking-lmuformer" in timings:
+        results["spiking_ratio"] = round(
+            median_ratio(timings["spiking-lmuformer"], timings["lmuformer"]), 2
+        )
+    return results

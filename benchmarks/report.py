@@ -1,0 +1,249 @@
+"""The run's outputs: one summary table (markdown), ``results.json`` and PNG plots.
+
+The table has one row per metric and one column per model, so the README can show it as is.
+Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Row = tuple[str, dict[str, str]]
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return f"{x:,}"
+    if not math.isfinite(x):
+        return "–"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _model_rows(section: dict, models: list[str]) -> list[Row]:
+    rows: list[Row] = [
+        ("parameters", {m: _fmt(section[m]["parameters"]) for m in models}),
+        ("look-ahead frames", {m: _fmt(section[m]["lookahead_frames"]) for m in models}),
+    ]
+    batches = [r["batch"] for r in section[models[0]].get("stream", [])]
+    for i, batch in enumerate(batches):
+        rows.append(
+            (
+                f"streaming step, B={batch}: ms/step (µs/frame)",
+                {
+                    m: f"{_fmt(section[m]['stream'][i]['step']['median_ms'])} "
+                    f"({_fmt(section[m]['stream'][i]['us_per_frame'])})"
+                    for m in models
+                },
+            )
+        )
+    if batches:
+        rows.append(
+            (
+                f"model-only real-time streams at B={batches[-1]}",
+                {m: _fmt(section[m]["stream"][-1]["realtime_sessions"]) for m in models},
+            )
+        )
+    par = section[models[0]].get("parallel")
+    if par:
+        rows.append(
+            (
+                f"parallel form, B={par['batch']} × {par['frames']} frames: clips/s",
+                {m: _fmt(section[m]["parallel"]["clips_per_s"]) for m in models},
+            )
+        )
+    return rows
+
+
+def _window_rows(section: dict, models: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for i, row in enumerate(section[models[0]]):
+        rows.append(
+            (
+                f"window recompute ({row['window_frames']} frames) / streaming step, "
+                f"B={row['batch']}: ms/hop → ratio",
+                {
+                    m: f"{_fmt(section[m][i]['window_hop']['median_ms'])} / "
+                    f"{_fmt(section[m][i]['stream_hop']['median_ms'])} → "
+                    f"{_fmt(section[m][i]['ratio'])}×"
+                    for m in models
+                },
+            )
+        )
+    return rows
+
+
+def _train_rows(section: dict, models: list[str]) -> list[Row]:
+    first = section[models[0]]
+    rows: list[Row] = [
+        (
+            f"training step, B={first['batch']} × {first['frames']} frames: ms",
+            {m: _fmt(section[m]["step"]["median_ms"]) for m in models},
+        )
+    ]
+    if "spiking_ratio" in section:
+        rows.append(
+            (
+                "training step / lmuformer's",
+                {m: "1" if m == "lmuformer" else _fmt(section["spiking_ratio"]) for m in models},
+            )
+        )
+    return rows
+
+
+#: Table rows of each section; the service sections register theirs from their modules.
+ROW_BUILDERS: dict[str, Callable[[dict, list[str]], list[Row]]] = {
+    "model": _model_rows,
+    "window": _window_rows,
+    "train": _train_rows,
+}
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The markdown summary table of a run, with its command and machine below."""
+    models = list(results["config"]["models"])
+    rows: list[Row] = []
+    for name, section in results["sections"].items():
+        builder = ROW_BUILDERS.get(name)
+        if builder is None or not isinstance(section, dict) or "error" in section:
+            continue
+        rows.extend(builder(section, models))
+    header = ["metric", *models]
+    body = [[label, *(cells.get(m, "–") for m in models)] for label, cells in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in body
+    ]
+    env = results["environment"]
+    errors = [
+        f"{name}: {section['error']}"
+        for name, section in results["sections"].items()
+        if isinstance(section, dict) and "error" in section
+    ]
+    lines.append("")
+    lines.append(f"command: `{results['command']}` ({results['config']['preset']} preset)")
+    machine = f"{env['cpu']}, {env['cpu_count']} cores, torch {env['torch']}"
+    if "gpu" in env:
+        machine += f", GPU {env['gpu']}"
+    lines.append(
+        f"machine: {machine}; device {env['device']}; torch threads {env['torch_threads']}; "
+        f"load average {env['load_average_start']} at start, "
+        f"{results.get('load_average_end', '–')} at end; {results.get('elapsed_s', '–')} s"
+    )
+    lines += [f"skipped: {e}" for e in errors]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in models:
+        rows = section[m].get("stream", [])
+        ax.plot([r["batch"] for r in rows], [r["us_per_frame"] for r in rows], marker="o", label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sessions per step (batch)")
+    ax.set_ylabel("µs per frame (one 10 ms hop of one session)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path = out / "stream_cost.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels, window, stream, ratios = [], [], [], []
+    for m in models:
+        for row in section[m]:
+            labels.append(f"{m}\nB={row['batch']}")
+            window.append(row["window_hop"]["median_ms"])
+            stream.append(row["stream_hop"]["median_ms"])
+            ratios.append(row["ratio"])
+    x = list(range(len(labels)))
+    ax.bar([i - 0.2 for i in x], window, width=0.4, label="window recompute")
+    ax.bar([i + 0.2 for i in x], stream, width=0.4, label="streaming step")
+    for i, r in zip(x, ratios, strict=True):
+        ax.annotate(f"{r:.0f}×", (i, max(window[i], stream[i])), ha="center", va="bottom")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per 10 ms hop")
+    ax.set_title(title)
+    ax.legend()
+    path = out / "window_vs_stream.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    values = [section[m]["step"]["median_ms"] for m in models]
+    ax.bar(models, values, color=["tab:blue", "tab:orange"][: len(models)])
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:,.0f} ms", (i, v), ha="center", va="bottom")
+    ax.set_ylabel(f"ms per step (batch {section[models[0]]['batch']})")
+    if "spiking_ratio" in section:
+        title += f" — ratio {section['spiking_ratio']}×"
+    ax.set_title(title)
+    path = out / "train_step.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: Plots of each section; the service sections register theirs from their modules.
+PLOTTERS: dict[str, Callable[[dict, list[str], Path, str], Path]] = {
+    "model": _plot_stream,
+    "window": _plot_window,
+    "train": _plot_train,
+}
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per section that has a plotter."""
+    models = list(results["config"]["models"])
+    env = results["environment"]
+    title_suffix = f"{env['device']}, load {env['load_average_start']}"
+    paths = []
+    for name, section in results["sections"].items():
+        plotter = PLOTTERS.get(name)
+        if plotter is None or not isinstance(section, dict) or "error" in section:
+            continue
+        paths.append(plotter(section, models, out, f"{name} ({title_suffix})"))
+    return paths

@@ -1,0 +1,84 @@
+"""Smoke tests of the benchmark harness on a tiny model: it runs, writes JSON, a table and PNGs.
+
+No timing assertions: the numbers of a smoke run mean nothing; only their shape is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.config import BenchConfig
+from benchmarks.run import run
+
+MODEL_SECTIONS = ("model", "window", "train")
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    config = BenchConfig.preset_config("smoke", sections=MODEL_SECTIONS, threads=1)
+    return run(config, out, command="test", log=lambda _: None), out
+
+
+def test_model_sections_write_json_table_and_plots(smoke_results) -> None:
+    _, out = smoke_results
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["sections"].keys() == set(MODEL_SECTIONS)
+    assert on_disk["environment"]["torch_threads"] == 1
+    for name in ("stream_cost.png", "window_vs_stream.png", "train_step.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text()
+    assert "| metric" in summary and "spiking-lmuformer" in summary
+    assert "load average" in summary
+
+
+def test_model_section_reports_every_model_and_batch(smoke_results) -> None:
+    results, _ = smoke_results
+    config = BenchConfig.preset_config("smoke")
+    model = results["sections"]["model"]
+    for name in config.models:
+        assert model[name]["parameters"] > 0
+        assert [row["batch"] for row in model[name]["stream"]] == list(config.stream_batches)
+        for row in model[name]["stream"]:
+            assert row["us_per_frame"] > 0 and row["step"]["rounds"] == config.rounds
+        assert model[name]["parallel"]["clips_per_s"] > 0
+        assert results["sections"]["window"][name][0]["ratio"] > 0
+    assert results["sections"]["train"]["spiking_ratio"] > 0
+
+
+def test_a_missing_section_is_recorded_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    from benchmarks import run as run_module
+
+    monkeypatch.setitem(run_module.SECTION_RUNNERS, "engine", ("benchmarks.no_such_module", "f"))
+    config = BenchConfig.preset_config("smoke", sections=("engine",), models=("lmuformer",))
+    results = run(config, tmp_path, log=lambda _: None)
+    assert "no_such_module" in results["sections"]["engine"]["error"]
+    assert "skipped: engine" in (tmp_path / "summary.md").read_text()
+
+
+def test_bench_command_is_registered_and_light() -> None:
+    from lmukws.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick", "--sections", "model,train"])
+    assert args.quick and args.sections == ("model", "train")
+    code = "import sys, benchmarks.cli; print('torch' in sys.modules)"
+    light = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == "False"
+
+
+def test_bad_options_name_the_bad_value() -> None:
+    from benchmarks.run import resolve_device
+
+    with pytest.raises(ValueError, match="unknown sections"):
+        BenchConfig.preset_config("quick", sections=("model", "gpu"))
+    with pytest.raises(ValueError, match="must be cpu or cuda"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

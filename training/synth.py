@@ -381,6 +381,8 @@ def render_clips(
     reuse: bool = True,
 ) -> dict[str, str]:
     """Render every clip not already on disk; returns failed path -> error."""
+    for stale in (out_dir / "audio").rglob(".*.tmp") if (out_dir / "audio").is_dir() else ():
+        stale.unlink(missing_ok=True)  # left by an interrupted run
     by_voice: dict[str, list[Clip]] = defaultdict(list)
     todo = 0
     for clip in clips:

@@ -8,6 +8,7 @@ import json
 import shutil
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def _rows(corpus: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _pcm(path: Path) -> tuple[np.ndarray, wave._wave_params]:
+def _pcm(path: Path) -> tuple[np.ndarray, Any]:
     with wave.open(str(path), "rb") as w:
         params = w.getparams()
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")

@@ -63,6 +63,16 @@ def start_server(checkpoint: Path, folder: Path, **env: str) -> LiveServer:
     raise RuntimeError(f"lmukws serve did not start:\n{log.read_text(errors='replace')}")
 
 
+def wait_until_no_sessions(server: LiveServer, timeout: float = 10.0) -> int:
+    """Sessions the server still holds once every client left (it frees them just after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = httpx.get(f"{server.http}/readyz").json()["sessions"]
+        if sessions == 0 or time.monotonic() > deadline:
+            return sessions
+        time.sleep(0.02)
+
+
 def stop_server(server: LiveServer) -> None:
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
@@ -178,6 +188,7 @@ def test_bad_input_and_limits_over_the_wire(live: LiveServer) -> None:
             await expect_error(live.ws, [start, b"\x00" * 70_000]),
             await expect_error(live.ws, [json.dumps({"type": "start", "sample_rate": 3})]),
         ]
+        assert await asyncio.to_thread(wait_until_no_sessions, live) == 0
         # session cap: 4 open sessions, the fifth is refused with 1013
         async with (
             websockets.connect(live.ws) as a,
@@ -191,6 +202,7 @@ def test_bad_input_and_limits_over_the_wire(live: LiveServer) -> None:
             results.append(await expect_error(live.ws, [start]))
         return results
 
+    assert wait_until_no_sessions(live) == 0
     results = asyncio.run(main())
     expected = [
         ("not_started", 1008),
@@ -201,7 +213,7 @@ def test_bad_input_and_limits_over_the_wire(live: LiveServer) -> None:
         ("server_full", 1013),
     ]
     assert [(m["code"], code) for m, code in results] == expected
-    assert httpx.get(f"{live.http}/readyz").json()["sessions"] == 0
+    assert wait_until_no_sessions(live) == 0
 
 
 def test_1000_connect_disconnect_cycles_free_every_session(live: LiveServer) -> None:
@@ -230,10 +242,7 @@ def test_1000_connect_disconnect_cycles_free_every_session(live: LiveServer) -> 
     asyncio.run(main(100, 0))
     rss_before = live.rss_kib()
     asyncio.run(main(900, 100))
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{live.http}/readyz").json()["sessions"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert httpx.get(f"{live.http}/readyz").json()["sessions"] == 0
+    assert wait_until_no_sessions(live) == 0
     metrics = httpx.get(f"{live.http}/metrics").text
     assert "\nlmukws_active_sessions 0\n" in metrics
     assert live.rss_kib() - rss_before < 20_000  # KiB

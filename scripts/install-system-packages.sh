@@ -9,7 +9,7 @@ PACKAGES=(
   libsndfile1 libportaudio2 sox pulseaudio pulseaudio-utils alsa-utils
   # speech synthesisers (main)
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-rablpc16k
-  festvox-don festvox-ellpc11k
+  festvox-don festvox-ellpc11k festvox-us-slt-hts festvox-en1
   # speech synthesisers (contrib / non-free)
   mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-us1 festvox-us2 festvox-us3
   rhvoice rhvoice-english

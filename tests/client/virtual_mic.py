@@ -70,6 +70,24 @@ class VirtualMic:
             self.close()
             raise RuntimeError(f"pulseaudio did not start: {self.log.read_text()[-500:]}")
 
+    def room_noise(self, seconds: float = 60.0, level: float = 0.003) -> subprocess.Popen:
+        """Play faint white noise into the microphone in the background, as a room would (a real
+        microphone never gives exact digital silence); the caller terminates the process."""
+        import numpy as np
+        import soundfile as sf
+
+        path = self.root / f"room-noise-{seconds:g}s.wav"
+        if not path.is_file():
+            rng = np.random.default_rng(1)
+            noise = (level * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
+            sf.write(path, noise, 16000, subtype="PCM_16")
+        return subprocess.Popen(
+            ["paplay", f"--device={SINK}", str(path)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def play(self, path: Path) -> None:
         """Play a WAV into the virtual microphone and wait until it has been played."""
         subprocess.run(

@@ -1,0 +1,114 @@
+"""The browser demo (server/static/) in headless Debian Chromium against a real ``lmukws serve``.
+
+Chromium's fake microphone plays a WAV with tone bursts (in a loop); the test presses Start, waits
+for the tone model's keywords in the detection log, presses Stop and checks the session's end.
+The screenshot is kept as an artifact: $LMUKWS_TEST_ARTIFACTS (default reports/tmp/artifacts/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client.browser import Browser, Page, chromium_path
+from tests.client.conftest import write_tones
+from tests.client.live_server import LiveServer
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def artifact_dir() -> Path:
+    return Path(os.environ.get("LMUKWS_TEST_ARTIFACTS", ROOT / "reports" / "tmp" / "artifacts"))
+
+
+@pytest.fixture
+def page(live_server: LiveServer, tmp_path: Path) -> Iterator[Page]:
+    wav = write_tones(tmp_path / "fake-mic.wav", 48000, 1)
+    browser = Browser(tmp_path / "profile", wav)
+    tab = None
+    try:
+        tab = browser.open(live_server.http + "/")
+        yield tab
+    finally:
+        if tab is not None:
+            tab.close()
+        browser.close()
+
+
+def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> None:
+    # the model card is filled from GET /v1/model before anything starts
+    assert page.wait_for("document.getElementById('model').textContent !== '…'")
+    assert page.evaluate("document.getElementById('model').textContent") == "lmuformer"
+    assert page.evaluate("document.getElementById('algorithmic').textContent") == "55 ms"
+    page.evaluate("document.getElementById('start').click()", gesture=True)
+    try:
+        found = page.wait_for(
+            "(() => { const k = [...document.querySelectorAll('#log tr.detection')]"
+            ".map(r => r.dataset.keyword);"
+            " return k.includes('low') && k.includes('high') && k; })()",
+            timeout=60,
+        )
+    finally:
+        shot = page.screenshot(artifact_dir() / "browser-demo.png")
+        print(f"screenshot: {shot}")
+        print("page state:", page.evaluate("JSON.stringify({rate: lmukws.rate, sent: lmukws.sent,"
+                                           " error: lmukws.lastError})"))  # fmt: skip
+        print("console:", page.console)
+    assert {"low", "high"} <= set(found)
+    state = json.loads(
+        page.evaluate(
+            "JSON.stringify({rate: lmukws.rate, ready: lmukws.ready, dets: lmukws.detections})"
+        )
+    )
+    assert state["ready"]["sample_rate"] == state["rate"] and 8000 <= state["rate"] <= 48000
+    for d in state["dets"]:
+        assert d["latency"]["algorithmic_ms"] == 55.0
+        assert d["e2e_ms"] is not None and d["e2e_ms"] >= d["latency"]["server_ms"]
+    # the bars show live posteriors
+    bars = page.evaluate("document.querySelectorAll('#bars .bar .fill').length")
+    assert bars == 5
+    # Stop: the page sends stop, the server answers end and closes normally
+    page.evaluate("document.getElementById('start').click()", gesture=True)
+    end = page.wait_for("lmukws.end && JSON.stringify(lmukws.end)", timeout=20)
+    assert json.loads(end)["detections"] >= 2
+    page.wait_for("document.getElementById('start').textContent === 'Start'")
+    assert page.evaluate("document.getElementById('error').textContent") == ""
+    assert "Session:" in page.evaluate("document.getElementById('summary').textContent")
+
+
+def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:
+    server = LiveServer(tone_checkpoint, tmp_path / "serve", LMUKWS_MAX_SESSIONS="1")
+    wav = write_tones(tmp_path / "fake-mic.wav", 16000, 1)
+    browser = Browser(tmp_path / "profile", wav)
+    try:
+        import asyncio
+
+        from client.stream import connect
+
+        async def scenario() -> str:
+            async with connect(server.ws):  # takes the only session
+                tab = await asyncio.to_thread(browser.open, server.http + "/")
+                try:
+                    await asyncio.to_thread(
+                        tab.evaluate, "document.getElementById('start').click()", True
+                    )
+                    return await asyncio.to_thread(
+                        tab.wait_for, "document.getElementById('error').textContent", 30
+                    )
+                finally:
+                    tab.close()
+
+        error = asyncio.run(scenario())
+    finally:
+        browser.close()
+        server.stop()
+    assert "full" in error and "try again later" in error

@@ -115,3 +115,14 @@ def test_metrics_exposition(client: TestClient) -> None:
     assert values["lmukws_audio_seconds_total"] == pytest.approx(1.5)
     for name in ("lmukws_frame_compute_seconds", "lmukws_errors_total"):
         assert f"# TYPE {name}" in text.text
+
+
+def test_browser_demo_is_served_when_present(client: TestClient) -> None:
+    from server.app import STATIC_DIR
+
+    if not (STATIC_DIR / "index.html").is_file():
+        pytest.skip("no browser demo in server/static")
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert client.get("/static/index.html").status_code == 200
+    assert "/" not in client.get("/openapi.json").json()["paths"]

@@ -35,20 +35,29 @@ class StreamClock:
     """Absolute positions of the frames of one streaming call.
 
     pos: [B, n] int64 position of each input frame; end: [B] int64 length of the clip when it is
-    being finished (``NO_END`` while streaming).
+    being finished (``NO_END`` while streaming). ``all_valid`` promises that every frame any
+    layer sees in this call is a real frame (no start-up padding, no end), so layers may skip
+    masking: the model sets it once all sessions are past the look-ahead and not finishing.
     """
 
     pos: torch.Tensor
     end: torch.Tensor
+    all_valid: bool = False
 
     @property
     def valid(self) -> torch.Tensor:
         """[B, n] bool: the frame is a real frame of the clip (not padding)."""
         return (self.pos >= 0) & (self.pos < self.end[:, None])
 
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """``valid``, or None when every frame of every layer is valid (``all_valid``: the
+        steady state of a stream, where layers skip masking altogether)."""
+        return None if self.all_valid else self.valid
+
     def delayed(self, frames: int) -> StreamClock:
         """The clock of a layer's outputs, which lag its inputs by ``frames``."""
-        return self if frames == 0 else StreamClock(self.pos - frames, self.end)
+        return self if frames == 0 else StreamClock(self.pos - frames, self.end, self.all_valid)
 
 
 class Stateless(nn.Module):
@@ -133,12 +142,20 @@ class TemporalConv(nn.Conv1d):
     def stream(
         self, x: torch.Tensor, clock: StreamClock, state: ConvState
     ) -> tuple[torch.Tensor, ConvState]:
-        """x: [B, n, C_in] at clock.pos -> [B, n, C_out] at clock.pos - lookahead."""
-        x = x * clock.valid[..., None].to(x.dtype)
-        frames = torch.cat((state.ring, x), dim=1)
-        y = F.conv1d(frames.transpose(1, 2), self.weight, self.bias).transpose(1, 2)
+        """x: [B, n, C_in] at clock.pos -> [B, n, C_out] at clock.pos - lookahead.
+
+        The convolution is one matrix product of the unfolded frames [B * n, C_in * k] with
+        the weight viewed as [C_out, C_in * k] (much faster than conv1d on n + k - 1 frames).
+        """
+        if not clock.all_valid:
+            x = x * clock.valid[..., None].to(x.dtype)
+        frames = torch.cat((state.ring, x), dim=1)  # [B, k - 1 + n, C_in]
+        batch, n = x.shape[0], x.shape[1]
+        k = self.kernel_size[0]
+        columns = frames.unfold(1, k, 1).reshape(batch * n, self.in_channels * k)
+        y = F.linear(columns, self.weight.reshape(self.out_channels, -1), self.bias)
         width = state.ring.shape[1]
-        return y, ConvState(ring=frames[:, frames.shape[1] - width :])
+        return y.view(batch, n, -1), ConvState(ring=frames[:, frames.shape[1] - width :])
 
 
 class StreamLIF(nn.Module):
@@ -159,7 +176,7 @@ class StreamLIF(nn.Module):
         return self.lif.init_state(batch_size, device, dtype)
 
     def stream(self, x: torch.Tensor, clock: StreamClock, state: Any) -> tuple[torch.Tensor, Any]:
-        return self.lif.stream(x, clock.valid, state)
+        return self.lif.stream(x, clock.mask, state)
 
 
 class StreamLMU(nn.Module):
@@ -180,7 +197,7 @@ class StreamLMU(nn.Module):
         return self.cell.init_state(batch_size, device, dtype)
 
     def stream(self, x: torch.Tensor, clock: StreamClock, state: Any) -> tuple[torch.Tensor, Any]:
-        return self.cell.stream(x, clock.valid, state)
+        return self.cell.stream(x, clock.mask, state)
 
 
 class Sequence(nn.Sequential):
@@ -191,7 +208,15 @@ class Sequence(nn.Sequential):
 
     @property
     def lookahead(self) -> int:
-        return sum(int(layer.lookahead) for layer in self)
+        return sum(self._lookaheads())
+
+    def _lookaheads(self) -> tuple[int, ...]:
+        """Each layer's look-ahead (fixed once built; cached, as streaming asks every frame)."""
+        cached = self.__dict__.get("_lookahead_cache")
+        if cached is None or len(cached) != len(self):
+            cached = tuple(int(layer.lookahead) for layer in self)
+            self.__dict__["_lookahead_cache"] = cached
+        return cached
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> tuple:
         return tuple(layer.init_state(batch_size, device, dtype) for layer in self)
@@ -200,9 +225,9 @@ class Sequence(nn.Sequential):
         self, x: torch.Tensor, clock: StreamClock, state: tuple
     ) -> tuple[torch.Tensor, tuple]:
         new_states = []
-        for layer, layer_state in zip(self, state, strict=True):
+        for layer, lookahead, layer_state in zip(self, self._lookaheads(), state, strict=True):
             x, layer_state = layer.stream(x, clock, layer_state)
-            clock = clock.delayed(int(layer.lookahead))
+            clock = clock.delayed(lookahead)
             new_states.append(layer_state)
         return x, tuple(new_states)
 

@@ -34,10 +34,15 @@ def surrogate_grad(x: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> torch.Ten
 def lif_step(
     v: torch.Tensor, x: torch.Tensor, tau: float, v_threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One LIF step. v, x: [..., C] -> (spike, new membrane, charged potential h), all [..., C]."""
-    h = v + (x - v) / tau
-    spike = (h >= v_threshold).to(x.dtype)
-    return spike, h * (1.0 - spike), h
+    """One LIF step. v, x: [..., C] -> (spike, new membrane, charged potential h), all [..., C].
+
+    h = v + (x - v) / tau is computed as v * (1 - 1/tau) + x / tau, and the reset as a masked
+    fill: the same float operations as the parallel scan (which runs this function), so the
+    streaming and parallel forms agree bit for bit on equal inputs.
+    """
+    h = torch.add(v * (1.0 - 1.0 / tau), x, alpha=1.0 / tau)
+    fired = h >= v_threshold
+    return fired.to(x.dtype), h.masked_fill(fired, 0.0), h
 
 
 class _SurrogateSpike(torch.autograd.Function):
@@ -80,13 +85,10 @@ class _LIFScan(torch.autograd.Function):
         spikes = torch.empty_like(x)
         charged = torch.empty_like(x)
         v = torch.zeros_like(x[0])
-        decay = 1.0 - 1.0 / tau
         for t in range(steps):
-            h = torch.add(v * decay, x[t], alpha=1.0 / tau)
-            s = (h >= v_threshold).to(x.dtype)
+            s, v, h = lif_step(v, x[t], tau, v_threshold)
             charged[t] = h
             spikes[t] = s
-            v = h - h * s
         ctx.save_for_backward(spikes, charged)
         ctx.tau = tau
         ctx.v_threshold = v_threshold
@@ -152,16 +154,26 @@ class LIF(nn.Module):
         return LIFState(v=torch.zeros(batch_size, self.channels, device=device, dtype=dtype))
 
     def stream(
-        self, x: torch.Tensor, valid: torch.Tensor, state: LIFState
+        self, x: torch.Tensor, valid: torch.Tensor | None, state: LIFState
     ) -> tuple[torch.Tensor, LIFState]:
-        """x: [B, n, C], valid: [B, n] bool -> spikes [B, n, C]; invalid frames leave v alone."""
+        """x: [B, n, C], valid: [B, n] bool -> spikes [B, n, C]; invalid frames leave v alone.
+
+        ``valid`` None means every frame is valid (the steady state: no masking)."""
         v = state.v
-        out = []
-        for t in range(x.shape[1]):
-            spike, v_next, _ = lif_step(v, x[:, t], self.tau, self.v_threshold)
-            keep = valid[:, t, None]
-            v = torch.where(keep, v_next, v)
-            out.append(spike * keep)
-        if not out:
+        n = x.shape[1]
+        if n == 0:
             return x.new_zeros(x.shape), state
+        if valid is None and n == 1:
+            spike, v, _ = lif_step(v, x[:, 0], self.tau, self.v_threshold)
+            return spike[:, None], LIFState(v=v)
+        out = []
+        for t in range(n):
+            spike, v_next, _ = lif_step(v, x[:, t], self.tau, self.v_threshold)
+            if valid is None:
+                v = v_next
+            else:
+                keep = valid[:, t, None]
+                v = torch.where(keep, v_next, v)
+                spike = spike * keep
+            out.append(spike)
         return torch.stack(out, dim=1), LIFState(v=v)

@@ -85,9 +85,21 @@ def window_memory(u_history: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     u_history: [B, W - 1 + n] (oldest first; the last n entries are this chunk's u),
     h: [D, W] -> m [B, n, D] for the chunk's n frames.
     """
-    window = h.shape[-1]
-    frames = u_history.unfold(1, window, 1)  # [B, n, W], oldest first
-    return frames @ h.flip(-1).T
+    return window_memory_reversed(u_history, reversed_taps(h))
+
+
+def reversed_taps(h: torch.Tensor) -> torch.Tensor:
+    """H [D, W] -> its taps oldest first, [W, D]: row j multiplies u_{t - (W - 1 - j)}."""
+    return h.flip(-1).T.contiguous()
+
+
+def window_memory_reversed(u_history: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``window_memory`` with the taps already reversed (see ``reversed_taps``).
+
+    u_history: [B, W - 1 + n], taps: [W, D] -> m [B, n, D].
+    """
+    frames = u_history.unfold(1, taps.shape[0], 1)  # [B, n, W], oldest first
+    return frames @ taps
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class LMUCell(nn.Module):
         self.register_buffer("A", a.float(), persistent=False)
         self.register_buffer("B", b.float(), persistent=False)
         self.register_buffer("H", impulse_response(a, b, window).float(), persistent=False)
+        self.register_buffer("H_taps", reversed_taps(self.H), persistent=False)  # streaming
         if spiking:
             self.bn_u = nn.BatchNorm1d(1)
             self.bn_m = nn.BatchNorm1d(memory_size)
@@ -174,15 +187,18 @@ class LMUCell(nn.Module):
         )
 
     def stream(
-        self, x: torch.Tensor, valid: torch.Tensor, state: LMUState
+        self, x: torch.Tensor, valid: torch.Tensor | None, state: LMUState
     ) -> tuple[torch.Tensor, LMUState]:
-        """x: [B, n, C], valid: [B, n] -> h [B, n, hidden]; invalid frames feed u = 0."""
+        """x: [B, n, C], valid: [B, n] or None (all valid) -> h [B, n, hidden]; invalid frames
+        feed u = 0."""
         if self.spiking:
             u, lif_u = self.lif_u.stream(self._input(x), valid, state.lif_u)
         else:
-            u = torch.relu(self._input(x)) * valid[..., None]
+            u = torch.relu(self._input(x))
+            if valid is not None:
+                u = u * valid[..., None]
         history = torch.cat((state.u_ring, u[..., 0]), dim=1)
-        m = window_memory(history, self.H)
+        m = window_memory_reversed(history, self.H_taps)
         ring = history[:, history.shape[1] - (self.window - 1) :]
         if not self.spiking:
             return torch.relu(self._hidden_input(m, x)), LMUState(u_ring=ring)

@@ -200,10 +200,14 @@ class LMUFormer(nn.Module):
             raise ValueError(
                 f"frames have batch {frames.shape[0]} but the state has {state.frames_in.shape[0]}"
             )
+        lookahead = self.lookahead_frames
         pos = state.frames_in[:, None] + torch.arange(n, device=frames.device)
         end = torch.full_like(state.frames_in, NO_END)
-        logits, layers = self.network.stream(frames, StreamClock(pos, end), state.layers)
-        return logits, pos - self.lookahead_frames, ModelState(state.frames_in + n, layers)
+        # past the start-up delay every layer sees real frames only: skip all masking
+        all_valid = bool(state.frames_in.min() >= lookahead)
+        clock = StreamClock(pos, end, all_valid)
+        logits, layers = self.network.stream(frames, clock, state.layers)
+        return logits, pos - lookahead, ModelState(state.frames_in + n, layers)
 
     def stream(self, frames: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """Feed the next frames. frames: [B, n, F] -> (logits [B, m, K] of every frame that

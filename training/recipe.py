@@ -4,6 +4,8 @@ Defaults are the paper's (LMUFormer's Speech Commands recipe, after AST): Adam l
 betas (0.95, 0.999) and weight decay 5e-7, BCE-with-logits on one-hot targets mixed by mixup
 (probability 0.6, λ ~ Beta(10, 10)), SpecAugment freq 48 / time 48, uniform feature noise and a
 ±10-frame roll, batch 128, 200 epochs, LR ×0.85 every 10 epochs from epoch 10.
+``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short
+schedules BCE over 37 classes sits at the class prior for hundreds of steps (measured).
 
 A config file is JSON (``.json``) or TOML (``.toml``, Python 3.11+): top-level keys are Recipe
 fields; ``augment`` (waveform augmentation) and ``model_config`` (ModelConfig keys) are tables.
@@ -55,6 +57,7 @@ class Recipe:
     lr_decay_start: int = 10
     lr_decay_every: int = 10
     warmup_steps: int = 0
+    loss: str = "bce"
     steps_per_epoch: int | None = None
     # feature augmentation (paper)
     mixup_prob: float = 0.6
@@ -91,6 +94,8 @@ class Recipe:
         if unknown:
             raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(fields)}")
         values = dict(data)
+        if values.get("loss", "bce") not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {values['loss']!r}")
         if isinstance(values.get("augment"), dict):
             values["augment"] = AugmentConfig.from_dict(values["augment"])
         for key in ("labels", "betas"):

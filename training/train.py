@@ -80,10 +80,23 @@ def _epoch_order(n: int, steps: int | None, batch: int, seed: int, epoch: int) -
     return stream[offset : offset + need]
 
 
+def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
+    """Mean loss of clip logits [B, K] against (soft) targets [B, K]: the paper's
+    BCE-with-logits, or softmax cross-entropy (``"ce"``)."""
+    if kind == "ce":
+        return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+
 def evaluate_features(
-    model: LMUFormer, feats: Tensor, labels: Tensor, batch_size: int, device: torch.device
+    model: LMUFormer,
+    feats: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    device: torch.device,
+    loss: str = "bce",
 ) -> dict[str, Any]:
-    """Loss (BCE on one-hot), accuracy and per-class accuracy of a precomputed split."""
+    """Loss (``loss`` on one-hot targets), accuracy and per-class accuracy of a split."""
     model.eval()
     K = model.num_classes
     correct = torch.zeros(K)
@@ -95,12 +108,7 @@ def evaluate_features(
             y = labels[start : start + batch_size]
             logits = model(x).float().cpu()
             target = nn.functional.one_hot(y, K).float()
-            loss_sum += (
-                float(
-                    nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-                )
-                / K
-            )
+            loss_sum += float(clip_loss(logits, target, loss)) * len(y)
             hit = (logits.argmax(1) == y).float()
             correct.index_add_(0, y, hit)
             total.index_add_(0, y, torch.ones_like(hit))
@@ -202,7 +210,6 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     n_params = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(recipe.seed)
     show = sys.stderr.isatty() if progress is None else progress
-    loss_fn = nn.BCEWithLogitsLoss()
 
     def metadata(metrics: dict[str, Any], epochs_done: int) -> dict[str, Any]:
         return {
@@ -256,7 +263,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 feats = feature_noise_roll(feats, recipe.roll_frames, gen)
             feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
             logits = model(feats.to(device))
-            loss = loss_fn(logits, targets.to(device))
+            loss = clip_loss(logits, targets.to(device), recipe.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -276,7 +283,9 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 )
         bar.close()
         train_s = time.perf_counter() - t_epoch
-        val = evaluate_features(model, val_feats, val_labels, recipe.eval_batch_size, device)
+        val = evaluate_features(
+            model, val_feats, val_labels, recipe.eval_batch_size, device, recipe.loss
+        )
         row = {
             "epoch": epoch + 1,
             "lr": lr_epoch,
@@ -351,7 +360,7 @@ def _test_best(
     ):
         return {"acc": meta["metrics"]["test_acc"]}
     feats, labels = _precompute(test_ds, recipe.eval_batch_size)
-    result = evaluate_features(model, feats, labels, recipe.eval_batch_size, device)
+    result = evaluate_features(model, feats, labels, recipe.eval_batch_size, device, recipe.loss)
     meta = dict(meta)
     meta["metrics"] = {
         **meta.get("metrics", {}),

@@ -12,7 +12,7 @@ import torch
 from models import load_checkpoint
 from tests.training.test_dataset import TINY_LABELS, make_tiny_corpus
 from training.recipe import Recipe, load_recipe
-from training.train import main, register_train_parser, train
+from training.train import clip_loss, main, register_train_parser, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
@@ -134,3 +134,19 @@ def test_cli_parser(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
         ]
     )
     assert code == 0 and (out / "best.safetensors").is_file()
+
+
+def test_cross_entropy_option(corpus: Path, tmp_path: Path) -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    assert clip_loss(logits, target, "ce") == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, torch.tensor([0])))
+    )
+    assert clip_loss(logits, target) == pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy_with_logits(logits, target))
+    )
+    recipe = _recipe(corpus, tmp_path / "ce", epochs=2, steps_per_epoch=3, loss="ce")
+    history = train(recipe, progress=False)["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    with pytest.raises(ValueError, match="loss must be"):
+        Recipe.from_dict({"loss": "mse"})

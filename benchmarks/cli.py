@@ -37,11 +37,13 @@ def _run(args: argparse.Namespace) -> int:
         "engine_sessions",
         "load_clients",
         "load_seconds",
-        "checkpoint",
+        "engine_max_batch",
     ):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
+    if args.checkpoint:
+        changes["checkpoints"] = tuple(args.checkpoint)
     preset = "quick" if args.quick else args.preset
     try:
         config = BenchConfig.preset_config(preset, **changes)
@@ -99,7 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--load-seconds", type=float, default=None, help="seconds each load-test client streams"
     )
     parser.add_argument(
-        "--checkpoint", default=None, help="checkpoint for the engine/server sections"
+        "--engine-max-batch", type=int, default=None, help="engine max_batch (default: serve's)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="checkpoint to serve in the engine/server sections (repeat for both models; "
+        "default: the shipped ones, else random weights)",
     )
 
 

@@ -58,7 +58,14 @@ class BenchConfig:
     # issue 5 item 4: websocket load on a real server
     load_clients: tuple[int, ...] = (10, 50, 100, 200)
     load_seconds: float = 60.0
-    checkpoint: str | None = None
+    load_chunk_ms: float = 40.0
+    load_force_detections: bool = True  # thresholds 0 and a reset every load_reset_s
+    load_reset_s: float = 2.0
+    # engine and server: checkpoints to serve (else shipped ones, else random weights)
+    checkpoints: tuple[str, ...] = ()
+    engine_max_batch: int = 0  # 0: the service's default (server.settings.Settings.max_batch)
+    engine_chunk_ms: float = 20.0
+    engine_refine: int = 2  # bisection steps between the largest N that kept up and the next
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -85,12 +92,13 @@ class BenchConfig:
                 train_batch=32,
                 train_rounds=2,
                 window_batches=(1,),
-                engine_sessions=(16, 128),
+                engine_sessions=(16, 64),
                 engine_seconds=4.0,
-                rest_batches=(1, 16),
+                engine_refine=0,
+                rest_batches=(16,),
                 rest_requests=2,
                 load_clients=(10,),
-                load_seconds=10.0,
+                load_seconds=8.0,
             )
         elif preset == "smoke":
             base = cls(
@@ -108,6 +116,7 @@ class BenchConfig:
                 window_batches=(1,),
                 engine_sessions=(2,),
                 engine_seconds=0.5,
+                engine_refine=0,
                 rest_batches=(2,),
                 rest_requests=1,
                 load_clients=(2,),

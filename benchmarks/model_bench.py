@@ -16,6 +16,7 @@ T frames, F mel bins (128), K labels.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,7 +123,9 @@ def _per_frame(timing: Timing, batch: int) -> dict[str, Any]:
     }
 
 
-def bench_models(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+def bench_models(
+    config: BenchConfig, device: torch.device, log: Callable[[str], None], out: Path
+) -> dict:
     """Section ``model``: parameters, streaming cost per frame, parallel clips/s."""
     sync = device_sync(device)
     models = {name: build(name, config, device) for name in config.models}
@@ -160,7 +163,9 @@ def bench_models(config: BenchConfig, device: torch.device, log: Callable[[str],
     return results
 
 
-def bench_window(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+def bench_window(
+    config: BenchConfig, device: torch.device, log: Callable[[str], None], out: Path
+) -> dict:
     """Section ``window``: naive windowed recompute vs the streaming step, per hop."""
     sync = device_sync(device)
     results: dict[str, Any] = {}
@@ -192,7 +197,9 @@ def bench_window(config: BenchConfig, device: torch.device, log: Callable[[str],
     return results
 
 
-def bench_train(config: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict:
+def bench_train(
+    config: BenchConfig, device: torch.device, log: Callable[[str], None], out: Path
+) -> dict:
     """Section ``train``: training-step time of each model, interleaved; the ratio."""
     log(f"training step, batch {config.train_batch} x {config.train_frames} frames")
     cases = {}
@@ -200,7 +207,12 @@ def bench_train(config: BenchConfig, device: torch.device, log: Callable[[str], 
         step, _ = train_case(name, config, device)
         cases[name] = step
     timings = interleaved(
-        cases, rounds=config.train_rounds, round_seconds=0.0, warmup=1, sync=device_sync(device)
+        # warmup=0: the calibration call (untimed) is the warm-up step
+        cases,
+        rounds=config.train_rounds,
+        round_seconds=0.0,
+        warmup=0,
+        sync=device_sync(device),
     )
     results: dict[str, Any] = {
         name: {

@@ -100,11 +100,85 @@ def _train_rows(section: dict, models: list[str]) -> list[Row]:
     return rows
 
 
-#: Table rows of each section; the service sections register theirs from their modules.
+def _engine_rows(section: dict, models: list[str]) -> list[Row]:
+    tested = sorted({r["sessions"] for m in models for r in section[m]["runs"]})
+    rows: list[Row] = [
+        (
+            f"engine: most real-time sessions that keep up (tested {', '.join(map(str, tested))})",
+            {m: _fmt(section[m]["max_realtime_sessions"]) for m in models},
+        )
+    ]
+
+    def at_best(m: str) -> dict | None:
+        runs = [r for r in section[m]["runs"] if r["keeps_up"]]
+        return max(runs, key=lambda r: r["sessions"]) if runs else None
+
+    cells = {}
+    for m in models:
+        r = at_best(m)
+        cells[m] = (
+            "–"
+            if r is None
+            else f"N={r['sessions']}: {_fmt(r['step_compute_ms']['p50'])} / "
+            f"{_fmt(r['step_compute_ms']['p99'])} ms, {_fmt(r['frame_compute_us']['p50'])} / "
+            f"{_fmt(r['frame_compute_us']['p99'])} µs, duty {_fmt(r['duty'])}"
+        )
+    rows.append(("engine at that N: step compute p50/p99, per frame p50/p99, duty", cells))
+    return rows
+
+
+def _rest_rows(section: dict, models: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for i, run in enumerate(section[models[0]]["runs"]):
+        rows.append(
+            (
+                f"one-second clips/s, B={run['batch']}: POST /v1/classify / parallel form",
+                {
+                    m: f"{_fmt(section[m]['runs'][i]['rest_clips_per_s'])} / "
+                    f"{_fmt(section[m]['runs'][i]['direct_clips_per_s'])}"
+                    for m in models
+                    if i < len(section[m]["runs"])
+                },
+            )
+        )
+    return rows
+
+
+def _load_rows(section: dict, models: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    counts = sorted({r["clients"] for m in models for r in section[m]["runs"]})
+    for k in counts:
+        cells = {}
+        for m in models:
+            run = next((r for r in section[m]["runs"] if r["clients"] == k), None)
+            if run is None:
+                continue
+            cells[m] = (
+                f"{_fmt(run['server_ms']['p50'])} / {_fmt(run['server_ms']['p99'])} ms "
+                f"(+{_fmt(run['algorithmic_ms'])} algorithmic); dropped "
+                f"{_fmt(run['dropped_ms']['total'])} ms, {run.get('frames_missing', '–')} "
+                f"frames; errors {run['errors']}; "
+                f"CPU {_fmt(run['server_cpu'])}; RSS {_fmt(run['server_rss_mb'][0])}→"
+                f"{_fmt(run['server_rss_mb'][1])} MB"
+            )
+        rows.append(
+            (
+                f"{k} websocket clients × {_fmt(section[models[0]]['runs'][0]['seconds'])} s: "
+                "detection server_ms p50/p99",
+                cells,
+            )
+        )
+    return rows
+
+
+#: Table rows of each section.
 ROW_BUILDERS: dict[str, Callable[[dict, list[str]], list[Row]]] = {
     "model": _model_rows,
     "window": _window_rows,
     "train": _train_rows,
+    "engine": _engine_rows,
+    "rest": _rest_rows,
+    "load": _load_rows,
 }
 
 
@@ -227,11 +301,101 @@ def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path
     return path
 
 
-#: Plots of each section; the service sections register theirs from their modules.
+def _plot_engine(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    top = 1
+    for m in models:
+        runs = section[m]["runs"]
+        n = [r["sessions"] for r in runs]
+        top = max(top, *n)
+        ax.plot(n, [r["frames_per_s"] for r in runs], marker="o", label=m)
+        for r in runs:
+            if not r["keeps_up"]:
+                ax.plot(r["sessions"], r["frames_per_s"], "x", color="red", markersize=9)
+        ax2.plot(n, [r["step_compute_ms"]["p99"] for r in runs], marker="o", label=f"{m} p99")
+        ax2.plot(
+            n, [r["step_compute_ms"]["p50"] for r in runs], marker=".", ls="--", label=f"{m} p50"
+        )
+    ax.plot([1, top], [100, 100 * top], color="gray", ls=":", label="real time (100 frames/s)")
+    for a in (ax, ax2):
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xlabel("concurrent real-time sessions")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=7)
+    ax.set_ylabel("frames scored per second (x: fell behind)")
+    ax2.set_ylabel("model step compute, ms")
+    fig.suptitle(title)
+    path = out / "engine_sessions.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_rest(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in models:
+        runs = section[m]["runs"]
+        b = [r["batch"] for r in runs]
+        ax.plot(b, [r["rest_clips_per_s"] for r in runs], marker="o", label=f"{m} /v1/classify")
+        ax.plot(
+            b, [r["direct_clips_per_s"] for r in runs], marker=".", ls="--", label=f"{m} direct"
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("one-second clips per request (batch)")
+    ax.set_ylabel("clips/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    path = out / "rest_clips.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for m in models:
+        runs = section[m]["runs"]
+        k = [r["clients"] for r in runs]
+        ax.plot(k, [r["server_ms"]["p99"] or 0 for r in runs], marker="o", label=f"{m} p99")
+        ax.plot(
+            k, [r["server_ms"]["p50"] or 0 for r in runs], marker=".", ls="--", label=f"{m} p50"
+        )
+        for r in runs:
+            trace = r.get("rss_trace") or []
+            if trace:
+                ax2.plot(*zip(*trace, strict=True), label=f"{m}, {r['clients']} clients")
+    ax.axhline(30, color="gray", ls=":", label="target p99 (30 ms)")
+    ax.set_xlabel("websocket clients (real time)")
+    ax.set_ylabel("detection server latency, ms")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax2.set_xlabel("seconds into the run")
+    ax2.set_ylabel("server RSS, MiB")
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=6)
+    fig.suptitle(title)
+    path = out / "load_latency.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: Plots of each section.
 PLOTTERS: dict[str, Callable[[dict, list[str], Path, str], Path]] = {
     "model": _plot_stream,
     "window": _plot_window,
     "train": _plot_train,
+    "engine": _plot_engine,
+    "rest": _plot_rest,
+    "load": _plot_load,
 }
 
 

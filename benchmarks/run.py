@@ -45,7 +45,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _runner(section: str) -> Callable[[BenchConfig, torch.device, Callable[[str], None]], dict]:
+Runner = Callable[[BenchConfig, torch.device, Callable[[str], None], Path], dict]
+
+
+def _runner(section: str) -> Runner:
     module_name, function = SECTION_RUNNERS[section]
     try:
         module = importlib.import_module(module_name)
@@ -70,6 +73,9 @@ def run(
         return _run_sections(config, device, out, command, log)
     finally:
         torch.set_num_threads(threads)
+        serving = sys.modules.get("benchmarks.serve_bench")
+        if serving is not None:
+            serving.close_servers()
 
 
 def _run_sections(
@@ -80,6 +86,7 @@ def _run_sections(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "command": command,
         "config": config.to_dict(),
@@ -90,7 +97,7 @@ def _run_sections(
         log(f"section {section} (load average {load_average()})")
         t0 = time.perf_counter()
         try:
-            outcome = _runner(section)(config, device, log)
+            outcome = _runner(section)(config, device, log, out)
         except SectionUnavailableError as error:
             log(f"section {section} skipped: {error}")
             outcome = {"error": str(error)}

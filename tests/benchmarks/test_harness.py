@@ -52,6 +52,39 @@ def test_model_section_reports_every_model_and_batch(smoke_results) -> None:
     assert results["sections"]["train"]["spiking_ratio"] > 0
 
 
+def test_engine_section_streams_real_time_sessions(tmp_path: Path) -> None:
+    config = BenchConfig.preset_config("smoke", sections=("engine",), threads=1)
+    results = run(config, tmp_path, log=lambda _: None)
+    engine = results["sections"]["engine"]
+    for name in config.models:
+        (row,) = engine[name]["runs"]
+        assert row["sessions"] == config.engine_sessions[0]
+        assert row["frames_per_s"] > 0 and row["steps"] > 0
+        assert row["step_compute_ms"]["p99"] >= row["step_compute_ms"]["p50"] > 0
+        assert engine[name]["weights"] == "random"
+    assert (tmp_path / "engine_sessions.png").is_file()
+    assert "engine: most real-time sessions" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_rest_and_load_sections_against_a_real_server(tmp_path: Path) -> None:
+    """A real ``lmukws serve`` on 127.0.0.1: REST clips and two websocket clients."""
+    config = BenchConfig.preset_config(
+        "smoke", sections=("rest", "load"), models=("lmuformer",), threads=1
+    )
+    results = run(config, tmp_path, log=lambda _: None)
+    (rest,) = results["sections"]["rest"]["lmuformer"]["runs"]
+    assert rest["rest_clips_per_s"] > 0 and rest["direct_clips_per_s"] > 0
+    (load,) = results["sections"]["load"]["lmuformer"]["runs"]
+    assert load["completed"] == load["clients"] == config.load_clients[0]
+    assert load["errors"] == 0
+    assert load["dropped_ms"]["total"] == 0 and load["frames_missing"] == 0
+    assert load["detections"] > 0  # thresholds 0: detections whatever the weights
+    assert load["server_ms"]["p50"] is not None
+    for name in ("rest_clips.png", "load_latency.png"):
+        assert (tmp_path / name).is_file()
+
+
 def test_a_missing_section_is_recorded_not_fatal(tmp_path: Path, monkeypatch) -> None:
     from benchmarks import run as run_module
 

@@ -1,0 +1,76 @@
+"""Checkpoints for the engine and server sections.
+
+A checkpoint named in the config wins; else the shipped one (``models/checkpoints``); else a
+random-weight checkpoint of the benchmark's size is written into the output folder. Costs do not
+depend on the weights; detections do, so the load test asks for them with low thresholds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.config import BenchConfig
+
+#: Speech Commands' 35 words then the synthetic corpus' two extra labels (docs/CONTRACTS.md).
+EXTRA_LABELS = ("_unknown_", "_silence_")
+
+
+def labels(num_classes: int) -> list[str]:
+    try:
+        from training.labels import SPEECH_COMMANDS_LABELS
+    except ImportError:  # pragma: no cover - training is part of the project
+        SPEECH_COMMANDS_LABELS = ()
+    names = [*SPEECH_COMMANDS_LABELS, *EXTRA_LABELS]
+    if len(names) < num_classes:
+        names += [f"class{i}" for i in range(len(names), num_classes)]
+    return names[:num_classes]
+
+
+def checkpoint_for(name: str, config: BenchConfig, out: Path) -> tuple[Path, str]:
+    """(path, origin) of the checkpoint to serve for model ``name``; origin is ``given``,
+    ``shipped`` or ``random``."""
+    from models import build_model, read_metadata, save_checkpoint
+    from models.checkpoint import CheckpointError, default_checkpoint
+
+    for path in config.checkpoints:
+        meta = read_metadata(path)
+        if (meta.get("model") or {}).get("name") == name:
+            return Path(path), "given"
+    if not config.model_overrides:
+        try:
+            return default_checkpoint(name), "shipped"
+        except CheckpointError:
+            pass
+    import torch
+
+    torch.manual_seed(config.seed)
+    overrides = {"num_classes": 37, **config.model_overrides}
+    model = build_model(name, **overrides)
+    path = out / "checkpoints" / f"{name}-random.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"labels": labels(model.num_classes), "training": {"note": "random weights"}}
+    return save_checkpoint(path, model, metadata), "random"
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (Linux /proc; 0 elsewhere)."""
+    status = Path(f"/proc/{pid or 'self'}/status")
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks

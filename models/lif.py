@@ -147,8 +147,12 @@ class LIF(nn.Module):
         return f"channels={self.channels}, tau={self.tau}, v_threshold={self.v_threshold}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, C] -> spikes [B, T, C], starting from rest."""
-        return lif_scan(x.transpose(0, 1), self.tau, self.v_threshold).transpose(0, 1)
+        """x: [B, T, C] -> spikes [B, T, C], starting from rest.
+
+        Membranes integrate in float32 even under bfloat16 autocast (spikes are exact in any
+        dtype, the threshold comparison is not)."""
+        spikes = lif_scan(x.transpose(0, 1).float(), self.tau, self.v_threshold)
+        return spikes.transpose(0, 1).to(x.dtype)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> LIFState:
         return LIFState(v=torch.zeros(batch_size, self.channels, device=device, dtype=dtype))

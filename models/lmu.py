@@ -71,6 +71,7 @@ def lmu_step(m: torch.Tensor, u: torch.Tensor, a: torch.Tensor, b: torch.Tensor)
 
 def fft_memory(u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """Parallel memory: u [B, T] convolved with H [D, W] (causal, truncated) -> m [B, T, D]."""
+    u = u.float()  # FFTs in float32, also under bfloat16 autocast
     steps = u.shape[-1]
     window = h.shape[-1]
     n = 1 << (steps + window - 1).bit_length()
@@ -98,8 +99,12 @@ def window_memory_reversed(u_history: torch.Tensor, taps: torch.Tensor) -> torch
 
     u_history: [B, W - 1 + n], taps: [W, D] -> m [B, n, D].
     """
-    frames = u_history.unfold(1, taps.shape[0], 1)  # [B, n, W], oldest first
-    return frames @ taps
+    window = taps.shape[0]
+    frames = u_history.unfold(1, window, 1)  # [B, n, W], oldest first (overlapping views)
+    batch, n = frames.shape[0], frames.shape[1]
+    # one [B * n, W] @ [W, D] product: matmul on the overlapping 3-d view would run a bmm with
+    # the taps expanded per batch row, ~10x slower for n > 1
+    return (frames.reshape(batch * n, window) @ taps).view(batch, n, -1)
 
 
 @dataclass(frozen=True)

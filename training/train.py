@@ -255,14 +255,20 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 group["lr"] = lr
             feats, y = train_ds.batch(idx)
             targets = nn.functional.one_hot(y, K).float()
-            if recipe.freq_mask > 0 or recipe.time_mask > 0:
+            full_recipe = global_step >= recipe.clean_steps
+            if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
                 feats = spec_augment(
                     feats, recipe.freq_mask, recipe.time_mask, gen, fill=train_ds.pad_value
                 )
             if recipe.feature_noise:
                 feats = feature_noise_roll(feats, recipe.roll_frames, gen)
-            feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
-            logits = model(feats.to(device))
+            if full_recipe:
+                feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
+            with torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"
+            ):
+                logits = model(feats.to(device))
+            logits = logits.float()
             loss = clip_loss(logits, targets.to(device), recipe.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

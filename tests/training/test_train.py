@@ -150,3 +150,23 @@ def test_cross_entropy_option(corpus: Path, tmp_path: Path) -> None:
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     with pytest.raises(ValueError, match="loss must be"):
         Recipe.from_dict({"loss": "mse"})
+
+
+def test_bf16_and_clean_steps(corpus: Path, tmp_path: Path) -> None:
+    recipe = _recipe(
+        corpus,
+        tmp_path / "bf16",
+        epochs=1,
+        steps_per_epoch=2,
+        loss="ce",
+        precision="bf16",
+        clean_steps=1,
+        test_split=None,
+    )
+    summary = train(recipe, progress=False)
+    assert summary["history"][0]["global_step"] == 2
+    model, meta = load_checkpoint(tmp_path / "bf16" / "best.safetensors")
+    assert next(model.parameters()).dtype == torch.float32
+    assert meta["training"]["recipe"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision must be"):
+        Recipe.from_dict({"precision": "fp8"})

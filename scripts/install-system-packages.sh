@@ -15,6 +15,8 @@ PACKAGES=(
   rhvoice rhvoice-english
   # browser end-to-end tests
   chromium
+  # Docker image test: a private engine and a debootstrap base (tests/docker, scripts/docker-*)
+  docker.io debootstrap
 )
 
 missing=()

@@ -225,7 +225,11 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 "parameters": n_params,
             },
             "metrics": metrics,
-            "detector": dict(DETECTOR_DEFAULTS),
+            # the posterior that matches the loss: softmax after CE, sigmoid after BCE
+            "detector": {
+                **DETECTOR_DEFAULTS,
+                "posterior": "softmax" if recipe.loss == "ce" else "sigmoid",
+            },
         }
 
     for epoch in range(start_epoch, recipe.epochs):

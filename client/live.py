@@ -30,6 +30,7 @@ from server.protocol import DetectionMessage, EndMessage, ReadyMessage, ScoresMe
 LOG_LINES = 8
 BAR_WIDTH = 30
 SCORES_EVERY_MS = 100
+REFRESH_PER_SECOND = 10
 
 
 class LiveSession(Protocol):
@@ -76,11 +77,12 @@ class LiveState:
         default_factory=lambda: collections.deque(maxlen=2000)
     )
 
-    def on_block(self, samples: np.ndarray) -> None:
-        """A captured block: update the level meter."""
+    def on_block(self, samples: np.ndarray, latest: np.ndarray | None = None) -> None:
+        """Captured samples: count them; the level meter shows ``latest`` (default: all)."""
         self.samples_captured += samples.size
-        self.level_db = level_dbfs(samples)
-        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+        latest = samples if latest is None else latest
+        self.level_db = level_dbfs(latest)
+        peak = float(np.max(np.abs(latest))) if latest.size else 0.0
         self.peak_db = max(-120.0, 20.0 * float(np.log10(peak + 1e-12)))
 
     def on_sent(self, total_samples: int, captured_at: float) -> None:
@@ -351,25 +353,28 @@ async def _mic(args: argparse.Namespace, out: TextIO) -> int:
             from rich.console import Console
             from rich.live import Live
 
-            live = Live(state.render(), console=Console(file=out), refresh_per_second=15)
+            live = Live(state.render(), console=Console(file=out), auto_refresh=False)
             live.start()
         else:
             printer.start()
         async with mic:
             state.started = time.monotonic()
+            drawn = 0.0
             while not stop.is_set():
-                try:
-                    block = await asyncio.wait_for(mic.read(), 0.02)
-                except asyncio.TimeoutError:
-                    block = None
-                if block is not None:
-                    state.on_block(block.samples)
-                    await session.send_audio(block.samples)
-                    state.on_sent(session.samples_sent, block.captured_at)
+                # everything captured so far goes out at once: a slow iteration (a busy CPU,
+                # drawing) never builds a backlog that would add to the latency
+                blocks = await mic.read_all(timeout=0.05)
+                if blocks:
+                    samples = np.concatenate([b.samples for b in blocks])
+                    state.on_block(samples, blocks[-1].samples)
+                    await session.send_audio(samples)
+                    state.on_sent(session.samples_sent, blocks[-1].captured_at)
                     state.overflows = mic.overflows
                 take_events()
-                if live is not None:
-                    live.update(state.render())
+                now = time.monotonic()
+                if live is not None and now - drawn >= 1.0 / REFRESH_PER_SECOND:
+                    live.update(state.render(), refresh=True)
+                    drawn = now
         state.end = await session.finish(timeout=10.0)
         take_events()
     except (ClientError, TimeoutError, RuntimeError) as error:

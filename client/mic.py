@@ -181,6 +181,16 @@ class Microphone:
         """The next captured block."""
         return await self._queue.get()
 
+    async def read_all(self, timeout: float) -> list[Block]:
+        """Every block captured so far, waiting at most ``timeout`` s for the first one."""
+        try:
+            blocks = [await asyncio.wait_for(self._queue.get(), timeout)]
+        except asyncio.TimeoutError:
+            return []
+        while not self._queue.empty():
+            blocks.append(self._queue.get_nowait())
+        return blocks
+
     async def __aexit__(self, *exc: object) -> None:
         if self._stream is not None:
             self._stream.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import http
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,13 @@ class Received:
     resets: int = 0
     stops: int = 0
     close_code: int | None = None
+
+    def closed_with(self, timeout: float = 5.0) -> int | None:
+        """The close code, once the server side of the connection has closed."""
+        deadline = time.monotonic() + timeout
+        while self.close_code is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.close_code
 
     @property
     def audio(self) -> np.ndarray:
@@ -200,7 +208,7 @@ class ProtocolServer:
                 next_scores = float(start.scores_every_ms)
                 continue
             got.stops += 1
-            if behaviour == "no_end":
+            if behaviour in ("no_end", "garbage_event"):
                 continue
             seen16 += sum(len(b) for b in block) * p.TARGET_SAMPLE_RATE / start.sample_rate
             await self._end(ws, seen16, detections)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,16 +25,12 @@ from client.stream import connect, detect
 from client.sync import Client
 from tests.client.conftest import MAX_SESSIONS, write_tones
 from tests.client.live_server import LiveServer
-from tests.client.virtual_mic import VirtualMic
+from tests.client.virtual_mic import VirtualMic, keywords_of, run_mic
 from tests.streaming.tone_model import sequence
 
 pytestmark = pytest.mark.slow
 
 LMUKWS = [sys.executable, "-m", "lmukws"]
-
-
-def keywords_of(records: list[dict]) -> list[str]:
-    return [r["keyword"] for r in records if r.get("type") == "detection"]
 
 
 def test_stream_cli_json(live_server: LiveServer, tones_wav: Path) -> None:
@@ -185,36 +182,6 @@ def virtual_mic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualMic
     mic.close()
 
 
-def run_mic(mic: VirtualMic, wav: Path, *options: str) -> tuple[list[dict], subprocess.Popen]:
-    """``lmukws mic --json``: wait for ready, play the WAV into the mic, Ctrl-C, parse."""
-    noise = mic.room_noise()
-    process = subprocess.Popen(
-        [*LMUKWS, "mic", "--json", *options],
-        env={**mic.env, "LMUKWS_TORCH_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        first = process.stdout.readline()  # type: ignore[union-attr]
-        assert first, process.communicate(timeout=30)[1]
-        ready = json.loads(first)
-        assert ready["type"] == "ready", first
-        mic.play(wav)
-        time.sleep(0.8)  # the tail: look-ahead and network
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        noise.terminate()
-        noise.wait()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    records = [ready] + [json.loads(line) for line in out.splitlines()]
-    assert process.returncode == 0, err
-    return records, process
-
-
 def test_mic_list_devices(virtual_mic: VirtualMic) -> None:
     result = subprocess.run(
         [*LMUKWS, "mic", "--list-devices"],
@@ -238,6 +205,7 @@ def test_mic_over_server(virtual_mic: VirtualMic, live_server: LiveServer, tmp_p
         if r["type"] == "detection":
             # end-to-end (capture to shown) includes the look-ahead wait and the server time
             assert r["e2e_ms"] is not None and r["e2e_ms"] >= r["latency"]["server_ms"]
+            assert r["e2e_ms"] < 2000, "the capture loop fell behind the microphone"
     end = next(r for r in records if r["type"] == "end")
     summary = records[-1]
     assert summary["type"] == "summary" and summary["detections"] == {"low": 1, "high": 1}
@@ -282,3 +250,63 @@ def test_e2e_numpy_array(live_server: LiveServer) -> None:
     x = sequence([("high", 0.4)], 1.2, rate=24000)
     result = asyncio.run(detect(live_server.ws, (x * 32767).astype(np.int16), 24000))
     assert [d.keyword for d in result.detections] == ["high"]
+
+
+def test_mic_live_view_in_a_terminal(
+    virtual_mic: VirtualMic, live_server: LiveServer, tmp_path: Path
+) -> None:
+    """On a terminal the rich view refreshes in place; Ctrl-C prints the session summary."""
+    import pty
+    import re
+    import select
+    import threading
+
+    wav = write_tones(tmp_path / "mic.wav", 16000, 1)
+    master, slave = pty.openpty()
+    env = {**virtual_mic.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    noise = virtual_mic.room_noise()
+    process = subprocess.Popen(
+        [*LMUKWS, "mic", "--url", live_server.ws],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:  # keep the terminal drained, as a real one is
+        while not done.is_set():
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunks.append(os.read(master, 65536))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while b"top posteriors" not in b"".join(chunks):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr
+            time.sleep(0.1)
+        virtual_mic.play(wav)
+        time.sleep(0.8)
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    finally:
+        done.set()
+        reader.join(5)
+        os.close(master)
+        noise.terminate()
+        noise.wait()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert process.returncode == 0, process.stderr.read()  # type: ignore[union-attr]
+    assert "input" in text and "dBFS" in text and "end-to-end ms" in text
+    assert "detections (2)" in text
+    summary = text[text.index("session summary") :]
+    assert "detections: 2 (low ×1, high ×1)" in summary and "end-to-end" in summary

@@ -63,7 +63,7 @@ def test_session_conversation(server: ProtocolServer) -> None:
     assert [type(e) for e in events] == [p.DetectionMessage]
     assert events[0].audio_ms == pytest.approx(600.0)
     assert end.audio_ms == pytest.approx(1000.0) and end.detections == 1
-    assert got.stops == 1 and got.close_code == 1000
+    assert got.stops == 1 and got.closed_with() == 1000
 
 
 def test_iterating_a_session_ends_at_end(server: ProtocolServer) -> None:
@@ -177,7 +177,7 @@ def test_bad_event(server: ProtocolServer) -> None:
     server.behaviour = "garbage_event"
     with pytest.raises(errors.BadServerReplyError, match="detection"):
         asyncio.run(detect(server.url, burst_clip(), 16000))
-    assert server.sessions[-1].close_code == 1002
+    assert server.sessions[-1].closed_with() == 1002
 
 
 def test_dropped_connection(server: ProtocolServer) -> None:
@@ -238,4 +238,4 @@ def test_sync_client(server: ProtocolServer, tmp_path) -> None:
         server.behaviour = "full"
         with pytest.raises(errors.SessionRefusedError):
             client.detect_array(burst_clip(), 16000)
-    assert server.sessions[-2].close_code == 1000 and server.sessions[-2].stops == 0
+    assert server.sessions[-2].closed_with() == 1000 and server.sessions[-2].stops == 0

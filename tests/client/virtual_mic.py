@@ -8,10 +8,12 @@ environment a recording process needs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,3 +104,38 @@ class VirtualMic:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def keywords_of(records: list[dict]) -> list[str]:
+    """Keywords of the detection records, in order."""
+    return [r["keyword"] for r in records if r.get("type") == "detection"]
+
+
+def run_mic(mic: VirtualMic, wav: Path, *options: str) -> tuple[list[dict], subprocess.Popen]:
+    """``lmukws mic --json``: wait for ready, play the WAV into the mic, Ctrl-C, parse."""
+    noise = mic.room_noise()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lmukws", "mic", "--json", *options],
+        env={**mic.env, "LMUKWS_TORCH_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()  # type: ignore[union-attr]
+        assert first, process.communicate(timeout=30)[1]
+        ready = json.loads(first)
+        assert ready["type"] == "ready", first
+        mic.play(wav)
+        time.sleep(0.8)  # the tail: look-ahead and network
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        noise.terminate()
+        noise.wait()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = [ready] + [json.loads(line) for line in out.splitlines()]
+    assert process.returncode == 0, err
+    return records, process

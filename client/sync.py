@@ -54,7 +54,8 @@ class Client:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(agen.aclose())  # type: ignore[attr-defined]
+            if not self._loop.is_closed():
+                self._run(agen.aclose())  # type: ignore[attr-defined]
 
     def stream_array(
         self, samples: np.ndarray, sample_rate: int, **options: Any

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import glob
 import http.server
@@ -20,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -64,6 +66,14 @@ def docker_env() -> Iterator[dict[str, str]]:
     """Environment whose DOCKER_HOST reaches a running engine with the base image."""
     if shutil.which("docker") is None:
         pytest.skip("no docker client on PATH")
+    # one image test at a time on this machine: they share the engine, the tag and the cache
+    lock_dir = Path(os.environ.get("LMUKWS_DOCKER_ROOT", "/var/tmp/lmukws-docker"))
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = (lock_dir / "test.lock").open("w")
+    except OSError:
+        lock = (Path(tempfile.gettempdir()) / "lmukws-docker-test.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     env = dict(os.environ)
     ambient = subprocess.run(["docker", "info"], env=env, capture_output=True, timeout=30)
     started = False
@@ -85,6 +95,8 @@ def docker_env() -> Iterator[dict[str, str]]:
     finally:
         if started:
             subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=120)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def local_torch_wheel() -> Path | None:

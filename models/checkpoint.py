@@ -45,6 +45,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+    tmp.chmod(0o644)  # a checkpoint is shipped and served: readable like any other file
     tmp.replace(path)
     return path
 

@@ -120,7 +120,8 @@ def _add_evaluate(subparsers: Any) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``data`` (``speech-commands``, ``synth``), ``train`` and ``evaluate``."""
+    """Add ``data`` (``speech-commands``, ``synth``), ``train``, ``evaluate`` and
+    ``ship-checkpoint``."""
     data = subparsers.add_parser(
         "data", help="prepare training data", description="Prepare a corpus and its manifest."
     )
@@ -134,3 +135,6 @@ def register(subparsers: Any) -> None:
     if train is not None:
         train.register_train_parser(subparsers)
     _add_evaluate(subparsers)
+    from training.ship import register_ship_parser
+
+    register_ship_parser(subparsers)

@@ -1,0 +1,74 @@
+"""Shipping a checkpoint: trimmed metadata with the test metrics, the report copy, a model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmukws.cli import main
+from models import FeatureConfig, build_model, load_checkpoint, save_checkpoint
+from tests.training.test_evaluate import LABELS, make_corpus
+
+
+def trained_like_checkpoint(path: Path) -> Path:
+    """A tiny checkpoint with the metadata layout that ``lmukws train`` writes."""
+    torch.manual_seed(0)
+    model = build_model("lmuformer", dim=16, num_classes=len(LABELS)).eval()
+    corpus = {"source": "test-tones", "counts": {"test": 12}, "engines": {"tone": 1},
+              "speakers": {"v0": ["tone:v0"]}, "voices": ["tone:v0", "tone:v1"]}  # fmt: skip
+    metadata = {
+        "labels": LABELS,
+        "features": FeatureConfig().to_dict(),
+        "training": {
+            "recipe": {"loss": "ce", "batch_size": 8, "notes": "a test run"},
+            "data": {"train": {"corpus": corpus, "counts": {"yes": 3}}},
+            "epochs_trained": 1,
+            "global_step": 5,
+        },
+        "metrics": {"val_acc": 0.5, "val_per_class_acc": {"yes": 1.0}},
+        "detector": {"default_threshold": 0.5},
+    }
+    return save_checkpoint(path, model, metadata)
+
+
+def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "corpus")
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5,
+                                    "val_acc": 0.5}]))  # fmt: skip
+    out = tmp_path / "shipped"
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(out), "--history", str(history)]) == 0
+
+    model, meta = load_checkpoint(out / "lmuformer.safetensors")
+    accuracy = json.loads((report / "metrics.json").read_text())["accuracy"]
+    assert meta["metrics"]["test"]["accuracy"] == accuracy
+    assert meta["metrics"]["test"]["clips"] == 12
+    assert "val_per_class_acc" not in meta["metrics"]
+    assert meta["detector"]["posterior"] == "softmax"  # trained with cross-entropy
+    corpus = meta["training"]["data"]["train"]["corpus"]
+    assert "voices" not in corpus and corpus["num_voices"] == 2 and corpus["counts"]
+    assert meta["training"]["history"][0]["epoch"] == 1
+    assert {p.name for p in (out / "reports" / "lmuformer").iterdir()} >= {
+        "README.md", "metrics.json", "confusion.png", "accuracy_vs_frames.png"
+    }  # fmt: skip
+    card = (out / "lmuformer.md").read_text()
+    assert "Trained on synthetic speech" in card
+    assert f"{100 * accuracy:.2f} %" in card
+    assert "does NOT yet meet" in card or "meets" in card
+    assert "lmukws train --config training/configs/lmuformer-synth.json" in card
+    assert model.num_classes == len(LABELS)
+
+
+def test_ship_refuses_the_wrong_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    args = ["ship-checkpoint", str(checkpoint), "--report", str(tmp_path), "--name"]
+    assert main([*args, "spiking-lmuformer", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "holds lmuformer, not spiking-lmuformer" in capsys.readouterr().out

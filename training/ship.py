@@ -1,0 +1,264 @@
+"""``lmukws ship-checkpoint``: turn a trained checkpoint and its evaluation report into a shipped
+default model in ``models/checkpoints/``: the weights with trimmed metadata (the held-out test
+metrics merged in), the evaluation report beside it, and a model card.
+
+    lmukws ship-checkpoint data/runs/lmuformer-synth/best.safetensors \\
+        --report reports/lmuformer-synth --name lmuformer
+
+writes ``models/checkpoints/lmuformer.safetensors``, ``models/checkpoints/lmuformer.md`` and
+``models/checkpoints/reports/lmuformer/`` (README, metrics, per-class table, plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+REPORT_FILES = (
+    "README.md",
+    "metrics.json",
+    "per_class.md",
+    "confusion.png",
+    "accuracy_vs_frames.json",
+    "accuracy_vs_frames.png",
+)
+# Large per-voice / per-word listings of corpus.json that the shipped metadata leaves out (they
+# stay in the corpus folder); the counts and engines stay.
+CORPUS_KEYS_DROPPED = ("speakers", "voices", "unknown_words", "skipped_voices", "failed_clips")
+BARS = {"lmuformer": 0.97, "spiking-lmuformer": 0.95}
+
+
+def trim_provenance(data: dict[str, Any]) -> dict[str, Any]:
+    """Training-data provenance without the per-voice listings (kept: counts, engines, seed)."""
+    trimmed: dict[str, Any] = {}
+    for split, info in data.items():
+        info = dict(info)
+        corpus = dict(info.get("corpus") or {})
+        for key in CORPUS_KEYS_DROPPED:
+            if key in corpus:
+                value = corpus.pop(key)
+                corpus[f"num_{key}"] = len(value) if hasattr(value, "__len__") else value
+        info["corpus"] = corpus
+        trimmed[split] = info
+    return trimmed
+
+
+def ship(
+    checkpoint: Path,
+    report: Path,
+    name: str,
+    out_dir: Path,
+    history: Path | None = None,
+    reproduce: str | None = None,
+) -> Path:
+    """Write the shipped checkpoint, its report copy and model card; returns the checkpoint."""
+    from models import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    if model.config.name != name:
+        raise ValueError(f"{checkpoint} holds {model.config.name}, not {name}")
+    metrics_path = report / "metrics.json"
+    curve_path = report / "accuracy_vs_frames.json"
+    if not metrics_path.is_file() or not curve_path.is_file():
+        raise FileNotFoundError(f"{report} is not an lmukws evaluate report (no metrics.json)")
+    evaluation = json.loads(metrics_path.read_text())
+    curve = json.loads(curve_path.read_text())
+
+    training = dict(meta.get("training") or {})
+    if "data" in training:
+        training["data"] = trim_provenance(training["data"])
+    if history is not None and history.is_file():
+        training["history"] = json.loads(history.read_text())
+    recipe = training.get("recipe") or {}
+    detector = dict(meta.get("detector") or {})
+    detector.setdefault("posterior", "softmax" if recipe.get("loss") == "ce" else "sigmoid")
+    metrics = dict(meta.get("metrics") or {})
+    metrics.pop("val_per_class_acc", None)
+    metrics["test"] = {
+        "split": evaluation.get("split"),
+        "clips": evaluation.get("num_clips"),
+        "accuracy": evaluation.get("accuracy"),
+        "macro_accuracy": evaluation.get("macro_accuracy"),
+        "per_class": evaluation.get("per_class"),
+        "streaming_frames_to_99": curve.get("frames_to_99"),
+        "streaming_prediction_agreement": curve.get("prediction_agreement_stream_vs_parallel"),
+    }
+    shipped = dict(meta)
+    shipped.update(training=training, detector=detector, metrics=metrics)
+    shipped["provenance"] = f"trained by lmukws train; shipped from {checkpoint.name}"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = save_checkpoint(out_dir / f"{name}.safetensors", model, shipped)
+    report_copy = out_dir / "reports" / name
+    report_copy.mkdir(parents=True, exist_ok=True)
+    for file in REPORT_FILES:
+        if (report / file).is_file():
+            shutil.copy2(report / file, report_copy / file)
+    card = model_card(name, model, shipped, evaluation, curve, reproduce)
+    (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
+    return target
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.2f} %"
+
+
+def model_card(
+    name: str,
+    model: Any,
+    meta: dict[str, Any],
+    evaluation: dict[str, Any],
+    curve: dict[str, Any],
+    reproduce: str | None,
+) -> str:
+    """The Markdown model card of a shipped checkpoint."""
+    training = meta.get("training") or {}
+    recipe = training.get("recipe") or {}
+    corpus = ((training.get("data") or {}).get("train") or {}).get("corpus") or {}
+    counts = corpus.get("counts") or {}
+    engines = corpus.get("engines") or {}
+    params = sum(p.numel() for p in model.parameters())
+    lookahead = model.lookahead_frames
+    accuracy = evaluation.get("accuracy")
+    bar = BARS.get(name)
+    history = training.get("history") or []
+    bar_line = ""
+    if bar is not None and accuracy is not None:
+        status = "meets" if accuracy >= bar else "does NOT yet meet"
+        bar_line = (
+            f"\nThe project's bar for this model is {_pct(bar)}: this checkpoint {status} it.\n"
+        )
+    engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
+    lines = [
+        f"# Model card: {name}",
+        "",
+        "**Trained on synthetic speech.** This checkpoint was trained and tested only on speech "
+        "made by offline text-to-speech engines (the `lmukws data synth` corpus), never on "
+        "recordings of people. Its accuracy on real microphones and real speakers is unknown; "
+        "the numbers below are for held-out synthetic voices.",
+        "",
+        "## Model",
+        "",
+        f"- `{name}` (LMUFormer, Liu et al., ICLR 2024): dim {model.config.dim}, "
+        f"{model.config.depth} block, LMU memory {model.config.resolved_memory_size}, theta "
+        f"{model.config.theta:g}, {params:,} parameters, {model.num_classes} labels "
+        "(the 35 Speech Commands words, `_unknown_`, `_silence_`).",
+        f"- Look-ahead {lookahead} frames: algorithmic latency {25 + 10 * lookahead} ms "
+        "(25 ms window + look-ahead x 10 ms).",
+        "",
+        "## Held-out-voice test results",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| test accuracy ({evaluation.get('num_clips')} clips, unseen speakers) | "
+        f"**{_pct(accuracy)}** |",
+        f"| macro accuracy (mean per class) | {_pct(evaluation.get('macro_accuracy'))} |",
+        f"| best validation accuracy | {_pct((meta.get('metrics') or {}).get('val_acc'))} |",
+        f"| frames to 99 % of final accuracy, streaming (paper: 87 of 128) | "
+        f"{curve.get('frames_to_99')} of {curve.get('num_frames')} |",
+        f"| streaming vs parallel prediction agreement | "
+        f"{_pct(curve.get('prediction_agreement_stream_vs_parallel'))} |",
+        bar_line,
+        f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
+        "confusion matrix, accuracy vs frames seen through the streaming form).",
+        "",
+        "## Data",
+        "",
+        f"- Source: `{corpus.get('source', 'synthetic')}` corpus, generator "
+        f"`{corpus.get('generator', '?')}` {corpus.get('generator_version', '')}, seed "
+        f"{corpus.get('seed', '?')}; engines: {engine_list}.",
+        "- Split by speaker: no voice (and no recorded person behind several engines) is in two "
+        "of train / validation / test.",
+        f"- Counts: `{json.dumps(counts)[:400]}`",
+        "",
+        "## Training",
+        "",
+        f"- Epochs trained: {training.get('epochs_trained')} ({training.get('global_step')} "
+        f"steps of batch {recipe.get('batch_size')}), device {training.get('device')}, "
+        f"torch {training.get('torch')}.",
+        f"- Loss {recipe.get('loss')}, Adam lr {recipe.get('lr')} betas {recipe.get('betas')}, "
+        f"mixup {recipe.get('mixup_prob')} (Beta({recipe.get('mixup_alpha')}, "
+        f"{recipe.get('mixup_alpha')})), SpecAugment {recipe.get('freq_mask')}/"
+        f"{recipe.get('time_mask')}, LR x{recipe.get('lr_decay')} every "
+        f"{recipe.get('lr_decay_every')} epoch(s) from {recipe.get('lr_decay_start')}, "
+        f"precision {recipe.get('precision', 'fp32')}, clean steps "
+        f"{recipe.get('clean_steps', 0)}.",
+        f"- Notes from the config: {recipe.get('notes', '')}",
+    ]
+    if history:
+        lines += [
+            "",
+            "| epoch | lr | train loss | train acc | val acc |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['epoch']} | {row['lr']:.2e} | {row['train_loss']:.3f} | "
+            f"{row['train_acc']:.3f} | {row['val_acc']:.3f} |"
+            for row in history
+        ]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        reproduce
+        or (
+            "lmukws data synth --out data/synth --jobs 2\n"
+            f"lmukws train --config training/configs/{name}-synth.json\n"
+            f"lmukws evaluate data/runs/{name}-synth/best.safetensors --data data/synth "
+            f"--split test --out reports/{name}-synth\n"
+            f"lmukws ship-checkpoint data/runs/{name}-synth/best.safetensors "
+            f"--report reports/{name}-synth --name {name} "
+            f"--history data/runs/{name}-synth/history.json"
+        ),
+        "```",
+        "",
+        "The paper's own numbers are on Google Speech Commands V2, which these machines cannot "
+        "download. Where you have it:",
+        "",
+        "```sh",
+        "lmukws data speech-commands --root /path/to/speech_commands_v0.02 --out data/sc",
+        f"lmukws train --config training/configs/paper-{name}-sc.json",
+        f"lmukws evaluate runs/paper-{name}-sc/best.safetensors --data data/sc --out "
+        f"reports/paper-{name}-sc",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        target = ship(
+            Path(args.checkpoint),
+            Path(args.report),
+            args.name,
+            Path(args.out_dir),
+            Path(args.history) if args.history else None,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"lmukws ship-checkpoint: {error}")
+        return 2
+    print(f"shipped {target} (+ {target.with_suffix('.md').name}, reports/{args.name}/)")
+    return 0
+
+
+def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``ship-checkpoint`` to the ``lmukws`` command."""
+    parser = subparsers.add_parser(
+        "ship-checkpoint",
+        help="make a trained checkpoint a shipped default (weights, report, model card)",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("checkpoint", help="trained checkpoint (.safetensors)")
+    parser.add_argument("--report", required=True, help="its lmukws evaluate report folder")
+    parser.add_argument("--name", required=True, choices=sorted(BARS), help="model name")
+    parser.add_argument("--history", help="the run's history.json (per-epoch table in the card)")
+    parser.add_argument(
+        "--out-dir", default=str(Path(__file__).resolve().parent.parent / "models" / "checkpoints")
+    )
+    parser.set_defaults(func=_run)
+    return parser

@@ -4,8 +4,8 @@ Defaults are the paper's (LMUFormer's Speech Commands recipe, after AST): Adam l
 betas (0.95, 0.999) and weight decay 5e-7, BCE-with-logits on one-hot targets mixed by mixup
 (probability 0.6, λ ~ Beta(10, 10)), SpecAugment freq 48 / time 48, uniform feature noise and a
 ±10-frame roll, batch 128, 200 epochs, LR ×0.85 every 10 epochs from epoch 10.
-``clean_steps`` runs the first steps without mixup and SpecAugment (waveform augmentation
-stays on), so a short CPU schedule gets off the class prior quickly; ``precision = "bf16"``
+``clean_steps`` runs the first steps on clean, centred clips (no waveform augmentation, no
+mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly; ``precision = "bf16"``
 trains under bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16; evaluation and the
 saved weights stay float32).
 ``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short

@@ -257,9 +257,10 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 lr = lr_epoch * (global_step + 1) / recipe.warmup_steps
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            full_recipe = global_step >= recipe.clean_steps
+            train_ds.augment = recipe.augment_waveforms and full_recipe
             feats, y = train_ds.batch(idx)
             targets = nn.functional.one_hot(y, K).float()
-            full_recipe = global_step >= recipe.clean_steps
             if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
                 feats = spec_augment(
                     feats, recipe.freq_mask, recipe.time_mask, gen, fill=train_ds.pad_value

@@ -5,9 +5,9 @@ betas (0.95, 0.999) and weight decay 5e-7, BCE-with-logits on one-hot targets mi
 (probability 0.6, λ ~ Beta(10, 10)), SpecAugment freq 48 / time 48, uniform feature noise and a
 ±10-frame roll, batch 128, 200 epochs, LR ×0.85 every 10 epochs from epoch 10.
 ``clean_steps`` runs the first steps on clean, centred clips (no waveform augmentation, no
-mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly; ``precision = "bf16"``
-trains under bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16; evaluation and the
-saved weights stay float32).
+mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly;
+``precision = "bf16"`` trains under bfloat16 autocast (about 2x faster on CPUs with
+AVX512-BF16; evaluation and the saved weights stay float32).
 ``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short
 schedules BCE over 37 classes sits at the class prior for hundreds of steps (measured).
 

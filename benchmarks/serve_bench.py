@@ -74,7 +74,7 @@ def served(
     env = dict(os.environ)
     env.update(
         LMUKWS_MAX_UPLOAD_FILES=str(max(64, *config.rest_batches)),
-        LMUKWS_LOG_LEVEL="warning",
+        LMUKWS_LOG_LEVEL=os.environ.get("LMUKWS_LOG_LEVEL", "warning"),
     )
     if config.engine_max_batch:
         env["LMUKWS_MAX_BATCH"] = str(config.engine_max_batch)
@@ -309,7 +309,10 @@ async def _client(
                             result["error"] = f"{message.get('code')}: {message.get('message')}"
                 except ConnectionClosed as error:
                     if result["end"] is None and result["error"] is None:
-                        result["error"] = f"closed {error.rcvd.code if error.rcvd else '?'}"
+                        rcvd = error.rcvd
+                        result["error"] = (
+                            f"closed {rcvd.code} {rcvd.reason}" if rcvd else "closed (no frame)"
+                        )
 
             receiver = asyncio.create_task(receive())
             t0 = time.perf_counter()

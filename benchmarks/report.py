@@ -157,7 +157,8 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
                 f"{_fmt(run['server_ms']['p50'])} / {_fmt(run['server_ms']['p99'])} ms "
                 f"(+{_fmt(run['algorithmic_ms'])} algorithmic); dropped "
                 f"{_fmt(run['dropped_ms']['total'])} ms, {run.get('frames_missing', '–')} "
-                f"frames; errors {run['errors']}; "
+                f"frames ({run['completed']}/{k} clients got `end`); "
+                f"errors {run['errors']}; "
                 f"CPU {_fmt(run['server_cpu'])}; RSS {_fmt(run['server_rss_mb'][0])}→"
                 f"{_fmt(run['server_rss_mb'][1])} MB"
             )
@@ -305,18 +306,19 @@ def _plot_engine(section: dict, models: list[str], out: Path, title: str) -> Pat
     plt = _pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     top = 1
-    for m in models:
+    for i, m in enumerate(models):
         runs = section[m]["runs"]
         n = [r["sessions"] for r in runs]
         top = max(top, *n)
-        ax.plot(n, [r["frames_per_s"] for r in runs], marker="o", label=m)
+        c = f"C{i}"
+        ax.plot(n, [r["frames_per_s"] for r in runs], marker="o", color=c, label=m)
         for r in runs:
             if not r["keeps_up"]:
                 ax.plot(r["sessions"], r["frames_per_s"], "x", color="red", markersize=9)
-        ax2.plot(n, [r["step_compute_ms"]["p99"] for r in runs], marker="o", label=f"{m} p99")
-        ax2.plot(
-            n, [r["step_compute_ms"]["p50"] for r in runs], marker=".", ls="--", label=f"{m} p50"
-        )
+        p99 = [r["step_compute_ms"]["p99"] for r in runs]
+        p50 = [r["step_compute_ms"]["p50"] for r in runs]
+        ax2.plot(n, p99, marker="o", color=c, label=f"{m} p99")
+        ax2.plot(n, p50, marker=".", ls="--", color=c, label=f"{m} p50")
     ax.plot([1, top], [100, 100 * top], color="gray", ls=":", label="real time (100 frames/s)")
     for a in (ax, ax2):
         a.set_xscale("log", base=2)
@@ -360,18 +362,20 @@ def _plot_rest(section: dict, models: list[str], out: Path, title: str) -> Path:
 def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
     plt = _pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for m in models:
+    for i, m in enumerate(models):
         runs = section[m]["runs"]
         k = [r["clients"] for r in runs]
-        ax.plot(k, [r["server_ms"]["p99"] or 0 for r in runs], marker="o", label=f"{m} p99")
-        ax.plot(
-            k, [r["server_ms"]["p50"] or 0 for r in runs], marker=".", ls="--", label=f"{m} p50"
-        )
+        c = f"C{i}"
+        p99 = [r["server_ms"]["p99"] or 0 for r in runs]
+        p50 = [r["server_ms"]["p50"] or 0 for r in runs]
+        ax.plot(k, p99, marker="o", color=c, label=f"{m} p99")
+        ax.plot(k, p50, marker=".", ls="--", color=c, label=f"{m} p50")
         for r in runs:
             trace = r.get("rss_trace") or []
             if trace:
                 ax2.plot(*zip(*trace, strict=True), label=f"{m}, {r['clients']} clients")
     ax.axhline(30, color="gray", ls=":", label="target p99 (30 ms)")
+    ax.set_yscale("log")
     ax.set_xlabel("websocket clients (real time)")
     ax.set_ylabel("detection server latency, ms")
     ax.grid(True, alpha=0.3)

@@ -384,6 +384,7 @@ async def _load(
             await asyncio.sleep(2.0)
 
     sampler = asyncio.create_task(sample_rss())
+    own_cpu = time.process_time()
     tasks = [
         _client(
             url,
@@ -403,6 +404,7 @@ async def _load(
     finally:
         sampler.cancel()
     wall = time.perf_counter() - t0
+    own_cpu = time.process_time() - own_cpu
     rss_end, cpu_end = rss_bytes(process.pid), cpu_seconds(process.pid)
     detections = [d for r in results for d in r["detections"]]
     ended = [r for r in results if r["end"] is not None]
@@ -431,6 +433,7 @@ async def _load(
         "frames_missing": int(sum(missing)),
         "client_late_ms_max": round(max((r["late_ms"] for r in results), default=0.0), 1),
         "server_cpu": round((cpu_end - cpu_start) / wall, 2),
+        "clients_cpu": round(own_cpu / wall, 2),  # the load generator shares the machine
         "server_rss_mb": [round(rss_start / 2**20, 1), round(rss_end / 2**20, 1)],
         "rss_trace": rss_trace,
     }

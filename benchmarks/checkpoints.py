@@ -1,8 +1,9 @@
 """Checkpoints for the engine and server sections.
 
 A checkpoint named in the config wins; else the shipped one (``models/checkpoints``); else a
-random-weight checkpoint of the benchmark's size is written into the output folder. Costs do not
-depend on the weights; detections do, so the load test asks for them with low thresholds.
+random-weight checkpoint of the benchmark's size is written into ``work_dir()`` (the system's
+temporary folder). Costs do not depend on the weights; detections do, so the load test asks for
+them with thresholds of 0.
 """
 
 from __future__ import annotations
@@ -46,10 +47,21 @@ def checkpoint_for(name: str, config: BenchConfig, out: Path) -> tuple[Path, str
     torch.manual_seed(config.seed)
     overrides = {"num_classes": 37, **config.model_overrides}
     model = build_model(name, **overrides)
-    path = out / "checkpoints" / f"{name}-random.safetensors"
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    path = work_dir() / f"{name}-random-{suffix}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"labels": labels(model.num_classes), "training": {"note": "random weights"}}
     return save_checkpoint(path, model, metadata), "random"
+
+
+def work_dir() -> Path:
+    """Scratch folder for random checkpoints and server logs (outside the repository, so a
+    run leaves only its report in ``--out``)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "lmukws-bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def rss_bytes(pid: int | None = None) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from benchmarks.audio import RATE, speech_track
-from benchmarks.checkpoints import checkpoint_for, cpu_seconds, rss_bytes
+from benchmarks.checkpoints import checkpoint_for, cpu_seconds, rss_bytes, work_dir
 from benchmarks.config import BenchConfig
 from benchmarks.engine_bench import percentiles
 
@@ -96,7 +96,7 @@ def served(
     ]
     if config.threads:
         command += ["--torch-threads", str(config.threads)]
-    log_path = out / f"serve-{checkpoint.stem}-{port}.log"
+    log_path = work_dir() / f"serve-{checkpoint.stem}-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         base = f"http://{HOST}:{port}"

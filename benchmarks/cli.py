@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         "models",
         "sections",
         "stream_batches",
+        "window_batches",
         "engine_sessions",
         "load_clients",
         "load_seconds",
@@ -90,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stream-batches", type=_csv(int), default=None, help="batch sizes of the stream step"
+    )
+    parser.add_argument(
+        "--window-batches", type=_csv(int), default=None, help="batch sizes of the window test"
     )
     parser.add_argument(
         "--engine-sessions", type=_csv(int), default=None, help="concurrent engine sessions"

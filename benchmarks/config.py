@@ -48,7 +48,7 @@ class BenchConfig:
     train_rounds: int = 3
     # issue 5 item 2: naive windowed recompute vs the streaming step
     window_frames: int = ONE_SECOND_FRAMES
-    window_batches: tuple[int, ...] = (1, 64)
+    window_batches: tuple[int, ...] = (1, 64, 256)
     # issue 5 item 1: engine throughput
     engine_sessions: tuple[int, ...] = (1, 16, 64, 256, 512)
     engine_seconds: float = 10.0

@@ -151,7 +151,10 @@ class LIF(nn.Module):
 
         Membranes integrate in float32 even under bfloat16 autocast (spikes are exact in any
         dtype, the threshold comparison is not)."""
-        spikes = lif_scan(x.transpose(0, 1).float(), self.tau, self.v_threshold)
+        low = x.dtype in (torch.float16, torch.bfloat16)  # float64 models stay float64
+        spikes = lif_scan(
+            x.transpose(0, 1).float() if low else x.transpose(0, 1), self.tau, self.v_threshold
+        )
         return spikes.transpose(0, 1).to(x.dtype)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> LIFState:

@@ -71,7 +71,8 @@ def lmu_step(m: torch.Tensor, u: torch.Tensor, a: torch.Tensor, b: torch.Tensor)
 
 def fft_memory(u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """Parallel memory: u [B, T] convolved with H [D, W] (causal, truncated) -> m [B, T, D]."""
-    u = u.float()  # FFTs in float32, also under bfloat16 autocast
+    if u.dtype in (torch.float16, torch.bfloat16):
+        u = u.float()  # FFTs in float32 under bfloat16 autocast (float64 models stay float64)
     steps = u.shape[-1]
     window = h.shape[-1]
     n = 1 << (steps + window - 1).bit_length()

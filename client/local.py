@@ -50,24 +50,11 @@ def resolve_checkpoint(checkpoint: str | Path | None, model: str | None) -> Path
 
 
 def engine_config(metadata: dict[str, Any]) -> EngineConfig:
-    """Engine settings from the checkpoint's ``detector`` defaults (as the server does)."""
+    """Engine settings from the checkpoint's ``detector`` defaults, read exactly as the server
+    reads them (``EngineConfig.from_metadata``)."""
     from streaming.engine import EngineConfig
 
-    detector = dict(metadata.get("detector") or {})
-    frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", 10.0))
-    base = EngineConfig()
-    options: dict[str, Any] = {}
-    for name in ("threshold", "smoothing_frames", "patience_frames", "early_threshold"):
-        if detector.get(name) is not None:
-            options[name] = detector[name]
-    for name in ("pooling", "refractory", "warmup"):
-        if detector.get(f"{name}_ms") is not None:
-            options[f"{name}_frames"] = max(0, round(float(detector[f"{name}_ms"]) / frame_ms))
-    if "posterior" in detector:
-        options["posterior"] = detector["posterior"]
-    thresholds = {k: float(v) for k, v in (detector.get("thresholds") or {}).items()}
-    options["pooling_frames"] = max(1, options.get("pooling_frames", base.pooling_frames))
-    return EngineConfig(thresholds=thresholds, scores_top=MAX_SCORES_TOP, **options)
+    return EngineConfig.from_metadata(metadata, scores_top=MAX_SCORES_TOP)
 
 
 def load_engine(

@@ -44,7 +44,7 @@ HISTORY_FILE = "history.json"
 
 #: detector defaults written into checkpoints (streaming.detector.DetectorConfig.build kwargs)
 DETECTOR_DEFAULTS: dict[str, Any] = {
-    "default_threshold": 0.5,
+    "threshold": 0.5,
     "smoothing_frames": 5,
     "patience_frames": 3,
     "refractory_frames": 100,

@@ -52,7 +52,10 @@ def test_loss_falls_and_best_checkpoint_has_metadata(corpus: Path, tmp_path: Pat
     assert meta["training"]["data"]["train"]["corpus"]["source"] == "synthetic"
     assert 0.0 <= meta["metrics"]["val_acc"] <= 1.0 and meta["metrics"]["epoch"] >= 1
     assert "test_acc" in meta["metrics"]
-    assert meta["detector"]["default_threshold"] == 0.5
+    assert meta["detector"]["threshold"] == 0.5
+    assert meta["detector"]["posterior"] == (
+        "softmax" if meta["training"]["recipe"]["loss"] == "ce" else "sigmoid"
+    )
     assert model(torch.zeros(2, 128, 128)).shape == (2, len(TINY_LABELS))
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in saved] == [1, 2, 3, 4]

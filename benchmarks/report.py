@@ -237,6 +237,13 @@ def _pyplot():
     return plt
 
 
+def _log_y(ax: object) -> None:
+    """Log y axis when the plotted data has positive values (on a loaded machine a tiny model's
+    timings can round to 0, and matplotlib refuses to log-scale all-zero data)."""
+    if ax.dataLim.y1 > 0:  # type: ignore[attr-defined]
+        ax.set_yscale("log")  # type: ignore[attr-defined]
+
+
 def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -244,7 +251,7 @@ def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Pat
         rows = section[m].get("stream", [])
         ax.plot([r["batch"] for r in rows], [r["us_per_frame"] for r in rows], marker="o", label=m)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel("sessions per step (batch)")
     ax.set_ylabel("µs per frame (one 10 ms hop of one session)")
     ax.set_title(title)
@@ -273,7 +280,7 @@ def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Pat
     for i, r in zip(x, ratios, strict=True):
         ax.annotate(f"{r:.0f}×", (i, max(window[i], stream[i])), ha="center", va="bottom")
     ax.set_xticks(x, labels, fontsize=8)
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_ylabel("ms per 10 ms hop")
     ax.set_title(title)
     ax.legend()
@@ -322,7 +329,7 @@ def _plot_engine(section: dict, models: list[str], out: Path, title: str) -> Pat
     ax.plot([1, top], [100, 100 * top], color="gray", ls=":", label="real time (100 frames/s)")
     for a in (ax, ax2):
         a.set_xscale("log", base=2)
-        a.set_yscale("log")
+        _log_y(a)
         a.set_xlabel("concurrent real-time sessions")
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=7)
@@ -375,7 +382,7 @@ def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
             if trace:
                 ax2.plot(*zip(*trace, strict=True), label=f"{m}, {r['clients']} clients")
     ax.axhline(30, color="gray", ls=":", label="target p99 (30 ms)")
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel("websocket clients (real time)")
     ax.set_ylabel("detection server latency, ms")
     ax.grid(True, alpha=0.3)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from client.audio import read_audio
+from models.config import DEFAULT_MODEL
 from server.protocol import (
     MAX_SCORES_TOP,
     ClassifyResult,
@@ -30,8 +31,6 @@ from server.protocol import (
 if TYPE_CHECKING:  # pragma: no cover
     from streaming.engine import EngineConfig, StreamingEngine
     from streaming.session import Session
-
-DEFAULT_MODEL = "spiking-lmuformer"
 
 
 def resolve_checkpoint(checkpoint: str | Path | None, model: str | None) -> Path:

@@ -18,18 +18,39 @@ Streaming a clip frame by frame gives exactly the parallel form's per-frame logi
 Shapes: B batch, T frames, F mel bins (128), K labels.
 """
 
-from models.checkpoint import (
-    DEFAULT_MODEL,
-    CheckpointError,
-    default_checkpoint,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
-from models.config import MODEL_NAMES, FeatureConfig, ModelConfig
-from models.frontend import Fbank, FbankState, StreamingFbank
-from models.lmuformer import LMUFormer, ModelState, build_model
-from models.state import select_state, stack_states, unstack_state
+import importlib
+from typing import Any
+
+from models.config import DEFAULT_MODEL, MODEL_NAMES, FeatureConfig, ModelConfig
+
+# Everything else is imported on first use (PEP 562), so that reading the configs (the CLI,
+# the settings) does not import torch.
+_LAZY = {
+    "CheckpointError": "models.checkpoint",
+    "default_checkpoint": "models.checkpoint",
+    "load_checkpoint": "models.checkpoint",
+    "read_metadata": "models.checkpoint",
+    "save_checkpoint": "models.checkpoint",
+    "Fbank": "models.frontend",
+    "FbankState": "models.frontend",
+    "StreamingFbank": "models.frontend",
+    "LMUFormer": "models.lmuformer",
+    "ModelState": "models.lmuformer",
+    "build_model": "models.lmuformer",
+    "select_state": "models.state",
+    "stack_states": "models.state",
+    "unstack_state": "models.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_MODEL",

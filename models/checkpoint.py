@@ -13,13 +13,12 @@ from typing import Any
 
 import torch
 
-from models.config import MODEL_NAMES, ModelConfig
+from models.config import DEFAULT_MODEL, MODEL_NAMES, ModelConfig
 from models.lmuformer import LMUFormer
 
 METADATA_KEY = "lmukws"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-DEFAULT_MODEL = "spiking-lmuformer"
 
 
 class CheckpointError(ValueError):

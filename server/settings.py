@@ -7,9 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.config import DEFAULT_MODEL
 from server import protocol
-
-DEFAULT_MODEL = "spiking-lmuformer"
 
 
 class Settings(BaseSettings):

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from models.config import DEFAULT_MODEL
 from tests.client.live_server import LiveServer
 from tests.client.virtual_mic import VirtualMic, keywords_of, run_mic
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "models" / "checkpoints" / "spiking-lmuformer.safetensors"
+SHIPPED = ROOT / "models" / "checkpoints" / f"{DEFAULT_MODEL}.safetensors"
 LMUKWS = [sys.executable, "-m", "lmukws"]
 WORD = "yes"
 

@@ -32,6 +32,7 @@ import pytest
 
 from client import errors
 from client.stream import connect, detect
+from models.config import DEFAULT_MODEL
 from tests.streaming.tone_model import sequence
 
 pytestmark = pytest.mark.slow
@@ -208,7 +209,7 @@ def container(
 def test_container_serves(container: Container) -> None:
     info = httpx.get(f"{container.http}/v1/model", timeout=10).json()
     tone = not SHIPPED.is_file()
-    assert info["name"] == ("lmuformer" if tone else "spiking-lmuformer")
+    assert info["name"] == ("lmuformer" if tone else DEFAULT_MODEL)
     x = sequence([("low", 0.5), ("high", 2.0)], 3.0, rate=22050)
     result = asyncio.run(detect(container.ws, x, 22050))
     assert result.end.audio_ms == pytest.approx(3000.0, abs=1.0)

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from models.config import DEFAULT_MODEL
 from server.app import engine_config
 from server.protocol import STREAM_PATH, encode_pcm
 from server.settings import Settings
@@ -25,7 +26,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LMUKWS_MAX_SESSIONS", "7")
     settings = Settings()
     assert settings.port == 9123 and settings.max_sessions == 7
-    assert settings.model == "spiking-lmuformer" and settings.checkpoint is None
+    assert settings.model == DEFAULT_MODEL and settings.checkpoint is None
     assert settings.host == "127.0.0.1"
 
 

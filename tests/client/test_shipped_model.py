@@ -80,7 +80,7 @@ def test_stream_detects_the_word(default_server: LiveServer, spoken: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert records[0]["model"] == "spiking-lmuformer"
+    assert records[0]["model"] == DEFAULT_MODEL
     assert WORD in [r["keyword"] for r in records if r["type"] == "detection"]
 
 

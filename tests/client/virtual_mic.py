@@ -126,6 +126,9 @@ def run_mic(mic: VirtualMic, wav: Path, *options: str) -> tuple[list[dict], subp
         assert first, process.communicate(timeout=30)[1]
         ready = json.loads(first)
         assert ready["type"] == "ready", first
+        # a person starts speaking a moment after "ready"; the capture stream (above all the
+        # in-process --local engine's, on a loaded machine) may still be opening at that instant
+        time.sleep(1.0)
         mic.play(wav)
         time.sleep(0.8)  # the tail: look-ahead and network
         process.send_signal(signal.SIGINT)

@@ -90,17 +90,9 @@ def classify_files(
     posteriors = engine.classify(clips, rates)
     results = []
     for (name, duration, rate, channels), p in zip(infos, posteriors, strict=True):
-        order = np.argsort(-p, kind="stable")[:MAX_SCORES_TOP]
-        top = [(engine.labels[j], round(float(p[j]), 6)) for j in order]
         results.append(
-            ClassifyResult(
-                filename=name,
-                label=top[0][0],
-                score=top[0][1],
-                top=top,
-                duration_s=round(duration, 6),
-                sample_rate=rate,
-                channels=channels,
+            ClassifyResult.from_posteriors(
+                name, p, engine.labels, duration_s=duration, sample_rate=rate, channels=channels
             )
         )
     return results

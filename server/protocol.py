@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -314,6 +315,31 @@ class ClassifyResult(_ServerMessage):
     duration_s: float
     sample_rate: int
     channels: int
+
+    @classmethod
+    def from_posteriors(
+        cls,
+        filename: str,
+        posteriors: Sequence[float],
+        labels: Sequence[str],
+        *,
+        duration_s: float,
+        sample_rate: int,
+        channels: int,
+    ) -> ClassifyResult:
+        """The result of one file from its posteriors [K] (``labels`` in the same order): the
+        top ``MAX_SCORES_TOP`` labels, ties kept in label order."""
+        order = sorted(range(len(labels)), key=lambda j: -float(posteriors[j]))
+        top = [(labels[j], round(float(posteriors[j]), 6)) for j in order[:MAX_SCORES_TOP]]
+        return cls(
+            filename=filename,
+            label=top[0][0],
+            score=top[0][1],
+            top=top,
+            duration_s=round(duration_s, 6),
+            sample_rate=sample_rate,
+            channels=channels,
+        )
 
 
 class ClassifyResponse(_ServerMessage):

@@ -94,17 +94,9 @@ async def classify(
     labels = engine.labels
     results = []
     for (name, duration, rate, channels), p in zip(infos, posteriors, strict=True):
-        order = np.argsort(-p, kind="stable")[: protocol.MAX_SCORES_TOP]
-        top = [(labels[j], round(float(p[j]), 6)) for j in order]
         results.append(
-            protocol.ClassifyResult(
-                filename=name,
-                label=top[0][0],
-                score=top[0][1],
-                top=top,
-                duration_s=round(duration, 6),
-                sample_rate=rate,
-                channels=channels,
+            protocol.ClassifyResult.from_posteriors(
+                name, p, labels, duration_s=duration, sample_rate=rate, channels=channels
             )
         )
     return protocol.ClassifyResponse(model=engine.model_name, results=results)

@@ -244,9 +244,10 @@ class Residual(nn.Module):
     """x + branch(x). When the branch looks ahead L frames, the skip path is delayed by L
     frames in streaming (kws_streaming's Delay), so both paths meet at the same frame."""
 
-    def __init__(self, branch: Sequence) -> None:
+    def __init__(self, branch: Sequence, channels: int) -> None:
         super().__init__()
         self.branch = branch
+        self.channels = channels  # of x, for the skip path's delay line
 
     @property
     def lookahead(self) -> int:
@@ -260,17 +261,9 @@ class Residual(nn.Module):
     ) -> ResidualState:
         skip = None
         if self.lookahead:
-            channels = self._channels()
-            skip = torch.zeros(batch_size, self.lookahead, channels, device=device, dtype=dtype)
+            shape = (batch_size, self.lookahead, self.channels)
+            skip = torch.zeros(shape, device=device, dtype=dtype)
         return ResidualState(skip=skip, branch=self.branch.init_state(batch_size, device, dtype))
-
-    def _channels(self) -> int:
-        for module in self.branch.modules():
-            if isinstance(module, nn.Conv1d):
-                return module.in_channels
-            if isinstance(module, nn.BatchNorm1d):
-                return module.num_features
-        raise ValueError("cannot infer the channels of a residual branch")
 
     def stream(
         self, x: torch.Tensor, clock: StreamClock, state: ResidualState

@@ -72,7 +72,8 @@ def _embedding(config: ModelConfig) -> Sequence:
             layers[f"relu{i}"] = ReLU()
             layers[f"bn{i}"] = BatchNorm(dim)
             channels = dim
-        layers["rpe"] = Residual(Sequence(OrderedDict(conv=TemporalConv(dim, dim, causal=causal))))
+        rpe = Sequence(OrderedDict(conv=TemporalConv(dim, dim, causal=causal)))
+        layers["rpe"] = Residual(rpe, dim)
         return Sequence(layers)
     for i in range(n):
         layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
@@ -80,13 +81,10 @@ def _embedding(config: ModelConfig) -> Sequence:
         if i < n - 1:
             layers[f"bn{i}"] = BatchNorm(dim)
             layers[f"lif{i}"] = StreamLIF(dim)
-    layers["rpe"] = Residual(
-        Sequence(
-            OrderedDict(
-                bn=BatchNorm(dim), lif=StreamLIF(dim), conv=TemporalConv(dim, dim, causal=causal)
-            )
-        )
+    rpe = OrderedDict(
+        bn=BatchNorm(dim), lif=StreamLIF(dim), conv=TemporalConv(dim, dim, causal=causal)
     )
+    layers["rpe"] = Residual(Sequence(rpe), dim)
     return Sequence(layers)
 
 
@@ -127,7 +125,9 @@ def _block(config: ModelConfig) -> Sequence:
             fc2_lif=StreamLIF(hidden),
             fc2_conv=PointwiseConv(hidden, dim),
         )
-    return Sequence(OrderedDict(mixer=Residual(Sequence(mixer)), ffn=Residual(Sequence(ffn))))
+    return Sequence(
+        OrderedDict(mixer=Residual(Sequence(mixer), dim), ffn=Residual(Sequence(ffn), dim))
+    )
 
 
 def _head(config: ModelConfig) -> Sequence:

@@ -23,9 +23,10 @@ from server.protocol import (
     ClassifyResult,
     DetectionMessage,
     EndMessage,
-    Latency,
-    ReadyMessage,
     ScoresMessage,
+    detection_message,
+    end_message,
+    ready_message,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,22 +120,7 @@ class LocalSession:
             thresholds=thresholds,
             scores_every_ms=scores_every_ms,
         )
-        detector = self.session.detector_config
-        self.ready = ReadyMessage(
-            session_id=self.session.id,
-            model=engine.model_name,
-            labels=engine.labels,
-            sample_rate=sample_rate,
-            frame_ms=engine.frame_ms,
-            lookahead_frames=engine.lookahead_frames,
-            algorithmic_latency_ms=engine.algorithmic_latency_ms,
-            keywords=detector.keywords,
-            thresholds={
-                label: float(t)
-                for label, t in zip(detector.labels, detector.thresholds, strict=True)
-                if np.isfinite(t)
-            },
-        )
+        self.ready = ready_message(engine, self.session, sample_rate)
         self.end: EndMessage | None = None
         self.samples_sent = 0
         self._backlog: list[DetectionMessage | ScoresMessage] = []
@@ -151,25 +137,11 @@ class LocalSession:
         now = time.perf_counter()
         for event in events:
             if isinstance(event, Detection):
-                out.append(
-                    DetectionMessage(
-                        keyword=event.keyword,
-                        score=event.score,
-                        audio_ms=event.audio_ms,
-                        latency=Latency(
-                            algorithmic_ms=self.engine.algorithmic_latency_ms,
-                            queue_ms=event.queue_ms,
-                            compute_ms=event.compute_ms,
-                            server_ms=event.server_ms(now),
-                        ),
-                    )
-                )
+                out.append(detection_message(event, self.engine.algorithmic_latency_ms, now))
             elif isinstance(event, Scores):
                 out.append(ScoresMessage(audio_ms=event.audio_ms, top=list(event.top)))
             elif isinstance(event, End):
-                self.end = EndMessage(
-                    audio_ms=event.audio_ms, frames=event.frames, detections=event.detections
-                )
+                self.end = end_message(event)
             elif isinstance(event, Failure):
                 raise RuntimeError(f"the engine failed: {event.message}")
         return out

@@ -413,6 +413,46 @@ def dump_message(message: BaseModel) -> str:
     return message.model_dump_json()
 
 
+def ready_message(engine: Any, session: Any, sample_rate: int) -> ReadyMessage:
+    """``ready`` for a new engine session (``streaming.StreamingEngine`` / ``Session``)."""
+    detector = session.detector_config
+    return ReadyMessage(
+        session_id=session.id,
+        model=engine.model_name,
+        labels=engine.labels,
+        sample_rate=sample_rate,
+        frame_ms=engine.frame_ms,
+        lookahead_frames=engine.lookahead_frames,
+        algorithmic_latency_ms=engine.algorithmic_latency_ms,
+        keywords=detector.keywords,
+        thresholds={
+            k: float(t)
+            for k, t in zip(detector.labels, detector.thresholds, strict=True)
+            if k in detector.keywords
+        },
+    )
+
+
+def detection_message(event: Any, algorithmic_ms: float, now: float) -> DetectionMessage:
+    """``detection`` for an engine ``Detection`` sent at ``now`` (``time.perf_counter()``)."""
+    return DetectionMessage(
+        keyword=event.keyword,
+        score=round(event.score, 6),
+        audio_ms=event.audio_ms,
+        latency=Latency(
+            algorithmic_ms=algorithmic_ms,
+            queue_ms=round(event.queue_ms, 3),
+            compute_ms=round(event.compute_ms, 3),
+            server_ms=round(event.server_ms(now), 3),
+        ),
+    )
+
+
+def end_message(event: Any) -> EndMessage:
+    """``end`` for an engine ``End``."""
+    return EndMessage(audio_ms=event.audio_ms, frames=event.frames, detections=event.detections)
+
+
 def error_message(code: ErrorCode, message: str) -> ErrorMessage:
     return ErrorMessage(code=code, message=message)
 

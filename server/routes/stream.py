@@ -191,22 +191,7 @@ class StreamConnection:
             raise ProtocolError(ErrorCode.UNKNOWN_KEYWORD, str(error)) from None
         self.session = session
         self.encoding = message.encoding
-        detector = session.detector_config
-        ready = protocol.ReadyMessage(
-            session_id=session.id,
-            model=engine.model_name,
-            labels=engine.labels,
-            sample_rate=message.sample_rate,
-            frame_ms=engine.frame_ms,
-            lookahead_frames=engine.lookahead_frames,
-            algorithmic_latency_ms=engine.algorithmic_latency_ms,
-            keywords=detector.keywords,
-            thresholds={
-                k: float(t)
-                for k, t in zip(detector.labels, detector.thresholds, strict=True)
-                if k in detector.keywords
-            },
-        )
+        ready = protocol.ready_message(engine, session, message.sample_rate)
         await self.send(ready)
         session.notify = self._notify
         self._sender = asyncio.ensure_future(self._send_loop())
@@ -240,32 +225,14 @@ class StreamConnection:
             self._events.clear()
             for event in session.poll():
                 if isinstance(event, Detection):
-                    now = time.perf_counter()
-                    server_ms = event.server_ms(now)
-                    message = protocol.DetectionMessage(
-                        keyword=event.keyword,
-                        score=round(event.score, 6),
-                        audio_ms=event.audio_ms,
-                        latency=protocol.Latency(
-                            algorithmic_ms=algorithmic,
-                            queue_ms=round(event.queue_ms, 3),
-                            compute_ms=round(event.compute_ms, 3),
-                            server_ms=round(server_ms, 3),
-                        ),
-                    )
+                    message = protocol.detection_message(event, algorithmic, time.perf_counter())
                     if await self.send(message):
                         self.metrics.detections_total.inc(keyword=event.keyword)
-                        self.metrics.detection_seconds.observe(server_ms / 1e3)
+                        self.metrics.detection_seconds.observe(message.latency.server_ms / 1e3)
                 elif isinstance(event, Scores):
                     await self.send(protocol.ScoresMessage(audio_ms=event.audio_ms, top=event.top))
                 elif isinstance(event, End):
-                    await self.send(
-                        protocol.EndMessage(
-                            audio_ms=event.audio_ms,
-                            frames=event.frames,
-                            detections=event.detections,
-                        )
-                    )
+                    await self.send(protocol.end_message(event))
                     await self.close(CloseCode.GOING_AWAY if self.going_away else CloseCode.NORMAL)
                     return
                 elif isinstance(event, Failure):

@@ -27,6 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.lif import LIF
+from models.lmu import LMUCell
+
 NO_END = torch.iinfo(torch.int64).max
 
 
@@ -165,8 +168,6 @@ class StreamLIF(nn.Module):
 
     def __init__(self, channels: int, tau: float = 2.0, v_threshold: float = 1.0) -> None:
         super().__init__()
-        from models.lif import LIF
-
         self.lif = LIF(channels, tau, v_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,8 +187,6 @@ class StreamLMU(nn.Module):
 
     def __init__(self, **cell_config: Any) -> None:
         super().__init__()
-        from models.lmu import LMUCell
-
         self.cell = LMUCell(**cell_config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

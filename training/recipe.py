@@ -8,6 +8,9 @@ betas (0.95, 0.999) and weight decay 5e-7, BCE-with-logits on one-hot targets mi
 mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly;
 ``precision = "bf16"`` trains under bfloat16 autocast (about 2x faster on CPUs with
 AVX512-BF16; evaluation and the saved weights stay float32).
+``init_from`` fine-tunes from a checkpoint of the same model (continuing a run under a new
+schedule); ``loader_workers`` builds batches in background processes, overlapping the waveform
+augmentation with the model step (one worker is enough on two cores).
 ``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short
 schedules BCE over 37 classes sits at the class prior for hundreds of steps (measured).
 
@@ -65,6 +68,8 @@ class Recipe:
     precision: str = "fp32"
     loss: str = "bce"
     steps_per_epoch: int | None = None
+    #: start from these weights (a checkpoint of the same model and labels) instead of random
+    init_from: str | None = None
     # feature augmentation (paper)
     mixup_prob: float = 0.6
     mixup_alpha: float = 10.0
@@ -76,6 +81,8 @@ class Recipe:
     seed: int = 0
     device: str = "auto"
     threads: int = 2
+    #: processes that build (augment + fbank) the next batches while the model trains
+    loader_workers: int = 0
     eval_batch_size: int = 256
     notes: str = ""
 

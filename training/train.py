@@ -11,8 +11,9 @@
 - ``history.json``: per-epoch metrics.
 
 The model is trained as in the paper: clip logits = mean of frame logits, BCE-with-logits on
-one-hot targets mixed by mixup, SpecAugment, feature noise and roll. Items are built in the main
-process (no worker processes competing for the cores); each batch's fbank is computed at once.
+one-hot targets mixed by mixup, SpecAugment, feature noise and roll. Each batch's items are
+augmented and their fbank computed at once, in the main process or (``loader_workers``) in
+background processes that prepare the next batches while the model steps.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,60 @@ def _epoch_order(n: int, steps: int | None, batch: int, seed: int, epoch: int) -
     stream = np.concatenate(perms)
     offset = start - first * n
     return stream[offset : offset + need]
+
+
+class _BatchTask(torch.utils.data.Dataset):
+    """Batch k of an epoch as one DataLoader item: (features [B, T, F], labels [B])."""
+
+    def __init__(self, ds: ManifestDataset, batches: list[np.ndarray], augment: list[bool]):
+        self.ds, self.batches, self.augment = ds, batches, augment
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        self.ds.augment = self.augment[k]
+        return self.ds.batch(self.batches[k])
+
+
+def _epoch_batches(
+    ds: ManifestDataset, batches: list[np.ndarray], augment: list[bool], workers: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The epoch's batches in order; built ahead by ``workers`` processes when > 0."""
+    task = _BatchTask(ds, batches, augment)
+    if workers <= 0:
+        for k in range(len(task)):
+            yield task[k]
+        return
+    loader = torch.utils.data.DataLoader(
+        task, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2
+    )
+    yield from loader
+
+
+def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str, Any]:
+    """Load ``path``'s weights into ``model``; its identity for the run's metadata.
+
+    The checkpoint must be the same model (config) with the same labels in the same order.
+    """
+    from models import load_checkpoint
+
+    source, meta = load_checkpoint(path)
+    if source.config != model.config:
+        raise ValueError(
+            f"init_from {path}: model {source.config.to_dict()} differs from the recipe's "
+            f"{model.config.to_dict()}"
+        )
+    if list(meta.get("labels") or []) != list(labels):
+        raise ValueError(f"init_from {path}: its labels differ from the corpus labels")
+    model.load_state_dict(source.state_dict())
+    training = meta.get("training", {})
+    return {
+        "path": str(path),
+        "epochs_trained": training.get("epochs_trained"),
+        "global_step": training.get("global_step"),
+        "metrics": {k: v for k, v in meta.get("metrics", {}).items() if k.endswith("acc")},
+    }
 
 
 def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
@@ -192,6 +247,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     start_epoch, global_step, best_acc = 0, 0, -1.0
     history: list[dict[str, Any]] = []
     state_path = out / STATE_FILE
+    init = _init_weights(model, recipe.init_from, labels) if recipe.init_from else None
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -223,6 +279,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 "device": str(device),
                 "torch": torch.__version__,
                 "parameters": n_params,
+                "init_from": init,
             },
             "metrics": metrics,
             # the posterior that matches the loss: softmax after CE, sigmoid after BCE
@@ -244,22 +301,25 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         model.train()
         t_epoch = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0.0, 0
+        augment_flags = [
+            recipe.augment_waveforms and global_step + k >= recipe.clean_steps
+            for k in range(len(batches))
+        ]
         bar = tqdm(
-            batches,
+            zip(batches, _epoch_batches(train_ds, batches, augment_flags, recipe.loader_workers)),
+            total=len(batches),
             desc=f"epoch {epoch + 1}/{recipe.epochs}",
             disable=not show,
             mininterval=1.0 if show else 60.0,
             dynamic_ncols=True,
         )
-        for i, idx in enumerate(bar):
+        for i, (idx, (feats, y)) in enumerate(bar):
             lr = lr_epoch
             if recipe.warmup_steps > 0 and global_step < recipe.warmup_steps:
                 lr = lr_epoch * (global_step + 1) / recipe.warmup_steps
             for group in optimizer.param_groups:
                 group["lr"] = lr
             full_recipe = global_step >= recipe.clean_steps
-            train_ds.augment = recipe.augment_waveforms and full_recipe
-            feats, y = train_ds.batch(idx)
             targets = nn.functional.one_hot(y, K).float()
             if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
                 feats = spec_augment(

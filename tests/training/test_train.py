@@ -100,7 +100,9 @@ def test_recipe_file_and_overrides(tmp_path: Path) -> None:
         load_recipe(None, ["nope=1"])
 
 
-@pytest.mark.parametrize("name", ["lmuformer-synth.json", "spiking-lmuformer-synth.json"])
+@pytest.mark.parametrize(
+    "name", ["lmuformer-synth.json", "lmuformer-synth-stage2.json", "spiking-lmuformer-synth.json"]
+)
 def test_shipped_configs_parse(name: str) -> None:
     path = CONFIGS / name
     if not path.is_file():
@@ -173,3 +175,52 @@ def test_bf16_and_clean_steps(corpus: Path, tmp_path: Path) -> None:
     assert meta["training"]["recipe"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="precision must be"):
         Recipe.from_dict({"precision": "fp8"})
+
+
+def test_loader_workers_build_the_same_batches(corpus: Path, tmp_path: Path) -> None:
+    """Batches built ahead in a worker process equal the in-process ones: same weights after."""
+    weights = []
+    for workers in (0, 1):
+        out = tmp_path / f"w{workers}"
+        recipe = _recipe(
+            corpus, out, epochs=1, steps_per_epoch=3, test_split=None, loader_workers=workers
+        )
+        train(recipe, progress=False)
+        model, _ = load_checkpoint(out / "last.safetensors")
+        weights.append(model.state_dict())
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
+
+
+def test_init_from_continues_from_a_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(_recipe(corpus, first, epochs=1, steps_per_epoch=2, test_split=None), progress=False)
+    source, _ = load_checkpoint(first / "last.safetensors")
+    # lr 0: the second run keeps the weights it started from (batch-norm statistics still
+    # move in train mode), and says where they came from
+    second = tmp_path / "second"
+    recipe = _recipe(
+        corpus,
+        second,
+        epochs=1,
+        steps_per_epoch=2,
+        lr=0.0,
+        weight_decay=0.0,
+        test_split=None,
+        init_from=str(first / "last.safetensors"),
+    )
+    train(recipe, progress=False)
+    model, meta = load_checkpoint(second / "last.safetensors")
+    params = dict(model.named_parameters())
+    for key, value in source.named_parameters():
+        assert torch.equal(value, params[key]), key
+    assert meta["training"]["init_from"]["path"] == str(first / "last.safetensors")
+    assert meta["training"]["init_from"]["global_step"] == 2
+    other = _recipe(
+        corpus,
+        tmp_path / "other",
+        model_config={"dim": 24},
+        init_from=str(first / "last.safetensors"),
+    )
+    with pytest.raises(ValueError, match="differs from the recipe"):
+        train(other, progress=False)

@@ -306,7 +306,11 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             for k in range(len(batches))
         ]
         bar = tqdm(
-            zip(batches, _epoch_batches(train_ds, batches, augment_flags, recipe.loader_workers)),
+            zip(
+                batches,
+                _epoch_batches(train_ds, batches, augment_flags, recipe.loader_workers),
+                strict=True,
+            ),
             total=len(batches),
             desc=f"epoch {epoch + 1}/{recipe.epochs}",
             disable=not show,

@@ -49,6 +49,10 @@ class _Recorder:
         self.values.append(float(value))
         self.histogram.observe(value, **labels)
 
+    def observe_many(self, values: list[float], **labels: str) -> None:
+        self.values.extend(float(v) for v in values)
+        self.histogram.observe_many(values, **labels)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.histogram, name)
 

@@ -4,6 +4,8 @@ Every streaming layer keeps its per-session state in a small frozen dataclass wh
 all have the batch (session) axis first. A model's state is a tree of those dataclasses (and
 tuples of them); the helpers here stack the states of many sessions into one batch, pick
 sessions out of a batch, and measure a state's size, all by walking the dataclass fields.
+``flatten_state`` / ``StateLayout.unflatten`` turn a tree into its list of tensor leaves and back,
+for code that keeps many sessions' states in preallocated batched tensors (``streaming.slab``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,65 @@ def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], state: S) -> S:
     if isinstance(state, tuple):
         return tuple(map_tensors(fn, item) for item in state)  # type: ignore[return-value]
     return state
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+    """The structure of a state tree without its tensors: rebuilds a tree from its leaves."""
+
+    kind: str  # "tensor", "dataclass", "tuple" or "value"
+    cls: Any = None  # the dataclass type ("dataclass"), or the value ("value")
+    names: tuple[str, ...] = ()
+    children: tuple[StateLayout, ...] = ()
+    num_leaves: int = 0
+
+    def unflatten(self, leaves: Sequence[torch.Tensor]) -> Any:
+        """The tree with this layout whose tensors are ``leaves`` (in ``flatten_state`` order)."""
+        if len(leaves) != self.num_leaves:
+            raise ValueError(f"layout has {self.num_leaves} leaves, got {len(leaves)}")
+        return self._build(iter(leaves))
+
+    def _build(self, leaves: Any) -> Any:
+        if self.kind == "tensor":
+            return next(leaves)
+        if self.kind == "value":
+            return self.cls
+        built = [child._build(leaves) for child in self.children]
+        if self.kind == "tuple":
+            return tuple(built)
+        return self.cls(**dict(zip(self.names, built, strict=True)))
+
+
+def flatten_state(state: Any) -> tuple[list[torch.Tensor], StateLayout]:
+    """(tensor leaves in field order, layout) of a state tree; ``layout.unflatten`` inverts it.
+
+    Dataclass fields must all be constructor arguments (true of every streaming state).
+    """
+    leaves: list[torch.Tensor] = []
+
+    def walk(node: Any) -> StateLayout:
+        if isinstance(node, torch.Tensor):
+            leaves.append(node)
+            return StateLayout("tensor", num_leaves=1)
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            fields = dataclasses.fields(node)
+            children = tuple(walk(getattr(node, f.name)) for f in fields)
+            return StateLayout(
+                "dataclass",
+                type(node),
+                tuple(f.name for f in fields),
+                children,
+                sum(c.num_leaves for c in children),
+            )
+        if isinstance(node, tuple):
+            children = tuple(walk(item) for item in node)
+            return StateLayout(
+                "tuple", children=children, num_leaves=sum(c.num_leaves for c in children)
+            )
+        return StateLayout("value", node)
+
+    layout = walk(state)
+    return leaves, layout
 
 
 def _zip_trees(states: Sequence[Any]) -> Any:

@@ -131,17 +131,23 @@ class Firing:
     frame: int
 
 
-def sliding_mean(history: np.ndarray, new: np.ndarray, seen: int, window: int) -> np.ndarray:
-    """Mean over the last ``window`` rows for each new row: [m, K].
+def sliding_mean(
+    history: np.ndarray, new: np.ndarray, seen: int | np.ndarray, window: int
+) -> np.ndarray:
+    """Mean over the last ``window`` rows for each new row: [..., m, K].
 
-    history: [window - 1, K] the rows before ``new`` (zeros where there were none); seen: real
-    rows before ``new`` (the divisor is min(window, seen + i + 1) for new row i).
+    history: [..., window - 1, K] the rows before ``new`` (zeros where there were none); new:
+    [..., m, K]; seen: real rows before ``new``, an int or one per leading index [...] (the
+    divisor is min(window, seen + i + 1) for new row i). Leading axes batch sessions; a row's
+    result depends only on its own window (the same bits whatever the batch or the chunking).
     """
-    m = new.shape[0]
-    ext = np.concatenate((history, new)) if window > 1 else new
-    sums = np.lib.stride_tricks.sliding_window_view(ext, window, axis=0).sum(axis=-1)
-    counts = np.minimum(seen + np.arange(1, m + 1), window)
-    return sums / counts[:, None]
+    m = new.shape[-2]
+    ext = np.concatenate((history, new), axis=-2) if window > 1 else new
+    sums = np.empty(new.shape, dtype=np.result_type(ext, np.float64))
+    for i in range(m):
+        np.add.reduce(ext[..., i : i + window, :], axis=-2, out=sums[..., i, :])
+    counts = np.minimum(np.asarray(seen)[..., None] + np.arange(1, m + 1), window)  # [..., m]
+    return sums / counts[..., None]
 
 
 def detect(
@@ -156,19 +162,44 @@ def detect(
         raise ValueError(
             f"posteriors must be [T, {len(config.labels)}], got shape {posteriors.shape}"
         )
+    if posteriors.shape[0] == 0:
+        return state, [], posteriors.copy()
+    smoothed = sliding_mean(state.ring, posteriors, state.filled, config.smoothing_frames)
+    new_state, firings = decide(config, state, posteriors, smoothed)
+    return new_state, firings, smoothed
+
+
+def decide(
+    config: DetectorConfig,
+    state: DetectorState,
+    posteriors: np.ndarray,
+    smoothed: np.ndarray,
+    ring: np.ndarray | None = None,
+) -> tuple[DetectorState, list[Firing]]:
+    """The firing rules over smoothed posteriors [T, K] (``sliding_mean`` of ``posteriors``
+    [T, K] over ``state.ring``) -> (new state, firings). ``ring``: the new ring if the caller
+    already has it ([W - 1, K], the last rows of ring + posteriors).
+
+    A frame whose top label is under its threshold, with no run going and every label armed,
+    changes nothing but the counters: such steps skip the per-frame loop.
+    """
     W = config.smoothing_frames
     T = posteriors.shape[0]
-    if T == 0:
-        return state, [], posteriors.copy()
     thresholds = config.thresholds
-    smoothed = sliding_mean(state.ring, posteriors, state.filled, W)
     top = smoothed.argmax(axis=1)
     scores = smoothed[np.arange(T), top]
-    above = (scores >= thresholds[top]).tolist()
-    below = smoothed < thresholds  # [T, K]: re-arms a label
+    above_mask = scores >= thresholds[top]
+    if ring is None:
+        ring = np.concatenate((state.ring, posteriors))[T:] if W > 1 else state.ring
+    filled = min(W, state.filled + T)
+    if state.run_label < 0 and not above_mask.any() and state.armed.all():
+        quiet = dataclasses.replace(state, ring=ring, filled=filled, frames=state.frames + T)
+        return quiet, []
+    above = above_mask.tolist()
     top_list, score_list = top.tolist(), scores.tolist()
-    armed = state.armed.copy()
-    disarmed = set(np.flatnonzero(~armed).tolist())
+    disarmed = set(np.flatnonzero(~state.armed).tolist())
+    before = frozenset(disarmed)
+    below: np.ndarray | None = None  # [T, K]: re-arms a label (made once one is disarmed)
     run_label, run_length, last_fire = state.run_label, state.run_length, state.last_fire
     early = config.early_threshold
     patience, warmup, refractory = (
@@ -180,6 +211,8 @@ def detect(
     frame = state.frames
     for t in range(T):
         if disarmed:
+            if below is None:
+                below = smoothed < thresholds
             for label in [lab for lab in disarmed if below[t, lab]]:
                 disarmed.discard(label)
         k = top_list[t]
@@ -204,21 +237,20 @@ def detect(
             disarmed.add(k)
             run_label, run_length = -1, 0
         frame += 1
-    armed[:] = True
-    if disarmed:
+    armed = state.armed
+    if disarmed != before:
+        armed = np.ones_like(state.armed)
         armed[list(disarmed)] = False
-    ring = np.concatenate((state.ring, posteriors))[T:] if W > 1 else state.ring
-    new_state = dataclasses.replace(
-        state,
+    new_state = DetectorState(
         ring=ring,
-        filled=min(W, state.filled + T),
+        filled=filled,
         frames=frame,
         run_label=run_label,
         run_length=run_length,
         last_fire=last_fire,
         armed=armed,
     )
-    return new_state, firings, smoothed
+    return new_state, firings
 
 
 class Detector:

@@ -4,9 +4,10 @@ The worker thread batches every session that has a complete frame waiting (at mo
 ``max_batch`` sessions, waiting at most ``max_wait_ms`` to fill a batch): one front-end call for
 all their new frames, then one ``model.stream_frames`` call per group of sessions with the same
 number of new frames (sessions at different points of their streams batch together; the model
-returns each output's frame position). Everything runs under ``torch.inference_mode()`` and off
-the caller's (event loop's) thread. A session's queue is processed in order, so no frame is
-dropped or processed twice.
+returns each output's frame position). The model states of all sessions live in one
+preallocated ``StateSlab`` (a row per session), gathered and scattered once per group.
+Everything runs under ``torch.inference_mode()`` and off the caller's (event loop's) thread.
+A session's queue is processed in order, so no frame is dropped or processed twice.
 
 Example::
 
@@ -39,8 +40,7 @@ import numpy as np
 import torch
 
 from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
-from models.state import select_state, stack_states
-from streaming.detector import DetectorConfig
+from streaming.detector import DetectorConfig, DetectorState, sliding_mean
 from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
 from streaming.session import (
@@ -54,6 +54,7 @@ from streaming.session import (
     _Reset,
     _Stop,
 )
+from streaming.slab import StateSlab
 
 log = logging.getLogger("lmukws.engine")
 
@@ -166,6 +167,14 @@ class StreamingEngine:
         self.fbank = Fbank(self.feature_config, normalize=True).to(self.device)
         self.streaming_fbank = StreamingFbank(self.feature_config, normalize=True)
         self.metrics = metrics or EngineMetrics()
+        #: every session's model state, a row (slot) each; owned by the thread running steps
+        self.slab = StateSlab(
+            self.model,
+            min(self.config.max_sessions, 64),
+            self.device,
+            pooling_frames=self.config.pooling_frames,
+        )
+        self._released: list[int] = []  # slots of closed sessions, freed by the next step
         self.sessions: dict[str, Session] = {}
         self._cv = threading.Condition()
         self._ready: collections.OrderedDict[Session, None] = collections.OrderedDict()
@@ -286,6 +295,9 @@ class StreamingEngine:
             if session.closed:
                 return
             session.closed = True
+            if session.slot is not None and not session._in_flight:
+                self._released.append(session.slot)  # an in-flight one: after its step
+                session.slot = None
             session._queue.clear()
             session._queued_samples = session._head_samples = session._markers = 0
             self._ready.pop(session, None)
@@ -384,6 +396,9 @@ class StreamingEngine:
                 s = w.session
                 s._in_flight = False
                 if s.closed:
+                    if s.slot is not None:
+                        self._released.append(s.slot)
+                        s.slot = None
                     continue
                 if isinstance(w.marker, _Reset):
                     stream = s.fresh_stream()
@@ -408,84 +423,102 @@ class StreamingEngine:
         fb = self.fbank
         L, hop = fb.frame_length, fb.frame_shift
         with torch.inference_mode():
-            # front end: every session's new windows in one call
-            counts: list[int] = []
-            windows: list[torch.Tensor] = []
-            pendings: list[torch.Tensor] = []
+            # front end: every session's new windows, cut from one buffer, in one call
+            bufs = [np.concatenate((w.stream.fbank.pending[0].numpy(), w.samples)) for w in works]
+            lengths = np.array([b.size for b in bufs])
+            frames_per = np.where(lengths >= L, 1 + (lengths - L) // hop, 0)  # [B]
+            counts: list[int] = frames_per.tolist()
+            first_frame = np.cumsum(frames_per) - frames_per  # [B] row of each one's first frame
+            total = int(frames_per.sum())
+            feats_all = None
+            if total:
+                buf_start = np.cumsum(lengths) - lengths
+                owner = np.repeat(np.arange(len(works)), frames_per)  # [total]
+                within = np.arange(total) - first_frame[owner]
+                window_start = buf_start[owner] + within * hop
+                windows = np.concatenate(bufs)[window_start[:, None] + np.arange(L)]  # [total, L]
+                feats_all = fb.frames_to_features(torch.from_numpy(windows)[None].to(self.device))[
+                    0
+                ]
+            pendings = [b[m * hop :] for b, m in zip(bufs, counts, strict=True)]
+            # model: one call per group of sessions with the same number of new frames, on
+            # their rows of the state slab
+            slab = self.slab
+            with self._cv:
+                released, self._released = self._released, []
+            for slot in released:
+                slab.release(slot)
             for w in works:
-                buf = torch.cat((w.stream.fbank.pending[0], torch.from_numpy(w.samples)))
-                m = fb.num_frames(buf.numel())
-                counts.append(m)
-                if m:
-                    windows.append(buf.unfold(0, L, hop)[:m])
-                pendings.append(buf[m * hop :].clone())
-            feats_all = (
-                fb.frames_to_features(torch.cat(windows)[None].to(self.device))[0]
-                if windows
-                else None
-            )
-            feats: list[torch.Tensor | None] = []
-            offset = 0
-            for m in counts:
-                feats.append(feats_all[offset : offset + m] if m else None)  # type: ignore[index]
-                offset += m
-            # model: one call per group of sessions with the same number of new frames
+                if w.session.slot is None:
+                    w.session.slot = slab.allocate()
+            slots = [w.session.slot for w in works]
             groups: dict[int, list[int]] = collections.defaultdict(list)
             for i, m in enumerate(counts):
                 if m:
                     groups[m].append(i)
-            new_states = [w.stream.model for w in works]
-            outputs: list[torch.Tensor | None] = [None] * len(works)
-            for _m, members in groups.items():
-                state = stack_states([works[i].stream.model for i in members])
-                frames = torch.stack([feats[i] for i in members])  # type: ignore[misc]
-                logits, positions, state = self.model.stream_frames(frames, state)
+            outputs: list[np.ndarray | None] = [None] * len(works)
+            for m, members in groups.items():
+                rows = torch.tensor([slots[i] for i in members])
+                pick = first_frame[members][:, None] + np.arange(m)  # [b, m] rows of feats_all
+                frames = feats_all[torch.from_numpy(pick).to(self.device)]  # type: ignore[index]
+                logits, positions, state = self.model.stream_frames(frames, slab.gather(rows))
+                slab.scatter(rows, state)
+                host = logits.float().cpu().numpy()
+                keep = (positions >= 0).cpu().numpy()
                 for j, i in enumerate(members):
-                    keep = positions[j] >= 0
-                    outputs[i] = logits[j][keep]
-                    new_states[i] = select_state(state, j)
-            tails: list[torch.Tensor | None] = [None] * len(works)
+                    outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
+            tails: list[np.ndarray | None] = [None] * len(works)
             for i, w in enumerate(works):
                 if isinstance(w.marker, _Stop):
-                    tail, _ = self.model.finish(new_states[i])
-                    tails[i] = tail[0]
-            host = [None if o is None else o.float().cpu().numpy() for o in outputs]
-            host_tails = [None if t is None else t.float().cpu().numpy() for t in tails]
+                    tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
+                    tails[i] = tail[0].float().cpu().numpy()
+                elif isinstance(w.marker, _Reset):
+                    slab.reset(torch.tensor([slots[i]]))
         compute_s = time.perf_counter() - step_start
         compute_ms = compute_s * 1e3
-        frames_out = 0
-        results: list[tuple[StreamState, list[Event]]] = []
         K = len(self.labels)
+        streams: list[StreamState] = []
+        final: list[np.ndarray] = []  # [m, K] logits of the frames that became final
+        received: list[np.ndarray] = []  # [m] when the audio that made each one final came
+        waits: list[float] = []  # each session's wait from its oldest new frame to the step
+        lookahead = self.lookahead_frames
+        empty = np.zeros((0, K), np.float32)
         for i, w in enumerate(works):
-            s = w.session
-            stream = w.stream
+            old = w.stream
             m_in = counts[i]
             stream = StreamState(
-                fbank=type(stream.fbank)(pendings[i][None]),
-                model=new_states[i],
-                pool=stream.pool,
-                detector=stream.detector,
-                samples_in=stream.samples_in + w.samples.size,
-                frames_in=stream.frames_in + m_in,
-                frames_out=stream.frames_out,
-                detections=stream.detections,
+                fbank=type(old.fbank)(torch.from_numpy(pendings[i].copy())[None]),
+                detector=old.detector,
+                samples_in=old.samples_in + w.samples.size,
+                frames_in=old.frames_in + m_in,
+                frames_out=old.frames_out,
+                detections=old.detections,
             )
-            logits = host[i] if host[i] is not None else np.zeros((0, K), np.float32)
+            logits = outputs[i] if outputs[i] is not None else empty
             # output frame t became final with input frame t + lookahead (in this step)
-            first_out = stream.frames_out
-            idx = np.arange(logits.shape[0]) + first_out + self.lookahead_frames
-            idx -= stream.frames_in - m_in
-            received = w.frame_received[np.clip(idx, 0, max(m_in - 1, 0))] if m_in else idx * 0.0
-            if host_tails[i] is not None and isinstance(w.marker, _Stop):
-                logits = np.concatenate((logits, host_tails[i]))
-                received = np.concatenate(
-                    (received, np.full(host_tails[i].shape[0], w.marker.received_at))
-                )
-            stream, events = s._post(stream, logits, received, step_start, compute_ms)
+            first = old.frames_out + lookahead - old.frames_in
             if m_in:
-                self.metrics.queue_seconds.observe(max(0.0, step_start - w.frame_received[0]))
+                idx = np.arange(first, first + logits.shape[0])
+                np.maximum(idx, 0, out=idx)
+                np.minimum(idx, m_in - 1, out=idx)
+                when = w.frame_received[idx]
+            else:
+                when = np.zeros(logits.shape[0])
+            tail, stop = tails[i], w.marker
+            if tail is not None and isinstance(stop, _Stop):
+                logits = np.concatenate((logits, tail))
+                when = np.concatenate((when, np.full(tail.shape[0], stop.received_at)))
+            streams.append(stream)
+            final.append(logits)
+            received.append(when)
+            if m_in:
+                waits.append(max(0.0, step_start - float(w.frame_received[0])))
+        self.metrics.queue_seconds.observe_many(waits)
+        events = self._post_process(works, streams, final, received, step_start, compute_ms)
+        frames_out = 0
+        for w, stream, session_events, logits in zip(works, streams, events, final, strict=True):
             if isinstance(w.marker, _Stop):
-                events.append(
+                session_events.append(
                     End(
                         audio_ms=w.marker.audio_ms,
                         frames=stream.frames_out,
@@ -493,13 +526,81 @@ class StreamingEngine:
                     )
                 )
             frames_out += logits.shape[0]
-            results.append((stream, events))
+        results: list[tuple[StreamState, list[Event]]] = list(zip(streams, events, strict=True))
         self.metrics.step_seconds.observe(compute_s)
         self.metrics.batch_size.observe(len(works))
         if frames_out:
             self.metrics.frame_seconds.observe(compute_s / frames_out)
             self.metrics.frames_total.inc(frames_out)
         return results
+
+    def _post_process(
+        self,
+        works: list[Work],
+        streams: list[StreamState],
+        final: list[np.ndarray],
+        received: list[np.ndarray],
+        step_start: float,
+        compute_ms: float,
+    ) -> list[list[Event]]:
+        """Pooling, posteriors and detector smoothing for every session of the step at once
+        (numpy over [B, m, K], sessions grouped by m), then each session's firing rules and
+        events. Updates ``streams`` in place; returns each session's events."""
+        events: list[list[Event]] = [[] for _ in works]
+        groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
+        for i, logits in enumerate(final):
+            if logits.shape[0]:
+                groups[logits.shape[0], works[i].session.detector_config.smoothing_frames].append(i)
+        for (m, S), members in groups.items():
+            logits = np.stack([final[i] for i in members]).astype(np.float64)  # [B, m, K]
+            slots = np.array([works[i].session.slot for i in members])
+            posteriors = self.posteriors(self.slab.pool(slots, logits))
+            rings = np.stack([streams[i].detector.ring for i in members])  # [B, S - 1, K]
+            filled = np.array([streams[i].detector.filled for i in members])
+            smoothed = sliding_mean(rings, posteriors, filled, S)
+            new_rings = np.concatenate((rings, posteriors), axis=1)[:, m:] if S > 1 else rings
+            # sessions whose top label stays under its threshold, with no run going, every
+            # label armed and no scores to send: only counters and the ring change
+            thresholds = np.stack([works[i].session.detector_config.thresholds for i in members])
+            top = smoothed.argmax(axis=2)  # [B, m]
+            scores = np.take_along_axis(smoothed, top[..., None], axis=2)[..., 0]
+            above = (scores >= np.take_along_axis(thresholds, top, axis=1)).any(axis=1).tolist()
+            for j, i in enumerate(members):
+                session, stream = works[i].session, streams[i]
+                det = stream.detector
+                if (
+                    not above[j]
+                    and det.run_label < 0
+                    and session.scores_every_frames == 0
+                    and det.armed.all()
+                ):
+                    streams[i] = StreamState(
+                        fbank=stream.fbank,
+                        detector=DetectorState(
+                            ring=new_rings[j],
+                            filled=min(S, det.filled + m),
+                            frames=det.frames + m,
+                            run_label=det.run_label,
+                            run_length=det.run_length,
+                            last_fire=det.last_fire,
+                            armed=det.armed,
+                        ),
+                        samples_in=stream.samples_in,
+                        frames_in=stream.frames_in,
+                        frames_out=stream.frames_out + m,
+                        detections=stream.detections,
+                    )
+                    continue
+                streams[i], events[i] = session._post(
+                    streams[i],
+                    posteriors[j],
+                    smoothed[j],
+                    new_rings[j],
+                    received[i],
+                    step_start,
+                    compute_ms,
+                )
+        return events
 
     # -- whole clips (parallel form) --------------------------------------------------------
 

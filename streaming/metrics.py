@@ -134,6 +134,18 @@ class Histogram(_Metric):
             counts[index] += 1
             total[0] += value
 
+    def observe_many(self, values: Sequence[float], **labels: str) -> None:
+        """``observe`` each of ``values`` (one lock and one key lookup for all of them)."""
+        if not len(values):
+            return
+        key = self._key(labels)
+        indices = [bisect.bisect_left(self.bounds, v) for v in values]
+        with self._lock:
+            counts, total = self._data.setdefault(key, ([0] * (len(self.bounds) + 1), [0.0]))
+            for index in indices:
+                counts[index] += 1
+            total[0] += float(sum(values))
+
     def count(self, **labels: str) -> int:
         with self._lock:
             data = self._data.get(self._key(labels))

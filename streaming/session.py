@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from models.frontend import FbankState
 from models.lmuformer import ModelState
-from streaming.detector import DetectorConfig, DetectorState, detect, sliding_mean
+from streaming.detector import DetectorConfig, DetectorState, decide
 from streaming.resample import ResamplerState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,14 +114,13 @@ class _Stop:
 class StreamState:
     """Worker-owned state of one session; ``StreamState`` of a fresh session after a reset.
 
-    fbank: front-end remainder ([1, r], r < 400 samples); model: the network's state (batch 1);
-    pool: [W - 1, K] float64 last per-frame logits (zeros at first); detector: the detector's state;
+    fbank: front-end remainder ([1, r], r < 400 samples); detector: the detector's state;
     samples_in / frames_in / frames_out / detections: counters since start or reset.
+    The network's state and the pooling window of per-frame logits live in the engine's
+    state slab, at the session's ``slot``.
     """
 
     fbank: FbankState
-    model: ModelState
-    pool: np.ndarray  # [W - 1, K], zeros before the first frame
     detector: DetectorState
     samples_in: int = 0
     frames_in: int = 0
@@ -171,6 +171,9 @@ class Session:
         self.closed = False
         self.failed = False
         self.stream = self.fresh_stream()
+        #: the row of the engine's state slab holding this session's model state (worker-owned;
+        #: allocated by its first step, freed after it is closed)
+        self.slot: int | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -179,10 +182,15 @@ class Session:
         engine = self.engine
         return StreamState(
             fbank=engine.streaming_fbank.init_state(1),
-            model=engine.model.init_state(1),
-            pool=np.zeros((engine.config.pooling_frames - 1, len(engine.labels))),
             detector=DetectorState.initial(self.detector_config),
         )
+
+    def model_state(self) -> ModelState:
+        """A copy of the network's state (batch 1); call while the session is idle."""
+        engine = self.engine
+        if self.slot is None:
+            return engine.model.init_state(1)
+        return engine.slab.gather(torch.tensor([self.slot]))
 
     @property
     def queued_samples(self) -> int:
@@ -340,26 +348,24 @@ class Session:
     def _post(
         self,
         stream: StreamState,
-        logits: np.ndarray,
+        posteriors: np.ndarray,
+        smoothed: np.ndarray,
+        ring: np.ndarray,
         received: np.ndarray,
         step_start: float,
         compute_ms: float,
     ) -> tuple[StreamState, list[Event]]:
-        """Pooling, detector and events for the final frames of one step (pure numpy).
+        """The detector's firing rules and the events for the final frames of one step.
 
-        logits: [m, K] per-frame logits of frames ``stream.frames_out ...``; received: [m]
-        receipt time of the audio that made each frame final.
+        posteriors / smoothed: [m, K] pooled posteriors of frames ``stream.frames_out ...`` and
+        their smoothing (computed for the whole step by the engine); ring [S - 1, K]: the new
+        smoothing ring; received: [m] receipt time of the audio that made each frame final.
         """
         engine = self.engine
-        W = engine.config.pooling_frames
-        K = logits.shape[1]
-        m = logits.shape[0]
-        if m == 0:
-            return stream, []
-        logits = logits.astype(np.float64)
-        pooled = sliding_mean(stream.pool, logits, stream.frames_out, W)
-        posteriors = engine.posteriors(pooled)
-        det_state, firings, smoothed = detect(self.detector_config, stream.detector, posteriors)
+        m, K = posteriors.shape
+        det_state, firings = decide(
+            self.detector_config, stream.detector, posteriors, smoothed, ring
+        )
         first = stream.frames_out
         events: list[tuple[int, int, Event]] = []
         for f in firings:
@@ -389,10 +395,10 @@ class Session:
                     order = np.argsort(-smoothed[i], kind="stable")[:top_k]
                     top = [(labels[j], round(float(smoothed[i, j]), 6)) for j in order]
                     events.append((t, 0, Scores(frame=t, audio_ms=engine.frame_end_ms(t), top=top)))
-        events.sort(key=lambda e: (e[0], e[1]))
+        if len(events) > 1:
+            events.sort(key=lambda e: (e[0], e[1]))
         new_stream = dataclasses.replace(
             stream,
-            pool=np.concatenate((stream.pool, logits))[m:] if W > 1 else stream.pool,
             detector=det_state,
             frames_out=stream.frames_out + m,
             detections=stream.detections + len(firings),

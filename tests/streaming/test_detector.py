@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming.detector import Detector, DetectorConfig, DetectorState, detect
+from streaming.detector import Detector, DetectorConfig, DetectorState, detect, sliding_mean
 
 LABELS = ("yes", "no", "_unknown_", "_silence_")
 
@@ -136,3 +136,23 @@ def test_detect_is_pure() -> None:
     assert state.frames == 0
     with pytest.raises(ValueError, match=r"posteriors must be \[T, 4\]"):
         detect(cfg, state, np.zeros((3, 5)))
+
+
+def test_sliding_mean_is_the_same_bits_batched_and_chunked() -> None:
+    """A row's mean depends only on its window: batch size and chunking do not change a bit."""
+    rng = np.random.default_rng(0)
+    W, K, T, B = 7, 4, 40, 5
+    x = rng.standard_normal((B, T, K)) * 10
+    whole = sliding_mean(np.zeros((B, W - 1, K)), x, np.zeros(B, dtype=int), W)
+    for b in range(B):
+        history, seen, rows = np.zeros((W - 1, K)), 0, []
+        for size in (1, 3, 2, 9, 25):
+            chunk = x[b, seen : seen + size]
+            rows.append(sliding_mean(history, chunk, seen, W))
+            history = np.concatenate((history, chunk))[chunk.shape[0] :]
+            seen += chunk.shape[0]
+        assert np.array_equal(np.concatenate(rows), whole[b])
+    naive = np.stack(
+        [x[:, max(0, t - W + 1) : t + 1].sum(axis=1) / min(W, t + 1) for t in range(T)], axis=1
+    )
+    np.testing.assert_allclose(whole, naive, rtol=1e-12, atol=1e-12)

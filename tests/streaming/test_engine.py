@@ -160,9 +160,12 @@ def test_state_stays_bounded_on_long_streams(engine: StreamingEngine) -> None:
     sizes = []
     for _ in range(20):
         session.accept(x)
-        sizes.append((state_nbytes(session.stream.model), session.stream.pool.shape))
+        sizes.append((state_nbytes(session.model_state()), session.stream.detector.ring.shape))
     assert len(set(sizes[2:])) == 1
-    assert session.stream.pool.shape[0] == engine.config.pooling_frames - 1
+    assert engine.slab.pool_window(session.slot).shape == (
+        engine.config.pooling_frames - 1,
+        len(engine.labels),
+    )
     assert session.stream.fbank.num_pending < 400 and session.queued_samples == 0
     session.close()
 

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
 
     # engine
     max_sessions: int = Field(64, ge=1, description="concurrent websocket sessions")
-    max_batch: int = Field(32, ge=1, description="sessions per model step")
+    max_batch: int = Field(
+        256, ge=1, description="sessions per model step (one step serves every ready session)"
+    )
     max_wait_ms: float = Field(2.0, ge=0.0, description="how long the worker waits to fill a batch")
     pooling_ms: float = Field(
         1000.0, gt=0.0, description="sliding mean of per-frame logits over this much audio"

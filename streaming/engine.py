@@ -71,7 +71,7 @@ class EngineConfig:
     """Engine and detector settings (``server.settings.Settings`` fills these in)."""
 
     max_sessions: int = 64
-    max_batch: int = 32
+    max_batch: int = 256
     max_wait_ms: float = 2.0
     max_step_frames: int = 100  # frames of one session in one step (fairness)
     pooling_frames: int = 100  # sliding mean of per-frame logits (~1 s)
@@ -472,8 +472,6 @@ class StreamingEngine:
                 if isinstance(w.marker, _Stop):
                     tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
                     tails[i] = tail[0].float().cpu().numpy()
-                elif isinstance(w.marker, _Reset):
-                    slab.reset(torch.tensor([slots[i]]))
         compute_s = time.perf_counter() - step_start
         compute_ms = compute_s * 1e3
         K = len(self.labels)
@@ -515,6 +513,9 @@ class StreamingEngine:
                 waits.append(max(0.0, step_start - float(w.frame_received[0])))
         self.metrics.queue_seconds.observe_many(waits)
         events = self._post_process(works, streams, final, received, step_start, compute_ms)
+        resets = [slots[i] for i, w in enumerate(works) if isinstance(w.marker, _Reset)]
+        if resets:  # after this step's frames were pooled: the next step starts fresh
+            self.slab.reset(torch.tensor(resets))
         frames_out = 0
         for w, stream, session_events, logits in zip(works, streams, events, final, strict=True):
             if isinstance(w.marker, _Stop):

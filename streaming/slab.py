@@ -9,7 +9,9 @@ tensor), runs ``model.stream_frames`` on that batch, and scatters the new state 
 ``index_copy_`` per tensor). Stacking and splitting per-session state trees instead costs a tree
 walk per session per step: most of the worker's time at a few hundred sessions (measured).
 
-The slab belongs to the engine's worker: ``allocate``, ``gather``, ``scatter``, ``reset`` and
+Its tensors are inference tensors (every method runs under ``torch.inference_mode()``, so a slab
+grown inside the engine's step and reset outside it behaves the same). The slab belongs to the
+engine's worker: ``allocate``, ``gather``, ``scatter``, ``reset`` and
 ``release`` are called by whichever thread runs the steps, never concurrently. It grows by
 doubling when every slot is taken (a copy; rare, bounded by ``max_sessions``).
 
@@ -70,6 +72,7 @@ class StateSlab:
         """Bytes of one session's model state."""
         return sum(t.numel() * t.element_size() for t in self._initial)
 
+    @torch.inference_mode()
     def _grow(self, capacity: int) -> None:
         old = self.capacity if self.leaves else 0
         grown = []
@@ -102,6 +105,7 @@ class StateSlab:
             raise ValueError(f"slot {slot} is not in use")
         self._free.append(slot)
 
+    @torch.inference_mode()
     def reset(self, slots: torch.Tensor) -> None:
         """Write a fresh state (model and pooling) into ``slots`` [B] (int64)."""
         index = slots.cpu().numpy()
@@ -146,11 +150,13 @@ class StateSlab:
         """The last W - 1 logits of ``slot``, oldest first: [W - 1, K]."""
         return np.roll(self.pool_ring[slot], -int(self.pool_head[slot]), axis=0)
 
+    @torch.inference_mode()
     def gather(self, slots: torch.Tensor) -> ModelState:
         """The batched state [B, ...] of ``slots`` [B] (int64), a copy."""
         slots = slots.to(self.leaves[0].device)
         return self.layout.unflatten([rows.index_select(0, slots) for rows in self.leaves])
 
+    @torch.inference_mode()
     def scatter(self, slots: torch.Tensor, state: ModelState) -> None:
         """Store the batched state [B, ...] of ``slots`` [B] back into the slab."""
         slots = slots.to(self.leaves[0].device)

@@ -27,7 +27,9 @@ def test_gather_scatter_match_stacked_per_session_states(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, dim=16).eval()
     slab = StateSlab(model, capacity=2)
-    slots = [slab.allocate() for _ in range(5)]  # grows 2 -> 4 -> 8
+    with torch.inference_mode():  # grown inside the engine's step ...
+        slots = [slab.allocate() for _ in range(5)]  # grows 2 -> 4 -> 8
+    slab.reset(torch.tensor(slots[:1]))  # ... and reset outside it
     assert slab.capacity == 8 and slab.in_use == 5 and slots == [0, 1, 2, 3, 4]
     per_session = [model.init_state(1) for _ in slots]
     with torch.inference_mode():

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
+    ws_compression: bool = Field(
+        False, description="permessage-deflate on websockets (off: PCM audio barely compresses)"
+    )
+
     # engine
     max_sessions: int = Field(64, ge=1, description="concurrent websocket sessions")
     max_batch: int = Field(

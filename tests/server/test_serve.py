@@ -288,3 +288,13 @@ def test_sigterm_flushes_sends_end_and_closes_1001(tone_checkpoint: Path, tmp_pa
     assert idle_message["code"] == "shutting_down" and idle_code == 1001
     assert server.process.returncode == 0
     assert exited_after < 3 + 5
+
+
+def test_websocket_compression_is_off_by_default(live: LiveServer) -> None:
+    """A client offering permessage-deflate gets plain frames (PCM barely compresses)."""
+
+    async def main() -> str | None:
+        async with websockets.connect(live.ws, compression="deflate") as ws:
+            return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    assert asyncio.run(main()) is None

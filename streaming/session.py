@@ -296,9 +296,18 @@ class Session:
 
     def _take(self, max_frames: int) -> Work:
         """Called under engine._cv by the worker: the audio for at most ``max_frames`` new
-        frames and, if every sample before it was taken, the marker that follows."""
+        frames and, if every sample before it was taken, the marker that follows.
+
+        With more frames waiting, it takes a power of two of them (the rest waits for the next
+        step): sessions that fell behind by different amounts then form at most
+        log2(max_frames) + 1 groups of equal frame counts, i.e. that many model calls per
+        step, instead of one call per distinct backlog.
+        """
         frontend = self.engine.fbank
         r = self.stream.fbank.num_pending
+        waiting = frontend.num_frames(r + self._head_samples)
+        if waiting > 0:
+            max_frames = 1 << (min(waiting, max_frames).bit_length() - 1)
         budget = frontend.frame_length + (max_frames - 1) * frontend.frame_shift
         budget += frontend.frame_shift - 1 - r
         pieces: list[np.ndarray] = []

@@ -214,3 +214,36 @@ def test_classify_whole_clips(engine: StreamingEngine) -> None:
     posteriors = engine.classify(clips, rates)
     labels = [LABELS[int(np.argmax(p))] for p in posteriors]
     assert labels == [*LABELS, "high", "low"]
+
+
+def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpoint: Path) -> None:
+    """Backlogs of 1..40 frames are taken in powers of two: one step makes at most
+    log2(max_step_frames) + 1 model calls, and every session still gets exactly its frames."""
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_step_frames=64))
+    calls: list[tuple[int, int]] = []
+    stream_frames = engine.model.stream_frames
+
+    def counting(frames: torch.Tensor, state: object):  # type: ignore[no-untyped-def]
+        calls.append(tuple(frames.shape[:2]))
+        return stream_frames(frames, state)
+
+    engine.model.stream_frames = counting  # type: ignore[method-assign]
+    x = sequence(EVENTS[:1], 1.5, seed=6)
+    sessions = [engine.create_session(scores_every_ms=10) for _ in range(40)]
+    for k, s in enumerate(sessions):
+        s.push(x[: 400 + 160 * k])  # k + 1 frames waiting
+    with engine._cv:
+        works = [s._take(engine.config.max_step_frames) for s in sessions]
+    engine._step_works(works)
+    assert len(calls) <= 7 and sum(b * m for b, m in calls) <= sum(range(1, 41))
+    assert {m for _, m in calls} <= {1, 2, 4, 8, 16, 32}
+    # the rest comes in later steps, in order, and every frame is scored exactly once
+    solo = run(StreamingEngine.from_checkpoint(tone_checkpoint), x, 16000, scores_every_ms=10)
+    for s in sessions:
+        s.push(x[400 + 160 * sessions.index(s) :])
+    results = []
+    for s in sessions:
+        results.append(s.poll() + s.finish())
+        s.close()
+    for events in results:
+        assert without_timing(events) == without_timing(solo)

@@ -51,7 +51,7 @@ def ship(
     report: Path,
     name: str,
     out_dir: Path,
-    history: Path | None = None,
+    history: Path | list[Path] | None = None,
     reproduce: str | None = None,
 ) -> Path:
     """Write the shipped checkpoint, its report copy and model card; returns the checkpoint."""
@@ -70,8 +70,15 @@ def ship(
     training = dict(meta.get("training") or {})
     if "data" in training:
         training["data"] = trim_provenance(training["data"])
-    if history is not None and history.is_file():
-        training["history"] = json.loads(history.read_text())
+    histories = [history] if isinstance(history, Path) else list(history or [])
+    rows: list[dict[str, Any]] = []
+    for stage, path in enumerate(histories, start=1):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such history file")
+        for row in json.loads(path.read_text()):
+            rows.append({**row, "stage": stage} if len(histories) > 1 else row)
+    if rows:
+        training["history"] = rows
     recipe = training.get("recipe") or {}
     detector = dict(meta.get("detector") or {})
     detector.setdefault("posterior", "softmax" if recipe.get("loss") == "ce" else "sigmoid")
@@ -188,17 +195,35 @@ def model_card(
         f"{recipe.get('clean_steps', 0)}.",
         f"- Notes from the config: {recipe.get('notes', '')}",
     ]
+    init = training.get("init_from")
+    if init:
+        before = init.get("global_step") or 0
+        lines.insert(
+            lines.index("## Training") + 2,
+            f"- Two stages: this run started from `{init.get('path')}` ({before} steps, its "
+            f"own recipe in training/configs/{name}-synth.json), so the weights saw "
+            f"{before + (training.get('global_step') or 0)} steps in all; the lines below are "
+            "the last stage's.",
+        )
     if history:
+        staged = any("stage" in row for row in history)
         lines += [
             "",
-            "| epoch | lr | train loss | train acc | val acc |",
-            "|---|---|---|---|---|",
+            ("| stage " if staged else "") + "| epoch | lr | train loss | train acc | val acc |",
+            ("|---" if staged else "") + "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {row['epoch']} | {row['lr']:.2e} | {row['train_loss']:.3f} | "
+            (f"| {row['stage']} " if staged else "")
+            + f"| {row['epoch']} | {row['lr']:.2e} | {row['train_loss']:.3f} | "
             f"{row['train_acc']:.3f} | {row['val_acc']:.3f} |"
             for row in history
         ]
+    run = str(recipe.get("out") or f"data/runs/{name}-synth")
+    trains = f"lmukws train --config training/configs/{name}-synth.json\n"
+    histories_args = f"--history data/runs/{name}-synth/history.json"
+    if init:
+        trains += f"lmukws train --config training/configs/{Path(run).name}.json\n"
+        histories_args += f" --history {run}/history.json"
     lines += [
         "",
         "## Reproduce",
@@ -207,12 +232,11 @@ def model_card(
         reproduce
         or (
             "lmukws data synth --out data/synth --jobs 2\n"
-            f"lmukws train --config training/configs/{name}-synth.json\n"
-            f"lmukws evaluate data/runs/{name}-synth/best.safetensors --data data/synth "
+            + trains
+            + f"lmukws evaluate {run}/best.safetensors --data data/synth "
             f"--split test --out reports/{name}-synth\n"
-            f"lmukws ship-checkpoint data/runs/{name}-synth/best.safetensors "
-            f"--report reports/{name}-synth --name {name} "
-            f"--history data/runs/{name}-synth/history.json"
+            f"lmukws ship-checkpoint {run}/best.safetensors "
+            f"--report reports/{name}-synth --name {name} {histories_args}"
         ),
         "```",
         "",
@@ -237,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
             Path(args.report),
             args.name,
             Path(args.out_dir),
-            Path(args.history) if args.history else None,
+            [Path(h) for h in args.history],
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"lmukws ship-checkpoint: {error}")
@@ -256,7 +280,13 @@ def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="trained checkpoint (.safetensors)")
     parser.add_argument("--report", required=True, help="its lmukws evaluate report folder")
     parser.add_argument("--name", required=True, choices=sorted(BARS), help="model name")
-    parser.add_argument("--history", help="the run's history.json (per-epoch table in the card)")
+    parser.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        help="the run's history.json (per-epoch table in the card); repeat for each stage of a "
+        "run continued with init_from, first stage first",
+    )
     parser.add_argument(
         "--out-dir", default=str(Path(__file__).resolve().parent.parent / "models" / "checkpoints")
     )

@@ -13,7 +13,7 @@ from models import FeatureConfig, build_model, load_checkpoint, save_checkpoint
 from tests.training.test_evaluate import LABELS, make_corpus
 
 
-def trained_like_checkpoint(path: Path) -> Path:
+def trained_like_checkpoint(path: Path, **training: object) -> Path:
     """A tiny checkpoint with the metadata layout that ``lmukws train`` writes."""
     torch.manual_seed(0)
     model = build_model("lmuformer", dim=16, num_classes=len(LABELS)).eval()
@@ -27,6 +27,7 @@ def trained_like_checkpoint(path: Path) -> Path:
             "data": {"train": {"corpus": corpus, "counts": {"yes": 3}}},
             "epochs_trained": 1,
             "global_step": 5,
+            **training,
         },
         "metrics": {"val_acc": 0.5, "val_per_class_acc": {"yes": 1.0}},
         "detector": {"default_threshold": 0.5},
@@ -72,3 +73,36 @@ def test_ship_refuses_the_wrong_name(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = ["ship-checkpoint", str(checkpoint), "--report", str(tmp_path), "--name"]
     assert main([*args, "spiking-lmuformer", "--out-dir", str(tmp_path / "o")]) == 2
     assert "holds lmuformer, not spiking-lmuformer" in capsys.readouterr().out
+
+
+def test_ship_a_two_stage_run(tmp_path: Path) -> None:
+    """A run continued with init_from: the card names both stages, their histories and the
+    commands of both."""
+    data = make_corpus(tmp_path / "corpus")
+    checkpoint = trained_like_checkpoint(
+        tmp_path / "best.safetensors",
+        init_from={"path": "data/runs/lmuformer-synth/best.safetensors", "global_step": 1600},
+        recipe={"loss": "ce", "batch_size": 8, "out": "data/runs/lmuformer-synth-stage2"},
+    )
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    histories = []
+    for stage, epochs in ((1, 2), (2, 1)):
+        path = tmp_path / f"history{stage}.json"
+        rows = [{"epoch": e + 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}
+                for e in range(epochs)]  # fmt: skip
+        path.write_text(json.dumps(rows))
+        histories += ["--history", str(path)]
+    out = tmp_path / "shipped"
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(out), *histories]) == 0
+    _, meta = load_checkpoint(out / "lmuformer.safetensors")
+    assert [r["stage"] for r in meta["training"]["history"]] == [1, 1, 2]
+    card = (out / "lmuformer.md").read_text()
+    assert "1605 steps in all" in card
+    assert "| stage | epoch |" in card and "| 2 | 1 |" in card
+    assert "lmukws train --config training/configs/lmuformer-synth.json\n" in card
+    assert "lmukws train --config training/configs/lmuformer-synth-stage2.json" in card
+    assert "ship-checkpoint data/runs/lmuformer-synth-stage2/best.safetensors" in card
+    assert "--history data/runs/lmuformer-synth-stage2/history.json" in card

@@ -7,11 +7,14 @@ a 2 kHz burst, so every test knows which detections must come and roughly when.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,9 +239,26 @@ def test_mic_plain_output_and_summary(
     header = process.stdout.readline()  # type: ignore[union-attr]
     assert "algorithmic latency" in header, process.communicate(timeout=30)[1]
     virtual_mic.play(wav)
-    time.sleep(0.8)
+    # stop once the detection is printed (the virtual source can lag seconds behind paplay on a
+    # loaded machine), or after 20 s
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout],
+        daemon=True,  # type: ignore[union-attr]
+    )
+    reader.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(" low " in line for line in seen):
+        with contextlib.suppress(queue.Empty):
+            seen.append(lines.get(timeout=0.2))
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    reader.join(10)  # the reader owns stdout up to its end
+    err = process.stderr.read()  # type: ignore[union-attr]
+    while not lines.empty():
+        seen.append(lines.get())
+    out = "".join(seen)
     noise.terminate()
     noise.wait()
     assert process.returncode == 0, err

@@ -39,6 +39,47 @@ def _run_speech_commands(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    from training.train import run
+
+    return run(args)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``lmukws train`` (and ``python -m training.train``)."""
+    parser.add_argument("--config", type=Path, help="recipe file (.json or .toml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (JSON value; dotted keys for augment./model_config.)",
+    )
+    parser.add_argument("--data", help="corpus folder (overrides the recipe's data)")
+    parser.add_argument("--out", help="output folder (overrides the recipe's out)")
+    parser.add_argument("--model", help="lmuformer | spiking-lmuformer")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--no-resume", action="store_true", help="start over, ignoring last_state")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--print-recipe", action="store_true", help="print the recipe and exit")
+
+
+def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``lmukws`` CLI (torch is imported only when it runs)."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on a corpus (the paper's recipe; resumable)",
+        description="Trainer: the paper's clip-level recipe on any manifest corpus, CPU or "
+        "CUDA, resumable.",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(func=_run_train)
+    return parser
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import run
 
@@ -131,9 +172,7 @@ def register(subparsers: Any) -> None:
     synth = _optional("training.synth")
     if synth is not None:
         synth.register_synth_parser(data_subparsers)
-    train = _optional("training.train")
-    if train is not None:
-        train.register_train_parser(subparsers)
+    register_train_parser(subparsers)
     _add_evaluate(subparsers)
     from training.ship import register_ship_parser
 

@@ -36,7 +36,7 @@ from training.augment import feature_noise_roll, mixup, spec_augment
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
 
-__all__ = ["main", "register_train_parser", "resolve_device", "train"]
+__all__ = ["main", "resolve_device", "run", "train"]
 
 STATE_FILE = "last_state.pt"
 LAST_FILE = "last.safetensors"
@@ -453,28 +453,8 @@ def _test_best(
     return {"acc": result["acc"], "items": result["items"]}
 
 
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="recipe file (.json or .toml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key (JSON value; dotted keys for augment./model_config.)",
-    )
-    parser.add_argument("--data", help="corpus folder (overrides the recipe's data)")
-    parser.add_argument("--out", help="output folder (overrides the recipe's out)")
-    parser.add_argument("--model", help="lmuformer | spiking-lmuformer")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--no-resume", action="store_true", help="start over, ignoring last_state")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--print-recipe", action="store_true", help="print the recipe and exit")
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``lmukws train`` with parsed arguments (``training.cli.add_train_arguments``)."""
     overrides = list(args.overrides)
     for key in ("data", "out", "model", "device", "threads", "epochs"):
         value = getattr(args, key)
@@ -490,23 +470,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``train`` to the ``lmukws`` CLI."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a model on a corpus (the paper's recipe; resumable)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    _add_arguments(parser)
-    parser.set_defaults(func=_run)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.train --config FILE``."""
+    from training.cli import add_train_arguments
+
     parser = argparse.ArgumentParser(prog="python -m training.train")
-    _add_arguments(parser)
-    return _run(parser.parse_args(argv))
+    add_train_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

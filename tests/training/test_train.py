@@ -11,8 +11,9 @@ import torch
 
 from models import load_checkpoint
 from tests.training.test_dataset import TINY_LABELS, make_tiny_corpus
+from training.cli import register_train_parser
 from training.recipe import Recipe, load_recipe
-from training.train import clip_loss, main, register_train_parser, train
+from training.train import clip_loss, main, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 

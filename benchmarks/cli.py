@@ -38,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
         "engine_sessions",
         "load_clients",
         "load_seconds",
+        "load_chunk_ms",
+        "engine_chunk_ms",
         "engine_max_batch",
     ):
         value = getattr(args, name)
@@ -103,6 +105,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--load-seconds", type=float, default=None, help="seconds each load-test client streams"
+    )
+    parser.add_argument(
+        "--load-chunk-ms",
+        type=float,
+        default=None,
+        help="audio per websocket message in the load test (default 40, the browser demo's)",
+    )
+    parser.add_argument(
+        "--engine-chunk-ms",
+        type=float,
+        default=None,
+        help="audio per push in the engine section (default 20)",
     )
     parser.add_argument(
         "--engine-max-batch", type=int, default=None, help="engine max_batch (default: serve's)"

@@ -73,6 +73,9 @@ class BenchConfig:
         unknown = set(self.sections) - set(SECTIONS)
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}; expected some of {SECTIONS}")
+        for name in ("load_chunk_ms", "engine_chunk_ms"):
+            if not 1.0 <= getattr(self, name) <= 1000.0:
+                raise ValueError(f"{name} must be 1..1000 ms, got {getattr(self, name)}")
         bad = set(self.models) - set(MODEL_NAMES)
         if bad:
             raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")

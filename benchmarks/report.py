@@ -164,7 +164,8 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
             )
         rows.append(
             (
-                f"{k} websocket clients × {_fmt(section[models[0]]['runs'][0]['seconds'])} s: "
+                f"{k} websocket clients × {_fmt(section[models[0]]['runs'][0]['seconds'])} s "
+                f"({_fmt(section[models[0]]['runs'][0].get('chunk_ms'))} ms messages): "
                 "detection server_ms p50/p99",
                 cells,
             )

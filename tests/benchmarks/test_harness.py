@@ -100,6 +100,8 @@ def test_bench_command_is_registered_and_light() -> None:
 
     args = build_parser().parse_args(["bench", "--quick", "--sections", "model,train"])
     assert args.quick and args.sections == ("model", "train")
+    args = build_parser().parse_args(["bench", "--load-chunk-ms", "100", "--engine-chunk-ms", "10"])
+    assert args.load_chunk_ms == 100.0 and args.engine_chunk_ms == 10.0
     code = "import sys, benchmarks.cli; print('torch' in sys.modules)"
     light = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert light.stdout.strip() == "False"
@@ -110,6 +112,8 @@ def test_bad_options_name_the_bad_value() -> None:
 
     with pytest.raises(ValueError, match="unknown sections"):
         BenchConfig.preset_config("quick", sections=("model", "gpu"))
+    with pytest.raises(ValueError, match="load_chunk_ms must be"):
+        BenchConfig.preset_config("quick", load_chunk_ms=0)
     with pytest.raises(ValueError, match="must be cpu or cuda"):
         resolve_device("meta")
     if not torch.cuda.is_available():

@@ -418,60 +418,79 @@ class StreamingEngine:
                 except Exception:  # a consumer that went away
                     log.debug("notify failed for session %s", s.id, exc_info=True)
 
-    def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:
-        step_start = time.perf_counter()
+    def _front_end(
+        self, works: list[Work]
+    ) -> tuple[list[int], np.ndarray, torch.Tensor | None, list[np.ndarray]]:
+        """Every session's new frames in one front-end call.
+
+        Returns (frames per session, index of each session's first row in the features
+        [B], features [total frames, F] or None, each session's remainder samples).
+        """
         fb = self.fbank
         L, hop = fb.frame_length, fb.frame_shift
+        bufs = [np.concatenate((w.stream.fbank.pending[0].numpy(), w.samples)) for w in works]
+        lengths = np.array([b.size for b in bufs])
+        frames_per = np.where(lengths >= L, 1 + (lengths - L) // hop, 0)  # [B]
+        counts: list[int] = frames_per.tolist()
+        first_row = np.cumsum(frames_per) - frames_per
+        total = int(frames_per.sum())
+        feats = None
+        if total:  # the windows of all sessions, cut from one concatenated buffer
+            buf_start = np.cumsum(lengths) - lengths
+            owner = np.repeat(np.arange(len(works)), frames_per)  # [total]
+            window_start = buf_start[owner] + (np.arange(total) - first_row[owner]) * hop
+            windows = np.concatenate(bufs)[window_start[:, None] + np.arange(L)]  # [total, L]
+            feats = fb.frames_to_features(torch.from_numpy(windows)[None].to(self.device))[0]
+        pendings = [b[m * hop :] for b, m in zip(bufs, counts, strict=True)]
+        return counts, first_row, feats, pendings
+
+    def _model_step(
+        self,
+        works: list[Work],
+        counts: list[int],
+        first_row: np.ndarray,
+        feats: torch.Tensor | None,
+    ) -> tuple[list[int], list[np.ndarray | None], list[np.ndarray | None]]:
+        """One ``stream_frames`` call per group of sessions with the same number of new frames,
+        on their rows of the state slab. Returns (slots, final logits [m, K] per session,
+        the look-ahead tail [lookahead, K] of each session that stops)."""
+        slab = self.slab
+        with self._cv:
+            released, self._released = self._released, []
+        for slot in released:
+            slab.release(slot)
+        for w in works:
+            if w.session.slot is None:
+                w.session.slot = slab.allocate()
+        slots: list[int] = [w.session.slot for w in works]  # type: ignore[misc]
+        groups: dict[int, list[int]] = collections.defaultdict(list)
+        for i, m in enumerate(counts):
+            if m:
+                groups[m].append(i)
+        outputs: list[np.ndarray | None] = [None] * len(works)
+        for m, members in groups.items():
+            rows = torch.tensor([slots[i] for i in members])
+            pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
+            frames = feats[torch.from_numpy(pick).to(self.device)]  # type: ignore[index]
+            logits, positions, state = self.model.stream_frames(frames, slab.gather(rows))
+            slab.scatter(rows, state)
+            host = logits.float().cpu().numpy()
+            keep = (positions >= 0).cpu().numpy()
+            for j, i in enumerate(members):
+                outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
+        tails: list[np.ndarray | None] = [None] * len(works)
+        for i, w in enumerate(works):
+            if isinstance(w.marker, _Stop):
+                tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
+                tails[i] = tail[0].float().cpu().numpy()
+        return slots, outputs, tails
+
+    def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:
+        """One step for the works of several sessions: front end, model, post-processing."""
+        step_start = time.perf_counter()
         with torch.inference_mode():
-            # front end: every session's new windows, cut from one buffer, in one call
-            bufs = [np.concatenate((w.stream.fbank.pending[0].numpy(), w.samples)) for w in works]
-            lengths = np.array([b.size for b in bufs])
-            frames_per = np.where(lengths >= L, 1 + (lengths - L) // hop, 0)  # [B]
-            counts: list[int] = frames_per.tolist()
-            first_frame = np.cumsum(frames_per) - frames_per  # [B] row of each one's first frame
-            total = int(frames_per.sum())
-            feats_all = None
-            if total:
-                buf_start = np.cumsum(lengths) - lengths
-                owner = np.repeat(np.arange(len(works)), frames_per)  # [total]
-                within = np.arange(total) - first_frame[owner]
-                window_start = buf_start[owner] + within * hop
-                windows = np.concatenate(bufs)[window_start[:, None] + np.arange(L)]  # [total, L]
-                feats_all = fb.frames_to_features(torch.from_numpy(windows)[None].to(self.device))[
-                    0
-                ]
-            pendings = [b[m * hop :] for b, m in zip(bufs, counts, strict=True)]
-            # model: one call per group of sessions with the same number of new frames, on
-            # their rows of the state slab
-            slab = self.slab
-            with self._cv:
-                released, self._released = self._released, []
-            for slot in released:
-                slab.release(slot)
-            for w in works:
-                if w.session.slot is None:
-                    w.session.slot = slab.allocate()
-            slots = [w.session.slot for w in works]
-            groups: dict[int, list[int]] = collections.defaultdict(list)
-            for i, m in enumerate(counts):
-                if m:
-                    groups[m].append(i)
-            outputs: list[np.ndarray | None] = [None] * len(works)
-            for m, members in groups.items():
-                rows = torch.tensor([slots[i] for i in members])
-                pick = first_frame[members][:, None] + np.arange(m)  # [b, m] rows of feats_all
-                frames = feats_all[torch.from_numpy(pick).to(self.device)]  # type: ignore[index]
-                logits, positions, state = self.model.stream_frames(frames, slab.gather(rows))
-                slab.scatter(rows, state)
-                host = logits.float().cpu().numpy()
-                keep = (positions >= 0).cpu().numpy()
-                for j, i in enumerate(members):
-                    outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
-            tails: list[np.ndarray | None] = [None] * len(works)
-            for i, w in enumerate(works):
-                if isinstance(w.marker, _Stop):
-                    tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
-                    tails[i] = tail[0].float().cpu().numpy()
+            counts, first_row, feats, pendings = self._front_end(works)
+            slots, outputs, tails = self._model_step(works, counts, first_row, feats)
         compute_s = time.perf_counter() - step_start
         compute_ms = compute_s * 1e3
         K = len(self.labels)

@@ -109,6 +109,17 @@ def ship(
     return target
 
 
+def stages(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The earlier stages of a run continued with ``init_from``, oldest first (each record has
+    the checkpoint path it started from, its steps and metrics)."""
+    chain: list[dict[str, Any]] = []
+    record = training.get("init_from")
+    while record:
+        chain.append(record)
+        record = record.get("init_from")
+    return chain[::-1]
+
+
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.2f} %"
 
@@ -195,15 +206,19 @@ def model_card(
         f"{recipe.get('clean_steps', 0)}.",
         f"- Notes from the config: {recipe.get('notes', '')}",
     ]
-    init = training.get("init_from")
-    if init:
-        before = init.get("global_step") or 0
+    chain = stages(training)  # earlier stages, oldest first
+    if chain:
+        before = sum(stage.get("global_step") or 0 for stage in chain)
+        described = "; ".join(
+            f"stage {k}: `{stage.get('path')}` ({stage.get('global_step')} steps, "
+            f"training/configs/{Path(stage.get('path', '')).parent.name}.json)"
+            for k, stage in enumerate(chain, start=1)
+        )
         lines.insert(
             lines.index("## Training") + 2,
-            f"- Two stages: this run started from `{init.get('path')}` ({before} steps, its "
-            f"own recipe in training/configs/{name}-synth.json), so the weights saw "
-            f"{before + (training.get('global_step') or 0)} steps in all; the lines below are "
-            "the last stage's.",
+            f"- {len(chain) + 1} stages, each continuing the previous one's best checkpoint "
+            f"({described}); the weights saw {before + (training.get('global_step') or 0)} "
+            "steps in all; the lines below are the last stage's.",
         )
     if history:
         staged = any("stage" in row for row in history)
@@ -219,11 +234,9 @@ def model_card(
             for row in history
         ]
     run = str(recipe.get("out") or f"data/runs/{name}-synth")
-    trains = f"lmukws train --config training/configs/{name}-synth.json\n"
-    histories_args = f"--history data/runs/{name}-synth/history.json"
-    if init:
-        trains += f"lmukws train --config training/configs/{Path(run).name}.json\n"
-        histories_args += f" --history {run}/history.json"
+    runs = [str(Path(stage.get("path", "")).parent) for stage in chain] + [run]
+    trains = "".join(f"lmukws train --config training/configs/{Path(r).name}.json\n" for r in runs)
+    histories_args = " ".join(f"--history {r}/history.json" for r in runs)
     lines += [
         "",
         "## Reproduce",

@@ -132,6 +132,8 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
         "epochs_trained": training.get("epochs_trained"),
         "global_step": training.get("global_step"),
         "metrics": {k: v for k, v in meta.get("metrics", {}).items() if k.endswith("acc")},
+        # where that run started from in turn: the whole chain of stages
+        "init_from": training.get("init_from"),
     }
 
 

@@ -106,3 +106,12 @@ def test_ship_a_two_stage_run(tmp_path: Path) -> None:
     assert "lmukws train --config training/configs/lmuformer-synth-stage2.json" in card
     assert "ship-checkpoint data/runs/lmuformer-synth-stage2/best.safetensors" in card
     assert "--history data/runs/lmuformer-synth-stage2/history.json" in card
+
+
+def test_stages_walks_the_chain_oldest_first() -> None:
+    from training.ship import stages
+
+    first = {"path": "a/best.safetensors", "global_step": 10}
+    third = {"init_from": {"path": "b/best.safetensors", "global_step": 20, "init_from": first}}
+    assert [s["path"] for s in stages(third)] == ["a/best.safetensors", "b/best.safetensors"]
+    assert stages({}) == []

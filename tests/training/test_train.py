@@ -217,6 +217,23 @@ def test_init_from_continues_from_a_checkpoint(corpus: Path, tmp_path: Path) -> 
         assert torch.equal(value, params[key]), key
     assert meta["training"]["init_from"]["path"] == str(first / "last.safetensors")
     assert meta["training"]["init_from"]["global_step"] == 2
+    assert meta["training"]["init_from"]["init_from"] is None  # the first stage started fresh
+    third = tmp_path / "third"
+    train(
+        _recipe(
+            corpus,
+            third,
+            epochs=1,
+            steps_per_epoch=1,
+            test_split=None,
+            init_from=str(second / "last.safetensors"),
+        ),
+        progress=False,
+    )
+    _, meta = load_checkpoint(third / "last.safetensors")
+    chain = meta["training"]["init_from"]
+    assert chain["path"] == str(second / "last.safetensors")
+    assert chain["init_from"]["path"] == str(first / "last.safetensors")
     other = _recipe(
         corpus,
         tmp_path / "other",

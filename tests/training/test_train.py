@@ -102,7 +102,13 @@ def test_recipe_file_and_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["lmuformer-synth.json", "lmuformer-synth-stage2.json", "spiking-lmuformer-synth.json"]
+    "name",
+    [
+        "lmuformer-synth.json",
+        "lmuformer-synth-stage2.json",
+        "lmuformer-synth-stage3.json",
+        "spiking-lmuformer-synth.json",
+    ],
 )
 def test_shipped_configs_parse(name: str) -> None:
     path = CONFIGS / name

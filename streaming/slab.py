@@ -11,8 +11,8 @@ walk per session per step: most of the worker's time at a few hundred sessions (
 
 Its tensors are inference tensors (every method runs under ``torch.inference_mode()``, so a slab
 grown inside the engine's step and reset outside it behaves the same). The slab belongs to the
-engine's worker: ``allocate``, ``gather``, ``scatter``, ``reset`` and
-``release`` are called by whichever thread runs the steps, never concurrently. It grows by
+engine's worker: ``allocate``, ``gather``, ``scatter``, ``reset`` and ``release`` are called by
+whichever thread runs the steps, never concurrently. It grows by
 doubling when every slot is taken (a copy; rare, bounded by ``max_sessions``).
 
 Shapes: C slots (capacity), B sessions in a step, m frames, K labels, W pooling frames; every
@@ -67,10 +67,6 @@ class StateSlab:
     @property
     def in_use(self) -> int:
         return self.capacity - len(self._free)
-
-    def nbytes_per_session(self) -> int:
-        """Bytes of one session's model state."""
-        return sum(t.numel() * t.element_size() for t in self._initial)
 
     @torch.inference_mode()
     def _grow(self, capacity: int) -> None:

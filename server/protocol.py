@@ -425,11 +425,7 @@ def ready_message(engine: Any, session: Any, sample_rate: int) -> ReadyMessage:
         lookahead_frames=engine.lookahead_frames,
         algorithmic_latency_ms=engine.algorithmic_latency_ms,
         keywords=detector.keywords,
-        thresholds={
-            k: float(t)
-            for k, t in zip(detector.labels, detector.thresholds, strict=True)
-            if k in detector.keywords
-        },
+        thresholds=detector.keyword_thresholds,
     )
 
 

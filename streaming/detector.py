@@ -18,7 +18,6 @@ Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,12 @@ class DetectorConfig:
         """Labels that can fire, in label order."""
         pairs = zip(self.labels, self.thresholds, strict=True)
         return [label for label, t in pairs if math.isfinite(t)]
+
+    @property
+    def keyword_thresholds(self) -> dict[str, float]:
+        """{keyword: threshold} of the labels that can fire, in label order."""
+        pairs = zip(self.labels, self.thresholds, strict=True)
+        return {label: float(t) for label, t in pairs if math.isfinite(t)}
 
     @classmethod
     def build(
@@ -169,16 +174,32 @@ def detect(
     return new_state, firings, smoothed
 
 
+def top_labels(
+    smoothed: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the top label, its smoothed score and whether it reaches its threshold.
+
+    smoothed: [..., T, K]; thresholds: [..., K] (leading axes batch sessions) ->
+    (top [..., T] int, scores [..., T], above [..., T] bool).
+    """
+    top = smoothed.argmax(axis=-1)
+    scores = np.take_along_axis(smoothed, top[..., None], axis=-1)[..., 0]
+    above = scores >= np.take_along_axis(thresholds, top, axis=-1)
+    return top, scores, above
+
+
 def decide(
     config: DetectorConfig,
     state: DetectorState,
     posteriors: np.ndarray,
     smoothed: np.ndarray,
     ring: np.ndarray | None = None,
+    tops: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[DetectorState, list[Firing]]:
     """The firing rules over smoothed posteriors [T, K] (``sliding_mean`` of ``posteriors``
     [T, K] over ``state.ring``) -> (new state, firings). ``ring``: the new ring if the caller
-    already has it ([W - 1, K], the last rows of ring + posteriors).
+    already has it ([W - 1, K], the last rows of ring + posteriors); ``tops``: ``top_labels``
+    of ``smoothed`` if the caller computed them for many sessions at once.
 
     A frame whose top label is under its threshold, with no run going and every label armed,
     changes nothing but the counters: such steps skip the per-frame loop.
@@ -186,14 +207,20 @@ def decide(
     W = config.smoothing_frames
     T = posteriors.shape[0]
     thresholds = config.thresholds
-    top = smoothed.argmax(axis=1)
-    scores = smoothed[np.arange(T), top]
-    above_mask = scores >= thresholds[top]
+    top, scores, above_mask = tops if tops is not None else top_labels(smoothed, thresholds)
     if ring is None:
         ring = np.concatenate((state.ring, posteriors))[T:] if W > 1 else state.ring
     filled = min(W, state.filled + T)
     if state.run_label < 0 and not above_mask.any() and state.armed.all():
-        quiet = dataclasses.replace(state, ring=ring, filled=filled, frames=state.frames + T)
+        quiet = DetectorState(
+            ring=ring,
+            filled=filled,
+            frames=state.frames + T,
+            run_label=state.run_label,
+            run_length=state.run_length,
+            last_fire=state.last_fire,
+            armed=state.armed,
+        )
         return quiet, []
     above = above_mask.tolist()
     top_list, score_list = top.tolist(), scores.tolist()

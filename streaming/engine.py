@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
-from streaming.detector import DetectorConfig, DetectorState, sliding_mean
+from streaming.detector import DetectorConfig, sliding_mean, top_labels
 from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
 from streaming.session import (
@@ -295,15 +295,20 @@ class StreamingEngine:
             if session.closed:
                 return
             session.closed = True
-            if session.slot is not None and not session._in_flight:
-                self._released.append(session.slot)  # an in-flight one: after its step
-                session.slot = None
+            if not session._in_flight:  # an in-flight one: after its step (_step_works)
+                self._release_slot(session)
             session._queue.clear()
             session._queued_samples = session._head_samples = session._markers = 0
             self._ready.pop(session, None)
             self.sessions.pop(session.id, None)
             self._cv.notify_all()
         self.metrics.active_sessions.dec()
+
+    def _release_slot(self, session: Session) -> None:
+        """Under ``_cv``: hand a closed session's slab row to the next step to free."""
+        if session.slot is not None:
+            self._released.append(session.slot)
+            session.slot = None
 
     @property
     def active_sessions(self) -> int:
@@ -396,12 +401,12 @@ class StreamingEngine:
                 s = w.session
                 s._in_flight = False
                 if s.closed:
-                    if s.slot is not None:
-                        self._released.append(s.slot)
-                        s.slot = None
+                    self._release_slot(s)
                     continue
-                if isinstance(w.marker, _Reset):
+                if isinstance(w.marker, _Reset):  # this step's frames were pooled: start fresh
                     stream = s.fresh_stream()
+                    if s.slot is not None:
+                        self.slab.reset(torch.tensor([s.slot]))
                 elif isinstance(w.marker, _Stop):
                     s.ended = True
                 s.stream = stream
@@ -450,10 +455,10 @@ class StreamingEngine:
         counts: list[int],
         first_row: np.ndarray,
         feats: torch.Tensor | None,
-    ) -> tuple[list[int], list[np.ndarray | None], list[np.ndarray | None]]:
+    ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
         """One ``stream_frames`` call per group of sessions with the same number of new frames,
-        on their rows of the state slab. Returns (slots, final logits [m, K] per session,
-        the look-ahead tail [lookahead, K] of each session that stops)."""
+        on their rows of the state slab (allocated here for new sessions). Returns (final
+        logits [m, K] per session, the look-ahead tail [lookahead, K] of each one that stops)."""
         slab = self.slab
         with self._cv:
             released, self._released = self._released, []
@@ -483,14 +488,14 @@ class StreamingEngine:
             if isinstance(w.marker, _Stop):
                 tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
                 tails[i] = tail[0].float().cpu().numpy()
-        return slots, outputs, tails
+        return outputs, tails
 
     def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:
         """One step for the works of several sessions: front end, model, post-processing."""
         step_start = time.perf_counter()
         with torch.inference_mode():
             counts, first_row, feats, pendings = self._front_end(works)
-            slots, outputs, tails = self._model_step(works, counts, first_row, feats)
+            outputs, tails = self._model_step(works, counts, first_row, feats)
         compute_s = time.perf_counter() - step_start
         compute_ms = compute_s * 1e3
         K = len(self.labels)
@@ -532,9 +537,6 @@ class StreamingEngine:
                 waits.append(max(0.0, step_start - float(w.frame_received[0])))
         self.metrics.queue_seconds.observe_many(waits)
         events = self._post_process(works, streams, final, received, step_start, compute_ms)
-        resets = [slots[i] for i, w in enumerate(works) if isinstance(w.marker, _Reset)]
-        if resets:  # after this step's frames were pooled: the next step starts fresh
-            self.slab.reset(torch.tensor(resets))
         frames_out = 0
         for w, stream, session_events, logits in zip(works, streams, events, final, strict=True):
             if isinstance(w.marker, _Stop):
@@ -579,39 +581,10 @@ class StreamingEngine:
             filled = np.array([streams[i].detector.filled for i in members])
             smoothed = sliding_mean(rings, posteriors, filled, S)
             new_rings = np.concatenate((rings, posteriors), axis=1)[:, m:] if S > 1 else rings
-            # sessions whose top label stays under its threshold, with no run going, every
-            # label armed and no scores to send: only counters and the ring change
             thresholds = np.stack([works[i].session.detector_config.thresholds for i in members])
-            top = smoothed.argmax(axis=2)  # [B, m]
-            scores = np.take_along_axis(smoothed, top[..., None], axis=2)[..., 0]
-            above = (scores >= np.take_along_axis(thresholds, top, axis=1)).any(axis=1).tolist()
+            top, scores, above = top_labels(smoothed, thresholds)  # [B, m] each
             for j, i in enumerate(members):
-                session, stream = works[i].session, streams[i]
-                det = stream.detector
-                if (
-                    not above[j]
-                    and det.run_label < 0
-                    and session.scores_every_frames == 0
-                    and det.armed.all()
-                ):
-                    streams[i] = StreamState(
-                        fbank=stream.fbank,
-                        detector=DetectorState(
-                            ring=new_rings[j],
-                            filled=min(S, det.filled + m),
-                            frames=det.frames + m,
-                            run_label=det.run_label,
-                            run_length=det.run_length,
-                            last_fire=det.last_fire,
-                            armed=det.armed,
-                        ),
-                        samples_in=stream.samples_in,
-                        frames_in=stream.frames_in,
-                        frames_out=stream.frames_out + m,
-                        detections=stream.detections,
-                    )
-                    continue
-                streams[i], events[i] = session._post(
+                streams[i], events[i] = works[i].session._post(
                     streams[i],
                     posteriors[j],
                     smoothed[j],
@@ -619,6 +592,7 @@ class StreamingEngine:
                     received[i],
                     step_start,
                     compute_ms,
+                    (top[j], scores[j], above[j]),
                 )
         return events
 

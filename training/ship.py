@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def ship(
     report: Path,
     name: str,
     out_dir: Path,
-    history: Path | list[Path] | None = None,
+    histories: Sequence[Path] = (),
     reproduce: str | None = None,
 ) -> Path:
     """Write the shipped checkpoint, its report copy and model card; returns the checkpoint."""
@@ -70,7 +71,6 @@ def ship(
     training = dict(meta.get("training") or {})
     if "data" in training:
         training["data"] = trim_provenance(training["data"])
-    histories = [history] if isinstance(history, Path) else list(history or [])
     rows: list[dict[str, Any]] = []
     for stage, path in enumerate(histories, start=1):
         if not path.is_file():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from fastapi import APIRouter, Request
 
 from server import protocol
@@ -16,18 +14,13 @@ async def model_info(request: Request) -> protocol.ModelInfo:
     """Name, labels, parameters, look-ahead, algorithmic latency and checkpoint metadata."""
     engine = request.app.state.service.engine
     detector = engine.detector_config()
-    thresholds = {
-        label: float(t)
-        for label, t in zip(detector.labels, detector.thresholds, strict=True)
-        if math.isfinite(t)
-    }
     metadata = dict(engine.metadata)
     checkpoint = metadata.pop("checkpoint", None)
     return protocol.ModelInfo(
         name=engine.model_name,
         labels=engine.labels,
         keywords=detector.keywords,
-        thresholds=thresholds,
+        thresholds=detector.keyword_thresholds,
         parameters=engine.num_parameters,
         frame_ms=engine.frame_ms,
         window_ms=engine.feature_config.frame_length_ms,

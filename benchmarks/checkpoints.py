@@ -8,6 +8,7 @@ them with thresholds of 0.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from benchmarks.config import BenchConfig
@@ -62,6 +63,28 @@ def work_dir() -> Path:
     path = Path(tempfile.gettempdir()) / "lmukws-bench"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (e.g. the server and its engine processes; Linux /proc)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                tree += [int(c) for c in task.read_text().split()]
+        index += 1
+    return tree
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` and its descendants, summed (pages they share count once
+    per process: an upper bound)."""
+    return sum(rss_bytes(p) for p in process_tree(pid))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
 
 
 def rss_bytes(pid: int | None = None) -> int:

@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         "load_chunk_ms",
         "engine_chunk_ms",
         "engine_max_batch",
+        "engine_processes",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -120,6 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine-max-batch", type=int, default=None, help="engine max_batch (default: serve's)"
+    )
+    parser.add_argument(
+        "--engine-processes",
+        type=int,
+        default=None,
+        help="serve's engine processes in the rest/load sections (default: serve's; 0: in-process)",
     )
     parser.add_argument(
         "--checkpoint",

@@ -65,6 +65,7 @@ class BenchConfig:
     checkpoints: tuple[str, ...] = ()
     engine_max_batch: int = 0  # 0: the service's default (server.settings.Settings.max_batch)
     engine_chunk_ms: float = 20.0
+    engine_processes: int = -1  # serve's engine processes (-1: its default; 0: in-process)
     engine_refine: int = 2  # bisection steps between the largest N that kept up and the next
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from benchmarks.audio import RATE, speech_track
-from benchmarks.checkpoints import checkpoint_for, cpu_seconds, rss_bytes, work_dir
+from benchmarks.checkpoints import checkpoint_for, tree_cpu_seconds, tree_rss_bytes, work_dir
 from benchmarks.config import BenchConfig
 from benchmarks.engine_bench import percentiles
 
@@ -78,6 +78,8 @@ def served(
     )
     if config.engine_max_batch:
         env["LMUKWS_MAX_BATCH"] = str(config.engine_max_batch)
+    if config.engine_processes >= 0:
+        env["LMUKWS_ENGINE_PROCESSES"] = str(config.engine_processes)
     command = [
         sys.executable,
         "-m",
@@ -292,7 +294,9 @@ async def _client(
                         message = json.loads(raw)
                         kind = message.get("type")
                         if kind == "detection":
-                            result["detections"].append(message["latency"])
+                            result["detections"].append(
+                                {**message["latency"], "at": now, "audio_ms": message["audio_ms"]}
+                            )
                             # the audio that made the triggering frame final, in the
                             # newest reset epoch where it has been sent already
                             since = (message["audio_ms"] + lookahead_ms) * RATE / 1000
@@ -373,13 +377,13 @@ async def _load(
     offsets = rng.integers(0, track.size, size=clients)
     ramp = min(2.0, 0.02 * clients)  # connections spread over the first seconds
     t0 = time.perf_counter() + 0.2
-    rss_start, cpu_start = rss_bytes(process.pid), cpu_seconds(process.pid)
+    rss_start, cpu_start = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
     rss_trace: list[tuple[float, float]] = []
 
     async def sample_rss() -> None:
         while True:
             rss_trace.append(
-                (round(time.perf_counter() - t0, 1), round(rss_bytes(process.pid) / 2**20, 1))
+                (round(time.perf_counter() - t0, 1), round(tree_rss_bytes(process.pid) / 2**20, 1))
             )
             await asyncio.sleep(2.0)
 
@@ -405,7 +409,7 @@ async def _load(
         sampler.cancel()
     wall = time.perf_counter() - t0
     own_cpu = time.process_time() - own_cpu
-    rss_end, cpu_end = rss_bytes(process.pid), cpu_seconds(process.pid)
+    rss_end, cpu_end = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
     detections = [d for r in results for d in r["detections"]]
     ended = [r for r in results if r["end"] is not None]
     dropped = [r["sent_ms"] - r["end"]["audio_ms"] for r in ended]

@@ -22,6 +22,7 @@ from server import protocol
 from server.settings import Settings
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.metrics import EngineMetrics
+from streaming.process import EnginePool
 
 if TYPE_CHECKING:  # pragma: no cover
     from server.routes.stream import StreamConnection
@@ -94,6 +95,7 @@ class Service:
         self.settings = settings
         self.metrics = engine.metrics if engine is not None else EngineMetrics()
         self._engine = engine
+        self._pool: EnginePool | None = None
         self.connections: set[StreamConnection] = set()
         self.ready = False
         self.shutting_down = False
@@ -106,16 +108,44 @@ class Service:
             raise RuntimeError("the model is not loaded yet")
         return self._engine
 
+    @property
+    def sessions(self) -> StreamingEngine | EnginePool:
+        """What opens streaming sessions: the engine processes, else the in-process engine."""
+        return self._pool if self._pool is not None else self.engine
+
+    @property
+    def serving(self) -> bool:
+        """Loaded, not shutting down, and the engine (process) is running."""
+        return self.ready and not self.shutting_down and self.sessions.running
+
+    async def refresh_metrics(self) -> None:
+        """Bring the engine processes' series into ``metrics`` (no-op in process)."""
+        if self._pool is not None:
+            await self._pool.refresh_metrics()
+
     async def startup(self) -> None:
         if self._engine is None:
             self._engine = await asyncio.to_thread(load_engine, self.settings, self.metrics)
-        self._engine.start()
+            if self.settings.engine_processes > 0:
+                self._pool = EnginePool(
+                    self._engine,
+                    self._engine.metadata["checkpoint"],
+                    self.settings.engine_processes,
+                    self.settings.device,
+                    self.metrics,
+                )
+                await self._pool.start()
+        if self._pool is None:
+            self._engine.start()
         self.ready = True
 
     async def shutdown(self) -> None:
         await self.drain()
-        if self._engine is not None:
-            await asyncio.to_thread(self._engine.close, self.settings.shutdown_deadline_s)
+        deadline = self.settings.shutdown_deadline_s
+        if self._pool is not None:
+            await self._pool.aclose(deadline)
+        elif self._engine is not None:
+            await asyncio.to_thread(self._engine.close, deadline)
 
     async def drain(self, deadline_s: float | None = None) -> None:
         """Stop accepting sessions; flush each open one, send ``end`` and close with 1001.

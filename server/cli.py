@@ -31,6 +31,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (0: default)")
     parser.add_argument("--max-sessions", type=int, help="concurrent streaming sessions")
+    parser.add_argument(
+        "--engine-processes",
+        type=int,
+        help="child processes running the model steps (default 2; 0: a thread in the server)",
+    )
     parser.add_argument("--log-level", help="uvicorn log level (default info)")
     parser.set_defaults(func=_serve)
 
@@ -45,7 +50,16 @@ def _serve(args: argparse.Namespace) -> int:
     from server.serve import serve
     from server.settings import Settings
 
-    names = ("checkpoint", "model", "host", "port", "device", "torch_threads", "max_sessions")
+    names = (
+        "checkpoint",
+        "model",
+        "host",
+        "port",
+        "device",
+        "torch_threads",
+        "max_sessions",
+        "engine_processes",
+    )
     overrides = {n: getattr(args, n) for n in (*names, "log_level") if getattr(args, n) is not None}
     try:
         settings = Settings(**overrides)

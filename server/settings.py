@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     )
 
     # engine
+    engine_processes: int = Field(
+        2,
+        ge=0,
+        description="child processes that run the model steps, each serving its share of the "
+        "sessions, so the event loop keeps a core (0: a worker thread in the server process; "
+        "2 measured best on 2 cores, see benchmarks/README.md)",
+    )
     max_sessions: int = Field(64, ge=1, description="concurrent websocket sessions")
     max_batch: int = Field(
         256, ge=1, description="sessions per model step (one step serves every ready session)"

@@ -378,11 +378,32 @@ class StreamingEngine:
                         if remaining <= 0:
                             break
                         self._cv.wait(remaining)
-                batch = []
-                while self._ready and len(batch) < self.config.max_batch:
-                    session, _ = self._ready.popitem(last=False)
-                    batch.append(session._take(self.config.max_step_frames))
+                batch = self._take_batch()
             self._step_works(batch)
+
+    def _take_batch(self) -> list[Work]:
+        """Under ``_cv``: the work of the first ``max_batch`` ready sessions."""
+        batch = []
+        while self._ready and len(batch) < self.config.max_batch:
+            session, _ = self._ready.popitem(last=False)
+            batch.append(session._take(self.config.max_step_frames))
+        return batch
+
+    @property
+    def ready_sessions(self) -> int:
+        """Sessions with a frame or a marker waiting for a step."""
+        return len(self._ready)
+
+    def step_ready(self) -> int:
+        """One batched step over the sessions with work waiting (at most ``max_batch``),
+        without waiting for more; the number of sessions stepped. For a caller that drives the
+        engine from its own loop instead of ``start()``'s worker thread (``streaming.process``).
+        """
+        with self._cv:
+            batch = self._take_batch()
+        if batch:
+            self._step_works(batch)
+        return len(batch)
 
     # -- one batched step -------------------------------------------------------------------
 

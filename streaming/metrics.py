@@ -82,6 +82,16 @@ class Counter(_Metric):
         with self._lock:
             return self._values.get(self._key(labels), 0.0)
 
+    def state(self) -> dict[tuple[str, ...], float]:
+        """The values by label key (a copy, e.g. to send to another process)."""
+        with self._lock:
+            return dict(self._values)
+
+    def load_state(self, state: dict[tuple[str, ...], float]) -> None:
+        """Replace every value with ``state`` (from ``state()`` of a metric of the same kind)."""
+        with self._lock:
+            self._values = dict(state)
+
     def samples(self) -> Iterable[str]:
         with self._lock:
             items = sorted(self._values.items())
@@ -150,6 +160,16 @@ class Histogram(_Metric):
         with self._lock:
             data = self._data.get(self._key(labels))
             return sum(data[0]) if data else 0
+
+    def state(self) -> dict[tuple[str, ...], tuple[list[int], float]]:
+        """Bucket counts and sum by label key (a copy, e.g. to send to another process)."""
+        with self._lock:
+            return {k: (list(c), s[0]) for k, (c, s) in self._data.items()}
+
+    def load_state(self, state: dict[tuple[str, ...], tuple[list[int], float]]) -> None:
+        """Replace every series with ``state`` (from ``state()`` of a histogram like this)."""
+        with self._lock:
+            self._data = {k: (list(c), [float(s)]) for k, (c, s) in state.items()}
 
     def samples(self) -> Iterable[str]:
         with self._lock:

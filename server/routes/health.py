@@ -16,11 +16,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 200 once the model is loaded, 503 while loading or shutting down."""
+    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or when the
+    engine process is gone."""
     service = request.app.state.service
-    if service.ready and not service.shutting_down:
+    if service.serving:
         return JSONResponse(
             {"status": "ready", "sessions": len(service.connections)}, status_code=200
         )
-    reason = "shutting down" if service.shutting_down else "loading"
+    if service.shutting_down:
+        reason = "shutting down"
+    elif service.ready:
+        reason = "engine stopped"
+    else:
+        reason = "loading"
     return JSONResponse({"status": reason}, status_code=503)

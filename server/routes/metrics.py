@@ -15,4 +15,5 @@ async def metrics(request: Request) -> PlainTextResponse:
     """Histograms of step compute, queue wait, batch size and detection latency; gauges of
     sessions; counters of frames, detections per keyword and errors per kind."""
     service = request.app.state.service
+    await service.refresh_metrics()
     return PlainTextResponse(service.metrics.registry.render(), media_type=CONTENT_TYPE)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from server import protocol
 from server.protocol import CloseCode, ErrorCode, ProtocolError
 from streaming.engine import EngineFullError
+from streaming.process import RemoteSession
 from streaming.session import Detection, End, Failure, Scores, Session, SessionClosedError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,7 @@ class StreamConnection:
         self.service = service
         self.settings = service.settings
         self.metrics = service.metrics
-        self.session: Session | None = None
+        self.session: Session | RemoteSession | None = None
         self.encoding = "pcm_s16le"
         self.closed = False
         self.stopping = False
@@ -182,7 +183,7 @@ class StreamConnection:
             every = self.settings.scores_every_ms
         engine = self.service.engine
         try:
-            session = engine.create_session(
+            session = self.service.sessions.create_session(
                 message.sample_rate, message.keywords, message.thresholds, every
             )
         except EngineFullError as error:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,7 +62,7 @@ def test_serve_reports_a_missing_checkpoint_cleanly(tmp_path: Path) -> None:
 def test_engine_failure_closes_1011_and_the_server_survives(
     make_client: Callable[..., TestClient],
 ) -> None:
-    client = make_client()
+    client = make_client(engine_processes=0)  # the model to break lives in this process
     model = client.app.state.service.engine.model  # type: ignore[attr-defined]
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -81,3 +84,35 @@ def test_engine_failure_closes_1011_and_the_server_survives(
     with client.websocket_connect(STREAM_PATH) as ws:
         _, messages = stream_signal(ws, sequence([("low", 0.3)], 1.5), 1600)
     assert [m["keyword"] for m in messages if m["type"] == "detection"] == ["low"]
+
+
+def test_a_dead_engine_process_fails_its_sessions_1011_and_readyz_says_so(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(engine_processes=2)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    assert client.get("/readyz").status_code == 200
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000})
+        assert ws.receive_json()["type"] == "ready"  # the first session goes to process 0
+        os.kill(service.sessions.pids[0], signal.SIGKILL)
+        message = ws.receive_json()
+        assert message["code"] == "internal_error" and "engine process" in message["message"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1011
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "engine stopped"
+    # the surviving process still serves new sessions until the server is restarted
+    with client.websocket_connect(STREAM_PATH) as ws:
+        _, messages = stream_signal(ws, sequence([("low", 0.3)], 1.5), 1600)
+    assert [m["keyword"] for m in messages if m["type"] == "detection"] == ["low"]
+    os.kill(service.sessions.pids[1], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(p.alive for p in service.sessions.processes):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000})
+        refused = ws.receive_json()
+        assert refused["code"] == "server_full" and "not running" in refused["message"]

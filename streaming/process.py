@@ -1,0 +1,616 @@
+"""The streaming engine in a child process, so the server's event loop keeps a core of its own.
+
+In one process the engine's worker thread and the event loop share one interpreter lock: at 100
+websocket streams on two cores the server used ~1 core in all, and each step waited for the loop
+(and the loop for the step). ``EngineProcess`` runs a ``StreamingEngine`` in a spawned child and
+gives the server the session surface it uses (``create_session`` -> ``RemoteSession`` with
+``push``, ``push_reset``, ``push_stop``, ``poll``, ``notify``, ``queued_samples``, ``close``).
+The server keeps its own engine (never started) for the model facts, the detector settings and
+the REST batch path. The child runs on one thread (``_ChildServer``): read what arrived, one
+batched step over every session with work, send the events.
+
+Link: one Unix socket pair; a message is a 4-byte little-endian length and a pickled tuple (both
+ends are this module, in processes it started). Server -> child:
+
+- ``("open", handle, session_id, sample_rate, keywords, thresholds, scores_every_ms)``
+- ``("audio", handle, received_at, float32 bytes)``, ``("reset", handle)``,
+  ``("stop", handle, received_at)``, ``("close", handle)``
+- ``("metrics", request)``, ``("shutdown", timeout_s)``
+
+Child -> server: ``("ready", pid)``, ``("events", handle, [Event, ...])``,
+``("progress", {handle: (audio messages read, queued 16 kHz samples)})`` every ``PROGRESS_S``
+for the sessions that changed, ``("metrics", request, snapshot)`` (the engine's series after
+everything sent before the request), ``("closed",)``.
+
+``received_at`` is ``time.perf_counter()``: on Linux the system-wide monotonic clock, so the
+latencies measured across the two processes are real. Nothing is lost: per session the socket
+keeps the order of audio, markers and close, and on ``shutdown`` the child finishes the queued
+work (every stopped session gets its ``End``) before it answers ``closed``. If the child dies,
+every open session gets a ``Failure`` and ``alive`` turns False. The child ignores SIGINT and
+SIGTERM (the server drains, then shuts it down) and exits when the socket closes, so it never
+outlives the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streaming.detector import DetectorConfig
+from streaming.engine import TARGET_RATE, EngineConfig, EngineFullError, StreamingEngine
+from streaming.metrics import EngineMetrics
+from streaming.session import Event, Failure, SessionClosedError
+
+log = logging.getLogger("lmukws.engine.process")
+
+HEADER = struct.Struct("<I")
+PROGRESS_S = 0.05  # how often the child reports each session's backlog
+READY_TIMEOUT_S = 120.0
+METRICS_TIMEOUT_S = 2.0
+#: series the child's engine updates; the server copies them from the child's snapshots
+ENGINE_SERIES = ("step_seconds", "frame_seconds", "queue_seconds", "batch_size", "frames_total")
+
+
+def frame(message: tuple[Any, ...]) -> bytes:
+    """One message on the link: length + pickle."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+class EngineProcessError(RuntimeError):
+    """The engine process did not start, or is gone."""
+
+
+# ---------------------------------------------------------------------------------------------
+# server side
+
+
+class RemoteSession:
+    """A session of the engine in the child process (the server's view of it).
+
+    The push side never blocks: messages go to the event loop's socket buffer. ``queued_samples``
+    is the child's last reported backlog plus the audio sent since that report.
+    """
+
+    def __init__(
+        self,
+        owner: EngineProcess,
+        handle: int,
+        session_id: str,
+        sample_rate: int,
+        detector: DetectorConfig,
+    ) -> None:
+        self.owner = owner
+        self.handle = handle
+        self.id = session_id
+        self.sample_rate = int(sample_rate)
+        self.detector_config = detector
+        self.notify: Callable[[], None] | None = None
+        self.closed = False
+        self._stopping = False
+        self._outbox: list[Event] = []
+        self._sent_messages = 0
+        self._sent_samples = 0.0  # 16 kHz samples sent, cumulative
+        self._in_flight: collections.deque[tuple[int, float]] = collections.deque()
+        self._child_queued = 0
+        self._child_taken = 0
+
+    @property
+    def queued_samples(self) -> int:
+        """16 kHz samples sent but not yet taken by the child's worker (approximately)."""
+        # the head of _in_flight is the first audio message the child had not read
+        sent_before = self._in_flight[0][1] if self._in_flight else self._sent_samples
+        return int(self._child_queued + self._sent_samples - sent_before)
+
+    def _check_open(self) -> None:
+        if self.closed or self._stopping:
+            state = "closed" if self.closed else "stopped"
+            raise SessionClosedError(f"session {self.id} is {state}")
+
+    def push(self, samples: np.ndarray, received_at: float | None = None) -> None:
+        """Send mono samples [n] (float, at ``sample_rate``) to the child without waiting."""
+        self._check_open()
+        received_at = time.perf_counter() if received_at is None else received_at
+        x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+        # cumulative audio before this message, for the backlog estimate
+        self._in_flight.append((self._sent_messages, self._sent_samples))
+        self._sent_messages += 1
+        self._sent_samples += x.size * TARGET_RATE / self.sample_rate
+        self.owner._send(("audio", self.handle, received_at, x.tobytes()))
+
+    def push_reset(self) -> None:
+        self._check_open()
+        self.owner._send(("reset", self.handle))
+
+    def push_stop(self, received_at: float | None = None) -> None:
+        self._check_open()
+        received_at = time.perf_counter() if received_at is None else received_at
+        self._stopping = True
+        self.owner._send(("stop", self.handle, received_at))
+
+    def poll(self) -> list[Event]:
+        events, self._outbox = self._outbox, []
+        return events
+
+    def close(self) -> None:
+        """Forget the session (idempotent); audio the child has not processed is dropped."""
+        self.owner._close_session(self)
+
+    def _progress(self, taken: int, queued: int) -> None:
+        self._child_taken, self._child_queued = taken, queued
+        while self._in_flight and self._in_flight[0][0] < taken:
+            self._in_flight.popleft()
+
+    def _deliver(self, events: list[Event]) -> None:
+        self._outbox.extend(events)
+        if self.notify is not None:
+            self.notify()
+
+
+class EngineProcess:
+    """A ``StreamingEngine`` serving sessions from a child process.
+
+    ``local`` is the server's own copy of the engine (never started): it answers model facts and
+    validates session settings. ``start()`` must be awaited on the event loop that uses the
+    sessions; ``aclose()`` finishes every queued step in the child, then stops it.
+    """
+
+    def __init__(
+        self,
+        local: StreamingEngine,
+        checkpoint: str | Path,
+        device: str = "cpu",
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.local = local
+        self.config: EngineConfig = local.config
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.metrics = metrics or local.metrics
+        self.sessions: dict[int, RemoteSession] = {}
+        self._next_handle = 0
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._closed_seen = asyncio.Event()
+        self._metrics_requests: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
+        self._next_request = 0
+        self.last_metrics: Mapping[str, Any] | None = None
+        self._closing = False
+        self.alive = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn the child, wait for its ``ready`` (it loads the checkpoint itself)."""
+        ours, theirs = socket.socketpair()
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(
+            target=child_main,
+            args=(theirs, str(self.checkpoint), self.config, self.device),
+            name="lmukws-engine",
+            daemon=True,
+        )
+        await asyncio.to_thread(process.start)
+        theirs.close()
+        self._process = process
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            kind = await asyncio.wait_for(self._read(reader), READY_TIMEOUT_S)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as error:
+            process.kill()
+            raise EngineProcessError(
+                f"the engine process did not start (exit code {process.exitcode}): {error!r}"
+            ) from None
+        if kind[0] != "ready":
+            raise EngineProcessError(f"the engine process said {kind[0]!r} instead of ready")
+        self.alive = True
+        self._reader_task = asyncio.ensure_future(self._read_loop(reader))
+        log.info("engine process %d ready", process.pid)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Let the child finish queued work (within ``timeout``), then stop it."""
+        self._closing = True
+        process = self._process
+        if process is None:
+            return
+        if self.alive:
+            self._send(("shutdown", timeout))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closed_seen.wait(), timeout + 5.0)
+        if self._writer is not None:
+            self._writer.close()
+        await asyncio.to_thread(process.join, 5.0)
+        if process.is_alive():
+            log.warning("engine process %d did not exit: killing it", process.pid)
+            process.kill()
+            await asyncio.to_thread(process.join, 5.0)
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        self.alive = False
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        return self.alive
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.sessions)
+
+    def create_session(
+        self,
+        sample_rate: int = TARGET_RATE,
+        keywords: Sequence[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        scores_every_ms: float = 0,
+        session_id: str | None = None,
+    ) -> RemoteSession:
+        """Like ``StreamingEngine.create_session`` (same errors), served by the child."""
+        import uuid
+
+        detector = self.local.detector_config(keywords, thresholds)  # ValueError
+        self.local.resampler(sample_rate)  # ValueError for a rate the engine cannot take
+        if self._closing:
+            raise EngineFullError("the engine is shutting down")
+        if not self.alive:
+            raise EngineFullError("the engine process is not running")
+        if len(self.sessions) >= self.config.max_sessions:
+            raise EngineFullError(
+                f"server full: {len(self.sessions)} of {self.config.max_sessions} sessions"
+            )
+        handle = self._next_handle
+        self._next_handle += 1
+        session = RemoteSession(self, handle, session_id or uuid.uuid4().hex, sample_rate, detector)
+        self.sessions[handle] = session
+        self._send(("open", handle, session.id, sample_rate, keywords, thresholds, scores_every_ms))
+        self.metrics.active_sessions.inc()
+        self.metrics.sessions_total.inc()
+        return session
+
+    def _close_session(self, session: RemoteSession) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        if self.sessions.pop(session.handle, None) is not None:
+            self.metrics.active_sessions.dec()
+        if self.alive:
+            self._send(("close", session.handle))
+
+    # -- link -------------------------------------------------------------------------------
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._writer is None or self._writer.is_closing():
+            return
+        self._writer.write(frame(message))
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+        (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+        return pickle.loads(await reader.readexactly(size))
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await self._read(reader)
+                kind = message[0]
+                if kind == "events":
+                    session = self.sessions.get(message[1])
+                    if session is not None:
+                        session._deliver(message[2])
+                elif kind == "progress":
+                    for handle, (taken, queued) in message[1].items():
+                        session = self.sessions.get(handle)
+                        if session is not None:
+                            session._progress(taken, queued)
+                elif kind == "metrics":
+                    future = self._metrics_requests.pop(message[1], None)
+                    if future is not None and not future.done():
+                        future.set_result(message[2])
+                elif kind == "closed":
+                    self._closed_seen.set()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._on_child_gone()
+
+    def _on_child_gone(self) -> None:
+        was_alive, self.alive = self.alive, False
+        self._closed_seen.set()
+        if was_alive and not self._closing:
+            code = self._process.exitcode if self._process is not None else None
+            log.error("the engine process exited (code %s): failing every session", code)
+        for session in list(self.sessions.values()):
+            if not self._closing:
+                session._deliver([Failure("the engine process exited")])
+
+    async def metrics_snapshot(self) -> Mapping[str, Any] | None:
+        """The child engine's series (``ENGINE_SERIES``: steps, frames, queue wait, batch
+        sizes) after everything sent before this call; the last one received if the child does
+        not answer (None before the first)."""
+        if not self.alive:
+            return self.last_metrics
+        request = self._next_request
+        self._next_request += 1
+        future = self._metrics_requests[request] = asyncio.get_running_loop().create_future()
+        self._send(("metrics", request))
+        try:
+            self.last_metrics = await asyncio.wait_for(future, METRICS_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("engine process %s did not answer for metrics", self.pid)
+        finally:
+            self._metrics_requests.pop(request, None)
+        return self.last_metrics
+
+
+def merge_metric_states(states: Sequence[Mapping[Any, Any]]) -> dict[Any, Any]:
+    """Sum ``state()``s of one series from several processes (counters: values; histograms:
+    bucket counts and sums)."""
+    merged: dict[Any, Any] = {}
+    for state in states:
+        for key, value in state.items():
+            if key not in merged:
+                merged[key] = value if not isinstance(value, tuple) else (list(value[0]), value[1])
+            elif isinstance(value, tuple):
+                counts, total = merged[key]
+                merged[key] = (
+                    [a + b for a, b in zip(counts, value[0], strict=True)],
+                    total + value[1],
+                )
+            else:
+                merged[key] += value
+    return merged
+
+
+class EnginePool:
+    """``count`` engine processes behind one front end: a new session goes to the live process
+    with the fewest sessions; ``max_sessions`` counts them all. ``running`` is False as soon as
+    one process is gone (its sessions failed; the server needs a restart)."""
+
+    def __init__(
+        self,
+        local: StreamingEngine,
+        checkpoint: str | Path,
+        count: int = 1,
+        device: str = "cpu",
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        if count < 1:
+            raise ValueError(f"an engine pool needs at least one process, got {count}")
+        self.local = local
+        self.config = local.config
+        self.metrics = metrics or local.metrics
+        self.processes = [
+            EngineProcess(local, checkpoint, device, self.metrics) for _ in range(count)
+        ]
+
+    async def start(self) -> None:
+        """Start every process (in parallel); stops them all if one fails."""
+        try:
+            await asyncio.gather(*(p.start() for p in self.processes))
+        except BaseException:
+            await self.aclose(0.0)
+            raise
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Each process finishes its queued work (within ``timeout``), then stops."""
+        await asyncio.gather(*(p.aclose(timeout) for p in self.processes))
+
+    @property
+    def running(self) -> bool:
+        return all(p.alive for p in self.processes)
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [p.pid for p in self.processes]
+
+    @property
+    def active_sessions(self) -> int:
+        return sum(p.active_sessions for p in self.processes)
+
+    def create_session(
+        self,
+        sample_rate: int = TARGET_RATE,
+        keywords: Sequence[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        scores_every_ms: float = 0,
+        session_id: str | None = None,
+    ) -> RemoteSession:
+        """Like ``StreamingEngine.create_session`` (same errors), on the least busy process."""
+        if self.active_sessions >= self.config.max_sessions:
+            raise EngineFullError(
+                f"server full: {self.active_sessions} of {self.config.max_sessions} sessions"
+            )
+        live = [p for p in self.processes if p.alive or p._closing]
+        if not live:
+            raise EngineFullError("the engine process is not running")
+        target = min(live, key=lambda p: p.active_sessions)
+        return target.create_session(sample_rate, keywords, thresholds, scores_every_ms, session_id)
+
+    async def refresh_metrics(self) -> None:
+        """Copy the sum of every process's engine series into ``metrics``."""
+        snapshots = await asyncio.gather(*(p.metrics_snapshot() for p in self.processes))
+        known = [s for s in snapshots if s is not None]
+        for name in ENGINE_SERIES:
+            if known:
+                getattr(self.metrics, name).load_state(
+                    merge_metric_states([s[name] for s in known])
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# child side
+
+
+class _ChildLink:
+    """The child's end of the link; one thread uses it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closed = False
+        self._buffer = bytearray()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.sock.sendall(frame(message))
+
+    def receive(self, timeout: float) -> list[tuple[Any, ...]]:
+        """Every complete message that has arrived, waiting up to ``timeout`` s for the first
+        bytes; sets ``closed`` when the server's end is gone."""
+        if not select.select([self.sock], [], [], timeout)[0]:
+            return []
+        try:
+            chunk = self.sock.recv(1 << 18)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+            return []
+        buffer = self._buffer
+        buffer += chunk
+        messages, start = [], 0
+        while len(buffer) - start >= HEADER.size:
+            (size,) = HEADER.unpack_from(buffer, start)
+            end = start + HEADER.size + size
+            if end > len(buffer):
+                break
+            messages.append(pickle.loads(buffer[start + HEADER.size : end]))
+            start = end
+        del buffer[:start]
+        return messages
+
+
+class _ChildServer:
+    """The engine process's loop, on one thread (no interpreter lock to share): read what the
+    server sent, run one batched step over the sessions with work, send the events, and every
+    ``PROGRESS_S`` the backlogs that changed."""
+
+    def __init__(self, link: _ChildLink, engine: StreamingEngine) -> None:
+        self.link = link
+        self.engine = engine
+        self.sessions: dict[int, Any] = {}
+        self.taken: dict[int, int] = {}  # audio messages read, per session
+        self._reported: dict[int, tuple[int, int]] = {}
+
+    def run(self) -> float:
+        """Serve until ``shutdown`` (returns its timeout) or the link closes (returns 0).
+
+        A step starts as soon as a session has work: what arrives while it runs makes the next
+        batch. (Waiting ``max_wait_ms`` for fuller batches, as the worker thread does, measured
+        slower here: 100 websocket streams, p50 80 ms against 26-62 ms.)
+        """
+        engine = self.engine
+        next_report = time.monotonic() + PROGRESS_S
+        while not self.link.closed:
+            timeout = 0.0 if engine.ready_sessions else PROGRESS_S
+            for message in self.link.receive(timeout):
+                if message[0] == "shutdown":
+                    return float(message[1])
+                self._apply(message)
+            engine.step_ready()
+            now = time.monotonic()
+            if now >= next_report:
+                self._report()
+                next_report = now + PROGRESS_S
+        return 0.0
+
+    def finish(self, timeout: float) -> None:
+        """Process what is queued (every stopped session gets its ``End``) within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.engine.ready_sessions and time.monotonic() < deadline:
+            self.engine.step_ready()
+
+    def _apply(self, message: tuple[Any, ...]) -> None:
+        kind, handle = message[0], message[1]
+        if kind == "open":
+            _, _, session_id, rate, keywords, thresholds, every = message
+            try:
+                session = self.engine.create_session(rate, keywords, thresholds, every, session_id)
+            except (EngineFullError, ValueError) as error:  # validated by the server already
+                self._send(("events", handle, [Failure(str(error))]))
+                return
+            session.notify = self._notifier(handle, session)
+            self.sessions[handle] = session
+            self.taken[handle] = 0
+            return
+        if kind == "metrics":
+            snapshot = {n: getattr(self.engine.metrics, n).state() for n in ENGINE_SERIES}
+            self._send(("metrics", handle, snapshot))
+            return
+        session = self.sessions.get(handle)
+        if session is None:
+            return
+        try:
+            if kind == "audio":
+                self.taken[handle] += 1
+                session.push(np.frombuffer(message[3], dtype=np.float32), message[2])
+            elif kind == "reset":
+                session.push_reset()
+            elif kind == "stop":
+                session.push_stop(message[2])
+            elif kind == "close":
+                del self.sessions[handle], self.taken[handle]
+                self._reported.pop(handle, None)
+                session.close()
+        except SessionClosedError:
+            pass
+
+    def _notifier(self, handle: int, session: Any) -> Callable[[], None]:
+        def notify() -> None:
+            events = session.poll()
+            if events:
+                self._send(("events", handle, events))
+
+        return notify
+
+    def _report(self) -> None:
+        now = {h: (self.taken[h], s.queued_samples) for h, s in self.sessions.items()}
+        changed = {h: v for h, v in now.items() if self._reported.get(h) != v}
+        if changed:
+            self._reported.update(changed)
+            self._send(("progress", changed))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self.link.send(message)
+        except OSError:
+            self.link.closed = True
+
+
+def child_main(sock: socket.socket, checkpoint: str, config: EngineConfig, device: str) -> None:
+    """Entry point of the engine process: load the checkpoint, serve the link until it closes
+    or says ``shutdown``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains first, then stops us
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    link = _ChildLink(sock)
+    engine = StreamingEngine.from_checkpoint(checkpoint, config, device)
+    link.send(("ready", os.getpid()))
+    server = _ChildServer(link, engine)
+    try:
+        server.finish(server.run())
+    finally:
+        with contextlib.suppress(OSError):
+            link.send(("closed",))
+        sock.close()

@@ -1,0 +1,136 @@
+"""The engine in child processes (``streaming.process``): the same events as in process, sessions
+spread over the pool, backlog estimates, metrics summed, nothing lost on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streaming.engine import EngineConfig, EngineFullError, StreamingEngine
+from streaming.process import EnginePool, RemoteSession, merge_metric_states
+from streaming.session import Detection, End, Event
+from tests.streaming.tone_model import sequence
+
+CONFIG = EngineConfig(max_sessions=5, torch_threads=1)
+
+
+def local_engine(checkpoint: Path) -> StreamingEngine:
+    engine = StreamingEngine.from_checkpoint(checkpoint, CONFIG)
+    return engine
+
+
+async def until_end(session: RemoteSession, timeout: float = 30.0) -> list[Event]:
+    """Every event of the session up to and including its ``End``."""
+    events: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while not events or not isinstance(events[-1], End):
+        assert time.monotonic() < deadline, f"no End within {timeout} s: {events}"
+        events += session.poll()
+        await asyncio.sleep(0.01)
+    return events
+
+
+def in_process_events(checkpoint: Path, x: np.ndarray, chunk: int) -> list[Event]:
+    engine = local_engine(checkpoint)
+    session = engine.create_session(16000)
+    events: list[Event] = []
+    for start in range(0, x.size, chunk):
+        events += session.accept(x[start : start + chunk])
+    return events + session.finish()
+
+
+def summary(events: list[Event]) -> list[tuple]:
+    """What must match across processes (not the timings)."""
+    out: list[tuple] = []
+    for e in events:
+        if isinstance(e, Detection):
+            out.append(("detection", e.keyword, e.frame, round(e.score, 5)))
+        elif isinstance(e, End):
+            out.append(("end", e.audio_ms, e.frames, e.detections))
+    return out
+
+
+def test_a_pool_of_two_gives_the_in_process_events_and_sums_its_metrics(
+    tone_checkpoint: Path,
+) -> None:
+    signals = [
+        sequence([("low", 0.3), ("high", 1.6)], 3.0),
+        sequence([("high", 0.5)], 2.0),
+        sequence([("low", 0.2), ("low", 1.6)], 3.2),
+        sequence([], 1.0),
+    ]
+    expected = [summary(in_process_events(tone_checkpoint, x, 640)) for x in signals]
+    assert any(row[0] == "detection" for rows in expected for row in rows)
+
+    async def main() -> tuple[list[list[Event]], list[int], float, int]:
+        pool = EnginePool(local_engine(tone_checkpoint), tone_checkpoint, count=2)
+        await pool.start()
+        try:
+            assert pool.running and len(set(pool.pids)) == 2
+            sessions = [pool.create_session(16000) for _ in signals]
+            spread = [p.active_sessions for p in pool.processes]
+            for start in range(0, max(x.size for x in signals), 640):
+                for session, x in zip(sessions, signals, strict=True):
+                    if start < x.size:
+                        session.push(x[start : start + 640])
+                await asyncio.sleep(0)
+            for session in sessions:
+                session.push_stop()
+            events = [await until_end(s) for s in sessions]
+            await pool.refresh_metrics()
+            frames = pool.metrics.frames_total.value()
+            steps = pool.metrics.batch_size.count()
+            for session in sessions:
+                session.close()
+            return events, spread, frames, steps
+        finally:
+            await pool.aclose()
+
+    events, spread, frames, steps = asyncio.run(main())
+    assert spread == [2, 2]
+    assert [summary(e) for e in events] == expected
+    assert frames == sum(e[-1].frames for e in events)
+    assert steps > 0
+
+
+def test_backlog_cap_and_end_on_shutdown(tone_checkpoint: Path) -> None:
+    async def main() -> None:
+        pool = EnginePool(local_engine(tone_checkpoint), tone_checkpoint, count=1)
+        await pool.start()
+        try:
+            with pytest.raises(ValueError, match="nope"):
+                pool.create_session(16000, keywords=["nope"])
+            sessions = [pool.create_session(16000) for _ in range(CONFIG.max_sessions)]
+            with pytest.raises(EngineFullError, match="server full"):
+                pool.create_session(16000)
+            for session in sessions[1:]:
+                session.close()
+            session = sessions[0]
+            x = sequence([("low", 0.5)], 3.0)
+            session.push(x)  # 3 s at once: queued until the child reports it taken
+            assert session.queued_samples == x.size
+            deadline = time.monotonic() + 30
+            while session.queued_samples > 160 * 5:  # under a few frames: all taken
+                assert time.monotonic() < deadline, session.queued_samples
+                await asyncio.sleep(0.02)
+            session.push(x[:8000])
+            session.push_stop()
+        finally:
+            await pool.aclose(10.0)  # the stop was queued: its End comes before the close
+        events = session.poll()
+        assert isinstance(events[-1], End) and events[-1].audio_ms == 3500.0
+        assert [e.keyword for e in events if isinstance(e, Detection)] == ["low"]
+        assert not pool.running
+
+    asyncio.run(main())
+
+
+def test_merge_metric_states_sums_counters_and_histograms() -> None:
+    counters = [{(): 2.0, ("a",): 1.0}, {(): 3.0}]
+    assert merge_metric_states(counters) == {(): 5.0, ("a",): 1.0}
+    histograms = [{(): ([1, 0, 2], 0.5)}, {(): ([0, 1, 1], 0.25)}]
+    assert merge_metric_states(histograms) == {(): ([1, 1, 3], 0.75)}

@@ -219,6 +219,14 @@ def summary_table(results: dict[str, Any]) -> str:
         f"load average {env['load_average_start']} at start, "
         f"{results.get('load_average_end', '–')} at end; {results.get('elapsed_s', '–')} s"
     )
+    if {"rest", "load"} & set(results["sections"]):
+        processes = results["config"].get("engine_processes", -1)
+        served = "serve's default" if processes < 0 else str(processes)
+        if processes < 0:
+            from server.settings import Settings
+
+            served += f" ({Settings().engine_processes})"
+        lines.append(f"server: engine processes {served} (0: the engine in the server process)")
     lines += [f"skipped: {e}" for e in errors]
     return "\n".join(lines)
 

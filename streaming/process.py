@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -176,9 +177,10 @@ class EngineProcess:
         checkpoint: str | Path,
         device: str = "cpu",
         metrics: EngineMetrics | None = None,
+        config: EngineConfig | None = None,
     ) -> None:
         self.local = local
-        self.config: EngineConfig = local.config
+        self.config: EngineConfig = config or local.config
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.metrics = metrics or local.metrics
@@ -387,7 +389,8 @@ def merge_metric_states(states: Sequence[Mapping[Any, Any]]) -> dict[Any, Any]:
 class EnginePool:
     """``count`` engine processes behind one front end: a new session goes to the live process
     with the fewest sessions; ``max_sessions`` counts them all. ``running`` is False as soon as
-    one process is gone (its sessions failed; the server needs a restart)."""
+    one process is gone (its sessions failed; the server needs a restart). With
+    ``torch_threads`` 0 each process gets ``cpu_count // count`` torch threads (at least 1)."""
 
     def __init__(
         self,
@@ -402,8 +405,13 @@ class EnginePool:
         self.local = local
         self.config = local.config
         self.metrics = metrics or local.metrics
+        child_config = self.config
+        if child_config.torch_threads == 0:  # share the cores instead of oversubscribing them
+            threads = max(1, (os.cpu_count() or 1) // count)
+            child_config = dataclasses.replace(child_config, torch_threads=threads)
         self.processes = [
-            EngineProcess(local, checkpoint, device, self.metrics) for _ in range(count)
+            EngineProcess(local, checkpoint, device, self.metrics, child_config)
+            for _ in range(count)
         ]
 
     async def start(self) -> None:

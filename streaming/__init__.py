@@ -13,10 +13,14 @@
     end = session.finish()[-1]                       # End(audio_ms, frames, detections)
     session.close()
     engine.close()
+
+``streaming.process.EnginePool`` runs the same engine in child processes behind the same session
+surface (``lmukws serve`` uses it by default, so its event loop never waits for a model step).
 """
 
 from streaming.detector import Detector, DetectorConfig, DetectorState, detect
 from streaming.engine import EngineConfig, EngineFullError, StreamingEngine
+from streaming.process import EnginePool, EngineProcess, RemoteSession
 from streaming.session import (
     Detection,
     End,
@@ -35,8 +39,11 @@ __all__ = [
     "End",
     "EngineConfig",
     "EngineFullError",
+    "EnginePool",
+    "EngineProcess",
     "Event",
     "Failure",
+    "RemoteSession",
     "Scores",
     "Session",
     "SessionClosedError",

@@ -223,7 +223,8 @@ class EngineProcess:
             raise EngineProcessError(f"the engine process said {kind[0]!r} instead of ready")
         self.alive = True
         self._reader_task = asyncio.ensure_future(self._read_loop(reader))
-        log.info("engine process %d ready", process.pid)
+        threads = self.config.torch_threads or "default"
+        log.info("engine process %d ready (torch threads: %s)", process.pid, threads)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Let the child finish queued work (within ``timeout``), then stop it."""

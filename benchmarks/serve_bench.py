@@ -294,9 +294,7 @@ async def _client(
                         message = json.loads(raw)
                         kind = message.get("type")
                         if kind == "detection":
-                            result["detections"].append(
-                                {**message["latency"], "at": now, "audio_ms": message["audio_ms"]}
-                            )
+                            result["detections"].append(message["latency"])
                             # the audio that made the triggering frame final, in the
                             # newest reset epoch where it has been sent already
                             since = (message["audio_ms"] + lookahead_ms) * RATE / 1000

@@ -2,9 +2,10 @@
 
 In one process the engine's worker thread and the event loop share one interpreter lock: at 100
 websocket streams on two cores the server used ~1 core in all, and each step waited for the loop
-(and the loop for the step). ``EngineProcess`` runs a ``StreamingEngine`` in a spawned child and
-gives the server the session surface it uses (``create_session`` -> ``RemoteSession`` with
-``push``, ``push_reset``, ``push_stop``, ``poll``, ``notify``, ``queued_samples``, ``close``).
+(and the loop for the step). ``EngineProcess`` runs a ``StreamingEngine`` in a spawned child;
+``EnginePool`` (one or more of them) gives the server the session surface it uses
+(``create_session`` -> ``RemoteSession`` with ``push``, ``push_reset``, ``push_stop``, ``poll``,
+``notify``, ``queued_samples``, ``close``).
 The server keeps its own engine (never started) for the model facts, the detector settings and
 the REST batch path. The child runs on one thread (``_ChildServer``): read what arrived, one
 batched step over every session with work, send the events.
@@ -18,7 +19,7 @@ ends are this module, in processes it started). Server -> child:
 - ``("metrics", request)``, ``("shutdown", timeout_s)``
 
 Child -> server: ``("ready", pid)``, ``("events", handle, [Event, ...])``,
-``("progress", {handle: (audio messages read, queued 16 kHz samples)})`` every ``PROGRESS_S``
+``("progress", {handle: (input samples read, queued 16 kHz samples)})`` every ``PROGRESS_S``
 for the sessions that changed, ``("metrics", request, snapshot)`` (the engine's series after
 everything sent before the request), ``("closed",)``.
 
@@ -34,7 +35,6 @@ outlives the server.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -46,6 +46,7 @@ import signal
 import socket
 import struct
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ import numpy as np
 from streaming.detector import DetectorConfig
 from streaming.engine import TARGET_RATE, EngineConfig, EngineFullError, StreamingEngine
 from streaming.metrics import EngineMetrics
-from streaming.session import Event, Failure, SessionClosedError
+from streaming.session import Event, Failure, OpenCheck, SessionClosedError
 
 log = logging.getLogger("lmukws.engine.process")
 
@@ -81,11 +82,11 @@ class EngineProcessError(RuntimeError):
 # server side
 
 
-class RemoteSession:
+class RemoteSession(OpenCheck):
     """A session of the engine in the child process (the server's view of it).
 
     The push side never blocks: messages go to the event loop's socket buffer. ``queued_samples``
-    is the child's last reported backlog plus the audio sent since that report.
+    is the child's last reported backlog plus the audio it had not read yet then.
     """
 
     def __init__(
@@ -105,33 +106,22 @@ class RemoteSession:
         self.closed = False
         self._stopping = False
         self._outbox: list[Event] = []
-        self._sent_messages = 0
-        self._sent_samples = 0.0  # 16 kHz samples sent, cumulative
-        self._in_flight: collections.deque[tuple[int, float]] = collections.deque()
-        self._child_queued = 0
-        self._child_taken = 0
+        self._sent = 0  # input samples sent, cumulative
+        self._child_read = 0  # of those, read by the child (its last report)
+        self._child_queued = 0  # 16 kHz samples queued in the child (its last report)
 
     @property
     def queued_samples(self) -> int:
         """16 kHz samples sent but not yet taken by the child's worker (approximately)."""
-        # the head of _in_flight is the first audio message the child had not read
-        sent_before = self._in_flight[0][1] if self._in_flight else self._sent_samples
-        return int(self._child_queued + self._sent_samples - sent_before)
-
-    def _check_open(self) -> None:
-        if self.closed or self._stopping:
-            state = "closed" if self.closed else "stopped"
-            raise SessionClosedError(f"session {self.id} is {state}")
+        unread = (self._sent - self._child_read) * TARGET_RATE / self.sample_rate
+        return int(self._child_queued + unread)
 
     def push(self, samples: np.ndarray, received_at: float | None = None) -> None:
         """Send mono samples [n] (float, at ``sample_rate``) to the child without waiting."""
         self._check_open()
         received_at = time.perf_counter() if received_at is None else received_at
         x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
-        # cumulative audio before this message, for the backlog estimate
-        self._in_flight.append((self._sent_messages, self._sent_samples))
-        self._sent_messages += 1
-        self._sent_samples += x.size * TARGET_RATE / self.sample_rate
+        self._sent += x.size
         self.owner._send(("audio", self.handle, received_at, x.tobytes()))
 
     def push_reset(self) -> None:
@@ -152,10 +142,8 @@ class RemoteSession:
         """Forget the session (idempotent); audio the child has not processed is dropped."""
         self.owner._close_session(self)
 
-    def _progress(self, taken: int, queued: int) -> None:
-        self._child_taken, self._child_queued = taken, queued
-        while self._in_flight and self._in_flight[0][0] < taken:
-            self._in_flight.popleft()
+    def _progress(self, read: int, queued: int) -> None:
+        self._child_read, self._child_queued = read, queued
 
     def _deliver(self, events: list[Event]) -> None:
         self._outbox.extend(events)
@@ -164,26 +152,22 @@ class RemoteSession:
 
 
 class EngineProcess:
-    """A ``StreamingEngine`` serving sessions from a child process.
-
-    ``local`` is the server's own copy of the engine (never started): it answers model facts and
-    validates session settings. ``start()`` must be awaited on the event loop that uses the
-    sessions; ``aclose()`` finishes every queued step in the child, then stops it.
-    """
+    """A ``StreamingEngine`` (``checkpoint`` + ``config``) serving sessions from a child process;
+    ``EnginePool`` validates and admits the sessions it opens. ``start()`` must be awaited on the
+    event loop that uses the sessions; ``aclose()`` finishes every queued step in the child, then
+    stops it. ``metrics`` receives the session counts (the pool copies the child's series)."""
 
     def __init__(
         self,
-        local: StreamingEngine,
         checkpoint: str | Path,
+        config: EngineConfig,
+        metrics: EngineMetrics,
         device: str = "cpu",
-        metrics: EngineMetrics | None = None,
-        config: EngineConfig | None = None,
     ) -> None:
-        self.local = local
-        self.config: EngineConfig = config or local.config
+        self.config = config
         self.checkpoint = Path(checkpoint)
         self.device = device
-        self.metrics = metrics or local.metrics
+        self.metrics = metrics
         self.sessions: dict[int, RemoteSession] = {}
         self._next_handle = 0
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -249,10 +233,6 @@ class EngineProcess:
         self._process = None
 
     @property
-    def running(self) -> bool:
-        return self.alive
-
-    @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
@@ -262,32 +242,21 @@ class EngineProcess:
     def active_sessions(self) -> int:
         return len(self.sessions)
 
-    def create_session(
+    def open_session(
         self,
-        sample_rate: int = TARGET_RATE,
-        keywords: Sequence[str] | None = None,
-        thresholds: Mapping[str, float] | None = None,
-        scores_every_ms: float = 0,
-        session_id: str | None = None,
+        session_id: str,
+        sample_rate: int,
+        detector: DetectorConfig,
+        keywords: Sequence[str] | None,
+        thresholds: Mapping[str, float] | None,
+        scores_every_ms: float,
     ) -> RemoteSession:
-        """Like ``StreamingEngine.create_session`` (same errors), served by the child."""
-        import uuid
-
-        detector = self.local.detector_config(keywords, thresholds)  # ValueError
-        self.local.resampler(sample_rate)  # ValueError for a rate the engine cannot take
-        if self._closing:
-            raise EngineFullError("the engine is shutting down")
-        if not self.alive:
-            raise EngineFullError("the engine process is not running")
-        if len(self.sessions) >= self.config.max_sessions:
-            raise EngineFullError(
-                f"server full: {len(self.sessions)} of {self.config.max_sessions} sessions"
-            )
+        """A new session in this child; the pool has validated its settings and admitted it."""
         handle = self._next_handle
         self._next_handle += 1
-        session = RemoteSession(self, handle, session_id or uuid.uuid4().hex, sample_rate, detector)
+        session = RemoteSession(self, handle, session_id, sample_rate, detector)
         self.sessions[handle] = session
-        self._send(("open", handle, session.id, sample_rate, keywords, thresholds, scores_every_ms))
+        self._send(("open", handle, session_id, sample_rate, keywords, thresholds, scores_every_ms))
         self.metrics.active_sessions.inc()
         self.metrics.sessions_total.inc()
         return session
@@ -323,10 +292,10 @@ class EngineProcess:
                     if session is not None:
                         session._deliver(message[2])
                 elif kind == "progress":
-                    for handle, (taken, queued) in message[1].items():
+                    for handle, (read, queued) in message[1].items():
                         session = self.sessions.get(handle)
                         if session is not None:
-                            session._progress(taken, queued)
+                            session._progress(read, queued)
                 elif kind == "metrics":
                     future = self._metrics_requests.pop(message[1], None)
                     if future is not None and not future.done():
@@ -390,8 +359,9 @@ def merge_metric_states(states: Sequence[Mapping[Any, Any]]) -> dict[Any, Any]:
 class EnginePool:
     """``count`` engine processes behind one front end: a new session goes to the live process
     with the fewest sessions; ``max_sessions`` counts them all. ``running`` is False as soon as
-    one process is gone (its sessions failed; the server needs a restart). With
-    ``torch_threads`` 0 each process gets ``cpu_count // count`` torch threads (at least 1)."""
+    one process is gone (its sessions failed; the server needs a restart). ``local`` is the
+    server's own engine (never started): it validates session settings. With ``torch_threads``
+    0 each process gets ``cpu_count // count`` torch threads (at least 1)."""
 
     def __init__(
         self,
@@ -411,9 +381,9 @@ class EnginePool:
             threads = max(1, (os.cpu_count() or 1) // count)
             child_config = dataclasses.replace(child_config, torch_threads=threads)
         self.processes = [
-            EngineProcess(local, checkpoint, device, self.metrics, child_config)
-            for _ in range(count)
+            EngineProcess(checkpoint, child_config, self.metrics, device) for _ in range(count)
         ]
+        self._closing = False
 
     async def start(self) -> None:
         """Start every process (in parallel); stops them all if one fails."""
@@ -425,6 +395,7 @@ class EnginePool:
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Each process finishes its queued work (within ``timeout``), then stops."""
+        self._closing = True
         await asyncio.gather(*(p.aclose(timeout) for p in self.processes))
 
     @property
@@ -447,26 +418,34 @@ class EnginePool:
         scores_every_ms: float = 0,
         session_id: str | None = None,
     ) -> RemoteSession:
-        """Like ``StreamingEngine.create_session`` (same errors), on the least busy process."""
+        """Like ``StreamingEngine.create_session`` (same errors), on the live process with the
+        fewest sessions."""
+        detector = self.local.detector_config(keywords, thresholds)  # ValueError
+        self.local.resampler(sample_rate)  # ValueError for a rate the engine cannot take
+        if self._closing:
+            raise EngineFullError("the engine is shutting down")
+        live = [p for p in self.processes if p.alive]
+        if not live:
+            raise EngineFullError("the engine process is not running")
         if self.active_sessions >= self.config.max_sessions:
             raise EngineFullError(
                 f"server full: {self.active_sessions} of {self.config.max_sessions} sessions"
             )
-        live = [p for p in self.processes if p.alive or p._closing]
-        if not live:
-            raise EngineFullError("the engine process is not running")
         target = min(live, key=lambda p: p.active_sessions)
-        return target.create_session(sample_rate, keywords, thresholds, scores_every_ms, session_id)
+        session_id = session_id or uuid.uuid4().hex
+        return target.open_session(
+            session_id, sample_rate, detector, keywords, thresholds, scores_every_ms
+        )
 
     async def refresh_metrics(self) -> None:
         """Copy the sum of every process's engine series into ``metrics``."""
         snapshots = await asyncio.gather(*(p.metrics_snapshot() for p in self.processes))
         known = [s for s in snapshots if s is not None]
+        if not known:
+            return
         for name in ENGINE_SERIES:
-            if known:
-                getattr(self.metrics, name).load_state(
-                    merge_metric_states([s[name] for s in known])
-                )
+            merged = merge_metric_states([s[name] for s in known])
+            getattr(self.metrics, name).load_state(merged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +498,7 @@ class _ChildServer:
         self.link = link
         self.engine = engine
         self.sessions: dict[int, Any] = {}
-        self.taken: dict[int, int] = {}  # audio messages read, per session
+        self.read: dict[int, int] = {}  # input samples read, per session
         self._reported: dict[int, tuple[int, int]] = {}
 
     def run(self) -> float:
@@ -561,7 +540,7 @@ class _ChildServer:
                 return
             session.notify = self._notifier(handle, session)
             self.sessions[handle] = session
-            self.taken[handle] = 0
+            self.read[handle] = 0
             return
         if kind == "metrics":
             snapshot = {n: getattr(self.engine.metrics, n).state() for n in ENGINE_SERIES}
@@ -572,14 +551,15 @@ class _ChildServer:
             return
         try:
             if kind == "audio":
-                self.taken[handle] += 1
-                session.push(np.frombuffer(message[3], dtype=np.float32), message[2])
+                samples = np.frombuffer(message[3], dtype=np.float32)
+                self.read[handle] += samples.size
+                session.push(samples, message[2])
             elif kind == "reset":
                 session.push_reset()
             elif kind == "stop":
                 session.push_stop(message[2])
             elif kind == "close":
-                del self.sessions[handle], self.taken[handle]
+                del self.sessions[handle], self.read[handle]
                 self._reported.pop(handle, None)
                 session.close()
         except SessionClosedError:
@@ -594,7 +574,7 @@ class _ChildServer:
         return notify
 
     def _report(self) -> None:
-        now = {h: (self.taken[h], s.queued_samples) for h, s in self.sessions.items()}
+        now = {h: (self.read[h], s.queued_samples) for h, s in self.sessions.items()}
         changed = {h: v for h, v in now.items() if self._reported.get(h) != v}
         if changed:
             self._reported.update(changed)

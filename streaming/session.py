@@ -138,7 +138,21 @@ class Work:
     marker: _Reset | _Stop | None
 
 
-class Session:
+class OpenCheck:
+    """The push side's check, shared by ``Session`` and ``streaming.process.RemoteSession``:
+    nothing can be pushed after ``close`` or ``push_stop``."""
+
+    id: str
+    closed: bool
+    _stopping: bool
+
+    def _check_open(self) -> None:
+        if self.closed or self._stopping:
+            state = "closed" if self.closed else "stopped"
+            raise SessionClosedError(f"session {self.id} is {state}")
+
+
+class Session(OpenCheck):
     """Per-listener state and its event outbox; see the module docstring for the threading."""
 
     def __init__(
@@ -212,11 +226,6 @@ class Session:
         return self.engine.fbank.num_frames(total) > 0 or self._markers > 0
 
     # -- input side (caller's thread) -------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self.closed or self._stopping:
-            state = "closed" if self.closed else "stopped"
-            raise SessionClosedError(f"session {self.id} is {state}")
 
     def push(self, samples: np.ndarray, received_at: float | None = None) -> None:
         """Queue mono samples [n] (float, at ``sample_rate``) without waiting."""

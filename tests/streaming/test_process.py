@@ -19,8 +19,7 @@ CONFIG = EngineConfig(max_sessions=5, torch_threads=1)
 
 
 def local_engine(checkpoint: Path) -> StreamingEngine:
-    engine = StreamingEngine.from_checkpoint(checkpoint, CONFIG)
-    return engine
+    return StreamingEngine.from_checkpoint(checkpoint, CONFIG)
 
 
 async def until_end(session: RemoteSession, timeout: float = 30.0) -> list[Event]:

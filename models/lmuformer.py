@@ -195,19 +195,32 @@ class LMUFormer(nn.Module):
         below 0 are not frames yet (the start-up delay of the look-ahead) and must be dropped.
         """
         self._check_feats(frames)
-        n = frames.shape[1]
         if frames.shape[0] != state.frames_in.shape[0]:
             raise ValueError(
                 f"frames have batch {frames.shape[0]} but the state has {state.frames_in.shape[0]}"
             )
-        lookahead = self.lookahead_frames
+        # past the start-up delay every layer sees real frames only: skip all masking
+        all_valid = bool(state.frames_in.min() >= self.lookahead_frames)
+        return self._stream_clocked(frames, state, all_valid)
+
+    def stream_steady(
+        self, frames: torch.Tensor, state: ModelState
+    ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
+        """``stream_frames`` for sessions that are all past the start-up delay
+        (``state.frames_in >= lookahead_frames`` for every row; not checked): no masking and
+        no data-dependent branch, so it can be traced and exported (``models.onnx_step``).
+        frames: [B, n, F] -> (logits [B, n, K], positions [B, n] int64, state)."""
+        return self._stream_clocked(frames, state, True)
+
+    def _stream_clocked(
+        self, frames: torch.Tensor, state: ModelState, all_valid: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
+        n = frames.shape[1]
         pos = state.frames_in[:, None] + torch.arange(n, device=frames.device)
         end = torch.full_like(state.frames_in, NO_END)
-        # past the start-up delay every layer sees real frames only: skip all masking
-        all_valid = bool(state.frames_in.min() >= lookahead)
         clock = StreamClock(pos, end, all_valid)
         logits, layers = self.network.stream(frames, clock, state.layers)
-        return logits, pos - lookahead, ModelState(state.frames_in + n, layers)
+        return logits, pos - self.lookahead_frames, ModelState(state.frames_in + n, layers)
 
     def stream(self, frames: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """Feed the next frames. frames: [B, n, F] -> (logits [B, m, K] of every frame that

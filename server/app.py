@@ -66,6 +66,7 @@ def engine_config(settings: Settings, metadata: dict[str, Any]) -> EngineConfig:
         max_wait_ms=settings.max_wait_ms,
         scores_top=protocol.MAX_SCORES_TOP,
         torch_threads=settings.torch_threads,
+        runtime=settings.runtime,
         **overrides,
     )
 
@@ -78,12 +79,13 @@ def load_engine(settings: Settings, metrics: EngineMetrics) -> StreamingEngine:
     config = engine_config(settings, read_metadata(path))
     engine = StreamingEngine.from_checkpoint(path, config, settings.device, metrics)
     log.info(
-        "loaded %s from %s: %d labels, %d parameters, look-ahead %d frames",
+        "loaded %s from %s: %d labels, %d parameters, look-ahead %d frames, %s runtime",
         engine.model_name,
         path,
         len(engine.labels),
         engine.num_parameters,
         engine.lookahead_frames,
+        engine.runtime,
     )
     return engine
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from models.config import DEFAULT_MODEL
+
 
 def register(subparsers: Any) -> None:
     """Add ``serve`` to the ``lmukws`` command."""
@@ -24,12 +26,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--model",
         choices=("spiking-lmuformer", "lmuformer"),
-        help="shipped model to serve when no checkpoint is named (default spiking-lmuformer)",
+        help=f"shipped model to serve when no checkpoint is named (default {DEFAULT_MODEL})",
     )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--device", help="torch device (default cpu)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (0: default)")
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        help="what runs the model's streaming steps (default auto: ONNX Runtime on the CPU)",
+    )
     parser.add_argument("--max-sessions", type=int, help="concurrent streaming sessions")
     parser.add_argument(
         "--engine-processes",
@@ -57,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         "port",
         "device",
         "torch_threads",
+        "runtime",
         "max_sessions",
         "engine_processes",
     )

@@ -301,6 +301,7 @@ class ModelInfo(_ServerMessage):
     window_ms: float = WINDOW_MS
     lookahead_frames: int
     algorithmic_latency_ms: float
+    runtime: str = "torch"  # what runs the streaming steps: "torch" or "onnx"
     checkpoint: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,13 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL, description="shipped model used when no checkpoint is named")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
     torch_threads: int = Field(0, ge=0, description="torch.set_num_threads; 0 = leave as is")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="what runs the model's streaming steps: onnx = the step exported to ONNX "
+        "Runtime (CPU; exported once per checkpoint into $LMUKWS_CACHE_DIR, 1.1-4x faster, "
+        "see benchmarks/README.md), torch = the model itself, auto = onnx on the CPU when "
+        "onnxruntime is installed",
+    )
 
     # network
     host: str = "127.0.0.1"

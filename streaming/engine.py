@@ -60,6 +60,8 @@ log = logging.getLogger("lmukws.engine")
 
 TARGET_RATE = 16000
 POSTERIORS = ("sigmoid", "softmax")
+#: how the model's streaming step runs: "auto" = "onnx" on the CPU when ONNX Runtime is installed
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 class EngineFullError(RuntimeError):
@@ -85,6 +87,7 @@ class EngineConfig:
     early_threshold: float | None = 0.9
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
+    runtime: str = "torch"  # one of RUNTIMES (models.onnx_step; the server defaults to "auto")
 
     @classmethod
     def from_metadata(
@@ -131,6 +134,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         for name in ("max_sessions", "max_batch", "max_step_frames", "pooling_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -153,6 +158,8 @@ class StreamingEngine:
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         self.model = model.to(self.device).eval()
+        #: what runs the streaming steps: the model itself or its ONNX export (``runtime``)
+        self.runtime, self.stream_step = _stream_step(self.model, self.config, self.device)
         K = model.num_classes
         labels = self.metadata.get("labels") or [f"class{i}" for i in range(K)]
         if len(labels) != K:
@@ -498,7 +505,7 @@ class StreamingEngine:
             rows = torch.tensor([slots[i] for i in members])
             pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
             frames = feats[torch.from_numpy(pick).to(self.device)]  # type: ignore[index]
-            logits, positions, state = self.model.stream_frames(frames, slab.gather(rows))
+            logits, positions, state = self.stream_step.stream_frames(frames, slab.gather(rows))
             slab.scatter(rows, state)
             host = logits.float().cpu().numpy()
             keep = (positions >= 0).cpu().numpy()
@@ -666,3 +673,29 @@ __all__ = [
     "SessionClosedError",
     "StreamingEngine",
 ]
+
+
+def _stream_step(model: LMUFormer, config: EngineConfig, device: torch.device) -> tuple[str, Any]:
+    """(runtime name, object with ``stream_frames``) for ``config.runtime``: "onnx" exports the
+    model's streaming step (``models.onnx_step``, CPU only); "auto" picks it on the CPU when
+    ONNX Runtime is installed and falls back to torch, with a warning, when the export fails."""
+    from models.onnx_step import OnnxStreamStep, onnxruntime_available
+
+    wanted = config.runtime
+    if wanted == "torch":
+        return "torch", model
+    if device.type != "cpu":
+        if wanted == "onnx":
+            raise ValueError(f"the onnx runtime runs on the CPU; use runtime torch on {device}")
+        return "torch", model
+    if wanted == "auto" and not onnxruntime_available():
+        log.warning("onnxruntime is not installed: the model's steps run in torch")
+        return "torch", model
+    try:
+        return "onnx", OnnxStreamStep(model, threads=config.torch_threads)
+    except Exception as error:
+        if wanted == "onnx":
+            raise
+        log.warning("the ONNX streaming step failed to load (%s): the model's steps run in torch",
+                    error)  # fmt: skip
+        return "torch", model

@@ -1,11 +1,26 @@
-"""Shared fixtures (keep this small): checkpoints for tests that serve a model."""
+"""Shared fixtures (keep this small): checkpoints for tests that serve a model, and one ONNX
+export cache for the whole run (servers started by tests inherit it)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Exports of the streaming step (models.onnx_step) go to pytest's cache, so a run reuses
+    the previous run's graphs (the cache key covers weights and model code)."""
+    if "LMUKWS_CACHE_DIR" in os.environ:
+        return
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        os.environ["LMUKWS_CACHE_DIR"] = str(cache.mkdir("lmukws-cache"))
+    else:  # -p no:cacheprovider
+        os.environ["LMUKWS_CACHE_DIR"] = tempfile.mkdtemp(prefix="lmukws-test-cache-")
 
 
 @pytest.fixture(scope="session")

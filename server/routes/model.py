@@ -26,6 +26,7 @@ async def model_info(request: Request) -> protocol.ModelInfo:
         window_ms=engine.feature_config.frame_length_ms,
         lookahead_frames=engine.lookahead_frames,
         algorithmic_latency_ms=engine.algorithmic_latency_ms,
+        runtime=engine.runtime,
         checkpoint=checkpoint,
         metadata=metadata,
     )

@@ -84,6 +84,7 @@ def test_model_endpoint(client: TestClient) -> None:
     assert info.keywords == ["low", "high"] and info.thresholds == {"low": 0.5, "high": 0.5}
     assert info.parameters > 1000 and info.lookahead_frames >= 1
     assert info.algorithmic_latency_ms == 25 + 10 * info.lookahead_frames
+    assert info.runtime == "onnx"  # the default runtime "auto" on the CPU
     assert info.checkpoint and info.checkpoint.endswith(".safetensors")
     assert info.metadata["training"]["data"].startswith("synthetic tone")
 
@@ -126,3 +127,8 @@ def test_browser_demo_is_served_when_present(client: TestClient) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert client.get("/static/index.html").status_code == 200
     assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_model_endpoint_names_the_torch_runtime(make_client) -> None:
+    client = make_client(runtime="torch", engine_processes=0)
+    assert ModelInfo.model_validate(client.get("/v1/model").json()).runtime == "torch"

@@ -78,14 +78,19 @@ def test_chunkings_give_identical_detections(engine: StreamingEngine) -> None:
     assert results[0] and results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
 @pytest.mark.parametrize("which", ["tone_checkpoint", "random_checkpoint"])
-def test_frames_are_exactly_the_offline_frames(which: str, request: pytest.FixtureRequest) -> None:
+def test_frames_are_exactly_the_offline_frames(
+    which: str, runtime: str, request: pytest.FixtureRequest
+) -> None:
     """No frame dropped or processed twice: with no pooling or smoothing, the per-frame
     posteriors of any chunking equal the parallel form on the whole clip (the tone model is
-    an LMUFormer, the random one a Spiking LMUFormer)."""
+    an LMUFormer, the random one a Spiking LMUFormer), with the model's steps run by torch or
+    by its ONNX export."""
     checkpoint = request.getfixturevalue(which)
-    config = EngineConfig(pooling_frames=1, smoothing_frames=1, max_step_frames=7)
+    config = EngineConfig(pooling_frames=1, smoothing_frames=1, max_step_frames=7, runtime=runtime)
     engine = StreamingEngine.from_checkpoint(checkpoint, config)
+    assert engine.runtime == runtime
     model, meta = load_checkpoint(checkpoint)
     labels = meta["labels"]
     x = sequence(EVENTS[:1], 1.5, seed=2)
@@ -247,3 +252,24 @@ def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpo
         s.close()
     for events in results:
         assert without_timing(events) == without_timing(solo)
+
+
+def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: ONNX Runtime on the CPU, torch (with a warning) when the export cannot load;
+    an explicit onnx runtime fails loudly instead."""
+    auto = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="auto"))
+    assert auto.runtime == "onnx"
+    assert StreamingEngine.from_checkpoint(tone_checkpoint).runtime == "torch"  # library default
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        EngineConfig(runtime="tensorrt")
+
+    from models import onnx_step
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no graph today")
+
+    monkeypatch.setattr(onnx_step.OnnxStreamStep, "__init__", broken)
+    fallback = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="auto"))
+    assert fallback.runtime == "torch" and fallback.stream_step is fallback.model
+    with pytest.raises(RuntimeError, match="no graph today"):
+        StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="onnx"))

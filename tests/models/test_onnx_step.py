@@ -1,0 +1,119 @@
+"""The streaming step exported to ONNX Runtime: same outputs as the torch step and the parallel
+form, graphs cached on disk and reused, torch wherever no graph applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import onnx_step
+from models.onnx_step import OnnxStreamStep
+from tests.models.conftest import make_model
+
+TOLERANCE = 1e-4  # as tests/models/test_streaming.py
+
+
+def stream_clip(step: OnnxStreamStep, feats: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Stream feats [B, T, F] through ``step`` in chunks, then finish: [B, T, K]."""
+    model = step.model
+    state = model.init_state(feats.shape[0])
+    outputs = []
+    for piece in feats.split(chunk, dim=1):
+        logits, positions, state = step.stream_frames(piece, state)
+        outputs.append(logits[:, positions[0] >= 0])
+    tail, _ = model.finish(state)
+    return torch.cat([*outputs, tail], dim=1)
+
+
+class CountingGraphs:
+    """Counts the steps that ran an exported graph."""
+
+    def __init__(self, step: OnnxStreamStep, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.frames: list[int] = []
+        run = step._run
+
+        def counted(graph, frames, state):
+            self.frames.append(frames.shape[1])
+            return run(graph, frames, state)
+
+        monkeypatch.setattr(step, "_run", counted)
+
+
+@torch.inference_mode()
+def test_lmuformer_exports_one_graph_for_any_frame_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model("lmuformer", "tiny")
+    step = OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+    assert list(step.graphs) == [None]
+    counting = CountingGraphs(step, monkeypatch)
+    feats = torch.randn(3, 70, 128, generator=torch.Generator().manual_seed(3))
+    expected = model.frame_logits(feats)
+    for chunk in (1, 4, 13):
+        counting.frames.clear()
+        streamed = stream_clip(step, feats, chunk)
+        assert (streamed - expected).abs().max().item() <= TOLERANCE
+        # only the steps of the start-up delay ran in torch
+        ran_torch = -(-model.lookahead_frames // chunk)
+        assert len(counting.frames) == -(-70 // chunk) - ran_torch
+
+
+@torch.inference_mode()
+def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model("spiking-lmuformer", "tiny")
+    step = OnnxStreamStep(model, threads=1, cache_dir=tmp_path, max_static_frames=2)
+    assert sorted(step.graphs) == [1, 2]  # the LIF scan unrolls over frames
+    assert any(p.suffix == ".static" for p in tmp_path.iterdir())
+    counting = CountingGraphs(step, monkeypatch)
+    feats = torch.randn(2, 61, 128, generator=torch.Generator().manual_seed(4))
+    expected = model.frame_logits(feats)
+    for chunk in (1, 2, 3):
+        counting.frames.clear()
+        streamed = stream_clip(step, feats, chunk)
+        assert (streamed - expected).abs().max().item() <= TOLERANCE
+        # 3 frames have no graph: only the clip's last piece (61 = 20 x 3 + 1) ran one
+        if chunk == 3:
+            assert counting.frames == [1]
+        else:
+            assert set(counting.frames) <= {1, 2} and len(counting.frames) >= 61 // chunk - 5
+
+
+def test_graphs_are_cached_and_keyed_by_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model("lmuformer", "tiny")
+    first = OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == [f"{first.key}-any.onnx"]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(OnnxStreamStep, "_export", no_export)
+    again = OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+    assert again.key == first.key and list(again.graphs) == [None]
+    with torch.no_grad():
+        model.network.head.linear.bias.add_(1.0)
+    assert onnx_step._model_key(model) != first.key  # new weights: a new graph
+
+
+def test_a_wrong_graph_in_the_cache_is_refused(tmp_path: Path) -> None:
+    model = make_model("lmuformer", "tiny")
+    step = OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+    with torch.no_grad():
+        model.network.head.linear.bias.add_(1.0)
+    # the old graph under the new weights' name: the self-check against torch catches it
+    (tmp_path / f"{step.key}-any.onnx").rename(tmp_path / f"{onnx_step._model_key(model)}-any.onnx")
+    with pytest.raises(RuntimeError, match="disagrees with the torch model"):
+        OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    step = OnnxStreamStep(make_model("lmuformer", "tiny"), threads=1, cache_dir=blocked / "onnx")
+    assert step.cache_dir != blocked / "onnx" and list(step.graphs) == [None]

@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         "engine_chunk_ms",
         "engine_max_batch",
         "engine_processes",
+        "runtime",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -127,6 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="serve's engine processes in the rest/load sections (default: serve's; 0: in-process)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default=None,
+        help="what runs the model's streaming steps in the engine/load sections "
+        "(default: serve's, auto)",
     )
     parser.add_argument(
         "--checkpoint",

@@ -66,6 +66,7 @@ class BenchConfig:
     engine_max_batch: int = 0  # 0: the service's default (server.settings.Settings.max_batch)
     engine_chunk_ms: float = 20.0
     engine_processes: int = -1  # serve's engine processes (-1: its default; 0: in-process)
+    runtime: str = ""  # engine and server: "torch", "onnx" or "auto" ("": serve's default)
     engine_refine: int = 2  # bisection steps between the largest N that kept up and the next
 
     def __post_init__(self) -> None:
@@ -77,6 +78,8 @@ class BenchConfig:
         for name in ("load_chunk_ms", "engine_chunk_ms"):
             if not 1.0 <= getattr(self, name) <= 1000.0:
                 raise ValueError(f"{name} must be 1..1000 ms, got {getattr(self, name)}")
+        if self.runtime not in ("", "auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
         bad = set(self.models) - set(MODEL_NAMES)
         if bad:
             raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")

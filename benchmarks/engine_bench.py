@@ -84,12 +84,12 @@ def service_defaults() -> dict[str, Any]:
         from server.settings import Settings
 
         s = Settings()
-        return {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms}
+        return {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms, "runtime": s.runtime}
     except ImportError:  # the engine alone
         from streaming.engine import EngineConfig
 
         c = EngineConfig()
-        return {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms}
+        return {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms, "runtime": c.runtime}
 
 
 def run_sessions(
@@ -196,10 +196,12 @@ def _engine(path: Path, sessions: int, config: BenchConfig, device: torch.device
         max_batch=batch,
         max_wait_ms=defaults["max_wait_ms"],
         torch_threads=config.threads,
+        runtime=config.runtime or defaults["runtime"],
     )
     engine = StreamingEngine.from_checkpoint(path, engine_config, device, metrics)
     engine.start()
-    return engine, {"max_batch": batch, "max_wait_ms": defaults["max_wait_ms"]}
+    settings = {"max_batch": batch, "max_wait_ms": defaults["max_wait_ms"]}
+    return engine, {**settings, "runtime": engine.runtime}
 
 
 def bench_engine(

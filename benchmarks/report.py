@@ -227,6 +227,13 @@ def summary_table(results: dict[str, Any]) -> str:
 
             served += f" ({Settings().engine_processes})"
         lines.append(f"server: engine processes {served} (0: the engine in the server process)")
+    if {"engine", "rest", "load"} & set(results["sections"]):
+        runtime = results["config"].get("runtime") or "serve's default"
+        if runtime == "serve's default":
+            from server.settings import Settings
+
+            runtime += f" ({Settings().runtime})"
+        lines.append(f"model steps: runtime {runtime} (auto: onnx on the CPU)")
     lines += [f"skipped: {e}" for e in errors]
     return "\n".join(lines)
 

@@ -80,6 +80,8 @@ def served(
         env["LMUKWS_MAX_BATCH"] = str(config.engine_max_batch)
     if config.engine_processes >= 0:
         env["LMUKWS_ENGINE_PROCESSES"] = str(config.engine_processes)
+    if config.runtime:
+        env["LMUKWS_RUNTIME"] = config.runtime
     command = [
         sys.executable,
         "-m",

@@ -203,14 +203,14 @@ class LMUFormer(nn.Module):
         all_valid = bool(state.frames_in.min() >= self.lookahead_frames)
         return self._stream_clocked(frames, state, all_valid)
 
-    def stream_steady(
+    def stream_frames_masked(
         self, frames: torch.Tensor, state: ModelState
     ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
-        """``stream_frames`` for sessions that are all past the start-up delay
-        (``state.frames_in >= lookahead_frames`` for every row; not checked): no masking and
-        no data-dependent branch, so it can be traced and exported (``models.onnx_step``).
+        """``stream_frames`` without its steady-state shortcut: every layer masks its inputs by
+        frame position, whether or not a session is in its start-up delay (same results). No
+        data-dependent branch, so it traces and exports (``models.onnx_step``).
         frames: [B, n, F] -> (logits [B, n, K], positions [B, n] int64, state)."""
-        return self._stream_clocked(frames, state, True)
+        return self._stream_clocked(frames, state, False)
 
     def _stream_clocked(
         self, frames: torch.Tensor, state: ModelState, all_valid: bool

@@ -1,16 +1,18 @@
-"""LMUFormer's steady-state streaming step exported to ONNX and run by ONNX Runtime.
+"""LMUFormer's streaming step exported to ONNX and run by ONNX Runtime.
 
 Why: the engine's steps at real-time latency are small (8-25 sessions x 1-4 frames), where
 torch's per-operator dispatch costs more than the arithmetic; ONNX Runtime runs the same graph
 1.5-4x faster there and ~1.1-1.3x at large batches (measured side by side, see
-benchmarks/README.md). Exported is ``LMUFormer.stream_steady``, the step of sessions that are all
-past the start-up delay: no masking and no data-dependent branch.
+benchmarks/README.md). Exported is ``LMUFormer.stream_frames_masked``: the streaming step with
+every layer masking its inputs by frame position, so one graph serves sessions anywhere in their
+streams, start-up delay included (the masks cost nothing measurable), with no data-dependent
+branch.
 
 ``OnnxStreamStep`` keeps ``LMUFormer.stream_frames``' contract and is used in its place: a step
-whose sessions are all past the delay, with a frame count the graph covers, runs the exported
-graph; any other (start-up, an uncovered frame count, a non-CPU device) runs the torch model.
-Outputs equal the torch step's to float rounding (~1e-6): a self-check against torch runs on
-every load. The non-spiking model exports with a symbolic frame count (one graph for any n);
+whose frame count a graph covers runs the graph; any other (or on a non-CPU device) runs the
+torch model. Ending a stream (``finish``) stays in torch. Outputs equal the torch step's to float
+rounding (~1e-6): a self-check against torch, on sessions inside and past the start-up delay,
+runs on every load. The non-spiking model exports with a symbolic frame count (one graph for any n);
 the spiking model's LIF scan unrolls over n, so it gets one graph per power of two up to
 ``max_static_frames``.
 
@@ -40,14 +42,14 @@ import torch
 from torch import nn
 
 from models.lmuformer import LMUFormer, ModelState
-from models.state import StateLayout, flatten_state
+from models.state import StateLayout, flatten_state, map_tensors
 
 __all__ = ["OnnxStreamStep", "default_cache_dir", "onnxruntime_available"]
 
 log = logging.getLogger("lmukws.onnx")
 
 #: bump when the exported graph's inputs or outputs change
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 #: the graph's outputs may differ from torch's by float rounding, never more than this
 SELF_CHECK_TOLERANCE = 1e-3
 _MODEL_SOURCES = ("layers.py", "lif.py", "lmu.py", "lmuformer.py", "state.py", "onnx_step.py")
@@ -74,8 +76,9 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "lmukws" / "onnx"
 
 
-class _SteadyStep(nn.Module):
-    """``stream_steady`` over flat tensors: (frames, [leaves]) -> (logits, positions, *leaves)."""
+class _MaskedStep(nn.Module):
+    """``stream_frames_masked`` over flat tensors:
+    (frames, [leaves]) -> (logits, positions, *leaves)."""
 
     def __init__(self, model: LMUFormer, layout: StateLayout) -> None:
         super().__init__()
@@ -83,7 +86,9 @@ class _SteadyStep(nn.Module):
         self.layout = layout
 
     def forward(self, frames: torch.Tensor, leaves: list[torch.Tensor]) -> tuple:
-        logits, positions, state = self.model.stream_steady(frames, self.layout.unflatten(leaves))
+        logits, positions, state = self.model.stream_frames_masked(
+            frames, self.layout.unflatten(leaves)
+        )
         new_leaves, _ = flatten_state(state)
         return (logits, positions, *new_leaves)
 
@@ -112,7 +117,6 @@ class OnnxStreamStep:
         self.model = model.eval()
         self.threads = threads or torch.get_num_threads()
         self.cache_dir = _writable(Path(cache_dir) if cache_dir else default_cache_dir())
-        self.lookahead = model.lookahead_frames
         leaves, self.layout = flatten_state(model.init_state(1))
         self._state_names = [f"state{i}" for i in range(len(leaves))]
         self.key = _model_key(model)
@@ -128,11 +132,7 @@ class OnnxStreamStep:
         """``LMUFormer.stream_frames``: frames [B, n, F] -> (logits [B, n, K], positions [B, n],
         state)."""
         graph = self.graphs.get(None) or self.graphs.get(frames.shape[1])
-        if (
-            graph is None
-            or frames.device.type != "cpu"
-            or not bool(state.frames_in.min() >= self.lookahead)
-        ):
+        if graph is None or frames.device.type != "cpu":
             return self.model.stream_frames(frames, state)
         return self._run(graph, frames, state)
 
@@ -168,15 +168,22 @@ class OnnxStreamStep:
             n *= 2
 
     def _example(self, batch: int, frames: int) -> tuple[torch.Tensor, ModelState]:
-        """Random frames and a state past the start-up delay (what the graph will see)."""
+        """Random frames and a state whose sessions are at different points of their streams:
+        session i has been fed 2 i frames (new, inside and past the start-up delay)."""
+        from models.state import stack_states
+
         generator = torch.Generator().manual_seed(batch * 1000 + frames)
         features = self.model.config.in_features
-        state = self.model.init_state(batch)
+        states = []
         with torch.inference_mode():
-            warm = torch.randn(batch, self.lookahead + 2, features, generator=generator)
-            _, _, state = self.model.stream_frames(warm, state)
-        state = _plain(state)
-        return torch.randn(batch, frames, features, generator=generator), state
+            for i in range(batch):
+                state = self.model.init_state(1)
+                if i:
+                    warm = torch.randn(1, 2 * i, features, generator=generator)
+                    _, _, state = self.model.stream_frames(warm, state)
+                states.append(state)
+            state = stack_states(states)
+        return torch.randn(batch, frames, features, generator=generator), _plain(state)
 
     def _export(self, path: Path, frames: int | None) -> bool:
         """Write the graph to ``path`` atomically. ``frames`` None asks for a symbolic frame
@@ -197,7 +204,7 @@ class OnnxStreamStep:
         try:
             with _quiet(), torch.no_grad():
                 torch.onnx.export(
-                    _SteadyStep(self.model, self.layout),
+                    _MaskedStep(self.model, self.layout),
                     (example_frames, leaves),
                     tmp,
                     input_names=["frames", *self._state_names],
@@ -254,8 +261,6 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
 
 def _plain(state: ModelState) -> ModelState:
     """A copy of an inference-mode state made of normal tensors (export traces them)."""
-    from models.state import map_tensors
-
     return map_tensors(lambda t: t.clone(), state)
 
 

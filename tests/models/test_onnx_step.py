@@ -55,9 +55,8 @@ def test_lmuformer_exports_one_graph_for_any_frame_count(
         counting.frames.clear()
         streamed = stream_clip(step, feats, chunk)
         assert (streamed - expected).abs().max().item() <= TOLERANCE
-        # only the steps of the start-up delay ran in torch
-        ran_torch = -(-model.lookahead_frames // chunk)
-        assert len(counting.frames) == -(-70 // chunk) - ran_torch
+        # every step ran the graph, those of the start-up delay included
+        assert len(counting.frames) == -(-70 // chunk)
 
 
 @torch.inference_mode()
@@ -80,6 +79,35 @@ def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
             assert counting.frames == [1]
         else:
             assert set(counting.frames) <= {1, 2} and len(counting.frames) >= 61 // chunk - 5
+
+
+@torch.inference_mode()
+def test_one_graph_serves_sessions_inside_and_past_the_start_up_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that mixes streams past the look-ahead delay with new (or reset) ones runs as
+    one graph call and equals the torch step for all of them."""
+    from models import stack_states
+    from models.state import flatten_state
+
+    model = make_model("lmuformer", "tiny")
+    step = OnnxStreamStep(model, threads=1, cache_dir=tmp_path)
+    generator = torch.Generator().manual_seed(5)
+    states = [model.init_state(1) for _ in range(4)]
+    for i, fed in ((0, 12), (2, 3), (3, 40)):  # session 1 is new, session 2 in its delay
+        warm = torch.randn(1, fed, 128, generator=generator)
+        _, _, states[i] = model.stream_frames(warm, states[i])
+    state = stack_states(states)
+    frames = torch.randn(4, 4, 128, generator=generator)
+    counting = CountingGraphs(step, monkeypatch)
+    logits, positions, new = step.stream_frames(frames, state)
+    want_logits, want_positions, want = model.stream_frames(frames, state)
+    assert counting.frames == [4]
+    assert torch.equal(positions, want_positions)
+    assert (logits - want_logits).abs().max().item() <= TOLERANCE
+    for got, expected in zip(flatten_state(new)[0], flatten_state(want)[0], strict=True):
+        assert got.shape == expected.shape
+        assert (got.double() - expected.double()).abs().max().item() <= TOLERANCE
 
 
 def test_graphs_are_cached_and_keyed_by_the_weights(

@@ -250,3 +250,22 @@ def test_bad_features_name_the_shape(model_name: str) -> None:
         model.frame_logits(torch.randn(2, 10, 64))
     with pytest.raises(ValueError, match="batch 2 but the state has 1"):
         model.stream(torch.randn(2, 1, 128), model.init_state(1))
+
+
+@torch.inference_mode()
+def test_masked_step_equals_the_step(model_name: str) -> None:
+    """``stream_frames_masked`` (what models.onnx_step exports) gives ``stream_frames``'s
+    outputs from the first frame on, through the start-up delay and past it."""
+    from models.state import flatten_state
+
+    model = make_model(model_name, "tiny")
+    feats = torch.randn(2, 30, 128, generator=torch.Generator().manual_seed(6))
+    plain, masked = model.init_state(2), model.init_state(2)
+    for piece in feats.split(3, dim=1):
+        want = model.stream_frames(piece, plain)
+        got = model.stream_frames_masked(piece, masked)
+        assert torch.equal(want[1], got[1])
+        assert (want[0] - got[0]).abs().max().item() <= TOLERANCE
+        plain, masked = want[2], got[2]
+    for a, b in zip(flatten_state(plain)[0], flatten_state(masked)[0], strict=True):
+        assert torch.equal(a, b)

@@ -94,7 +94,8 @@ class _MaskedStep(nn.Module):
 
 
 class OnnxStreamStep:
-    """``model.stream_frames`` through ONNX Runtime where it can, the torch model elsewhere.
+    """``model.stream_frames`` through ONNX Runtime where it can, the torch model elsewhere
+    (a ``models.runtime.StreamRuntime``).
 
     ``threads``: ONNX Runtime intra-op threads (0: torch's current count). Loading exports the
     graphs (or finds them in ``cache_dir``) and checks them against the torch model.
@@ -114,6 +115,7 @@ class OnnxStreamStep:
             )
         if max_static_frames < 1:
             raise ValueError(f"max_static_frames must be >= 1, got {max_static_frames}")
+        self.name = "onnx"
         self.model = model.eval()
         self.threads = threads or torch.get_num_threads()
         self.cache_dir = _writable(Path(cache_dir) if cache_dir else default_cache_dir())
@@ -131,20 +133,29 @@ class OnnxStreamStep:
     ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
         """``LMUFormer.stream_frames``: frames [B, n, F] -> (logits [B, n, K], positions [B, n],
         state)."""
+        logits, positions, leaves = self.stream_leaves(frames, flatten_state(state)[0])
+        return logits, positions, self.layout.unflatten(leaves)
+
+    def stream_leaves(
+        self, frames: torch.Tensor, leaves: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``stream_frames`` over flat state tensors (``models.runtime.StreamRuntime``)."""
         graph = self.graphs.get(None) or self.graphs.get(frames.shape[1])
         if graph is None or frames.device.type != "cpu":
-            return self.model.stream_frames(frames, state)
-        return self._run(graph, frames, state)
+            logits, positions, state = self.model.stream_frames(
+                frames, self.layout.unflatten(leaves)
+            )
+            return logits, positions, flatten_state(state)[0]
+        return self._run(graph, frames, leaves)
 
     def _run(
-        self, graph: Any, frames: torch.Tensor, state: ModelState
-    ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
-        leaves, _ = flatten_state(state)
+        self, graph: Any, frames: torch.Tensor, leaves: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         feed = {"frames": _host(frames)}
         for name, leaf in zip(self._state_names, leaves, strict=True):
             feed[name] = _host(leaf)
         outputs = [torch.from_numpy(o) for o in graph.run(None, feed)]
-        return outputs[0], outputs[1], self.layout.unflatten(outputs[2:])
+        return outputs[0], outputs[1], outputs[2:]
 
     # -- export and load ----------------------------------------------------------------------
 
@@ -245,10 +256,9 @@ class OnnxStreamStep:
         frames_in, state = self._example(5, frames)
         with torch.inference_mode():
             expected = self.model.stream_frames(frames_in, state)
-            got = self._run(graph, frames_in, state)
+            got = self._run(graph, frames_in, flatten_state(state)[0])
         want_leaves, _ = flatten_state(expected[2])
-        got_leaves, _ = flatten_state(got[2])
-        for want, have in zip([expected[0], *want_leaves], [got[0], *got_leaves], strict=True):
+        for want, have in zip([expected[0], *want_leaves], [got[0], *got[2]], strict=True):
             if want.shape != have.shape or float((want - have).abs().max()) > SELF_CHECK_TOLERANCE:
                 raise RuntimeError(f"{path}: the ONNX step disagrees with the torch model")
         if not torch.equal(expected[1], got[1]):

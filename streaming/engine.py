@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
+from models.runtime import StreamRuntime, TorchStreamStep
 from streaming.detector import DetectorConfig, sliding_mean, top_labels
 from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
@@ -159,7 +160,8 @@ class StreamingEngine:
             torch.set_num_threads(self.config.torch_threads)
         self.model = model.to(self.device).eval()
         #: what runs the streaming steps: the model itself or its ONNX export (``runtime``)
-        self.runtime, self.stream_step = _stream_step(self.model, self.config, self.device)
+        self.stream_step = _stream_step(self.model, self.config, self.device)
+        self.runtime: str = self.stream_step.name
         K = model.num_classes
         labels = self.metadata.get("labels") or [f"class{i}" for i in range(K)]
         if len(labels) != K:
@@ -505,8 +507,10 @@ class StreamingEngine:
             rows = torch.tensor([slots[i] for i in members])
             pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
             frames = feats[torch.from_numpy(pick).to(self.device)]  # type: ignore[index]
-            logits, positions, state = self.stream_step.stream_frames(frames, slab.gather(rows))
-            slab.scatter(rows, state)
+            logits, positions, leaves = self.stream_step.stream_leaves(
+                frames, slab.gather_leaves(rows)
+            )
+            slab.scatter_leaves(rows, leaves)
             host = logits.float().cpu().numpy()
             keep = (positions >= 0).cpu().numpy()
             for j, i in enumerate(members):
@@ -675,27 +679,27 @@ __all__ = [
 ]
 
 
-def _stream_step(model: LMUFormer, config: EngineConfig, device: torch.device) -> tuple[str, Any]:
-    """(runtime name, object with ``stream_frames``) for ``config.runtime``: "onnx" exports the
-    model's streaming step (``models.onnx_step``, CPU only); "auto" picks it on the CPU when
-    ONNX Runtime is installed and falls back to torch, with a warning, when the export fails."""
+def _stream_step(model: LMUFormer, config: EngineConfig, device: torch.device) -> StreamRuntime:
+    """The streaming runtime for ``config.runtime``: "onnx" exports the model's streaming step
+    (``models.onnx_step``, CPU only); "auto" picks it on the CPU when ONNX Runtime is installed
+    and falls back to torch, with a warning, when the export fails."""
     from models.onnx_step import OnnxStreamStep, onnxruntime_available
 
     wanted = config.runtime
     if wanted == "torch":
-        return "torch", model
+        return TorchStreamStep(model)
     if device.type != "cpu":
         if wanted == "onnx":
             raise ValueError(f"the onnx runtime runs on the CPU; use runtime torch on {device}")
-        return "torch", model
+        return TorchStreamStep(model)
     if wanted == "auto" and not onnxruntime_available():
         log.warning("onnxruntime is not installed: the model's steps run in torch")
-        return "torch", model
+        return TorchStreamStep(model)
     try:
-        return "onnx", OnnxStreamStep(model, threads=config.torch_threads)
+        return OnnxStreamStep(model, threads=config.torch_threads)
     except Exception as error:
         if wanted == "onnx":
             raise
         log.warning("the ONNX streaming step failed to load (%s): the model's steps run in torch",
                     error)  # fmt: skip
-        return "torch", model
+        return TorchStreamStep(model)

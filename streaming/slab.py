@@ -149,14 +149,23 @@ class StateSlab:
     @torch.inference_mode()
     def gather(self, slots: torch.Tensor) -> ModelState:
         """The batched state [B, ...] of ``slots`` [B] (int64), a copy."""
+        return self.layout.unflatten(self.gather_leaves(slots))
+
+    @torch.inference_mode()
+    def gather_leaves(self, slots: torch.Tensor) -> list[torch.Tensor]:
+        """``gather`` as the state's flat list of tensors (``flatten_state`` order)."""
         slots = slots.to(self.leaves[0].device)
-        return self.layout.unflatten([rows.index_select(0, slots) for rows in self.leaves])
+        return [rows.index_select(0, slots) for rows in self.leaves]
 
     @torch.inference_mode()
     def scatter(self, slots: torch.Tensor, state: ModelState) -> None:
         """Store the batched state [B, ...] of ``slots`` [B] back into the slab."""
+        self.scatter_leaves(slots, flatten_state(state)[0])
+
+    @torch.inference_mode()
+    def scatter_leaves(self, slots: torch.Tensor, leaves: list[torch.Tensor]) -> None:
+        """``scatter`` from the state's flat list of tensors."""
         slots = slots.to(self.leaves[0].device)
-        leaves, _ = flatten_state(state)
         if len(leaves) != len(self.leaves):
             raise ValueError(f"state has {len(leaves)} tensors, the slab {len(self.leaves)}")
         for rows, new in zip(self.leaves, leaves, strict=True):

@@ -270,6 +270,6 @@ def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(onnx_step.OnnxStreamStep, "__init__", broken)
     fallback = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="auto"))
-    assert fallback.runtime == "torch" and fallback.stream_step is fallback.model
+    assert fallback.runtime == "torch" and fallback.stream_step.model is fallback.model
     with pytest.raises(RuntimeError, match="no graph today"):
         StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="onnx"))

@@ -14,7 +14,7 @@ from typing import Any
 
 MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
-MODEL_SECTIONS = ("model", "window", "train")
+MODEL_SECTIONS = ("model", "window", "runtime", "train")
 SERVICE_SECTIONS = ("engine", "rest", "load")
 SECTIONS = MODEL_SECTIONS + SERVICE_SECTIONS
 PRESETS = ("full", "quick", "smoke")
@@ -49,6 +49,9 @@ class BenchConfig:
     # issue 5 item 2: naive windowed recompute vs the streaming step
     window_frames: int = ONE_SECOND_FRAMES
     window_batches: tuple[int, ...] = (1, 64, 256)
+    # the streaming step in torch vs its ONNX Runtime export (models/onnx_step.py)
+    runtime_batches: tuple[int, ...] = (1, 8, 25, 100, 256)
+    runtime_frames: tuple[int, ...] = (1, 4)
     # issue 5 item 1: engine throughput
     engine_sessions: tuple[int, ...] = (1, 16, 64, 256, 512)
     engine_seconds: float = 10.0
@@ -99,6 +102,8 @@ class BenchConfig:
                 train_batch=32,
                 train_rounds=2,
                 window_batches=(1,),
+                runtime_batches=(8, 64),
+                runtime_frames=(4,),
                 engine_sessions=(16, 64),
                 engine_seconds=4.0,
                 engine_refine=0,
@@ -121,6 +126,8 @@ class BenchConfig:
                 train_rounds=1,
                 window_frames=20,
                 window_batches=(1,),
+                runtime_batches=(2,),
+                runtime_frames=(1,),
                 engine_sessions=(2,),
                 engine_seconds=0.5,
                 engine_refine=0,

@@ -6,6 +6,9 @@
 - ``window``: the naive windowed alternative (re-run ``frame_logits`` on the last second of
   frames every hop) against the streaming step, same model, same batch, interleaved rounds;
   the cost ratio per hop.
+- ``runtime``: the streaming step run by torch against its ONNX Runtime export
+  (``models.onnx_step``), same model, same state, interleaved rounds, for B sessions x n frames;
+  the speed-up per (B, n). CPU only; needs onnxruntime.
 - ``train``: one training step (forward, BCE-with-logits on one-hot targets, backward, Adam as
   in the paper's recipe) at one batch size for each model, interleaved; spiking / non-spiking.
 
@@ -193,6 +196,82 @@ def bench_window(
                     "ratio": round(median_ratio(timings["window"], timings["stream"]), 1),
                 }
             )
+        results[name] = rows
+    return results
+
+
+def runtime_case(
+    runtime: Any, model: Any, batch: int, frames: int, device: torch.device
+) -> Callable[[], None]:
+    """One streaming step of ``frames`` new frames for ``batch`` sessions past the start-up
+    delay, through ``runtime.stream_leaves`` (``models.runtime.StreamRuntime``)."""
+    from models.state import flatten_state
+
+    generator = torch.Generator().manual_seed(batch * 100 + frames)
+    features = model.config.in_features
+    state = model.init_state(batch)
+    with torch.inference_mode():
+        warm = torch.randn(batch, model.lookahead_frames + 1, features, generator=generator)
+        _, _, state = model.stream_frames(warm.to(device), state)
+    holder = {"leaves": flatten_state(state)[0]}
+    new = torch.randn(batch, frames, features, generator=generator).to(device)
+
+    def step() -> None:
+        with torch.inference_mode():
+            _, _, holder["leaves"] = runtime.stream_leaves(new, holder["leaves"])
+
+    return step
+
+
+def bench_runtime(
+    config: BenchConfig, device: torch.device, log: Callable[[str], None], out: Path
+) -> dict:
+    """Section ``runtime``: the streaming step in torch vs its ONNX Runtime export, per
+    (B, n), interleaved; µs per session-frame and the speed-up."""
+    from benchmarks.run import SectionUnavailableError
+    from models.onnx_step import OnnxStreamStep, onnxruntime_available
+    from models.runtime import TorchStreamStep
+
+    if device.type != "cpu":
+        raise SectionUnavailableError("the ONNX runtime runs on the CPU only")
+    if not onnxruntime_available():
+        raise SectionUnavailableError("onnxruntime, onnx or onnxscript is not installed")
+    sync = device_sync(device)
+    results: dict[str, Any] = {}
+    for name in config.models:
+        model = build(name, config, device)
+        log(f"{name}: exporting the streaming step to ONNX (cached after the first run)")
+        onnx = OnnxStreamStep(
+            model, threads=torch.get_num_threads(), max_static_frames=max(config.runtime_frames)
+        )
+        runtimes = {"torch": TorchStreamStep(model), "onnx": onnx}
+        rows = []
+        for batch in config.runtime_batches:
+            for frames in config.runtime_frames:
+                log(f"{name}: streaming step in torch vs ONNX Runtime, B={batch} x {frames}")
+                cases = {
+                    key: runtime_case(runtime, model, batch, frames, device)
+                    for key, runtime in runtimes.items()
+                }
+                timings = interleaved(
+                    cases,
+                    rounds=config.rounds,
+                    round_seconds=config.round_seconds,
+                    warmup=3,
+                    sync=sync,
+                )
+                per_frame = {k: t.median / (batch * frames) * 1e6 for k, t in timings.items()}
+                rows.append(
+                    {
+                        "batch": batch,
+                        "frames": frames,
+                        "torch": timings["torch"].to_dict(),
+                        "onnx": timings["onnx"].to_dict(),
+                        "torch_us_per_frame": round(per_frame["torch"], 2),
+                        "onnx_us_per_frame": round(per_frame["onnx"], 2),
+                        "speedup": round(median_ratio(timings["torch"], timings["onnx"]), 2),
+                    }
+                )
         results[name] = rows
     return results
 

@@ -82,6 +82,24 @@ def _window_rows(section: dict, models: list[str]) -> list[Row]:
     return rows
 
 
+def _runtime_rows(section: dict, models: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for i, row in enumerate(section[models[0]]):
+        rows.append(
+            (
+                f"streaming step B={row['batch']} × {row['frames']} frames, torch / ONNX Runtime: "
+                "µs per session-frame → speed-up",
+                {
+                    m: f"{_fmt(section[m][i]['torch_us_per_frame'])} / "
+                    f"{_fmt(section[m][i]['onnx_us_per_frame'])} → "
+                    f"{_fmt(section[m][i]['speedup'])}×"
+                    for m in models
+                },
+            )
+        )
+    return rows
+
+
 def _train_rows(section: dict, models: list[str]) -> list[Row]:
     first = section[models[0]]
     rows: list[Row] = [
@@ -177,6 +195,7 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
 ROW_BUILDERS: dict[str, Callable[[dict, list[str]], list[Row]]] = {
     "model": _model_rows,
     "window": _window_rows,
+    "runtime": _runtime_rows,
     "train": _train_rows,
     "engine": _engine_rows,
     "rest": _rest_rows,
@@ -307,6 +326,32 @@ def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Pat
     return path
 
 
+def _plot_runtime(section: dict, models: list[str], out: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in models:
+        for frames in sorted({r["frames"] for r in section[m]}):
+            rows = [r for r in section[m] if r["frames"] == frames]
+            ax.plot(
+                [r["batch"] for r in rows],
+                [r["speedup"] for r in rows],
+                marker="o",
+                label=f"{m}, {frames} frame{'s' if frames > 1 else ''} per step",
+            )
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sessions per step (batch)")
+    ax.set_ylabel("speed-up of ONNX Runtime over torch")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path = out / "runtime_speedup.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -419,6 +464,7 @@ def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
 PLOTTERS: dict[str, Callable[[dict, list[str], Path, str], Path]] = {
     "model": _plot_stream,
     "window": _plot_window,
+    "runtime": _plot_runtime,
     "train": _plot_train,
     "engine": _plot_engine,
     "rest": _plot_rest,

@@ -29,6 +29,7 @@ class SectionUnavailableError(RuntimeError):
 SECTION_RUNNERS: dict[str, tuple[str, str]] = {
     "model": ("benchmarks.model_bench", "bench_models"),
     "window": ("benchmarks.model_bench", "bench_window"),
+    "runtime": ("benchmarks.model_bench", "bench_runtime"),
     "train": ("benchmarks.model_bench", "bench_train"),
     "engine": ("benchmarks.engine_bench", "bench_engine"),
     "rest": ("benchmarks.serve_bench", "bench_rest"),

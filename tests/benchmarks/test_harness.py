@@ -16,7 +16,7 @@ import torch
 from benchmarks.config import BenchConfig
 from benchmarks.run import run
 
-MODEL_SECTIONS = ("model", "window", "train")
+MODEL_SECTIONS = ("model", "window", "runtime", "train")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,8 @@ def test_model_sections_write_json_table_and_plots(smoke_results) -> None:
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["sections"].keys() == set(MODEL_SECTIONS)
     assert on_disk["environment"]["torch_threads"] == 1
-    for name in ("stream_cost.png", "window_vs_stream.png", "train_step.png"):
+    plots = ("stream_cost.png", "window_vs_stream.png", "runtime_speedup.png", "train_step.png")
+    for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (out / "summary.md").read_text()
     assert "| metric" in summary and "spiking-lmuformer" in summary
@@ -49,6 +50,10 @@ def test_model_section_reports_every_model_and_batch(smoke_results) -> None:
             assert row["us_per_frame"] > 0 and row["step"]["rounds"] == config.rounds
         assert model[name]["parallel"]["clips_per_s"] > 0
         assert results["sections"]["window"][name][0]["ratio"] > 0
+        (row,) = results["sections"]["runtime"][name]  # smoke: B=2 x 1 frame
+        assert (row["batch"], row["frames"]) == (2, 1)
+        assert row["torch_us_per_frame"] > 0 and row["onnx_us_per_frame"] > 0
+        assert row["speedup"] > 0
     assert results["sections"]["train"]["spiking_ratio"] > 0
 
 

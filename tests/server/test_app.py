@@ -63,12 +63,12 @@ def test_engine_failure_closes_1011_and_the_server_survives(
     make_client: Callable[..., TestClient],
 ) -> None:
     client = make_client(engine_processes=0)  # the model to break lives in this process
-    model = client.app.state.service.engine.model  # type: ignore[attr-defined]
+    runtime = client.app.state.service.engine.stream_step  # type: ignore[attr-defined]
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated kernel failure")
 
-    model.stream_frames = broken
+    runtime.stream_leaves = broken
     try:
         with client.websocket_connect(STREAM_PATH) as ws:
             ws.send_json({"type": "start", "sample_rate": 16000})
@@ -80,7 +80,7 @@ def test_engine_failure_closes_1011_and_the_server_survives(
                 ws.receive_text()
             assert closed.value.code == 1011
     finally:
-        del model.stream_frames
+        del runtime.stream_leaves
     with client.websocket_connect(STREAM_PATH) as ws:
         _, messages = stream_signal(ws, sequence([("low", 0.3)], 1.5), 1600)
     assert [m["keyword"] for m in messages if m["type"] == "detection"] == ["low"]

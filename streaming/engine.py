@@ -420,11 +420,12 @@ class StreamingEngine:
         """Process the work taken from several sessions; commit and notify."""
         try:
             results = self._compute(works)
-        except Exception as error:  # never let one bad step kill the worker
+        except Exception as error:  # neither the worker nor the other sessions die of it
             log.exception("engine step failed for %d sessions", len(works))
-            results = [(w.stream, [Failure(f"engine step failed: {error}")]) for w in works]
-            for w in works:
-                w.session.failed = True
+            if len(works) == 1:
+                results = [self._failed(works[0], error)]
+            else:
+                results = [self._compute_alone(w) for w in works]
         notify = []
         with self._cv:
             for w, (stream, events) in zip(works, results, strict=True):
@@ -452,6 +453,22 @@ class StreamingEngine:
                     s.notify()
                 except Exception:  # a consumer that went away
                     log.debug("notify failed for session %s", s.id, exc_info=True)
+
+    def _compute_alone(self, work: Work) -> tuple[StreamState, list[Event]]:
+        """After a failed step, one session's work on its own: only a session whose own step
+        fails gets a ``Failure``. Safe because the failed step left every model state as it
+        was (``_model_step``); only a failure after the model (pooling, detector) could have
+        advanced some sessions' pooling windows."""
+        try:
+            return self._compute([work])[0]
+        except Exception as error:
+            log.exception("engine step failed for session %s", work.session.id)
+            return self._failed(work, error)
+
+    @staticmethod
+    def _failed(work: Work, error: Exception) -> tuple[StreamState, list[Event]]:
+        work.session.failed = True
+        return work.stream, [Failure(f"engine step failed: {error}")]
 
     def _front_end(
         self, works: list[Work]
@@ -488,7 +505,11 @@ class StreamingEngine:
     ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
         """One ``stream_frames`` call per group of sessions with the same number of new frames,
         on their rows of the state slab (allocated here for new sessions). Returns (final
-        logits [m, K] per session, the look-ahead tail [lookahead, K] of each one that stops)."""
+        logits [m, K] per session, the look-ahead tail [lookahead, K] of each one that stops).
+
+        The slab is written only once every call has succeeded, so a step that raises leaves
+        every session's model state as it was (``_step_works`` then retries them one by one).
+        """
         slab = self.slab
         with self._cv:
             released, self._released = self._released, []
@@ -503,6 +524,8 @@ class StreamingEngine:
             if m:
                 groups[m].append(i)
         outputs: list[np.ndarray | None] = [None] * len(works)
+        updates: list[tuple[torch.Tensor, list[torch.Tensor]]] = []  # (rows, new state leaves)
+        new_state: dict[int, tuple[list[torch.Tensor], int]] = {}  # work -> (leaves, its row)
         for m, members in groups.items():
             rows = torch.tensor([slots[i] for i in members])
             pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
@@ -510,16 +533,24 @@ class StreamingEngine:
             logits, positions, leaves = self.stream_step.stream_leaves(
                 frames, slab.gather_leaves(rows)
             )
-            slab.scatter_leaves(rows, leaves)
+            updates.append((rows, leaves))
             host = logits.float().cpu().numpy()
             keep = (positions >= 0).cpu().numpy()
             for j, i in enumerate(members):
                 outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
+                new_state[i] = (leaves, j)
         tails: list[np.ndarray | None] = [None] * len(works)
         for i, w in enumerate(works):
             if isinstance(w.marker, _Stop):
-                tail, _ = self.model.finish(slab.gather(torch.tensor([slots[i]])))
+                if i in new_state:
+                    leaves, j = new_state[i]
+                    state = slab.layout.unflatten([leaf[j : j + 1] for leaf in leaves])
+                else:
+                    state = slab.gather(torch.tensor([slots[i]]))
+                tail, _ = self.model.finish(state)
                 tails[i] = tail[0].float().cpu().numpy()
+        for rows, leaves in updates:
+            slab.scatter_leaves(rows, leaves)
         return outputs, tails
 
     def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:

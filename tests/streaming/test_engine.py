@@ -273,3 +273,42 @@ def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) 
     assert fallback.runtime == "torch" and fallback.stream_step.model is fallback.model
     with pytest.raises(RuntimeError, match="no graph today"):
         StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="onnx"))
+
+
+def test_a_failing_session_does_not_fail_the_others_of_its_step(
+    tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model step that raises is retried session by session: only the session whose own
+    step fails gets a Failure; the others of the batch keep exactly their detections."""
+    from streaming.session import Failure
+
+    engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_batch=8))
+    x = sequence(EVENTS[:2], 3.0, seed=1)
+    want = without_timing(run(engine, x, 16000))
+    sessions = [engine.create_session(16000) for _ in range(3)]
+    culprit = sessions[1]
+    gather = engine.slab.gather_leaves
+
+    def failing(rows: torch.Tensor) -> list[torch.Tensor]:
+        if culprit.slot in rows.tolist():
+            raise RuntimeError("simulated kernel failure")
+        return gather(rows)
+
+    monkeypatch.setattr(engine.slab, "gather_leaves", failing)
+    batches: list[int] = []
+    for i in range(0, x.size, 1600):
+        for s in sessions:
+            if not s.failed:
+                s.push(x[i : i + 1600])
+        while n := engine.step_ready():
+            batches.append(n)
+    for s in sessions:
+        if not s.failed:
+            s.push_stop()
+    while engine.step_ready():
+        pass
+    events = [s.poll() for s in sessions]
+    assert batches[0] == 3  # the three sessions shared the step that failed
+    (failure,) = events[1]
+    assert isinstance(failure, Failure) and "simulated kernel failure" in failure.message
+    assert without_timing(events[0]) == without_timing(events[2]) == want

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from models.lmuformer import LMUFormer, ModelState
+from models.runtime import TorchStreamStep
 from models.state import StateLayout, flatten_state, map_tensors
 
 __all__ = ["OnnxStreamStep", "default_cache_dir", "onnxruntime_available"]
@@ -101,6 +102,8 @@ class OnnxStreamStep:
     graphs (or finds them in ``cache_dir``) and checks them against the torch model.
     """
 
+    name = "onnx"
+
     def __init__(
         self,
         model: LMUFormer,
@@ -115,8 +118,8 @@ class OnnxStreamStep:
             )
         if max_static_frames < 1:
             raise ValueError(f"max_static_frames must be >= 1, got {max_static_frames}")
-        self.name = "onnx"
         self.model = model.eval()
+        self._torch = TorchStreamStep(self.model)
         self.threads = threads or torch.get_num_threads()
         self.cache_dir = _writable(Path(cache_dir) if cache_dir else default_cache_dir())
         leaves, self.layout = flatten_state(model.init_state(1))
@@ -142,10 +145,7 @@ class OnnxStreamStep:
         """``stream_frames`` over flat state tensors (``models.runtime.StreamRuntime``)."""
         graph = self.graphs.get(None) or self.graphs.get(frames.shape[1])
         if graph is None or frames.device.type != "cpu":
-            logits, positions, state = self.model.stream_frames(
-                frames, self.layout.unflatten(leaves)
-            )
-            return logits, positions, flatten_state(state)[0]
+            return self._torch.stream_leaves(frames, leaves)
         return self._run(graph, frames, leaves)
 
     def _run(

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.config import RUNTIMES
+
 DEFAULT_OUT = Path("reports/bench")
 
 
@@ -131,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=("auto", "torch", "onnx"),
+        choices=RUNTIMES,
         default=None,
         help="what runs the model's streaming steps in the engine/load sections "
         "(default: serve's, auto)",

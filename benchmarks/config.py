@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.config import RUNTIMES
+
 MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
 MODEL_SECTIONS = ("model", "window", "runtime", "train")
@@ -81,8 +83,8 @@ class BenchConfig:
         for name in ("load_chunk_ms", "engine_chunk_ms"):
             if not 1.0 <= getattr(self, name) <= 1000.0:
                 raise ValueError(f"{name} must be 1..1000 ms, got {getattr(self, name)}")
-        if self.runtime not in ("", "auto", "torch", "onnx"):
-            raise ValueError(f"runtime must be auto, torch or onnx, got {self.runtime!r}")
+        if self.runtime and self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         bad = set(self.models) - set(MODEL_NAMES)
         if bad:
             raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")

@@ -272,6 +272,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Write a figure as a PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _log_y(ax: object) -> None:
     """Log y axis when the plotted data has positive values (on a loaded machine a tiny model's
     timings can round to 0, and matplotlib refuses to log-scale all-zero data)."""
@@ -292,11 +300,7 @@ def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Pat
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = out / "stream_cost.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "stream_cost.png")
 
 
 def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -319,11 +323,7 @@ def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Pat
     ax.set_ylabel("ms per 10 ms hop")
     ax.set_title(title)
     ax.legend()
-    path = out / "window_vs_stream.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "window_vs_stream.png")
 
 
 def _plot_runtime(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -345,11 +345,7 @@ def _plot_runtime(section: dict, models: list[str], out: Path, title: str) -> Pa
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = out / "runtime_speedup.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "runtime_speedup.png")
 
 
 def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -363,11 +359,7 @@ def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path
     if "spiking_ratio" in section:
         title += f" — ratio {section['spiking_ratio']}×"
     ax.set_title(title)
-    path = out / "train_step.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "train_step.png")
 
 
 def _plot_engine(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -397,11 +389,7 @@ def _plot_engine(section: dict, models: list[str], out: Path, title: str) -> Pat
     ax.set_ylabel("frames scored per second (x: fell behind)")
     ax2.set_ylabel("model step compute, ms")
     fig.suptitle(title)
-    path = out / "engine_sessions.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "engine_sessions.png")
 
 
 def _plot_rest(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -420,11 +408,7 @@ def _plot_rest(section: dict, models: list[str], out: Path, title: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title)
-    path = out / "rest_clips.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "rest_clips.png")
 
 
 def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
@@ -453,11 +437,7 @@ def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=6)
     fig.suptitle(title)
-    path = out / "load_latency.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "load_latency.png")
 
 
 #: Plots of each section.

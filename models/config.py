@@ -15,6 +15,9 @@ MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 # models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the
 # spiking model is one flag away (--model spiking-lmuformer).
 DEFAULT_MODEL = "lmuformer"
+#: what runs a model's streaming step (models.runtime): "auto" = "onnx" on the CPU when ONNX
+#: Runtime is installed, else "torch"
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)

@@ -163,13 +163,10 @@ class OnnxStreamStep:
         dynamic = self.cache_dir / f"{self.key}-any.onnx"
         static_marker = self.cache_dir / f"{self.key}.static"
         if not static_marker.exists():
-            if not dynamic.exists():
-                exported_dynamic = self._export(dynamic, frames=None)
-                if not exported_dynamic:
-                    _touch(static_marker)
-            if dynamic.exists():
+            if dynamic.exists() or self._export(dynamic, frames=None):
                 self.graphs[None] = self._session(dynamic, frames=None)
                 return
+            _touch(static_marker)
         n = 1
         while n <= max_static_frames:
             path = self.cache_dir / f"{self.key}-n{n}.onnx"
@@ -194,7 +191,10 @@ class OnnxStreamStep:
                     _, _, state = self.model.stream_frames(warm, state)
                 states.append(state)
             state = stack_states(states)
-        return torch.randn(batch, frames, features, generator=generator), _plain(state)
+        # clones made outside inference mode are normal tensors, which the exporter can trace
+        return torch.randn(batch, frames, features, generator=generator), map_tensors(
+            torch.Tensor.clone, state
+        )
 
     def _export(self, path: Path, frames: int | None) -> bool:
         """Write the graph to ``path`` atomically. ``frames`` None asks for a symbolic frame
@@ -267,11 +267,6 @@ class OnnxStreamStep:
 
 def _host(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().contiguous().numpy()
-
-
-def _plain(state: ModelState) -> ModelState:
-    """A copy of an inference-mode state made of normal tensors (export traces them)."""
-    return map_tensors(lambda t: t.clone(), state)
 
 
 def _symbolic_frames(path: str) -> bool:

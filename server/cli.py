@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models.config import DEFAULT_MODEL
+from models.config import DEFAULT_MODEL, RUNTIMES
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (0: default)")
     parser.add_argument(
         "--runtime",
-        choices=("auto", "torch", "onnx"),
+        choices=RUNTIMES,
         help="what runs the model's streaming steps (default auto: ONNX Runtime on the CPU)",
     )
     parser.add_argument("--max-sessions", type=int, help="concurrent streaming sessions")

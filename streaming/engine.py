@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
-from models.runtime import StreamRuntime, TorchStreamStep
+from models.config import RUNTIMES
+from models.runtime import load_runtime
 from streaming.detector import DetectorConfig, sliding_mean, top_labels
 from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
@@ -61,8 +62,6 @@ log = logging.getLogger("lmukws.engine")
 
 TARGET_RATE = 16000
 POSTERIORS = ("sigmoid", "softmax")
-#: how the model's streaming step runs: "auto" = "onnx" on the CPU when ONNX Runtime is installed
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 class EngineFullError(RuntimeError):
@@ -88,7 +87,7 @@ class EngineConfig:
     early_threshold: float | None = 0.9
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
-    runtime: str = "torch"  # one of RUNTIMES (models.onnx_step; the server defaults to "auto")
+    runtime: str = "torch"  # one of models.config.RUNTIMES (the server defaults to "auto")
 
     @classmethod
     def from_metadata(
@@ -160,8 +159,9 @@ class StreamingEngine:
             torch.set_num_threads(self.config.torch_threads)
         self.model = model.to(self.device).eval()
         #: what runs the streaming steps: the model itself or its ONNX export (``runtime``)
-        self.stream_step = _stream_step(self.model, self.config, self.device)
-        self.runtime: str = self.stream_step.name
+        self.stream_step = load_runtime(
+            self.model, self.config.runtime, self.device, self.config.torch_threads
+        )
         K = model.num_classes
         labels = self.metadata.get("labels") or [f"class{i}" for i in range(K)]
         if len(labels) != K:
@@ -209,6 +209,11 @@ class StreamingEngine:
     @property
     def model_name(self) -> str:
         return self.model.config.name
+
+    @property
+    def runtime(self) -> str:
+        """What runs the streaming steps: "torch" or "onnx"."""
+        return self.stream_step.name
 
     @property
     def lookahead_frames(self) -> int:
@@ -525,7 +530,7 @@ class StreamingEngine:
                 groups[m].append(i)
         outputs: list[np.ndarray | None] = [None] * len(works)
         updates: list[tuple[torch.Tensor, list[torch.Tensor]]] = []  # (rows, new state leaves)
-        new_state: dict[int, tuple[list[torch.Tensor], int]] = {}  # work -> (leaves, its row)
+        stopping: dict[int, tuple[list[torch.Tensor], int]] = {}  # work -> (new leaves, its row)
         for m, members in groups.items():
             rows = torch.tensor([slots[i] for i in members])
             pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
@@ -538,12 +543,13 @@ class StreamingEngine:
             keep = (positions >= 0).cpu().numpy()
             for j, i in enumerate(members):
                 outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
-                new_state[i] = (leaves, j)
+                if isinstance(works[i].marker, _Stop):
+                    stopping[i] = (leaves, j)
         tails: list[np.ndarray | None] = [None] * len(works)
         for i, w in enumerate(works):
             if isinstance(w.marker, _Stop):
-                if i in new_state:
-                    leaves, j = new_state[i]
+                if i in stopping:
+                    leaves, j = stopping[i]
                     state = slab.layout.unflatten([leaf[j : j + 1] for leaf in leaves])
                 else:
                     state = slab.gather(torch.tensor([slots[i]]))
@@ -708,29 +714,3 @@ __all__ = [
     "SessionClosedError",
     "StreamingEngine",
 ]
-
-
-def _stream_step(model: LMUFormer, config: EngineConfig, device: torch.device) -> StreamRuntime:
-    """The streaming runtime for ``config.runtime``: "onnx" exports the model's streaming step
-    (``models.onnx_step``, CPU only); "auto" picks it on the CPU when ONNX Runtime is installed
-    and falls back to torch, with a warning, when the export fails."""
-    from models.onnx_step import OnnxStreamStep, onnxruntime_available
-
-    wanted = config.runtime
-    if wanted == "torch":
-        return TorchStreamStep(model)
-    if device.type != "cpu":
-        if wanted == "onnx":
-            raise ValueError(f"the onnx runtime runs on the CPU; use runtime torch on {device}")
-        return TorchStreamStep(model)
-    if wanted == "auto" and not onnxruntime_available():
-        log.warning("onnxruntime is not installed: the model's steps run in torch")
-        return TorchStreamStep(model)
-    try:
-        return OnnxStreamStep(model, threads=config.torch_threads)
-    except Exception as error:
-        if wanted == "onnx":
-            raise
-        log.warning("the ONNX streaming step failed to load (%s): the model's steps run in torch",
-                    error)  # fmt: skip
-        return TorchStreamStep(model)

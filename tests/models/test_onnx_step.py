@@ -40,6 +40,14 @@ class CountingGraphs:
 
         monkeypatch.setattr(step, "_run", counted)
 
+    def stream(self, step: OnnxStreamStep, feats: torch.Tensor, chunk: int) -> list[int]:
+        """Stream ``feats`` in chunks, check it against the parallel form, and return the
+        frame counts of the steps that ran a graph."""
+        self.frames.clear()
+        streamed = stream_clip(step, feats, chunk)
+        assert (streamed - step.model.frame_logits(feats)).abs().max().item() <= TOLERANCE
+        return list(self.frames)
+
 
 @torch.inference_mode()
 def test_lmuformer_exports_one_graph_for_any_frame_count(
@@ -50,13 +58,9 @@ def test_lmuformer_exports_one_graph_for_any_frame_count(
     assert list(step.graphs) == [None]
     counting = CountingGraphs(step, monkeypatch)
     feats = torch.randn(3, 70, 128, generator=torch.Generator().manual_seed(3))
-    expected = model.frame_logits(feats)
     for chunk in (1, 4, 13):
-        counting.frames.clear()
-        streamed = stream_clip(step, feats, chunk)
-        assert (streamed - expected).abs().max().item() <= TOLERANCE
         # every step ran the graph, those of the start-up delay included
-        assert len(counting.frames) == -(-70 // chunk)
+        assert len(counting.stream(step, feats, chunk)) == -(-70 // chunk)
 
 
 @torch.inference_mode()
@@ -69,16 +73,13 @@ def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
     assert any(p.suffix == ".static" for p in tmp_path.iterdir())
     counting = CountingGraphs(step, monkeypatch)
     feats = torch.randn(2, 61, 128, generator=torch.Generator().manual_seed(4))
-    expected = model.frame_logits(feats)
     for chunk in (1, 2, 3):
-        counting.frames.clear()
-        streamed = stream_clip(step, feats, chunk)
-        assert (streamed - expected).abs().max().item() <= TOLERANCE
+        frames = counting.stream(step, feats, chunk)
         # 3 frames have no graph: only the clip's last piece (61 = 20 x 3 + 1) ran one
         if chunk == 3:
-            assert counting.frames == [1]
+            assert frames == [1]
         else:
-            assert set(counting.frames) <= {1, 2} and len(counting.frames) >= 61 // chunk - 5
+            assert set(frames) <= {1, 2} and len(frames) >= 61 // chunk - 5
 
 
 @torch.inference_mode()

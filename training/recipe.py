@@ -10,7 +10,8 @@ mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly
 AVX512-BF16; evaluation and the saved weights stay float32).
 ``init_from`` fine-tunes from a checkpoint of the same model (continuing a run under a new
 schedule); ``loader_workers`` builds batches in background processes, overlapping the waveform
-augmentation with the model step (one worker is enough on two cores).
+augmentation with the model step (one worker is enough on two cores). ``time_budget_s`` stops a
+run at an epoch boundary before it would overrun a lent machine's time (resume goes on).
 ``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short
 schedules BCE over 37 classes sits at the class prior for hundreds of steps (measured).
 
@@ -84,6 +85,9 @@ class Recipe:
     #: processes that build (augment + fbank) the next batches while the model trains
     loader_workers: int = 0
     eval_batch_size: int = 256
+    #: wall-clock seconds this invocation may train (0: no limit): no epoch starts that the last
+    #: epoch's duration says would end past it; the run stays resumable for the rest
+    time_budget_s: float = 0.0
     notes: str = ""
 
     def lr_at(self, epoch: int) -> float:
@@ -109,6 +113,8 @@ class Recipe:
         values = dict(data)
         if values.get("loss", "bce") not in ("bce", "ce"):
             raise ValueError(f"loss must be 'bce' or 'ce', got {values['loss']!r}")
+        if float(values.get("time_budget_s", 0.0)) < 0:
+            raise ValueError(f"time_budget_s must be >= 0, got {values['time_budget_s']!r}")
         if values.get("precision", "fp32") not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {values['precision']!r}")
         if isinstance(values.get("augment"), dict):

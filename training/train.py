@@ -187,6 +187,15 @@ def _precompute(ds: ManifestDataset, batch_size: int) -> tuple[Tensor, Tensor]:
     return torch.cat(feats), torch.cat(labels)
 
 
+def _over_budget(
+    budget_s: float, elapsed_s: float, history: list[dict[str, Any]], start_epoch: int
+) -> bool:
+    """Whether another epoch, as long as this run's last one, would end past ``budget_s``."""
+    if budget_s <= 0 or len(history) <= start_epoch:
+        return False
+    return elapsed_s + float(history[-1]["epoch_s"]) > budget_s
+
+
 def _save_state(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -291,7 +300,16 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             },
         }
 
+    t_run = time.perf_counter()
+    stopped_early = False
     for epoch in range(start_epoch, recipe.epochs):
+        if _over_budget(recipe.time_budget_s, time.perf_counter() - t_run, history, start_epoch):
+            stopped_early = True
+            _log(
+                f"time budget {recipe.time_budget_s:.0f}s: stopping before epoch {epoch + 1} "
+                f"(resume with the same config to go on)"
+            )
+            break
         train_ds.set_epoch(epoch)
         gen.manual_seed(recipe.seed * 1_000_003 + epoch)
         lr_epoch = recipe.lr_at(epoch)
@@ -412,6 +430,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     summary: dict[str, Any] = {
         "best_val_acc": best_acc,
         "epochs": len(history),
+        "stopped_by_time_budget": stopped_early,
         "out": str(out),
         "best": str(out / BEST_FILE),
         "history": history,

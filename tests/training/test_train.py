@@ -77,6 +77,23 @@ def test_resume_continues_from_saved_epoch(corpus: Path, tmp_path: Path) -> None
     assert len(again["history"]) == 2
 
 
+def test_time_budget_stops_at_an_epoch_boundary_and_resumes(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # a budget shorter than any epoch: the first epoch runs, the second does not start
+    tight = _recipe(corpus, out, epochs=3, steps_per_epoch=2, test_split=None, time_budget_s=1e-6)
+    summary = train(tight, progress=False)
+    assert summary["stopped_by_time_budget"] is True
+    assert [row["epoch"] for row in summary["history"]] == [1]
+    assert (out / "best.safetensors").is_file()
+    # resumed under the same budget, it again trains one more epoch, then without one to the end
+    assert [row["epoch"] for row in train(tight, progress=False)["history"]] == [1, 2]
+    rest = train(_recipe(corpus, out, epochs=3, steps_per_epoch=2, test_split=None))
+    assert rest["stopped_by_time_budget"] is False
+    assert [row["epoch"] for row in rest["history"]] == [1, 2, 3]
+    with pytest.raises(ValueError, match="time_budget_s"):
+        _recipe(corpus, out, time_budget_s=-1)
+
+
 def test_lr_schedule() -> None:
     r = Recipe()
     assert r.lr_at(0) == r.lr_at(9) == 2.5e-3
@@ -101,21 +118,12 @@ def test_recipe_file_and_overrides(tmp_path: Path) -> None:
         load_recipe(None, ["nope=1"])
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "lmuformer-synth.json",
-        "lmuformer-synth-stage2.json",
-        "lmuformer-synth-stage3.json",
-        "spiking-lmuformer-synth.json",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.json")))
 def test_shipped_configs_parse(name: str) -> None:
-    path = CONFIGS / name
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    r = load_recipe(path)
+    r = load_recipe(CONFIGS / name)
     assert r.model in name and r.batch_size == 128 and r.notes
+    if r.init_from and r.init_from.startswith("models/"):  # stages that start from a shipped file
+        assert (CONFIGS.parents[1] / r.init_from).is_file()
 
 
 def test_cli_parser(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

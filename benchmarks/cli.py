@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         "sections",
         "stream_batches",
         "window_batches",
+        "train_batch",
         "engine_sessions",
         "load_clients",
         "load_seconds",
@@ -100,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--window-batches", type=_csv(int), default=None, help="batch sizes of the window test"
+    )
+    parser.add_argument(
+        "--train-batch", type=int, default=None, help="batch of the training-step section"
     )
     parser.add_argument(
         "--engine-sessions", type=_csv(int), default=None, help="concurrent engine sessions"

@@ -83,6 +83,8 @@ class BenchConfig:
         for name in ("load_chunk_ms", "engine_chunk_ms"):
             if not 1.0 <= getattr(self, name) <= 1000.0:
                 raise ValueError(f"{name} must be 1..1000 ms, got {getattr(self, name)}")
+        if self.train_batch < 1:
+            raise ValueError(f"train_batch must be >= 1, got {self.train_batch}")
         if self.runtime and self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         bad = set(self.models) - set(MODEL_NAMES)

@@ -252,7 +252,7 @@ def summary_table(results: dict[str, Any]) -> str:
             from server.settings import Settings
 
             runtime += f" ({Settings().runtime})"
-        lines.append(f"model steps: runtime {runtime} (auto: onnx on the CPU)")
+        lines.append(f"model steps: runtime {runtime} (auto: onnx on the CPU, torch on a GPU)")
     lines += [f"skipped: {e}" for e in errors]
     return "\n".join(lines)
 

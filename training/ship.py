@@ -69,6 +69,7 @@ def ship(
     curve = json.loads(curve_path.read_text())
 
     training = dict(meta.get("training") or {})
+    _name_stage_runs(training)
     if "data" in training:
         training["data"] = trim_provenance(training["data"])
     rows: list[dict[str, Any]] = []
@@ -107,6 +108,27 @@ def ship(
     card = model_card(name, model, shipped, evaluation, curve, reproduce)
     (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
     return target
+
+
+def _name_stage_runs(training: dict[str, Any]) -> None:
+    """Give each earlier stage without a ``run`` the run folder that trained its checkpoint,
+    read from that checkpoint's metadata while it is still on disk (a stage may have started
+    from a shipped copy in models/checkpoints, which this very ship may overwrite)."""
+    from models.checkpoint import read_metadata
+
+    record = training.get("init_from")
+    while record:
+        path = Path(record.get("path") or "")
+        if not record.get("run") and path.is_file():
+            recipe = (read_metadata(path).get("training") or {}).get("recipe") or {}
+            if recipe.get("out"):
+                record["run"] = recipe["out"]
+        record = record.get("init_from")
+
+
+def stage_run(stage: dict[str, Any]) -> str:
+    """The run folder of an earlier stage (its config is training/configs/<folder name>.json)."""
+    return str(stage.get("run") or Path(stage.get("path", "")).parent)
 
 
 def stages(training: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,7 +233,7 @@ def model_card(
         before = sum(stage.get("global_step") or 0 for stage in chain)
         described = "; ".join(
             f"stage {k}: `{stage.get('path')}` ({stage.get('global_step')} steps, "
-            f"training/configs/{Path(stage.get('path', '')).parent.name}.json)"
+            f"training/configs/{Path(stage_run(stage)).name}.json)"
             for k, stage in enumerate(chain, start=1)
         )
         lines.insert(
@@ -234,7 +256,7 @@ def model_card(
             for row in history
         ]
     run = str(recipe.get("out") or f"data/runs/{name}-synth")
-    runs = [str(Path(stage.get("path", "")).parent) for stage in chain] + [run]
+    runs = [stage_run(stage) for stage in chain] + [run]
     trains = "".join(f"lmukws train --config training/configs/{Path(r).name}.json\n" for r in runs)
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)
     lines += [

@@ -129,6 +129,8 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
     training = meta.get("training", {})
     return {
         "path": str(path),
+        # the run folder that trained it (``path`` may be a shipped copy in models/checkpoints)
+        "run": (training.get("recipe") or {}).get("out"),
         "epochs_trained": training.get("epochs_trained"),
         "global_step": training.get("global_step"),
         "metrics": {k: v for k, v in meta.get("metrics", {}).items() if k.endswith("acc")},

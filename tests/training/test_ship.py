@@ -108,6 +108,35 @@ def test_ship_a_two_stage_run(tmp_path: Path) -> None:
     assert "--history data/runs/lmuformer-synth-stage2/history.json" in card
 
 
+def test_a_stage_that_started_from_the_shipped_file_it_replaces(tmp_path: Path) -> None:
+    """Stage 2 continued the shipped copy (models/checkpoints/NAME.safetensors), which this ship
+    overwrites: the card still names stage 1's run folder, its config and its history."""
+    data = make_corpus(tmp_path / "corpus")
+    out = tmp_path / "shipped"
+    out.mkdir()
+    shipped_before = trained_like_checkpoint(
+        out / "lmuformer.safetensors", recipe={"out": "data/runs/lmuformer-synth"}
+    )
+    checkpoint = trained_like_checkpoint(
+        tmp_path / "best.safetensors",
+        init_from={"path": str(shipped_before), "global_step": 5},
+        recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-gpu"},
+    )
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(out)]) == 0
+    _, meta = load_checkpoint(out / "lmuformer.safetensors")
+    assert meta["training"]["init_from"]["run"] == "data/runs/lmuformer-synth"
+    card = (out / "lmuformer.md").read_text()
+    assert "training/configs/lmuformer-synth.json)" in card  # the stage line
+    assert "lmukws train --config training/configs/lmuformer-synth.json\n" in card
+    assert "lmukws train --config training/configs/lmuformer-synth-gpu.json" in card
+    assert "--history data/runs/lmuformer-synth/history.json" in card
+    assert "training/configs/shipped.json" not in card
+
+
 def test_stages_walks_the_chain_oldest_first() -> None:
     from training.ship import stages
 

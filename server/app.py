@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from server import protocol
 from server.settings import Settings
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.metrics import EngineMetrics
-from streaming.process import EnginePool
+from streaming.process import EnginePool, freeze_startup_heap
 
 if TYPE_CHECKING:  # pragma: no cover
     from server.routes.stream import StreamConnection
@@ -139,6 +140,7 @@ class Service:
                 await self._pool.start()
         if self._pool is None:
             self._engine.start()
+        freeze_startup_heap()  # no full-GC stalls of the event loop over the startup heap
         self.ready = True
 
     async def shutdown(self) -> None:
@@ -148,6 +150,7 @@ class Service:
             await self._pool.aclose(deadline)
         elif self._engine is not None:
             await asyncio.to_thread(self._engine.close, deadline)
+        gc.unfreeze()  # an embedding process (tests) gets its ordinary collector back
 
     async def drain(self, deadline_s: float | None = None) -> None:
         """Stop accepting sessions; flush each open one, send ``end`` and close with 1001.

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -587,6 +588,19 @@ class _ChildServer:
             self.link.closed = True
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (torch, the model, the web stack: ~250k objects) into the
+    garbage collector's permanent generation.
+
+    A full (generation-2) collection walks every tracked object: measured ~100-140 ms with the
+    startup heap in it, a stall of the event loop or of an engine step that lands on whichever
+    frames are waiting. Frozen, the startup heap is never walked again; collections scan only
+    what the service allocated since. Call once, after loading, in each serving process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def child_main(sock: socket.socket, checkpoint: str, config: EngineConfig, device: str) -> None:
     """Entry point of the engine process: load the checkpoint, serve the link until it closes
     or says ``shutdown``."""
@@ -595,6 +609,7 @@ def child_main(sock: socket.socket, checkpoint: str, config: EngineConfig, devic
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     link = _ChildLink(sock)
     engine = StreamingEngine.from_checkpoint(checkpoint, config, device)
+    freeze_startup_heap()
     link.send(("ready", os.getpid()))
     server = _ChildServer(link, engine)
     try:

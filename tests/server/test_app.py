@@ -116,3 +116,31 @@ def test_a_dead_engine_process_fails_its_sessions_1011_and_readyz_says_so(
         ws.send_json({"type": "start", "sample_rate": 16000})
         refused = ws.receive_json()
         assert refused["code"] == "server_full" and "not running" in refused["message"]
+
+
+def test_serving_freezes_the_startup_heap_and_gives_it_back(tone_checkpoint: Path) -> None:
+    """After startup a full collection no longer walks the startup heap (torch, the model, the
+    web stack); shutdown unfreezes it, so an embedding process keeps its ordinary collector."""
+    import gc
+
+    from server.app import create_app
+
+    assert gc.get_freeze_count() == 0
+    settings = Settings(checkpoint=tone_checkpoint, torch_threads=1, engine_processes=0)
+    with TestClient(create_app(settings)) as client:
+        assert gc.get_freeze_count() > 10_000
+        assert client.get("/readyz").status_code == 200
+    assert gc.get_freeze_count() == 0
+
+
+def test_freeze_startup_heap_moves_live_objects_to_the_permanent_generation() -> None:
+    import gc
+
+    from streaming.process import freeze_startup_heap
+
+    kept = [object() for _ in range(1000)]
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()

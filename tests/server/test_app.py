@@ -125,6 +125,7 @@ def test_serving_freezes_the_startup_heap_and_gives_it_back(tone_checkpoint: Pat
 
     from server.app import create_app
 
+    gc.unfreeze()  # whatever an earlier test left
     assert gc.get_freeze_count() == 0
     settings = Settings(checkpoint=tone_checkpoint, torch_threads=1, engine_processes=0)
     with TestClient(create_app(settings)) as client:

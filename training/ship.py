@@ -110,20 +110,59 @@ def ship(
     return target
 
 
+def _identity(global_step: Any, epochs: Any, metrics: dict[str, Any] | None) -> tuple:
+    return (global_step, epochs, (metrics or {}).get("val_acc"))
+
+
 def _name_stage_runs(training: dict[str, Any]) -> None:
-    """Give each earlier stage without a ``run`` the run folder that trained its checkpoint,
-    read from that checkpoint's metadata while it is still on disk (a stage may have started
-    from a shipped copy in models/checkpoints, which this very ship may overwrite)."""
+    """Give each earlier stage without a ``run`` the run folder that trained its checkpoint.
+
+    A stage may have started from a shipped copy in models/checkpoints that has since been
+    replaced (this very ship may replace it), so a stage's file is trusted only when its
+    metadata is that stage's (same steps, epochs and validation accuracy); the chains recorded
+    in the stages' files (a ship writes the runs it found) are searched the same way.
+    """
     from models.checkpoint import read_metadata
 
+    chain: list[dict[str, Any]] = []
     record = training.get("init_from")
     while record:
-        path = Path(record.get("path") or "")
-        if not record.get("run") and path.is_file():
-            recipe = (read_metadata(path).get("training") or {}).get("recipe") or {}
-            if recipe.get("out"):
-                record["run"] = recipe["out"]
+        chain.append(record)
         record = record.get("init_from")
+    known: list[tuple[tuple, str]] = []  # (identity, run folder)
+    for stage in chain:
+        path = Path(stage.get("path") or "")
+        if not path.is_file():
+            continue
+        meta = read_metadata(path)
+        info = meta.get("training") or {}
+        out = (info.get("recipe") or {}).get("out")
+        if out:
+            known.append(
+                (
+                    _identity(
+                        info.get("global_step"), info.get("epochs_trained"), meta.get("metrics")
+                    ),
+                    out,
+                )
+            )
+        earlier = info.get("init_from")
+        while earlier:
+            if earlier.get("run"):
+                ident = _identity(
+                    earlier.get("global_step"),
+                    earlier.get("epochs_trained"),
+                    earlier.get("metrics"),
+                )
+                known.append((ident, earlier["run"]))
+            earlier = earlier.get("init_from")
+    for stage in chain:
+        if stage.get("run"):
+            continue
+        ident = _identity(
+            stage.get("global_step"), stage.get("epochs_trained"), stage.get("metrics")
+        )
+        stage["run"] = next((run for key, run in known if key == ident), None)
 
 
 def stage_run(stage: dict[str, Any]) -> str:

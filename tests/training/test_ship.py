@@ -119,7 +119,12 @@ def test_a_stage_that_started_from_the_shipped_file_it_replaces(tmp_path: Path) 
     )
     checkpoint = trained_like_checkpoint(
         tmp_path / "best.safetensors",
-        init_from={"path": str(shipped_before), "global_step": 5},
+        init_from={
+            "path": str(shipped_before),
+            "global_step": 5,
+            "epochs_trained": 1,
+            "metrics": {"val_acc": 0.5},
+        },
         recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-gpu"},
     )
     report = tmp_path / "report"
@@ -135,6 +140,37 @@ def test_a_stage_that_started_from_the_shipped_file_it_replaces(tmp_path: Path) 
     assert "lmukws train --config training/configs/lmuformer-synth-gpu.json" in card
     assert "--history data/runs/lmuformer-synth/history.json" in card
     assert "training/configs/shipped.json" not in card
+
+
+def test_stage_runs_are_matched_by_identity_not_by_path(tmp_path: Path) -> None:
+    """Stage 2 started from the shipped file, which now holds stage 3 (started from stage 2):
+    the shipped file's own run is not stage 2's, but its recorded chain names stage 2's run."""
+    from training.ship import _name_stage_runs
+
+    def meta(step: int, acc: float) -> dict[str, object]:
+        return {"global_step": step, "epochs_trained": step // 10, "metrics": {"val_acc": acc}}
+
+    stage2 = {"path": str(tmp_path / "shipped.safetensors"), **meta(40, 0.7)}
+    trained_like_checkpoint(tmp_path / "shipped.safetensors")  # replaced below
+    from models import load_checkpoint as load
+
+    model, shipped = load(tmp_path / "shipped.safetensors")
+    shipped["training"] = {
+        "recipe": {"out": "runs/stage3"},
+        "global_step": 10,
+        "epochs_trained": 1,
+        "init_from": {**stage2, "run": "runs/stage2"},
+    }
+    shipped["metrics"] = {"val_acc": 0.75}
+    save_checkpoint(tmp_path / "shipped.safetensors", model, shipped)
+    stage3 = {"path": str(tmp_path / "shipped.safetensors"), **meta(10, 0.75)}
+    gone = {"path": str(tmp_path / "missing" / "best.safetensors"), **meta(20, 0.4)}
+    training = {"init_from": {**stage3, "init_from": {**stage2, "init_from": gone}}}
+    _name_stage_runs(training)
+    first = training["init_from"]
+    assert first["run"] == "runs/stage3"
+    assert first["init_from"]["run"] == "runs/stage2"
+    assert first["init_from"]["init_from"]["run"] is None  # nothing on disk says
 
 
 def test_stages_walks_the_chain_oldest_first() -> None:

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
-import time
 from collections.abc import Sequence
+
+from benchmarks.timing import interleaved
 
 
 def full_collection_ms(repeats: int = 5) -> float:
     """Median wall time of ``gc.collect()`` in milliseconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        gc.collect()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    timing = interleaved({"collect": gc.collect}, rounds=repeats, round_seconds=0.0)["collect"]
+    return timing.median * 1e3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
+from models import Fbank, FeatureConfig, LMUFormer, ModelState, StreamingFbank, load_checkpoint
 from models.config import RUNTIMES
 from models.runtime import load_runtime
 from streaming.detector import DetectorConfig, sliding_mean, top_labels
@@ -529,8 +529,8 @@ class StreamingEngine:
             if m:
                 groups[m].append(i)
         outputs: list[np.ndarray | None] = [None] * len(works)
+        tails: list[np.ndarray | None] = [None] * len(works)
         updates: list[tuple[torch.Tensor, list[torch.Tensor]]] = []  # (rows, new state leaves)
-        stopping: dict[int, tuple[list[torch.Tensor], int]] = {}  # work -> (new leaves, its row)
         for m, members in groups.items():
             rows = torch.tensor([slots[i] for i in members])
             pick = first_row[members][:, None] + np.arange(m)  # [b, m] rows of feats
@@ -544,20 +544,20 @@ class StreamingEngine:
             for j, i in enumerate(members):
                 outputs[i] = host[j] if keep[j].all() else host[j][keep[j]]
                 if isinstance(works[i].marker, _Stop):
-                    stopping[i] = (leaves, j)
-        tails: list[np.ndarray | None] = [None] * len(works)
+                    tails[i] = self._tail(
+                        slab.layout.unflatten([leaf[j : j + 1] for leaf in leaves])
+                    )
         for i, w in enumerate(works):
-            if isinstance(w.marker, _Stop):
-                if i in stopping:
-                    leaves, j = stopping[i]
-                    state = slab.layout.unflatten([leaf[j : j + 1] for leaf in leaves])
-                else:
-                    state = slab.gather(torch.tensor([slots[i]]))
-                tail, _ = self.model.finish(state)
-                tails[i] = tail[0].float().cpu().numpy()
+            if isinstance(w.marker, _Stop) and not counts[i]:  # no new frames: the slab's state
+                tails[i] = self._tail(slab.gather(torch.tensor([slots[i]])))
         for rows, leaves in updates:
             slab.scatter_leaves(rows, leaves)
         return outputs, tails
+
+    def _tail(self, state: ModelState) -> np.ndarray:
+        """The look-ahead tail [lookahead, K] of one stopping session (state of batch 1)."""
+        tail, _ = self.model.finish(state)
+        return tail[0].float().cpu().numpy()
 
     def _compute(self, works: list[Work]) -> list[tuple[StreamState, list[Event]]]:
         """One step for the works of several sessions: front end, model, post-processing."""

@@ -110,8 +110,10 @@ def ship(
     return target
 
 
-def _identity(global_step: Any, epochs: Any, metrics: dict[str, Any] | None) -> tuple:
-    return (global_step, epochs, (metrics or {}).get("val_acc"))
+def _identity(record: dict[str, Any]) -> tuple:
+    """What tells one checkpoint of a chain from another: its steps, epochs, validation acc."""
+    metrics = record.get("metrics") or {}
+    return (record.get("global_step"), record.get("epochs_trained"), metrics.get("val_acc"))
 
 
 def _name_stage_runs(training: dict[str, Any]) -> None:
@@ -124,11 +126,7 @@ def _name_stage_runs(training: dict[str, Any]) -> None:
     """
     from models.checkpoint import read_metadata
 
-    chain: list[dict[str, Any]] = []
-    record = training.get("init_from")
-    while record:
-        chain.append(record)
-        record = record.get("init_from")
+    chain = stages(training)
     known: list[tuple[tuple, str]] = []  # (identity, run folder)
     for stage in chain:
         path = Path(stage.get("path") or "")
@@ -136,33 +134,11 @@ def _name_stage_runs(training: dict[str, Any]) -> None:
             continue
         meta = read_metadata(path)
         info = meta.get("training") or {}
-        out = (info.get("recipe") or {}).get("out")
-        if out:
-            known.append(
-                (
-                    _identity(
-                        info.get("global_step"), info.get("epochs_trained"), meta.get("metrics")
-                    ),
-                    out,
-                )
-            )
-        earlier = info.get("init_from")
-        while earlier:
-            if earlier.get("run"):
-                ident = _identity(
-                    earlier.get("global_step"),
-                    earlier.get("epochs_trained"),
-                    earlier.get("metrics"),
-                )
-                known.append((ident, earlier["run"]))
-            earlier = earlier.get("init_from")
+        own = {**info, "metrics": meta.get("metrics"), "run": (info.get("recipe") or {}).get("out")}
+        known += [(_identity(r), r["run"]) for r in [own, *stages(info)] if r.get("run")]
     for stage in chain:
-        if stage.get("run"):
-            continue
-        ident = _identity(
-            stage.get("global_step"), stage.get("epochs_trained"), stage.get("metrics")
-        )
-        stage["run"] = next((run for key, run in known if key == ident), None)
+        if not stage.get("run"):
+            stage["run"] = next((run for key, run in known if key == _identity(stage)), None)
 
 
 def stage_run(stage: dict[str, Any]) -> str:

@@ -152,9 +152,7 @@ def test_stage_runs_are_matched_by_identity_not_by_path(tmp_path: Path) -> None:
 
     stage2 = {"path": str(tmp_path / "shipped.safetensors"), **meta(40, 0.7)}
     trained_like_checkpoint(tmp_path / "shipped.safetensors")  # replaced below
-    from models import load_checkpoint as load
-
-    model, shipped = load(tmp_path / "shipped.safetensors")
+    model, shipped = load_checkpoint(tmp_path / "shipped.safetensors")
     shipped["training"] = {
         "recipe": {"out": "runs/stage3"},
         "global_step": 10,

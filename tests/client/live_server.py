@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -37,6 +38,23 @@ class LiveServer:
             time.sleep(0.1)
         self.http = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}"
+
+    def audio_seconds(self) -> float:
+        """``lmukws_audio_seconds_total`` from ``GET /metrics``: audio received by all sessions."""
+        with urllib.request.urlopen(f"{self.http}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        found = re.search(r"^lmukws_audio_seconds_total(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    def wait_for_audio(self, since: float, seconds: float = 0.5, timeout: float = 30.0) -> None:
+        """Block until sessions have sent ``seconds`` of audio more than ``since`` (an earlier
+        ``audio_seconds()``): a microphone client is capturing once its audio reaches the server.
+        A capture stream can take seconds to start delivering on a loaded machine."""
+        deadline = time.monotonic() + timeout
+        while self.audio_seconds() < since + seconds:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {seconds} s of audio reached the server in {timeout} s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -200,7 +200,7 @@ def test_mic_list_devices(virtual_mic: VirtualMic) -> None:
 
 def test_mic_over_server(virtual_mic: VirtualMic, live_server: LiveServer, tmp_path: Path) -> None:
     wav = write_tones(tmp_path / "mic.wav", 16000, 1)
-    records, _ = run_mic(virtual_mic, wav, "--url", live_server.ws)
+    records, _ = run_mic(virtual_mic, wav, "--url", live_server.ws, server=live_server)
     ready = records[0]
     assert 8000 <= ready["sample_rate"] <= 48000  # the device's own rate, announced
     assert keywords_of(records) == ["low", "high"]
@@ -229,6 +229,7 @@ def test_mic_plain_output_and_summary(
     wav = tmp_path / "low.wav"
     sf.write(wav, sequence([("low", 0.3)], 1.2), 16000, subtype="PCM_16")
     noise = virtual_mic.room_noise()
+    since = live_server.audio_seconds()
     process = subprocess.Popen(
         [*LMUKWS, "mic", "--url", live_server.http, "--duration", "30", "--keywords", "low"],
         env=virtual_mic.env,
@@ -238,6 +239,7 @@ def test_mic_plain_output_and_summary(
     )
     header = process.stdout.readline()  # type: ignore[union-attr]
     assert "algorithmic latency" in header, process.communicate(timeout=30)[1]
+    live_server.wait_for_audio(since)  # the capture runs (it can start seconds after the header)
     virtual_mic.play(wav)
     # stop once the detection is printed (the virtual source can lag seconds behind paplay on a
     # loaded machine), or after 20 s
@@ -285,6 +287,7 @@ def test_mic_live_view_in_a_terminal(
     master, slave = pty.openpty()
     env = {**virtual_mic.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
     noise = virtual_mic.room_noise()
+    since = live_server.audio_seconds()
     process = subprocess.Popen(
         [*LMUKWS, "mic", "--url", live_server.ws],
         env=env,
@@ -311,6 +314,7 @@ def test_mic_live_view_in_a_terminal(
         while b"top posteriors" not in b"".join(chunks):
             assert process.poll() is None and time.monotonic() < deadline, process.stderr
             time.sleep(0.1)
+        live_server.wait_for_audio(since)
         virtual_mic.play(wav)
         time.sleep(0.8)
         process.send_signal(signal.SIGINT)

@@ -89,7 +89,7 @@ def test_mic_demo_detects_the_word(
 ) -> None:
     mic = VirtualMic(tmp_path / "pulse")
     try:
-        records, _ = run_mic(mic, spoken, "--url", default_server.ws)
+        records, _ = run_mic(mic, spoken, "--url", default_server.ws, server=default_server)
     finally:
         mic.close()
     assert WORD in keywords_of(records)

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.client.live_server import LiveServer
+
 SINK = "lmukws_sink"
 SOURCE = "lmukws_mic"
 
@@ -111,9 +113,13 @@ def keywords_of(records: list[dict]) -> list[str]:
     return [r["keyword"] for r in records if r.get("type") == "detection"]
 
 
-def run_mic(mic: VirtualMic, wav: Path, *options: str) -> tuple[list[dict], subprocess.Popen]:
-    """``lmukws mic --json``: wait for ready, play the WAV into the mic, Ctrl-C, parse."""
+def run_mic(
+    mic: VirtualMic, wav: Path, *options: str, server: LiveServer | None = None
+) -> tuple[list[dict], subprocess.Popen]:
+    """``lmukws mic --json``: wait for ready and for the capture to run, play the WAV into the mic,
+    Ctrl-C, parse. With the ``server`` the client talks to, "running" is audio reaching it."""
     noise = mic.room_noise()
+    since = server.audio_seconds() if server is not None else 0.0
     process = subprocess.Popen(
         [sys.executable, "-m", "lmukws", "mic", "--json", *options],
         env={**mic.env, "LMUKWS_TORCH_THREADS": "1"},
@@ -126,9 +132,13 @@ def run_mic(mic: VirtualMic, wav: Path, *options: str) -> tuple[list[dict], subp
         assert first, process.communicate(timeout=30)[1]
         ready = json.loads(first)
         assert ready["type"] == "ready", first
-        # a person starts speaking a moment after "ready"; the capture stream (above all the
-        # in-process --local engine's, on a loaded machine) may still be opening at that instant
-        time.sleep(1.0)
+        # a person starts speaking once the microphone runs; the capture stream may still be
+        # opening at "ready" (seconds on a loaded machine). Over a server, wait for its audio to
+        # arrive; the in-process --local engine has no such signal, so give it a moment
+        if server is not None:
+            server.wait_for_audio(since)
+        else:
+            time.sleep(1.0)
         mic.play(wav)
         time.sleep(0.8)  # the tail: look-ahead and network
         process.send_signal(signal.SIGINT)

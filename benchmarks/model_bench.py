@@ -166,14 +166,33 @@ def bench_models(
     return results
 
 
+def count_flops(fn: Callable[[], None]) -> int:
+    """Floating-point operations of one call of ``fn``, as torch's flop counter counts them
+    (matrix products and convolutions; element-wise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def bench_window(
     config: BenchConfig, device: torch.device, log: Callable[[str], None], out: Path
 ) -> dict:
-    """Section ``window``: naive windowed recompute vs the streaming step, per hop."""
+    """Section ``window``: naive windowed recompute vs the streaming step, per hop.
+
+    Beside the measured ratio, ``flop_ratio`` is the ratio of the two hops' counted FLOPs
+    (batch 1; both scale with the batch): the ratio a machine running both at the same FLOP
+    rate would measure. A measured ratio above it means the window runs less efficiently per
+    FLOP than the step, below it the reverse.
+    """
     sync = device_sync(device)
     results: dict[str, Any] = {}
     for name in config.models:
         model = build(name, config, device)
+        window_flops = count_flops(window_case(model, 1, config.window_frames, device))
+        stream_flops = count_flops(stream_case(model, 1, device))
+        flop_ratio = round(window_flops / stream_flops, 1)
         rows = []
         for batch in config.window_batches:
             log(f"{name}: window of {config.window_frames} frames vs streaming, batch {batch}")
@@ -194,6 +213,9 @@ def bench_window(
                     "window_hop": timings["window"].to_dict(),
                     "stream_hop": timings["stream"].to_dict(),
                     "ratio": round(median_ratio(timings["window"], timings["stream"]), 1),
+                    "window_mflop": round(window_flops / 1e6, 2),
+                    "stream_mflop": round(stream_flops / 1e6, 3),
+                    "flop_ratio": flop_ratio,
                 }
             )
         results[name] = rows

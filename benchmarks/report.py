@@ -65,7 +65,20 @@ def _model_rows(section: dict, models: list[str]) -> list[Row]:
 
 
 def _window_rows(section: dict, models: list[str]) -> list[Row]:
+    first = {m: section[m][0] for m in models}
     rows: list[Row] = []
+    if all("flop_ratio" in row for row in first.values()):
+        rows.append(
+            (
+                f"counted FLOPs per session and hop: window ({first[models[0]]['window_frames']} "
+                "frames) / streaming step → ratio",
+                {
+                    m: f"{_fmt(row['window_mflop'])} / {_fmt(row['stream_mflop'])} MFLOP → "
+                    f"{_fmt(row['flop_ratio'])}×"
+                    for m, row in first.items()
+                },
+            )
+        )
     for i, row in enumerate(section[models[0]]):
         rows.append(
             (

@@ -18,7 +18,7 @@ ends are this module, in processes it started). Server -> child:
   ``("stop", handle, received_at)``, ``("close", handle)``
 - ``("metrics", request)``, ``("shutdown", timeout_s)``
 
-Child -> server: ``("ready", pid)``, ``("events", handle, [Event, ...])``,
+Child -> server: ``("ready", pid, runtime)``, ``("events", handle, [Event, ...])``,
 ``("progress", {handle: (input samples read, queued 16 kHz samples)})`` every ``PROGRESS_S``
 for the sessions that changed, ``("metrics", request, snapshot)`` (the engine's series after
 everything sent before the request), ``("closed",)``.
@@ -180,6 +180,8 @@ class EngineProcess:
         self.last_metrics: Mapping[str, Any] | None = None
         self._closing = False
         self.alive = False
+        #: what runs the child's streaming steps ("onnx" or "torch"), known once it is ready
+        self.runtime: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -206,10 +208,16 @@ class EngineProcess:
             ) from None
         if kind[0] != "ready":
             raise EngineProcessError(f"the engine process said {kind[0]!r} instead of ready")
+        self.runtime = kind[2]
         self.alive = True
         self._reader_task = asyncio.ensure_future(self._read_loop(reader))
         threads = self.config.torch_threads or "default"
-        log.info("engine process %d ready (torch threads: %s)", process.pid, threads)
+        log.info(
+            "engine process %d ready (%s runtime, torch threads: %s)",
+            process.pid,
+            self.runtime,
+            threads,
+        )
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Let the child finish queued work (within ``timeout``), then stop it."""
@@ -362,7 +370,9 @@ class EnginePool:
     with the fewest sessions; ``max_sessions`` counts them all. ``running`` is False as soon as
     one process is gone (its sessions failed; the server needs a restart). ``local`` is the
     server's own engine (never started): it validates session settings. With ``torch_threads``
-    0 each process gets ``cpu_count // count`` torch threads (at least 1)."""
+    0 each process gets ``cpu_count // count`` torch threads (at least 1). ``runtime``, if
+    given, replaces the local engine's for the processes: the local engine never runs a step,
+    so it can be built with the cheap "torch" runtime while the processes export to ONNX."""
 
     def __init__(
         self,
@@ -371,6 +381,7 @@ class EnginePool:
         count: int = 1,
         device: str = "cpu",
         metrics: EngineMetrics | None = None,
+        runtime: str | None = None,
     ) -> None:
         if count < 1:
             raise ValueError(f"an engine pool needs at least one process, got {count}")
@@ -378,6 +389,8 @@ class EnginePool:
         self.config = local.config
         self.metrics = metrics or local.metrics
         child_config = self.config
+        if runtime is not None:
+            child_config = dataclasses.replace(child_config, runtime=runtime)
         if child_config.torch_threads == 0:  # share the cores instead of oversubscribing them
             threads = max(1, (os.cpu_count() or 1) // count)
             child_config = dataclasses.replace(child_config, torch_threads=threads)
@@ -406,6 +419,12 @@ class EnginePool:
     @property
     def pids(self) -> list[int | None]:
         return [p.pid for p in self.processes]
+
+    @property
+    def runtime(self) -> str | None:
+        """What runs the processes' streaming steps, as the first one reported it when ready
+        (they load the same checkpoint with the same settings)."""
+        return self.processes[0].runtime
 
     @property
     def active_sessions(self) -> int:
@@ -610,7 +629,7 @@ def child_main(sock: socket.socket, checkpoint: str, config: EngineConfig, devic
     link = _ChildLink(sock)
     engine = StreamingEngine.from_checkpoint(checkpoint, config, device)
     freeze_startup_heap()
-    link.send(("ready", os.getpid()))
+    link.send(("ready", os.getpid(), engine.runtime))
     server = _ChildServer(link, engine)
     try:
         server.finish(server.run())

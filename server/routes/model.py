@@ -12,7 +12,8 @@ router = APIRouter(tags=["model"])
 @router.get(protocol.MODEL_PATH, response_model=protocol.ModelInfo)
 async def model_info(request: Request) -> protocol.ModelInfo:
     """Name, labels, parameters, look-ahead, algorithmic latency and checkpoint metadata."""
-    engine = request.app.state.service.engine
+    service = request.app.state.service
+    engine = service.engine
     detector = engine.detector_config()
     metadata = dict(engine.metadata)
     checkpoint = metadata.pop("checkpoint", None)
@@ -26,7 +27,7 @@ async def model_info(request: Request) -> protocol.ModelInfo:
         window_ms=engine.feature_config.frame_length_ms,
         lookahead_frames=engine.lookahead_frames,
         algorithmic_latency_ms=engine.algorithmic_latency_ms,
-        runtime=engine.runtime,
+        runtime=service.runtime,
         checkpoint=checkpoint,
         metadata=metadata,
     )

@@ -84,7 +84,10 @@ def test_model_endpoint(client: TestClient) -> None:
     assert info.keywords == ["low", "high"] and info.thresholds == {"low": 0.5, "high": 0.5}
     assert info.parameters > 1000 and info.lookahead_frames >= 1
     assert info.algorithmic_latency_ms == 25 + 10 * info.lookahead_frames
-    assert info.runtime == "onnx"  # the default runtime "auto" on the CPU
+    assert info.runtime == "onnx"  # the default runtime "auto" on the CPU, in each engine process
+    # the server's own engine, in front of the engine processes, never steps: no ONNX export
+    service = client.app.state.service  # type: ignore[attr-defined]
+    assert service.settings.engine_processes > 0 and service.engine.runtime == "torch"
     assert info.checkpoint and info.checkpoint.endswith(".safetensors")
     assert info.metadata["training"]["data"].startswith("synthetic tone")
 

@@ -225,3 +225,24 @@ def test_cli_parser() -> None:
     )
     assert args.out == Path("x") and args.renditions == 3 and args.limit_words == 2
     assert args.engines == "espeak-ng,flite" and args.seed == 5 and callable(args.func)
+
+
+def test_more_training_renditions_keep_the_heldout_splits() -> None:
+    """Growing the training split (``--renditions``) leaves validation and test clip for clip as
+    they were, so a model trained on the larger corpus is scored on the same held-out clips."""
+    plans = [
+        plan_corpus(
+            seed=0,
+            renditions=renditions,
+            heldout_renditions=2,
+            engines=["espeak-ng", "flite"],
+            words=WORDS,
+            variants=VARIANTS,
+            jobs=1,
+        )
+        for renditions in (4, 12)
+    ]
+    small, large = ([c for c in p.clips if c.split != "train"] for p in plans)
+    assert small and small == large
+    train = [sum(c.split == "train" for c in p.clips) for p in plans]
+    assert train[1] > 2 * train[0]

@@ -30,6 +30,7 @@ REPORT_FILES = (
 # stay in the corpus folder); the counts and engines stay.
 CORPUS_KEYS_DROPPED = ("speakers", "voices", "unknown_words", "skipped_voices", "failed_clips")
 BARS = {"lmuformer": 0.97, "spiking-lmuformer": 0.95}
+DEFAULT_CORPUS = "data/synth"  # where a stage that does not say trained (``lmukws data synth``)
 
 
 def trim_provenance(data: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def _identity(record: dict[str, Any]) -> tuple:
 
 
 def _name_stage_runs(training: dict[str, Any]) -> None:
-    """Give each earlier stage without a ``run`` the run folder that trained its checkpoint.
+    """Give each earlier stage without a ``run`` (or ``data``) the run folder that trained its
+    checkpoint (and the corpus folder it trained on).
 
     A stage may have started from a shipped copy in models/checkpoints that has since been
     replaced (this very ship may replace it), so a stage's file is trusted only when its
@@ -127,18 +129,22 @@ def _name_stage_runs(training: dict[str, Any]) -> None:
     from models.checkpoint import read_metadata
 
     chain = stages(training)
-    known: list[tuple[tuple, str]] = []  # (identity, run folder)
+    known: list[tuple[tuple, dict[str, Any]]] = []  # (identity, stage record with its run)
     for stage in chain:
         path = Path(stage.get("path") or "")
         if not path.is_file():
             continue
         meta = read_metadata(path)
         info = meta.get("training") or {}
-        own = {**info, "metrics": meta.get("metrics"), "run": (info.get("recipe") or {}).get("out")}
-        known += [(_identity(r), r["run"]) for r in [own, *stages(info)] if r.get("run")]
+        recipe = info.get("recipe") or {}
+        own = {**info, "metrics": meta.get("metrics"), "run": recipe.get("out"),
+               "data": recipe.get("data")}  # fmt: skip
+        known += [(_identity(r), r) for r in [own, *stages(info)] if r.get("run")]
     for stage in chain:
-        if not stage.get("run"):
-            stage["run"] = next((run for key, run in known if key == _identity(stage)), None)
+        match = next((r for key, r in known if key == _identity(stage)), {})
+        for field in ("run", "data"):
+            if not stage.get(field):
+                stage[field] = match.get(field)
 
 
 def stage_run(stage: dict[str, Any]) -> str:
@@ -155,6 +161,30 @@ def stages(training: dict[str, Any]) -> list[dict[str, Any]]:
         chain.append(record)
         record = record.get("init_from")
     return chain[::-1]
+
+
+def synth_command(folder: str, corpus: dict[str, Any]) -> str:
+    """The ``lmukws data synth`` command that builds ``folder`` as ``corpus`` (its corpus.json,
+    or the provenance a checkpoint keeps of it) says it was built; the defaults when unknown."""
+    config = corpus.get("config") or {}
+    command = f"lmukws data synth --out {folder} --jobs 2"
+    if corpus.get("seed"):
+        command += f" --seed {corpus['seed']}"
+    renditions = config.get("renditions_per_word", 200)
+    if renditions != 200:
+        command += f" --renditions {renditions}"
+    held = config.get("heldout_renditions")
+    if held is not None and held != max(1, renditions // 4):
+        command += f" --heldout-renditions {held}"
+    unknown = config.get("unknown_fraction", 0.25)
+    if unknown != 0.25:
+        command += f" --unknown-fraction {unknown}"
+    return command
+
+
+def _corpus_on_disk(folder: str) -> dict[str, Any]:
+    path = Path(folder) / "corpus.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _pct(value: Any) -> str:
@@ -274,6 +304,12 @@ def model_card(
     runs = [stage_run(stage) for stage in chain] + [run]
     trains = "".join(f"lmukws train --config training/configs/{Path(r).name}.json\n" for r in runs)
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)
+    data = str(recipe.get("data") or DEFAULT_CORPUS)
+    folders = dict.fromkeys([str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data])
+    synths = "".join(
+        synth_command(f, corpus if f == data and corpus else _corpus_on_disk(f)) + "\n"
+        for f in folders
+    )
     lines += [
         "",
         "## Reproduce",
@@ -281,9 +317,7 @@ def model_card(
         "```sh",
         reproduce
         or (
-            "lmukws data synth --out data/synth --jobs 2\n"
-            + trains
-            + f"lmukws evaluate {run}/best.safetensors --data data/synth "
+            synths + trains + f"lmukws evaluate {run}/best.safetensors --data {data} "
             f"--split test --out reports/{name}-synth\n"
             f"lmukws ship-checkpoint {run}/best.safetensors "
             f"--report reports/{name}-synth --name {name} {histories_args}"

@@ -131,6 +131,7 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
         "path": str(path),
         # the run folder that trained it (``path`` may be a shipped copy in models/checkpoints)
         "run": (training.get("recipe") or {}).get("out"),
+        "data": (training.get("recipe") or {}).get("data"),  # the corpus folder it trained on
         "epochs_trained": training.get("epochs_trained"),
         "global_step": training.get("global_step"),
         "metrics": {k: v for k, v in meta.get("metrics", {}).items() if k.endswith("acc")},

@@ -171,6 +171,59 @@ def test_stage_runs_are_matched_by_identity_not_by_path(tmp_path: Path) -> None:
     assert first["init_from"]["init_from"]["run"] is None  # nothing on disk says
 
 
+def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Path) -> None:
+    """Stage 1 trained on the default corpus, stage 2 on one built with more renditions: the
+    card's commands build both corpora, each as it was built, and evaluate on stage 2's."""
+    data = make_corpus(tmp_path / "corpus")
+    stage1 = trained_like_checkpoint(
+        tmp_path / "stage1.safetensors",
+        recipe={"out": "data/runs/lmuformer-synth", "data": "data/synth"},
+    )
+    larger = {"source": "synthetic", "seed": 0, "counts": {"train": {"yes": 600}},
+              "config": {"renditions_per_word": 600, "heldout_renditions": 50}}  # fmt: skip
+    checkpoint = trained_like_checkpoint(
+        tmp_path / "best.safetensors",
+        init_from={
+            "path": str(stage1),
+            "global_step": 5,
+            "epochs_trained": 1,
+            "metrics": {"val_acc": 0.5},
+        },
+        recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth-600"},
+        data={"train": {"corpus": larger}},
+    )
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(tmp_path / "shipped")]) == 0
+    _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
+    assert meta["training"]["init_from"]["data"] == "data/synth"  # found in stage 1's file
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    assert "lmukws data synth --out data/synth --jobs 2\n" in card
+    assert (
+        "lmukws data synth --out data/synth-600 --jobs 2 --renditions 600 "
+        "--heldout-renditions 50\n" in card
+    )
+    assert card.index("--out data/synth --jobs") < card.index("--out data/synth-600")
+    assert (
+        "lmukws evaluate data/runs/lmuformer-synth-600/best.safetensors --data data/synth-600 "
+        in card
+    )
+
+
+def test_synth_command_names_only_what_differs_from_the_defaults() -> None:
+    from training.ship import synth_command
+
+    assert synth_command("d", {}) == "lmukws data synth --out d --jobs 2"
+    defaults = {"seed": 0, "config": {"renditions_per_word": 200, "heldout_renditions": 50}}
+    assert synth_command("d", defaults) == "lmukws data synth --out d --jobs 2"
+    other = {"seed": 3, "config": {"renditions_per_word": 400, "unknown_fraction": 0.3}}
+    assert synth_command("d", other) == (
+        "lmukws data synth --out d --jobs 2 --seed 3 --renditions 400 --unknown-fraction 0.3"
+    )
+
+
 def test_stages_walks_the_chain_oldest_first() -> None:
     from training.ship import stages
 

@@ -232,6 +232,7 @@ def test_init_from_continues_from_a_checkpoint(corpus: Path, tmp_path: Path) -> 
     assert meta["training"]["init_from"]["path"] == str(first / "last.safetensors")
     assert meta["training"]["init_from"]["global_step"] == 2
     assert meta["training"]["init_from"]["run"] == str(first)  # the run that trained it
+    assert meta["training"]["init_from"]["data"] == str(corpus)  # and the corpus it read
     assert meta["training"]["init_from"]["init_from"] is None  # the first stage started fresh
     third = tmp_path / "third"
     train(

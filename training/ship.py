@@ -30,6 +30,8 @@ REPORT_FILES = (
 # stay in the corpus folder); the counts and engines stay.
 CORPUS_KEYS_DROPPED = ("speakers", "voices", "unknown_words", "skipped_voices", "failed_clips")
 BARS = {"lmuformer": 0.97, "spiking-lmuformer": 0.95}
+#: the training configs the model card's commands name (training/configs/<run folder name>.json)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CORPUS = "data/synth"  # where a stage that does not say trained (``lmukws data synth``)
 
 
@@ -182,6 +184,18 @@ def synth_command(folder: str, corpus: dict[str, Any]) -> str:
     return command
 
 
+def config_notes(run: str, recipe: dict[str, Any]) -> str:
+    """The notes of the run's config file as they are now (written up after the run, with its
+    results), when that file describes this run (same ``out``); else the notes the checkpoint
+    recorded when training started."""
+    path = CONFIGS_DIR / f"{Path(run).name}.json"
+    if path.is_file():
+        config = json.loads(path.read_text())
+        if config.get("out") == recipe.get("out") and config.get("notes"):
+            return str(config["notes"])
+    return str(recipe.get("notes", ""))
+
+
 def _corpus_on_disk(folder: str) -> dict[str, Any]:
     path = Path(folder) / "corpus.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -216,6 +230,7 @@ def model_card(
         bar_line = (
             f"\nThe project's bar for this model is {_pct(bar)}: this checkpoint {status} it.\n"
         )
+    run = str(recipe.get("out") or f"data/runs/{name}-synth")
     engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
     lines = [
         f"# Model card: {name}",
@@ -271,7 +286,7 @@ def model_card(
         f"{recipe.get('lr_decay_every')} epoch(s) from {recipe.get('lr_decay_start')}, "
         f"precision {recipe.get('precision', 'fp32')}, clean steps "
         f"{recipe.get('clean_steps', 0)}.",
-        f"- Notes from the config: {recipe.get('notes', '')}",
+        f"- Notes from the config: {config_notes(run, recipe)}",
     ]
     chain = stages(training)  # earlier stages, oldest first
     if chain:
@@ -300,7 +315,6 @@ def model_card(
             f"{row['train_acc']:.3f} | {row['val_acc']:.3f} |"
             for row in history
         ]
-    run = str(recipe.get("out") or f"data/runs/{name}-synth")
     runs = [stage_run(stage) for stage in chain] + [run]
     trains = "".join(f"lmukws train --config training/configs/{Path(r).name}.json\n" for r in runs)
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)

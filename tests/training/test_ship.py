@@ -200,6 +200,7 @@ def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Pa
     _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
     assert meta["training"]["init_from"]["data"] == "data/synth"  # found in stage 1's file
     card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    card = card[card.index("## Reproduce") :]
     assert "lmukws data synth --out data/synth --jobs 2\n" in card
     assert (
         "lmukws data synth --out data/synth-600 --jobs 2 --renditions 600 "
@@ -231,3 +232,16 @@ def test_stages_walks_the_chain_oldest_first() -> None:
     third = {"init_from": {"path": "b/best.safetensors", "global_step": 20, "init_from": first}}
     assert [s["path"] for s in stages(third)] == ["a/best.safetensors", "b/best.safetensors"]
     assert stages({}) == []
+
+
+def test_card_notes_come_from_the_runs_config_as_it_is_now() -> None:
+    """A config's notes are written up with the results after its run: the card takes them from
+    the config file that describes the run (same ``out``), else from the checkpoint's recipe."""
+    from training.ship import CONFIGS_DIR, config_notes
+
+    config = json.loads((CONFIGS_DIR / "lmuformer-synth-stage3.json").read_text())
+    recipe = {"out": config["out"], "notes": "written when training started"}
+    assert config_notes(config["out"], recipe) == config["notes"]
+    elsewhere = {"out": "runs/lmuformer-synth-stage3", "notes": "written when training started"}
+    assert config_notes(elsewhere["out"], elsewhere) == "written when training started"
+    assert config_notes("data/runs/no-such-config", {"notes": "n"}) == "n"

@@ -161,8 +161,8 @@ def _add_evaluate(subparsers: Any) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``data`` (``speech-commands``, ``synth``), ``train``, ``evaluate`` and
-    ``ship-checkpoint``."""
+    """Add ``data`` (``speech-commands``, ``synth``), ``train``, ``evaluate``,
+    ``ship-checkpoint`` and ``average-checkpoints``."""
     data = subparsers.add_parser(
         "data", help="prepare training data", description="Prepare a corpus and its manifest."
     )
@@ -174,6 +174,8 @@ def register(subparsers: Any) -> None:
         synth.register_synth_parser(data_subparsers)
     register_train_parser(subparsers)
     _add_evaluate(subparsers)
+    from training.average import register_average_parser
     from training.ship import register_ship_parser
 
     register_ship_parser(subparsers)
+    register_average_parser(subparsers)

@@ -88,6 +88,9 @@ class Recipe:
     #: wall-clock seconds this invocation may train (0: no limit): no epoch starts that the last
     #: epoch's duration says would end past it; the run stays resumable for the rest
     time_budget_s: float = 0.0
+    #: also keep every epoch's weights as ``epoch-NNN.safetensors`` (members for
+    #: ``lmukws average-checkpoints``)
+    keep_epoch_checkpoints: bool = False
     notes: str = ""
 
     def lr_at(self, epoch: int) -> float:

@@ -108,7 +108,7 @@ def ship(
     for file in REPORT_FILES:
         if (report / file).is_file():
             shutil.copy2(report / file, report_copy / file)
-    card = model_card(name, model, shipped, evaluation, curve, reproduce)
+    card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint)
     (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
     return target
 
@@ -212,8 +212,10 @@ def model_card(
     evaluation: dict[str, Any],
     curve: dict[str, Any],
     reproduce: str | None,
+    source: Path | None = None,
 ) -> str:
-    """The Markdown model card of a shipped checkpoint."""
+    """The Markdown model card of a shipped checkpoint (``source``: the file it was shipped
+    from, named by the commands when it is an average of checkpoints)."""
     training = meta.get("training") or {}
     recipe = training.get("recipe") or {}
     corpus = ((training.get("data") or {}).get("train") or {}).get("corpus") or {}
@@ -288,6 +290,19 @@ def model_card(
         f"{recipe.get('clean_steps', 0)}.",
         f"- Notes from the config: {config_notes(run, recipe)}",
     ]
+    members = training.get("averaged_from") or []
+    if members:
+        listed = "; ".join(
+            f"`{m.get('path')}` (epoch {m.get('epochs_trained')}, validation "
+            f"{_pct((m.get('metrics') or {}).get('val_acc'))})"
+            for m in members
+        )
+        lines.insert(
+            lines.index("## Training") + 2,
+            f"- Weights: the mean of {len(members)} checkpoints of this chain (`lmukws "
+            f"average-checkpoints`, a model soup), chosen on validation: {listed}. The lines "
+            "below are those of the last member's run.",
+        )
     chain = stages(training)  # earlier stages, oldest first
     if chain:
         before = sum(stage.get("global_step") or 0 for stage in chain)
@@ -320,6 +335,15 @@ def model_card(
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)
     data = str(recipe.get("data") or DEFAULT_CORPUS)
     folders = dict.fromkeys([str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data])
+    shipped_from = f"{run}/best.safetensors"
+    averaging = ""
+    if members:
+        shipped_from = str(source or "average.safetensors")
+        averaging = (
+            "lmukws average-checkpoints "
+            + " ".join(str(m.get("path")) for m in members)
+            + f" --out {shipped_from}\n"
+        )
     synths = "".join(
         synth_command(f, corpus if f == data and corpus else _corpus_on_disk(f)) + "\n"
         for f in folders
@@ -331,9 +355,9 @@ def model_card(
         "```sh",
         reproduce
         or (
-            synths + trains + f"lmukws evaluate {run}/best.safetensors --data {data} "
+            synths + trains + averaging + f"lmukws evaluate {shipped_from} --data {data} "
             f"--split test --out reports/{name}-synth\n"
-            f"lmukws ship-checkpoint {run}/best.safetensors "
+            f"lmukws ship-checkpoint {shipped_from} "
             f"--report reports/{name}-synth --name {name} {histories_args}"
         ),
         "```",

@@ -8,7 +8,9 @@
   started again with the same out folder resumes from them;
 - ``best.safetensors``: the best model on validation so far, in the project's checkpoint format
   with labels, features, recipe, data provenance, metrics and detector defaults;
-- ``history.json``: per-epoch metrics.
+- ``history.json``: per-epoch metrics;
+- with ``keep_epoch_checkpoints``, ``epoch-NNN.safetensors``: every epoch's model (the members
+  ``lmukws average-checkpoints`` averages).
 
 The model is trained as in the paper: clip logits = mean of frame logits, BCE-with-logits on
 one-hot targets mixed by mixup, SpecAugment, feature noise and roll. Each batch's items are
@@ -409,6 +411,9 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             best_acc = val["acc"]
             save_checkpoint(out / BEST_FILE, model, metadata(metrics, epoch + 1))
         save_checkpoint(out / LAST_FILE, model, metadata(metrics, epoch + 1))
+        if recipe.keep_epoch_checkpoints:
+            kept = out / f"epoch-{epoch + 1:03d}.safetensors"
+            save_checkpoint(kept, model, metadata(metrics, epoch + 1))
         _save_state(
             state_path,
             {

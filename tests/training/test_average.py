@@ -1,0 +1,107 @@
+"""Averaging checkpoints (a model soup): the trainer's epoch checkpoints, the mean, its card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmukws.cli import main
+from models import load_checkpoint, save_checkpoint
+from tests.training.test_dataset import make_tiny_corpus
+from tests.training.test_evaluate import make_corpus
+from tests.training.test_ship import trained_like_checkpoint
+from training.average import average_checkpoints
+from training.recipe import Recipe
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three epochs of a tiny model, every epoch's weights kept."""
+    root = tmp_path_factory.mktemp("average")
+    corpus = make_tiny_corpus(root / "corpus", per_voice=4)
+    values = {"model": "lmuformer", "model_config": {"dim": 16}, "data": str(corpus),
+              "out": str(root / "run"), "batch_size": 16, "epochs": 3, "steps_per_epoch": 2,
+              "threads": 1, "keep_epoch_checkpoints": True}  # fmt: skip
+    recipe = Recipe.from_dict(values)
+    train(recipe, progress=False)
+    return root / "run"
+
+
+def test_trainer_keeps_every_epoch(run: Path) -> None:
+    kept = sorted(p.name for p in run.glob("epoch-*.safetensors"))
+    assert kept == ["epoch-001.safetensors", "epoch-002.safetensors", "epoch-003.safetensors"]
+    last, _ = load_checkpoint(run / "last.safetensors")
+    third, meta = load_checkpoint(run / "epoch-003.safetensors")
+    for (name, a), b in zip(last.state_dict().items(), third.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert meta["training"]["epochs_trained"] == 3
+
+
+def test_the_mean_of_epochs(run: Path, tmp_path: Path) -> None:
+    members = [run / f"epoch-00{k}.safetensors" for k in (1, 2, 3)]
+    out = average_checkpoints(members, tmp_path / "average.safetensors")
+    model, meta = load_checkpoint(out)
+    states = [load_checkpoint(p)[0].state_dict() for p in members]
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            expected = sum(s[name].double() for s in states) / 3
+            torch.testing.assert_close(value, expected.float(), rtol=0, atol=1e-6)
+        else:  # BatchNorm's batch counter: the last member's
+            assert torch.equal(value, states[-1][name]), name
+    averaged = meta["training"]["averaged_from"]
+    assert [m["path"] for m in averaged] == [str(p) for p in members]
+    assert [m["epochs_trained"] for m in averaged] == [1, 2, 3]
+    assert all("val_acc" in m["metrics"] for m in averaged)
+    assert meta["metrics"] == {}  # the mean itself was not validated by the trainer
+    assert meta["labels"] == load_checkpoint(members[-1])[1]["labels"]
+
+
+def test_refuses_what_cannot_be_averaged(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints([run / "best.safetensors"], tmp_path / "a.safetensors")
+    other = trained_like_checkpoint(tmp_path / "other.safetensors")  # other labels
+    with pytest.raises(ValueError, match="differ"):
+        average_checkpoints([run / "best.safetensors", other], tmp_path / "a.safetensors")
+    assert not (tmp_path / "a.safetensors").exists()
+    code = main(["average-checkpoints", str(other), str(tmp_path / "missing.safetensors"),
+                 "--out", str(tmp_path / "b.safetensors")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "b.safetensors").exists()
+
+
+def test_a_shipped_average_names_its_members(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "corpus")
+    members = []
+    for k, acc in ((1, 0.5), (2, 0.6)):
+        path = trained_like_checkpoint(
+            tmp_path / f"epoch-00{k}.safetensors",
+            recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth"},
+            epochs_trained=k,
+        )
+        model, meta = load_checkpoint(path)
+        meta["metrics"] = {"val_acc": acc}
+        save_checkpoint(path, model, meta)
+        members.append(str(path))
+    out = tmp_path / "average.safetensors"
+    assert main(["average-checkpoints", *members, "--out", str(out)]) == 0
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(out), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    ship = ["ship-checkpoint", str(out), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(tmp_path / "shipped")]) == 0
+    _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
+    assert len(meta["training"]["averaged_from"]) == 2
+    assert (
+        meta["metrics"]["test"]["accuracy"]
+        == json.loads((report / "metrics.json").read_text())["accuracy"]
+    )
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    assert "mean of 2 checkpoints" in card
+    assert f"`{members[0]}` (epoch 1, validation 50.00 %)" in card
+    repro = card[card.index("## Reproduce") :]
+    assert f"lmukws average-checkpoints {' '.join(members)} --out {out}\n" in repro
+    assert f"lmukws evaluate {out} --data data/synth " in repro
+    assert f"lmukws ship-checkpoint {out} " in repro

@@ -233,6 +233,10 @@ def model_card(
             f"\nThe project's bar for this model is {_pct(bar)}: this checkpoint {status} it.\n"
         )
     run = str(recipe.get("out") or f"data/runs/{name}-synth")
+    members = training.get("averaged_from") or []
+    validation = _pct((meta.get("metrics") or {}).get("val_acc"))
+    if members:
+        validation = "n/a: a mean of checkpoints (their own below, under Training)"
     engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
     lines = [
         f"# Model card: {name}",
@@ -258,7 +262,7 @@ def model_card(
         f"| test accuracy ({evaluation.get('num_clips')} clips, unseen speakers) | "
         f"**{_pct(accuracy)}** |",
         f"| macro accuracy (mean per class) | {_pct(evaluation.get('macro_accuracy'))} |",
-        f"| best validation accuracy | {_pct((meta.get('metrics') or {}).get('val_acc'))} |",
+        f"| best validation accuracy | {validation} |",
         f"| frames to 99 % of final accuracy, streaming (paper: 87 of 128) | "
         f"{curve.get('frames_to_99')} of {curve.get('num_frames')} |",
         f"| streaming vs parallel prediction agreement | "
@@ -290,7 +294,6 @@ def model_card(
         f"{recipe.get('clean_steps', 0)}.",
         f"- Notes from the config: {config_notes(run, recipe)}",
     ]
-    members = training.get("averaged_from") or []
     if members:
         listed = "; ".join(
             f"`{m.get('path')}` (epoch {m.get('epochs_trained')}, validation "

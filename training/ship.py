@@ -32,7 +32,7 @@ CORPUS_KEYS_DROPPED = ("speakers", "voices", "unknown_words", "skipped_voices", 
 BARS = {"lmuformer": 0.97, "spiking-lmuformer": 0.95}
 #: the training configs the model card's commands name (training/configs/<run folder name>.json)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CORPUS = "data/synth"  # where a stage that does not say trained (``lmukws data synth``)
+DEFAULT_CORPUS = "data/synth"  # the corpus of a stage whose record names none (``data synth``)
 
 
 def trim_provenance(data: dict[str, Any]) -> dict[str, Any]:

@@ -24,17 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def member_record(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """What a model card says about one member: its file, run, steps, epochs, validation acc."""
-    training = meta.get("training") or {}
-    return {
-        "path": str(path),
-        "run": (training.get("recipe") or {}).get("out"),
-        "epochs_trained": training.get("epochs_trained"),
-        "global_step": training.get("global_step"),
-        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if k == "val_acc"},
-    }
+from training.ship import checkpoint_record
 
 
 def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
@@ -67,7 +57,7 @@ def average_checkpoints(paths: Sequence[Path], out: Path) -> Path:
     averaged = dict(meta)
     training = dict(meta.get("training") or {})
     training["averaged_from"] = [
-        member_record(path, member_meta)
+        checkpoint_record(path, member_meta)
         for path, (_, member_meta) in zip(paths, loaded, strict=True)
     ]
     averaged["training"] = training

@@ -113,6 +113,22 @@ def ship(
     return target
 
 
+def checkpoint_record(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """What a later stage, an average or a model card says of a checkpoint: its file, the run
+    folder and corpus that trained it (``path`` may be a shipped copy in models/checkpoints),
+    its steps, epochs and accuracy metrics."""
+    training = meta.get("training") or {}
+    recipe = training.get("recipe") or {}
+    return {
+        "path": str(path),
+        "run": recipe.get("out"),
+        "data": recipe.get("data"),
+        "epochs_trained": training.get("epochs_trained"),
+        "global_step": training.get("global_step"),
+        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if k.endswith("acc")},
+    }
+
+
 def _identity(record: dict[str, Any]) -> tuple:
     """What tells one checkpoint of a chain from another: its steps, epochs, validation acc."""
     metrics = record.get("metrics") or {}
@@ -137,11 +153,8 @@ def _name_stage_runs(training: dict[str, Any]) -> None:
         if not path.is_file():
             continue
         meta = read_metadata(path)
-        info = meta.get("training") or {}
-        recipe = info.get("recipe") or {}
-        own = {**info, "metrics": meta.get("metrics"), "run": recipe.get("out"),
-               "data": recipe.get("data")}  # fmt: skip
-        known += [(_identity(r), r) for r in [own, *stages(info)] if r.get("run")]
+        records = [checkpoint_record(path, meta), *stages(meta.get("training") or {})]
+        known += [(_identity(r), r) for r in records if r.get("run")]
     for stage in chain:
         match = next((r for key, r in known if key == _identity(stage)), {})
         for field in ("run", "data"):

@@ -37,6 +37,7 @@ from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
 from training.augment import feature_noise_roll, mixup, spec_augment
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
+from training.ship import checkpoint_record
 
 __all__ = ["main", "resolve_device", "run", "train"]
 
@@ -128,18 +129,9 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
     if list(meta.get("labels") or []) != list(labels):
         raise ValueError(f"init_from {path}: its labels differ from the corpus labels")
     model.load_state_dict(source.state_dict())
-    training = meta.get("training", {})
-    return {
-        "path": str(path),
-        # the run folder that trained it (``path`` may be a shipped copy in models/checkpoints)
-        "run": (training.get("recipe") or {}).get("out"),
-        "data": (training.get("recipe") or {}).get("data"),  # the corpus folder it trained on
-        "epochs_trained": training.get("epochs_trained"),
-        "global_step": training.get("global_step"),
-        "metrics": {k: v for k, v in meta.get("metrics", {}).items() if k.endswith("acc")},
-        # where that run started from in turn: the whole chain of stages
-        "init_from": training.get("init_from"),
-    }
+    # where that run started from in turn: the whole chain of stages
+    init_from = (meta.get("training") or {}).get("init_from")
+    return {**checkpoint_record(path, meta), "init_from": init_from}
 
 
 def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:

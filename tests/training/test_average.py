@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from lmukws.cli import main
-from models import load_checkpoint, save_checkpoint
+from models import load_checkpoint
 from tests.training.test_dataset import make_tiny_corpus
-from tests.training.test_evaluate import make_corpus
-from tests.training.test_ship import trained_like_checkpoint
+from tests.training.test_ship import evaluate_and_ship, trained_like_checkpoint
 from training.average import average_checkpoints
 from training.recipe import Recipe
 from training.train import train
@@ -73,25 +72,20 @@ def test_refuses_what_cannot_be_averaged(run: Path, tmp_path: Path) -> None:
 
 
 def test_a_shipped_average_names_its_members(tmp_path: Path) -> None:
-    data = make_corpus(tmp_path / "corpus")
-    members = []
-    for k, acc in ((1, 0.5), (2, 0.6)):
-        path = trained_like_checkpoint(
-            tmp_path / f"epoch-00{k}.safetensors",
-            recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth"},
-            epochs_trained=k,
+    members = [
+        str(
+            trained_like_checkpoint(
+                tmp_path / f"epoch-00{k}.safetensors",
+                val_acc,
+                recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth"},
+                epochs_trained=k,
+            )
         )
-        model, meta = load_checkpoint(path)
-        meta["metrics"] = {"val_acc": acc}
-        save_checkpoint(path, model, meta)
-        members.append(str(path))
+        for k, val_acc in ((1, 0.5), (2, 0.6))
+    ]
     out = tmp_path / "average.safetensors"
     assert main(["average-checkpoints", *members, "--out", str(out)]) == 0
-    report = tmp_path / "report"
-    evaluate = ["evaluate", str(out), "--data", str(data), "--out", str(report)]
-    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
-    ship = ["ship-checkpoint", str(out), "--report", str(report), "--name", "lmuformer"]
-    assert main([*ship, "--out-dir", str(tmp_path / "shipped")]) == 0
+    report = evaluate_and_ship(out, tmp_path)
     _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
     assert len(meta["training"]["averaged_from"]) == 2
     assert (

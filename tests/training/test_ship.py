@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from lmukws.cli import main
-from models import FeatureConfig, build_model, load_checkpoint, save_checkpoint
+from models import FeatureConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
 from tests.training.test_evaluate import LABELS, make_corpus
+from training.ship import checkpoint_record
 
 
-def trained_like_checkpoint(path: Path, **training: object) -> Path:
+def trained_like_checkpoint(path: Path, val_acc: float = 0.5, **training: object) -> Path:
     """A tiny checkpoint with the metadata layout that ``lmukws train`` writes."""
     torch.manual_seed(0)
     model = build_model("lmuformer", dim=16, num_classes=len(LABELS)).eval()
@@ -29,24 +30,38 @@ def trained_like_checkpoint(path: Path, **training: object) -> Path:
             "global_step": 5,
             **training,
         },
-        "metrics": {"val_acc": 0.5, "val_per_class_acc": {"yes": 1.0}},
+        "metrics": {"val_acc": val_acc, "val_per_class_acc": {"yes": 1.0}},
         "detector": {"default_threshold": 0.5},
     }
     return save_checkpoint(path, model, metadata)
 
 
-def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
+def legacy_stage_record(path: Path) -> dict[str, object]:
+    """The ``init_from`` record an earlier trainer wrote for the checkpoint at ``path``: its
+    identity (steps, epochs, accuracy) without the run and corpus folders ship must find."""
+    record = checkpoint_record(path, read_metadata(path))
+    return {k: v for k, v in record.items() if k not in ("run", "data")}
+
+
+def evaluate_and_ship(checkpoint: Path, tmp_path: Path, *ship_options: str) -> Path:
+    """``lmukws evaluate`` on a tiny corpus into tmp_path/report, then ``ship-checkpoint`` as
+    lmuformer into tmp_path/shipped; returns the report folder."""
     data = make_corpus(tmp_path / "corpus")
-    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
     report = tmp_path / "report"
     evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
     assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(tmp_path / "shipped"), *ship_options]) == 0
+    return report
+
+
+def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
     history = tmp_path / "history.json"
     history.write_text(json.dumps([{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5,
                                     "val_acc": 0.5}]))  # fmt: skip
+    report = evaluate_and_ship(checkpoint, tmp_path, "--history", str(history))
     out = tmp_path / "shipped"
-    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
-    assert main([*ship, "--out-dir", str(out), "--history", str(history)]) == 0
 
     model, meta = load_checkpoint(out / "lmuformer.safetensors")
     accuracy = json.loads((report / "metrics.json").read_text())["accuracy"]
@@ -78,15 +93,11 @@ def test_ship_refuses_the_wrong_name(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_ship_a_two_stage_run(tmp_path: Path) -> None:
     """A run continued with init_from: the card names both stages, their histories and the
     commands of both."""
-    data = make_corpus(tmp_path / "corpus")
     checkpoint = trained_like_checkpoint(
         tmp_path / "best.safetensors",
         init_from={"path": "data/runs/lmuformer-synth/best.safetensors", "global_step": 1600},
         recipe={"loss": "ce", "batch_size": 8, "out": "data/runs/lmuformer-synth-stage2"},
     )
-    report = tmp_path / "report"
-    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
-    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
     histories = []
     for stage, epochs in ((1, 2), (2, 1)):
         path = tmp_path / f"history{stage}.json"
@@ -94,9 +105,8 @@ def test_ship_a_two_stage_run(tmp_path: Path) -> None:
                 for e in range(epochs)]  # fmt: skip
         path.write_text(json.dumps(rows))
         histories += ["--history", str(path)]
+    evaluate_and_ship(checkpoint, tmp_path, *histories)
     out = tmp_path / "shipped"
-    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
-    assert main([*ship, "--out-dir", str(out), *histories]) == 0
     _, meta = load_checkpoint(out / "lmuformer.safetensors")
     assert [r["stage"] for r in meta["training"]["history"]] == [1, 1, 2]
     card = (out / "lmuformer.md").read_text()
@@ -111,7 +121,6 @@ def test_ship_a_two_stage_run(tmp_path: Path) -> None:
 def test_a_stage_that_started_from_the_shipped_file_it_replaces(tmp_path: Path) -> None:
     """Stage 2 continued the shipped copy (models/checkpoints/NAME.safetensors), which this ship
     overwrites: the card still names stage 1's run folder, its config and its history."""
-    data = make_corpus(tmp_path / "corpus")
     out = tmp_path / "shipped"
     out.mkdir()
     shipped_before = trained_like_checkpoint(
@@ -119,19 +128,10 @@ def test_a_stage_that_started_from_the_shipped_file_it_replaces(tmp_path: Path) 
     )
     checkpoint = trained_like_checkpoint(
         tmp_path / "best.safetensors",
-        init_from={
-            "path": str(shipped_before),
-            "global_step": 5,
-            "epochs_trained": 1,
-            "metrics": {"val_acc": 0.5},
-        },
+        init_from=legacy_stage_record(shipped_before),
         recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-gpu"},
     )
-    report = tmp_path / "report"
-    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
-    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
-    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
-    assert main([*ship, "--out-dir", str(out)]) == 0
+    evaluate_and_ship(checkpoint, tmp_path)
     _, meta = load_checkpoint(out / "lmuformer.safetensors")
     assert meta["training"]["init_from"]["run"] == "data/runs/lmuformer-synth"
     card = (out / "lmuformer.md").read_text()
@@ -174,7 +174,6 @@ def test_stage_runs_are_matched_by_identity_not_by_path(tmp_path: Path) -> None:
 def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Path) -> None:
     """Stage 1 trained on the default corpus, stage 2 on one built with more renditions: the
     card's commands build both corpora, each as it was built, and evaluate on stage 2's."""
-    data = make_corpus(tmp_path / "corpus")
     stage1 = trained_like_checkpoint(
         tmp_path / "stage1.safetensors",
         recipe={"out": "data/runs/lmuformer-synth", "data": "data/synth"},
@@ -183,20 +182,11 @@ def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Pa
               "config": {"renditions_per_word": 600, "heldout_renditions": 50}}  # fmt: skip
     checkpoint = trained_like_checkpoint(
         tmp_path / "best.safetensors",
-        init_from={
-            "path": str(stage1),
-            "global_step": 5,
-            "epochs_trained": 1,
-            "metrics": {"val_acc": 0.5},
-        },
+        init_from=legacy_stage_record(stage1),
         recipe={"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth-600"},
         data={"train": {"corpus": larger}},
     )
-    report = tmp_path / "report"
-    evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
-    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
-    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
-    assert main([*ship, "--out-dir", str(tmp_path / "shipped")]) == 0
+    evaluate_and_ship(checkpoint, tmp_path)
     _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
     assert meta["training"]["init_from"]["data"] == "data/synth"  # found in stage 1's file
     card = (tmp_path / "shipped" / "lmuformer.md").read_text()

@@ -9,7 +9,10 @@ room impulse response), then on about half the items colored noise or babble (mi
 reverb of a whole batch are applied with one batched FFT.
 
 Feature side (paper recipe, torch, on the normalised fbank [B, T, F]): SpecAugment frequency
-and time masks, uniform noise, a random roll of up to ±10 frames, and mixup.
+and time masks, uniform noise, a random roll of up to ±10 frames, and mixup. Beyond the paper,
+optional vocal-tract-length perturbation (:func:`vtlp`): each item's mel axis is warped by a
+random factor, which moves formants without touching pitch or timing (speed perturbation moves
+all three together), so the model sees more "speakers" than the corpus has.
 
 Every random draw comes from a ``numpy.random.Generator`` (waveforms, one per item, so an item
 augments the same way whatever batch it lands in) or a ``torch.Generator`` (features), so a
@@ -38,6 +41,8 @@ __all__ = [
     "mixup",
     "place",
     "spec_augment",
+    "vtlp",
+    "warp_mel_bins",
 ]
 
 EPS = 1e-10
@@ -373,3 +378,60 @@ def mixup(
     mixed = lam[:, None, None] * feats + (1 - lam[:, None, None]) * feats[partner]
     mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
     return mixed, mixed_targets
+
+
+def _mel(freq: Tensor) -> Tensor:
+    return 1127.0 * torch.log1p(freq / 700.0)
+
+
+def warp_mel_bins(
+    feats: Tensor,
+    alphas: Tensor,
+    low_freq: float,
+    high_freq: float,
+    boundary_hz: float = 4800.0,
+) -> Tensor:
+    """Warp each item's mel axis by its factor (Jaitly & Hinton's VTLP, on log-mel features).
+
+    Output bin k takes the (linearly interpolated) value the input has at the warped frequency
+    of bin k's centre: f -> alpha * f up to a boundary, then linear so that the top of the band
+    stays put. alpha > 1 moves spectral features down (a longer vocal tract), alpha < 1 up.
+    feats: [B, T, F] on Kaldi's mel bins between ``low_freq`` and ``high_freq`` (Hz),
+    alphas: [B] -> [B, T, F].
+    """
+    F = feats.shape[2]
+    mel_low, mel_high = _mel(torch.tensor(low_freq)), _mel(torch.tensor(high_freq))
+    delta = (mel_high - mel_low) / (F + 1)
+    centre_mel = mel_low + (torch.arange(F, dtype=torch.float64) + 1.0) * delta
+    centre = 700.0 * torch.expm1(centre_mel / 1127.0)  # [F] Hz
+    a = alphas.to(torch.float64)[:, None]  # [B, 1]
+    knee = boundary_hz * torch.clamp(a, max=1.0) / a  # [B, 1]: where the linear part starts
+    top = high_freq - (high_freq - boundary_hz * torch.clamp(a, max=1.0)) / (high_freq - knee) * (
+        high_freq - centre
+    )
+    source = torch.where(centre <= knee, a * centre, top).clamp(low_freq, high_freq)  # [B, F]
+    position = ((_mel(source) - mel_low) / delta - 1.0).clamp(0.0, F - 1.0)  # fractional bin
+    lower = position.floor().long().clamp(max=F - 2)
+    weight = (position - lower).to(feats.dtype)[:, None, :]  # [B, 1, F]
+    below = feats.gather(2, lower[:, None, :].expand(-1, feats.shape[1], -1))
+    above = feats.gather(2, (lower + 1)[:, None, :].expand(-1, feats.shape[1], -1))
+    return below + weight * (above - below)
+
+
+def vtlp(
+    feats: Tensor,
+    max_warp: float,
+    generator: torch.Generator,
+    low_freq: float,
+    high_freq: float,
+) -> Tensor:
+    """VTLP with alpha ~ U(1 - max_warp, 1 + max_warp) per item; feats [B, T, F] -> [B, T, F].
+
+    ``max_warp`` 0 returns ``feats`` unchanged. Jaitly & Hinton (2013) used 0.1.
+    """
+    if not 0.0 <= max_warp < 1.0:
+        raise ValueError(f"vtlp max_warp must be in [0, 1), got {max_warp}")
+    if max_warp == 0.0:
+        return feats
+    alphas = 1.0 + (torch.rand(feats.shape[0], generator=generator) * 2.0 - 1.0) * max_warp
+    return warp_mel_bins(feats, alphas, low_freq, high_freq)

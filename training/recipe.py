@@ -78,6 +78,9 @@ class Recipe:
     time_mask: int = 48
     feature_noise: bool = True
     roll_frames: int = 10
+    #: vocal-tract-length perturbation (not in the paper; 0 = off): each item's mel axis warped
+    #: by a factor in [1 - vtlp_warp, 1 + vtlp_warp] (training.augment.vtlp)
+    vtlp_warp: float = 0.0
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -118,6 +121,8 @@ class Recipe:
             raise ValueError(f"loss must be 'bce' or 'ce', got {values['loss']!r}")
         if float(values.get("time_budget_s", 0.0)) < 0:
             raise ValueError(f"time_budget_s must be >= 0, got {values['time_budget_s']!r}")
+        if not 0.0 <= float(values.get("vtlp_warp", 0.0)) < 1.0:
+            raise ValueError(f"vtlp_warp must be in [0, 1), got {values['vtlp_warp']!r}")
         if values.get("precision", "fp32") not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {values['precision']!r}")
         if isinstance(values.get("augment"), dict):

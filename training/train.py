@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
-from training.augment import feature_noise_roll, mixup, spec_augment
+from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
 from training.ship import checkpoint_record
@@ -248,6 +248,9 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     )
 
     K = len(labels)
+    fc = train_ds.feature_config
+    top = fc.high_freq if fc.high_freq > 0 else fc.sample_rate / 2 + fc.high_freq
+    mel_band = (fc.low_freq, top)  # Hz, for VTLP
     model = build_model(recipe.model, num_classes=K, **recipe.model_config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
@@ -342,6 +345,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 group["lr"] = lr
             full_recipe = global_step >= recipe.clean_steps
             targets = nn.functional.one_hot(y, K).float()
+            if full_recipe and recipe.vtlp_warp > 0:
+                feats = vtlp(feats, recipe.vtlp_warp, gen, *mel_band)
             if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
                 feats = spec_augment(
                     feats, recipe.freq_mask, recipe.time_mask, gen, fill=train_ds.pad_value

@@ -18,6 +18,8 @@ from training.augment import (
     mixup,
     place,
     spec_augment,
+    vtlp,
+    warp_mel_bins,
 )
 
 S = 20720
@@ -133,3 +135,27 @@ def test_feature_noise_roll_and_mixup() -> None:
     assert torch.allclose(mixed_t.sum(1), torch.ones(16))
     lam = mixed_t.max(1).values
     assert (lam >= 0.2).all()
+
+
+def test_vtlp_moves_spectral_peaks_not_frames() -> None:
+    feats = torch.randn(3, 20, 128)
+    unchanged = warp_mel_bins(feats, torch.ones(3), 20.0, 8000.0)
+    assert torch.allclose(unchanged, feats, atol=1e-5)
+    # a peak at 1,639 Hz (mel bin 60): alpha 1.1 reads it at bin 60 from 1,639 / 1.1 Hz ~ bin
+    # 56.6, so it lands between bins 56 and 57; alpha 0.9 moves it up
+    peak = torch.zeros(2, 4, 128)
+    peak[:, :, 60] = 1.0
+    warped = warp_mel_bins(peak, torch.tensor([1.1, 0.9]), 20.0, 8000.0)
+    down, up = warped[0, 0], warped[1, 0]
+    assert set(torch.nonzero(down).flatten().tolist()) == {56, 57}
+    assert int(up.argmax()) in (63, 64)
+    assert torch.equal(warped[:, 0], warped[:, 3])  # every frame warped alike, none moved
+    flat = torch.full((2, 4, 128), 2.5)  # a flat spectrum stays flat, the band's top stays
+    assert torch.allclose(warp_mel_bins(flat, torch.tensor([1.1, 0.9]), 20.0, 8000.0), flat)
+    g = torch.Generator().manual_seed(3)
+    out = vtlp(feats, 0.1, g, 20.0, 8000.0)
+    assert out.shape == feats.shape and not torch.allclose(out, feats)
+    assert torch.equal(out, vtlp(feats, 0.1, torch.Generator().manual_seed(3), 20.0, 8000.0))
+    assert vtlp(feats, 0.0, g, 20.0, 8000.0) is feats
+    with pytest.raises(ValueError, match="max_warp"):
+        vtlp(feats, 1.0, g, 20.0, 8000.0)

@@ -192,6 +192,17 @@ def test_bf16_and_clean_steps(corpus: Path, tmp_path: Path) -> None:
         Recipe.from_dict({"precision": "fp8"})
 
 
+def test_vtlp_option(corpus: Path, tmp_path: Path) -> None:
+    recipe = _recipe(
+        corpus, tmp_path / "vtlp", epochs=1, steps_per_epoch=2, vtlp_warp=0.1, test_split=None
+    )
+    train(recipe, progress=False)
+    _, meta = load_checkpoint(tmp_path / "vtlp" / "best.safetensors")
+    assert meta["training"]["recipe"]["vtlp_warp"] == 0.1
+    with pytest.raises(ValueError, match="vtlp_warp must be"):
+        Recipe.from_dict({"vtlp_warp": 1.5})
+
+
 def test_loader_workers_build_the_same_batches(corpus: Path, tmp_path: Path) -> None:
     """Batches built ahead in a worker process equal the in-process ones: same weights after."""
     weights = []

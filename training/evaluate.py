@@ -42,7 +42,8 @@ class Evaluation:
     probability of the prediction; stream_predictions: [N] (streaming form, after finish);
     streaming_correct / parallel_correct: [T] clips right after k = 1..T input frames;
     ready_frames: [T] final frames known after k input frames; max_abs_diff: largest
-    |streamed - parallel| per-frame logit.
+    |streamed - parallel| per-frame logit; paths, voices: [N] manifest path and voice of each
+    clip ("" where unknown).
     """
 
     labels: list[str]
@@ -58,6 +59,7 @@ class Evaluation:
     max_abs_diff: float
     num_parameters: int = 0
     paths: list[str] = field(default_factory=list)
+    voices: list[str] = field(default_factory=list)
 
     @property
     def num_clips(self) -> int:
@@ -245,6 +247,7 @@ def evaluate_checkpoint(
             progress=bar,
         )
     evaluation.paths = [row["path"] for row in dataset.rows]
+    evaluation.voices = [row.get("voice") or "" for row in dataset.rows]
     return evaluation, meta, dataset.provenance()
 
 

@@ -9,7 +9,9 @@
 - ``accuracy_vs_frames.json`` / ``.png``: accuracy after k = 1..T input frames through the
   streaming form (the look-ahead delay is real), the authors' parallel curve for comparison,
   and the frames needed to reach 99 % of the final accuracy (the paper: 87 of 128);
-- ``predictions.csv``: path, label, prediction, score per clip;
+- ``per_voice.md`` / ``per_voice.png`` (when the manifest names voices): accuracy per voice,
+  weakest first, since held-out voices are what a keyword spotter has to generalise to;
+- ``predictions.csv``: path, label, voice, prediction, score per clip;
 - ``README.md``: the numbers with the plots embedded.
 
 Plots use matplotlib's Agg backend (no display needed).
@@ -98,6 +100,94 @@ def streaming_summary(evaluation: Evaluation) -> dict[str, Any]:
             "method: cumulative mean of the parallel form's per-frame logits (sees the future)."
         ),
     }
+
+
+#: voices drawn in per_voice.png (the weakest; per_voice.md and metrics.json have them all)
+PLOT_VOICES = 40
+
+
+def voice_group(voice: str) -> str:
+    """The voice a clip was spoken in, without the per-clip prosody jitter of synthetic voices.
+
+    "espeak-ng:en-us+shelby:s137:p42" -> "espeak-ng:en-us+shelby"; a Speech Commands speaker
+    id (no colon) is returned as it is.
+    """
+    return ":".join(voice.split(":")[:2])
+
+
+def per_voice_stats(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
+    """voice -> count, correct, accuracy, most frequent wrong prediction; weakest first.
+
+    Clips without a voice (``_silence_``, manifests without the column) are left out; empty if
+    no clip has one.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, voice in enumerate(evaluation.voices):
+        if voice:
+            groups.setdefault(voice_group(voice), []).append(i)
+    stats: dict[str, dict[str, Any]] = {}
+    for voice, members in groups.items():
+        index = np.asarray(members)
+        right = evaluation.predictions[index] == evaluation.targets[index]
+        wrong = evaluation.predictions[index][~right]
+        common = np.bincount(wrong, minlength=len(evaluation.labels)) if wrong.size else None
+        stats[voice] = {
+            "count": int(index.size),
+            "correct": int(right.sum()),
+            "accuracy": float(right.mean()),
+            "predicted_instead": (
+                evaluation.labels[int(common.argmax())] if common is not None else None
+            ),
+        }
+    return dict(sorted(stats.items(), key=lambda item: (item[1]["accuracy"], item[0])))
+
+
+def per_voice_markdown(evaluation: Evaluation, stats: dict[str, dict[str, Any]]) -> str:
+    """The per-voice table in Markdown, weakest voice first."""
+    lines = [
+        f"# Accuracy per voice ({len(stats)} voices; overall {100 * evaluation.accuracy:.2f} %)",
+        "",
+        "Clips without a voice (`_silence_`) are not counted here.",
+        "",
+        "| voice | clips | correct | accuracy | wrong answers are most often |",
+        "|:--|--:|--:|--:|:--|",
+    ]
+    for voice, s in stats.items():
+        instead = s["predicted_instead"] or ""
+        lines.append(
+            f"| {voice} | {s['count']} | {s['correct']} | {100 * s['accuracy']:.2f} % | {instead} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_voice(
+    stats: dict[str, dict[str, Any]], overall: float, path: Path, title: str
+) -> Path:
+    """Horizontal bars of accuracy per voice, weakest at the top (at most ``PLOT_VOICES``)."""
+    plt = _pyplot()
+    shown = list(stats.items())[:PLOT_VOICES]
+    names = [voice for voice, _ in shown]
+    accuracy = [100 * s["accuracy"] for _, s in shown]
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.26 * len(shown)))
+    rows = np.arange(len(shown))
+    colors = ["#c0392b" if a < 100 * overall else "#1f5fbf" for a in accuracy]
+    ax.barh(rows, accuracy, color=colors, height=0.7)
+    for row, (_, s) in zip(rows, shown, strict=True):
+        ax.text(1.0, row, f"{s['correct']}/{s['count']}", va="center", fontsize=7, color="white")
+    ax.axvline(100 * overall, color="#333333", linestyle="--", linewidth=1.0)
+    ax.text(100 * overall, -0.9, f" overall {100 * overall:.2f} %", fontsize=8)
+    ax.set_yticks(rows)
+    ax.set_yticklabels(names, fontsize=7.5)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("accuracy (%)")
+    more = f", the {len(shown)} weakest of {len(stats)}" if len(stats) > len(shown) else ""
+    ax.set_title(f"{title}{more}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_confusion(
@@ -305,6 +395,19 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
         "[predictions.csv](predictions.csv); all numbers: [metrics.json](metrics.json).",
         "",
     ]
+    voices = metrics.get("per_voice") or {}
+    if voices:
+        weakest = list(voices.items())[:5]
+        lines += [
+            "## Per voice",
+            "",
+            "![accuracy per voice](per_voice.png)",
+            "",
+            f"{len(voices)} voices; weakest: "
+            + ", ".join(f"{voice} {100 * s['accuracy']:.1f} %" for voice, s in weakest)
+            + ". Full table: [per_voice.md](per_voice.md).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -324,6 +427,7 @@ def write_report(
     stats = per_class_stats(evaluation)
     with_clips = [s["accuracy"] for s in stats.values() if s["accuracy"] is not None]
     summary = streaming_summary(evaluation)
+    voices = per_voice_stats(evaluation)
     metrics: dict[str, Any] = {
         "split": split or data.get("split", "?"),
         "num_clips": evaluation.num_clips,
@@ -334,6 +438,7 @@ def write_report(
         "per_class": stats,
         "counts": {label: s["count"] for label, s in stats.items()},
         "confusion": evaluation.confusion().tolist(),
+        "per_voice": voices,
         "streaming": {k: v for k, v in summary.items() if not isinstance(v, list)},
         "checkpoint": checkpoint_summary(checkpoint, metadata, evaluation),
         "data": data,
@@ -352,15 +457,28 @@ def write_report(
         f"({100 * evaluation.accuracy:.2f} %, {evaluation.num_clips} clips)",
     )
     plot_accuracy_vs_frames(summary, out / "accuracy_vs_frames.png")
+    if voices:
+        (out / "per_voice.md").write_text(per_voice_markdown(evaluation, voices), encoding="utf-8")
+        plot_per_voice(
+            voices,
+            evaluation.accuracy,
+            out / "per_voice.png",
+            title=f"{name}: accuracy per voice on {metrics['split']}",
+        )
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "prediction", "score", "correct"])
+        writer.writerow(["path", "label", "voice", "prediction", "score", "correct"])
         paths = evaluation.paths or [""] * evaluation.num_clips
-        for path, t, p, score in zip(
-            paths, evaluation.targets, evaluation.predictions, evaluation.scores, strict=True
+        clip_voices = evaluation.voices or [""] * evaluation.num_clips
+        for path, voice, t, p, score in zip(
+            paths,
+            clip_voices,
+            evaluation.targets,
+            evaluation.predictions,
+            evaluation.scores,
+            strict=True,
         ):
-            writer.writerow(
-                [path, evaluation.labels[t], evaluation.labels[p], f"{score:.4f}", int(t == p)]
-            )
+            label, predicted = evaluation.labels[t], evaluation.labels[p]
+            writer.writerow([path, label, voice, predicted, f"{score:.4f}", int(t == p)])
     (out / "README.md").write_text(_readme(metrics, evaluation), encoding="utf-8")
     return metrics

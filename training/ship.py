@@ -25,6 +25,8 @@ REPORT_FILES = (
     "confusion.png",
     "accuracy_vs_frames.json",
     "accuracy_vs_frames.png",
+    "per_voice.md",
+    "per_voice.png",
 )
 # Large per-voice / per-word listings of corpus.json that the shipped metadata leaves out (they
 # stay in the corpus folder); the counts and engines stay.
@@ -111,6 +113,18 @@ def ship(
     card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint)
     (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
     return target
+
+
+def _weakest_voices(evaluation: dict[str, Any], shown: int = 5) -> list[str]:
+    """The card's line on the held-out voices it does worst on (none for reports without)."""
+    voices = evaluation.get("per_voice") or {}
+    if not voices:
+        return []
+    weakest = ", ".join(
+        f"{voice} {_pct(s['accuracy'])} ({s['count']} clips)"
+        for voice, s in list(voices.items())[:shown]
+    )
+    return ["", f"Weakest of the {len(voices)} held-out voices: {weakest}."]
 
 
 def checkpoint_record(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +296,9 @@ def model_card(
         f"{_pct(curve.get('prediction_agreement_stream_vs_parallel'))} |",
         bar_line,
         f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
-        "confusion matrix, accuracy vs frames seen through the streaming form).",
+        "confusion matrix, accuracy vs frames seen through the streaming form, accuracy per "
+        "voice).",
+        *_weakest_voices(evaluation),
         "",
         "## Data",
         "",

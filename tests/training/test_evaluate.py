@@ -15,7 +15,7 @@ import torch
 from lmukws.cli import main
 from models import FeatureConfig, build_model, save_checkpoint
 from training.evaluate import evaluate_batches, frames_to_fraction, stream_lockstep
-from training.report import write_report
+from training.report import per_voice_stats, voice_group, write_report
 
 LABELS = ["yes", "no", "up", "down"]
 T = 40  # frames per clip in the unit tests (the CLI test uses the real 128)
@@ -156,6 +156,17 @@ def test_cli_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "![confusion matrix](confusion.png)" in readme
     table = (out / "per_class.md").read_text()
     assert all(f"| {label} |" in table for label in LABELS)
+    voices = metrics["per_voice"]  # make_corpus: voice v{j} speaks clip j of every label
+    assert set(voices) == {"v0", "v1", "v2"} and all(v["count"] == 4 for v in voices.values())
+    assert sum(v["correct"] for v in voices.values()) == metrics["correct"]
+    accuracies = [v["accuracy"] for v in voices.values()]
+    assert accuracies == sorted(accuracies)  # weakest first
+    assert (out / "per_voice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| v0 | 4 |" in (out / "per_voice.md").read_text()
+    assert "![accuracy per voice](per_voice.png)" in readme
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["voice"] for row in rows} == {"v0", "v1", "v2"}
 
 
 def test_labels_outside_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,5 +183,26 @@ def test_report_without_metadata(tmp_path: Path) -> None:
     ev = evaluate_batches(model, [(feats, y)], LABELS, chunk_frames=4)
     metrics = write_report(tmp_path, ev, split="validation")
     assert metrics["split"] == "validation"
+    assert metrics["per_voice"] == {} and not (tmp_path / "per_voice.png").exists()
     assert metrics["streaming"]["chunk_frames"] == 4
     assert (tmp_path / "README.md").is_file()
+
+
+def test_per_voice_groups_a_voices_jittered_renditions() -> None:
+    assert voice_group("espeak-ng:en-us+shelby:s137:p42") == "espeak-ng:en-us+shelby"
+    assert voice_group("festival:don_diphone:s0.87:p1.05") == "festival:don_diphone"
+    assert voice_group("0a7c2a8d") == "0a7c2a8d"  # a Speech Commands speaker
+    model = tiny()
+    feats, y = torch.randn(6, T, 128), torch.tensor([0, 1, 2, 3, 0, 1])
+    ev = evaluate_batches(model, [(feats, y)], LABELS, chunk_frames=8)
+    ev.predictions = np.array([0, 1, 2, 0, 2, 2])  # wrong: clips 3 (down), 4 (yes), 5 (no)
+    ev.voices = ["a:x:s1", "a:x:s2", "b:y:p1", "b:y:p2", "b:y:p3", ""]
+    stats = per_voice_stats(ev)
+    assert list(stats) == ["b:y", "a:x"]  # weakest first; the voiceless clip is left out
+    assert stats["b:y"] == {
+        "count": 3,
+        "correct": 1,
+        "accuracy": pytest.approx(1 / 3),
+        "predicted_instead": "yes",  # clip 3 said "yes", clip 4 "up": ties go to the first label
+    }
+    assert stats["a:x"]["accuracy"] == 1.0 and stats["a:x"]["predicted_instead"] is None

@@ -73,9 +73,11 @@ def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
     assert "voices" not in corpus and corpus["num_voices"] == 2 and corpus["counts"]
     assert meta["training"]["history"][0]["epoch"] == 1
     assert {p.name for p in (out / "reports" / "lmuformer").iterdir()} >= {
-        "README.md", "metrics.json", "confusion.png", "accuracy_vs_frames.png"
+        "README.md", "metrics.json", "confusion.png", "accuracy_vs_frames.png", "per_voice.png"
     }  # fmt: skip
     card = (out / "lmuformer.md").read_text()
+    weakest = next(iter(json.loads((report / "metrics.json").read_text())["per_voice"]))
+    assert f"Weakest of the 3 held-out voices: {weakest} " in card
     assert "Trained on synthetic speech" in card
     assert f"{100 * accuracy:.2f} %" in card
     assert "does NOT yet meet" in card or "meets" in card

@@ -185,7 +185,7 @@ def plot_per_voice(
     ax.set_title(f"{title}{more}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long voice names stay readable
     plt.close(fig)
     return path
 

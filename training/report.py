@@ -168,7 +168,7 @@ def plot_per_voice(
     shown = list(stats.items())[:PLOT_VOICES]
     names = [voice for voice, _ in shown]
     accuracy = [100 * s["accuracy"] for _, s in shown]
-    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.26 * len(shown)))
+    fig, ax = plt.subplots(figsize=(8.5, max(2.6, 1.2 + 0.26 * len(shown))))
     rows = np.arange(len(shown))
     colors = ["#c0392b" if a < 100 * overall else "#1f5fbf" for a in accuracy]
     ax.barh(rows, accuracy, color=colors, height=0.7)

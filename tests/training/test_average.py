@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,14 +13,14 @@ from lmukws.cli import main
 from models import load_checkpoint
 from tests.training.test_dataset import make_tiny_corpus
 from tests.training.test_ship import evaluate_and_ship, trained_like_checkpoint
-from training.average import average_checkpoints
+from training.average import average_checkpoints, mean_state, select_greedy
 from training.recipe import Recipe
 from training.train import train
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three epochs of a tiny model, every epoch's weights kept."""
+    """Three epochs of a tiny model, every epoch's weights kept (its corpus: ../corpus)."""
     root = tmp_path_factory.mktemp("average")
     corpus = make_tiny_corpus(root / "corpus", per_voice=4)
     values = {"model": "lmuformer", "model_config": {"dim": 16}, "data": str(corpus),
@@ -99,3 +100,49 @@ def test_a_shipped_average_names_its_members(tmp_path: Path) -> None:
     assert f"lmukws average-checkpoints {' '.join(members)} --out {out}\n" in repro
     assert f"lmukws evaluate {out} --data data/synth " in repro
     assert f"lmukws ship-checkpoint {out} " in repro
+
+
+def test_greedy_selection_keeps_what_does_not_hurt() -> None:
+    soups = {(1, 2): 0.82, (1, 2, 3): 0.81, (0, 1, 2): 0.82}
+    asked: list[list[int]] = []
+
+    def score(members: list[int]) -> float:
+        asked.append(members)
+        return soups[tuple(sorted(members))]
+
+    steps = select_greedy([0.5, 0.8, 0.7, 0.6], score)
+    # best alone first; 2 raises the soup, 3 lowers it, 0 ties (kept: a flatter mean)
+    assert steps == [(1, 0.8, True), (2, 0.82, True), (3, 0.81, False), (0, 0.82, True)]
+    assert asked == [[1, 2], [1, 2, 3], [1, 2, 0]]
+
+
+def test_greedy_soup_command(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    candidates = [str(run / f"epoch-00{k}.safetensors") for k in (1, 2, 3)]
+    out = tmp_path / "soup.safetensors"
+    corpus = run.parent / "corpus"
+    command = ["average-checkpoints", *candidates, "--out", str(out)]
+    assert main([*command, "--greedy"]) == 2 and not out.exists()
+    assert "needs --data" in capsys.readouterr().out
+    assert main([*command, "--greedy", "--data", str(corpus), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("% alone") == 3 and "wrote" in printed
+
+    model, meta = load_checkpoint(out)
+    record = meta["training"]["greedy_soup"]
+    assert record["split"] == "validation" and record["clips"] > 0
+    tried = record["candidates"]
+    assert sorted(c["path"] for c in tried) == sorted(candidates)
+    assert tried[0]["accuracy"] == max(c["accuracy"] for c in tried)
+    kept = [c for c in tried if c["kept"]]
+    assert kept[0] is tried[0] and record["accuracy"] == kept[-1]["soup_accuracy"]
+    assert all(a["soup_accuracy"] <= b["soup_accuracy"] for a, b in itertools.pairwise(kept))
+    assert [m["path"] for m in meta["training"]["averaged_from"]] == [c["path"] for c in kept]
+    expected = mean_state([load_checkpoint(c["path"])[0].state_dict() for c in kept])
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-6)
+    # the recorded accuracy is what lmukws evaluate measures for the written soup
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(out), "--data", str(corpus), "--split", "validation"]
+    assert main([*evaluate, "--out", str(report), "--threads", "1"]) == 0
+    measured = json.loads((report / "metrics.json").read_text())["accuracy"]
+    assert measured == pytest.approx(record["accuracy"])

@@ -133,7 +133,7 @@ def checkpoint_record(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     its steps, epochs and accuracy metrics."""
     training = meta.get("training") or {}
     recipe = training.get("recipe") or {}
-    return {
+    record = {
         "path": str(path),
         "run": recipe.get("out"),
         "data": recipe.get("data"),
@@ -141,6 +141,10 @@ def checkpoint_record(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
         "global_step": training.get("global_step"),
         "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if k.endswith("acc")},
     }
+    members = training.get("averaged_from")
+    if members:  # an average: the files it is the mean of
+        record["averaged_from"] = [str(m.get("path")) for m in members]
+    return record
 
 
 def _identity(record: dict[str, Any]) -> tuple:
@@ -151,7 +155,7 @@ def _identity(record: dict[str, Any]) -> tuple:
 
 def _name_stage_runs(training: dict[str, Any]) -> None:
     """Give each earlier stage without a ``run`` (or ``data``) the run folder that trained its
-    checkpoint (and the corpus folder it trained on).
+    checkpoint (and the corpus folder it trained on, and the members when it is an average).
 
     A stage may have started from a shipped copy in models/checkpoints that has since been
     replaced (this very ship may replace it), so a stage's file is trusted only when its
@@ -174,6 +178,8 @@ def _name_stage_runs(training: dict[str, Any]) -> None:
         for field in ("run", "data"):
             if not stage.get(field):
                 stage[field] = match.get(field)
+        if not stage.get("averaged_from") and match.get("averaged_from"):
+            stage["averaged_from"] = match["averaged_from"]
 
 
 def stage_run(stage: dict[str, Any]) -> str:
@@ -209,6 +215,11 @@ def synth_command(folder: str, corpus: dict[str, Any]) -> str:
     if unknown != 0.25:
         command += f" --unknown-fraction {unknown}"
     return command
+
+
+def average_command(members: Sequence[str], out: str) -> str:
+    """The ``lmukws average-checkpoints`` line that writes the mean of ``members`` to ``out``."""
+    return f"lmukws average-checkpoints {' '.join(members)} --out {out}\n"
 
 
 def config_notes(run: str, recipe: dict[str, Any]) -> str:
@@ -262,8 +273,14 @@ def model_card(
     run = str(recipe.get("out") or f"data/runs/{name}-synth")
     members = training.get("averaged_from") or []
     validation = _pct((meta.get("metrics") or {}).get("val_acc"))
+    greedy = training.get("greedy_soup") or {}
     if members:
         validation = "n/a: a mean of checkpoints (their own below, under Training)"
+    if greedy:
+        validation = (
+            f"{_pct(greedy.get('accuracy'))} (the mean, on all {greedy.get('clips')} "
+            f"{greedy.get('split')} clips)"
+        )
     engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
     lines = [
         f"# Model card: {name}",
@@ -335,6 +352,17 @@ def model_card(
             f"average-checkpoints`, a model soup), chosen on validation: {listed}. The lines "
             "below are those of the last member's run.",
         )
+    if greedy:
+        candidates = greedy.get("candidates") or []
+        lines.insert(
+            lines.index("## Training") + 3,
+            f"- The members were picked by `lmukws average-checkpoints --greedy` (a greedy soup) "
+            f"from {len(candidates)} candidates on the {greedy.get('split')} split of "
+            f"`{greedy.get('data')}`: ranked by their own accuracy there "
+            f"({_pct(candidates[-1]['accuracy']) if candidates else '?'} to "
+            f"{_pct(candidates[0]['accuracy']) if candidates else '?'}), each kept if the "
+            f"mean with it was no worse; the mean scored {_pct(greedy.get('accuracy'))}.",
+        )
     chain = stages(training)  # earlier stages, oldest first
     if chain:
         before = sum(stage.get("global_step") or 0 for stage in chain)
@@ -363,7 +391,11 @@ def model_card(
             for row in history
         ]
     runs = [stage_run(stage) for stage in chain] + [run]
-    trains = "".join(f"lmukws train --config training/configs/{Path(r).name}.json\n" for r in runs)
+    trains = ""
+    for k, r in enumerate(runs):
+        trains += f"lmukws train --config training/configs/{Path(r).name}.json\n"
+        if k < len(chain) and chain[k].get("averaged_from"):  # the next stage began at a mean
+            trains += average_command(chain[k]["averaged_from"], chain[k]["path"])
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)
     data = str(recipe.get("data") or DEFAULT_CORPUS)
     folders = dict.fromkeys([str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data])
@@ -371,11 +403,7 @@ def model_card(
     averaging = ""
     if members:
         shipped_from = str(source or "average.safetensors")
-        averaging = (
-            "lmukws average-checkpoints "
-            + " ".join(str(m.get("path")) for m in members)
-            + f" --out {shipped_from}\n"
-        )
+        averaging = average_command([str(m.get("path")) for m in members], shipped_from)
     synths = "".join(
         synth_command(f, corpus if f == data and corpus else _corpus_on_disk(f)) + "\n"
         for f in folders

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from lmukws.cli import main
-from models import load_checkpoint
+from models import load_checkpoint, read_metadata
 from tests.training.test_dataset import make_tiny_corpus
 from tests.training.test_ship import evaluate_and_ship, trained_like_checkpoint
 from training.average import average_checkpoints, mean_state, select_greedy
 from training.recipe import Recipe
+from training.ship import checkpoint_record
 from training.train import train
 
 
@@ -146,3 +147,31 @@ def test_greedy_soup_command(run: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*evaluate, "--out", str(report), "--threads", "1"]) == 0
     measured = json.loads((report / "metrics.json").read_text())["accuracy"]
     assert measured == pytest.approx(record["accuracy"])
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "read-from-the-file"])
+def test_a_stage_that_began_at_a_mean_is_reproduced_with_it(tmp_path: Path, recorded: bool) -> None:
+    recipe = {"loss": "ce", "out": "data/runs/lmuformer-synth-600", "data": "data/synth"}
+    members = []
+    for k in (1, 2):
+        path = tmp_path / f"epoch-00{k}.safetensors"
+        trained_like_checkpoint(path, recipe=recipe, epochs_trained=k, global_step=100 * k)
+        members.append(str(path))
+    start = tmp_path / "average.safetensors"
+    assert main(["average-checkpoints", *members, "--out", str(start)]) == 0
+    init_from = checkpoint_record(start, read_metadata(start))
+    assert init_from["averaged_from"] == members
+    if not recorded:  # a stage record written before records named an average's members
+        del init_from["averaged_from"]
+    stage = trained_like_checkpoint(
+        tmp_path / "best.safetensors",
+        recipe={**recipe, "out": "data/runs/lmuformer-synth-600-vtlp", "init_from": str(start)},
+        init_from=init_from,
+    )
+    evaluate_and_ship(stage, tmp_path)
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    assert (
+        "lmukws train --config training/configs/lmuformer-synth-600.json\n"
+        f"lmukws average-checkpoints {' '.join(members)} --out {start}\n"
+        "lmukws train --config training/configs/lmuformer-synth-600-vtlp.json\n"
+    ) in card

@@ -153,6 +153,8 @@ def greedy_soup(
     model, meta = loaded[-1]
     model = model.eval()
     target_length = int(meta.get("features", {}).get("target_length", 128))
+    if not meta.get("labels"):
+        raise ValueError(f"{paths[-1]}: the checkpoint metadata has no labels")
     dataset = ManifestDataset(
         data, split, labels=meta["labels"], augment=False, window_frames=target_length
     )

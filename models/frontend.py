@@ -23,7 +23,15 @@ from torch import Tensor, nn
 
 from models.config import FeatureConfig
 
-__all__ = ["Fbank", "FbankState", "StreamingFbank", "kaldi_mel_banks", "log_mel_frames"]
+__all__ = [
+    "Fbank",
+    "FbankState",
+    "StreamingFbank",
+    "kaldi_mel_banks",
+    "log_mel_frames",
+    "mel_band",
+    "mel_scale",
+]
 
 #: Kaldi's floor before the log: numeric_limits<float>::epsilon().
 LOG_FLOOR = float(torch.finfo(torch.float32).eps)
@@ -32,10 +40,17 @@ _WINDOW_TYPES = ("hanning", "hamming", "povey", "rectangular", "blackman")
 _BLACKMAN_COEFF = 0.42
 
 
-def _mel_scale(freq: Tensor | float) -> Tensor | float:
+def mel_scale(freq: Tensor | float) -> Tensor | float:
+    """Kaldi's mel scale: 1127 ln(1 + f / 700), f in Hz."""
     if isinstance(freq, Tensor):
         return 1127.0 * (1.0 + freq / 700.0).log()
     return 1127.0 * math.log(1.0 + freq / 700.0)
+
+
+def mel_band(low_freq: float, high_freq: float, sample_rate: float) -> tuple[float, float]:
+    """The mel filters' band in Hz, by Kaldi's rule: a ``high_freq`` <= 0 counts down from the
+    Nyquist frequency."""
+    return low_freq, high_freq if high_freq > 0.0 else 0.5 * sample_rate + high_freq
 
 
 def kaldi_mel_banks(
@@ -47,8 +62,7 @@ def kaldi_mel_banks(
     ready for ``power_spectrum @ banks``.
     """
     nyquist = 0.5 * sample_rate
-    if high_freq <= 0.0:
-        high_freq += nyquist
+    low_freq, high_freq = mel_band(low_freq, high_freq, sample_rate)
     if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
         raise ValueError(
             f"bad mel range: low_freq {low_freq}, high_freq {high_freq}; "
@@ -57,14 +71,14 @@ def kaldi_mel_banks(
     if num_bins <= 3:
         raise ValueError(f"num_mel_bins must be > 3, got {num_bins}")
     fft_bin_width = sample_rate / n_fft
-    mel_low = _mel_scale(low_freq)
-    mel_high = _mel_scale(high_freq)
+    mel_low = mel_scale(low_freq)
+    mel_high = mel_scale(high_freq)
     delta = (mel_high - mel_low) / (num_bins + 1)
     bins = torch.arange(num_bins).unsqueeze(1)  # int64, promoted to float32 as in torchaudio
     left = mel_low + bins * delta
     center = mel_low + (bins + 1.0) * delta
     right = mel_low + (bins + 2.0) * delta
-    mel = _mel_scale(fft_bin_width * torch.arange(float(n_fft // 2))).unsqueeze(0)
+    mel = mel_scale(fft_bin_width * torch.arange(float(n_fft // 2))).unsqueeze(0)
     up = (mel - left) / (center - left)
     down = (right - mel) / (right - center)
     banks = torch.clamp_min(torch.minimum(up, down), 0.0)  # [F, N // 2]

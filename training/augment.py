@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.frontend import mel_scale
+
 __all__ = [
     "AugmentConfig",
     "WaveAugmenter",
@@ -380,10 +382,6 @@ def mixup(
     return mixed, mixed_targets
 
 
-def _mel(freq: Tensor) -> Tensor:
-    return 1127.0 * torch.log1p(freq / 700.0)
-
-
 def warp_mel_bins(
     feats: Tensor,
     alphas: Tensor,
@@ -400,7 +398,7 @@ def warp_mel_bins(
     alphas: [B] -> [B, T, F].
     """
     F = feats.shape[2]
-    mel_low, mel_high = _mel(torch.tensor(low_freq)), _mel(torch.tensor(high_freq))
+    mel_low, mel_high = mel_scale(torch.tensor(low_freq)), mel_scale(torch.tensor(high_freq))
     delta = (mel_high - mel_low) / (F + 1)
     centre_mel = mel_low + (torch.arange(F, dtype=torch.float64) + 1.0) * delta
     centre = 700.0 * torch.expm1(centre_mel / 1127.0)  # [F] Hz
@@ -410,7 +408,7 @@ def warp_mel_bins(
         high_freq - centre
     )
     source = torch.where(centre <= knee, a * centre, top).clamp(low_freq, high_freq)  # [B, F]
-    position = ((_mel(source) - mel_low) / delta - 1.0).clamp(0.0, F - 1.0)  # fractional bin
+    position = ((mel_scale(source) - mel_low) / delta - 1.0).clamp(0.0, F - 1.0)  # fractional bin
     lower = position.floor().long().clamp(max=F - 2)
     weight = (position - lower).to(feats.dtype)[:, None, :]  # [B, 1, F]
     below = feats.gather(2, lower[:, None, :].expand(-1, feats.shape[1], -1))

@@ -146,30 +146,27 @@ def greedy_soup(
     from tqdm import tqdm
 
     from training.dataset import ManifestDataset
+    from training.train import evaluate_features, precompute_features
 
     if len(paths) < 2:
         raise ValueError("a soup needs at least two candidates")
     loaded = _load_compatible(paths)
     model, meta = loaded[-1]
-    model = model.eval()
     target_length = int(meta.get("features", {}).get("target_length", 128))
     if not meta.get("labels"):
         raise ValueError(f"{paths[-1]}: the checkpoint metadata has no labels")
     dataset = ManifestDataset(
         data, split, labels=meta["labels"], augment=False, window_frames=target_length
     )
-    batches = list(dataset.batches(batch_size))
-    clips = sum(len(y) for _, y in batches)
+    feats, labels = precompute_features(dataset, batch_size)  # the clean features, once
+    clips = len(labels)
     bar = tqdm(total=2 * len(paths) - 1, desc="greedy soup", disable=not progress)
 
     def accuracy(state: dict[str, Any]) -> float:
         model.load_state_dict(state)
-        correct = 0
-        with torch.inference_mode():
-            for feats, y in batches:
-                correct += int((model(feats).argmax(-1) == y).sum())
+        scores = evaluate_features(model, feats, labels, batch_size, torch.device("cpu"))
         bar.update(1)
-        return correct / clips
+        return scores["acc"]
 
     # copies: evaluating loads each state into the last member's model, in place
     states = [{k: v.clone() for k, v in m.state_dict().items()} for m, _ in loaded]

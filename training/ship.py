@@ -272,15 +272,16 @@ def model_card(
         )
     run = str(recipe.get("out") or f"data/runs/{name}-synth")
     members = training.get("averaged_from") or []
-    validation = _pct((meta.get("metrics") or {}).get("val_acc"))
     greedy = training.get("greedy_soup") or {}
-    if members:
-        validation = "n/a: a mean of checkpoints (their own below, under Training)"
     if greedy:
         validation = (
             f"{_pct(greedy.get('accuracy'))} (the mean, on all {greedy.get('clips')} "
             f"{greedy.get('split')} clips)"
         )
+    elif members:
+        validation = "n/a: a mean of checkpoints (their own below, under Training)"
+    else:
+        validation = _pct((meta.get("metrics") or {}).get("val_acc"))
     engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
     lines = [
         f"# Model card: {name}",

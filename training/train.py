@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
+from models.frontend import mel_band
 from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
@@ -176,7 +178,8 @@ def evaluate_features(
     }
 
 
-def _precompute(ds: ManifestDataset, batch_size: int) -> tuple[Tensor, Tensor]:
+def precompute_features(ds: ManifestDataset, batch_size: int) -> tuple[Tensor, Tensor]:
+    """A split's features and labels, computed once: ([N, T, F], [N])."""
     feats, labels = [], []
     for x, y in ds.batches(batch_size):
         feats.append(x)
@@ -240,7 +243,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         max_items=recipe.max_val_items,
         **common,  # type: ignore[arg-type]
     )
-    val_feats, val_labels = _precompute(val_ds, recipe.eval_batch_size)
+    val_feats, val_labels = precompute_features(val_ds, recipe.eval_batch_size)
     _log(
         f"data: {len(train_ds)} train / {len(val_ds)} validation items, {len(labels)} labels, "
         f"mode {train_ds.mode}, loaded in {time.perf_counter() - t0:.1f}s; device {device}, "
@@ -249,8 +252,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
 
     K = len(labels)
     fc = train_ds.feature_config
-    top = fc.high_freq if fc.high_freq > 0 else fc.sample_rate / 2 + fc.high_freq
-    mel_band = (fc.low_freq, top)  # Hz, for VTLP
+    band = mel_band(fc.low_freq, fc.high_freq, fc.sample_rate)  # Hz, for VTLP
     model = build_model(recipe.model, num_classes=K, **recipe.model_config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
@@ -346,7 +348,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             full_recipe = global_step >= recipe.clean_steps
             targets = nn.functional.one_hot(y, K).float()
             if full_recipe and recipe.vtlp_warp > 0:
-                feats = vtlp(feats, recipe.vtlp_warp, gen, *mel_band)
+                feats = vtlp(feats, recipe.vtlp_warp, gen, *band)
             if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
                 feats = spec_augment(
                     feats, recipe.freq_mask, recipe.time_mask, gen, fill=train_ds.pad_value
@@ -408,9 +410,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             best_acc = val["acc"]
             save_checkpoint(out / BEST_FILE, model, metadata(metrics, epoch + 1))
         save_checkpoint(out / LAST_FILE, model, metadata(metrics, epoch + 1))
-        if recipe.keep_epoch_checkpoints:
-            kept = out / f"epoch-{epoch + 1:03d}.safetensors"
-            save_checkpoint(kept, model, metadata(metrics, epoch + 1))
+        if recipe.keep_epoch_checkpoints:  # the file just written, under the epoch's name
+            shutil.copyfile(out / LAST_FILE, out / f"epoch-{epoch + 1:03d}.safetensors")
         _save_state(
             state_path,
             {
@@ -460,7 +461,7 @@ def _test_best(
         "metrics", {}
     ):
         return {"acc": meta["metrics"]["test_acc"]}
-    feats, labels = _precompute(test_ds, recipe.eval_batch_size)
+    feats, labels = precompute_features(test_ds, recipe.eval_batch_size)
     result = evaluate_features(model, feats, labels, recipe.eval_batch_size, device, recipe.loss)
     meta = dict(meta)
     meta["metrics"] = {

@@ -12,7 +12,10 @@ PACKAGES=(
   festvox-don festvox-ellpc11k festvox-us-slt-hts festvox-en1
   # speech synthesisers (contrib / non-free)
   mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-us1 festvox-us2 festvox-us3
-  rhvoice rhvoice-english
+  rhvoice rhvoice-english libttspico-utils
+  # MBROLA databases of other languages that espeak-ng speaks English with (training voices)
+  mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-fr4 mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4
+  mbrola-de5 mbrola-de6 mbrola-gr2 mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2
   # browser end-to-end tests
   chromium
   # Docker image test: a private engine and a debootstrap base (tests/docker, scripts/docker-*)
@@ -33,7 +36,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-# mbrola, festvox-us*, rhvoice live in contrib/non-free: add those components.
+# mbrola*, festvox-us*, rhvoice, libttspico-utils live in contrib/non-free: add those components.
 if [ -f /etc/apt/sources.list.d/debian.sources ] \
    && ! grep -q "contrib" /etc/apt/sources.list.d/debian.sources; then
   $SUDO sed -i 's/^Components: main$/Components: main contrib non-free/' \

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.voices import ENGINES
+
 REPORT_FILES = (
     "README.md",
     "metrics.json",
@@ -214,6 +216,9 @@ def synth_command(folder: str, corpus: dict[str, Any]) -> str:
     unknown = config.get("unknown_fraction", 0.25)
     if unknown != 0.25:
         command += f" --unknown-fraction {unknown}"
+    engines = config.get("engines")
+    if engines and list(engines) != list(ENGINES):
+        command += f" --engines {','.join(engines)}"
     return command
 
 

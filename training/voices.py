@@ -3,12 +3,16 @@
 Engines (each a Debian package; any subset may be installed):
 
 - ``espeak-ng``: 8 English accents x ~100 voice variants, speed (-s) and pitch (-p);
-- ``espeak-ng-mbrola``: the MBROLA diphone voices (us1, us2, us3, en1, ...) driven by espeak-ng;
+- ``espeak-ng-mbrola``: the English MBROLA diphone voices (us1, us2, us3, en1) driven by espeak-ng;
+- ``espeak-ng-mbrola-accented``: English spoken by espeak-ng through MBROLA databases recorded
+  by speakers of other languages (``mb-de4-en``, ``mb-fr4-en``, ``mb-sw2-en``, ...): sixteen more
+  real voices, each with its speaker's accent;
 - ``flite``: kal, kal16, awb, awb_time, rms, slt, with duration stretch and target F0;
 - ``festival``: every English voice under /usr/share/festival/voices (kal, ked, rab, don
   diphones, us1/us2/us3/en1 MBROLA, cmu_us_slt_arctic_hts, ...), duration and F0 scaling;
 - ``rhvoice``: every English RHVoice voice (alan, bdl, clb, slt, evgeniy-eng, lyubov), rate and
-  pitch.
+  pitch;
+- ``pico``: SVOX Pico's two English voices (en-US, en-GB), rate and pitch through its markup.
 
 A :class:`Voice` is one engine voice with fixed prosody parameters; ``voice.speaker`` names the
 recorded person behind it (``arctic:slt`` is flite's slt, festival's slt HTS and RHVoice's slt),
@@ -37,7 +41,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-ENGINES: tuple[str, ...] = ("espeak-ng", "espeak-ng-mbrola", "flite", "festival", "rhvoice")
+ENGINES: tuple[str, ...] = (
+    "espeak-ng",
+    "espeak-ng-mbrola",
+    "flite",
+    "festival",
+    "rhvoice",
+    "espeak-ng-mbrola-accented",
+    "pico",
+)
 PEAK_DBFS = -3.0
 TRIM_CORE_DB = -25.0  # trimming: the speech core, relative to the loudest 10 ms frame
 TRIM_DB = -45.0  # frames this far below the loudest are always silence ...
@@ -53,11 +65,15 @@ _BINARIES = {
     "flite": "flite",
     "festival": "festival",
     "rhvoice": "RHVoice-test",
+    "espeak-ng-mbrola-accented": "mbrola",
+    "pico": "pico2wave",
 }
 _MBROLA_DIRS = (Path("/usr/share/mbrola"), Path("/usr/local/share/mbrola"))
 _FESTIVAL_DIRS = (Path("/usr/share/festival/voices"), Path("/usr/local/share/festival/voices"))
 _FESTIVAL_LANGS = ("english", "us", "british", "uk")
 _RHVOICE_DIRS = (Path("/usr/share/RHVoice/voices"), Path("/usr/local/share/RHVoice/voices"))
+_PICO_DIRS = (Path("/usr/share/pico/lang"), Path("/usr/local/share/pico/lang"))
+_PICO_LANGUAGES = ("en-US", "en-GB")
 
 # The recorded person behind a voice name, where several engines share one.
 _SPEAKERS = {
@@ -193,7 +209,7 @@ class Voice:
 
     def _run_one(self, text: str, out: Path) -> str | None:
         p = self.params
-        if self.engine in ("espeak-ng", "espeak-ng-mbrola"):
+        if self.engine in ("espeak-ng", "espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
             cmd = ["espeak-ng", "-v", self.base, "-w", str(out)]
             if "speed" in p:
                 cmd += ["-s", str(int(p["speed"]))]
@@ -214,10 +230,22 @@ class Voice:
             if "pitch" in p:
                 cmd += ["-t", str(int(p["pitch"]))]
             return _run(cmd, stdin=text + "\n")
+        if self.engine == "pico":
+            return _run(["pico2wave", "-l", self.base, "-w", str(out), "--", _pico_markup(text, p)])
         raise SynthesisError(f"unknown engine {self.engine!r}")
 
 
 _PARAM_ORDER = ("speed", "rate", "stretch", "pitch", "f0")
+
+
+def _pico_markup(text: str, params: dict[str, float]) -> str:
+    """SVOX Pico's own markup for rate and pitch (percent of the voice's default)."""
+    body = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if "pitch" in params:
+        body = f"<pitch level='{int(params['pitch'])}'>{body}</pitch>"
+    if "rate" in params:
+        body = f"<speed level='{int(params['rate'])}'>{body}</speed>"
+    return body
 
 
 def _param_tags(engine: str, params: dict[str, float]) -> list[str]:
@@ -236,7 +264,7 @@ def _param_tags(engine: str, params: dict[str, float]) -> list[str]:
 def _draw_params(voice: Voice, rng: random.Random) -> dict[str, float]:
     if voice.engine == "espeak-ng":
         return {"speed": rng.randint(130, 200), "pitch": rng.randint(20, 80)}
-    if voice.engine == "espeak-ng-mbrola":
+    if voice.engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
         return {"speed": rng.randint(130, 190), "pitch": rng.randint(25, 75)}
     if voice.engine == "flite":
         f0 = _FLITE_F0.get(voice.base, 110.0) * rng.uniform(0.85, 1.2)
@@ -247,6 +275,8 @@ def _draw_params(voice: Voice, rng: random.Random) -> dict[str, float]:
             params["pitch"] = round(rng.uniform(0.85, 1.2), 2)
         return params
     if voice.engine == "rhvoice":
+        return {"rate": rng.randint(80, 125), "pitch": rng.randint(85, 120)}
+    if voice.engine == "pico":
         return {"rate": rng.randint(80, 125), "pitch": rng.randint(85, 120)}
     raise SynthesisError(f"unknown engine {voice.engine!r}")
 
@@ -424,7 +454,7 @@ def engine_available(engine: str) -> bool:
     binary = _BINARIES.get(engine)
     if binary is None:
         return False
-    if engine == "espeak-ng-mbrola":
+    if engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
         return shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None
     return shutil.which(binary) is not None
 
@@ -469,24 +499,42 @@ def _mbrola_installed(database: str) -> bool:
     )
 
 
-@lru_cache(maxsize=1)
-def espeak_mbrola_voices() -> tuple[str, ...]:
-    """espeak-ng's English MBROLA voices whose database is installed (``mb-us1``, ...)."""
+@lru_cache(maxsize=2)
+def espeak_mbrola_voices(accented: bool = False) -> tuple[str, ...]:
+    """espeak-ng's English MBROLA voices whose database is installed: the English databases
+    (``mb-us1``, ``mb-en1``, ...) or, ``accented``, the other languages' databases that
+    espeak-ng drives with English text (``mb-de4-en``, ...)."""
+    engine = "espeak-ng-mbrola-accented" if accented else "espeak-ng-mbrola"
     voices, missing = [], []
     for line in _lines(["espeak-ng", "--voices=mb"])[1:]:
         cols = line.split()
         if len(cols) < 5 or not cols[1].startswith("en") or not cols[4].startswith("mb/"):
             continue
         name = cols[4][3:]
+        if name.endswith("-en") != accented:
+            continue
         database = name.split("-")[1]
         (voices if _mbrola_installed(database) else missing).append(name)
     if missing:
         log.warning(
-            "espeak-ng-mbrola: skipping %d voices whose MBROLA database is not installed: %s",
+            "%s: skipping %d voices whose MBROLA database is not installed: %s",
+            engine,
             len(missing),
             " ".join(missing),
         )
     return tuple(dict.fromkeys(voices))
+
+
+@lru_cache(maxsize=1)
+def pico_voices() -> tuple[str, ...]:
+    """SVOX Pico's installed English languages (``en-US``, ``en-GB``): both of its files."""
+    return tuple(
+        lang
+        for lang in _PICO_LANGUAGES
+        if any(
+            (d / f"{lang}_ta.bin").exists() and any(d.glob(f"{lang}_*_sg.bin")) for d in _PICO_DIRS
+        )
+    )
 
 
 @lru_cache(maxsize=1)
@@ -554,8 +602,11 @@ def base_voices(engine: str) -> list[Voice]:
         return []
     if engine == "espeak-ng":
         return [espeak_voice(a) for a in espeak_accents()]
-    if engine == "espeak-ng-mbrola":
-        return [Voice(engine, n, f"mbrola:{n.split('-')[1]}") for n in espeak_mbrola_voices()]
+    if engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
+        names = espeak_mbrola_voices(accented=engine == "espeak-ng-mbrola-accented")
+        return [Voice(engine, n, f"mbrola:{n.split('-')[1]}") for n in names]
+    if engine == "pico":
+        return [Voice(engine, lang, f"pico:{lang}") for lang in pico_voices()]
     if engine == "flite":
         return [Voice(engine, n, _SPEAKERS["flite"].get(n, f"flite:{n}")) for n in flite_voices()]
     if engine == "festival":
@@ -575,6 +626,8 @@ def engine_version(engine: str) -> str:
         "flite": "flite",
         "festival": "festival",
         "rhvoice": "rhvoice",
+        "espeak-ng-mbrola-accented": "mbrola",
+        "pico": "libttspico-utils",
     }.get(engine, engine)
     out = _lines(["dpkg-query", "-W", "-f=${Version}", package])
     return out[0].strip() if out else ""

@@ -246,3 +246,51 @@ def test_more_training_renditions_keep_the_heldout_splits() -> None:
     assert small and small == large
     train = [sum(c.split == "train" for c in p.clips) for p in plans]
     assert train[1] > 2 * train[0]
+
+
+TRAIN_ONLY = [e for e in ("espeak-ng-mbrola-accented", "pico") if base_voices(e)]
+
+
+@pytest.mark.skipif(not TRAIN_ONLY, reason="no train-only engine (mbrola accents, pico) here")
+def test_train_only_engines_keep_the_heldout_splits() -> None:
+    """Engines outside HOLDOUT_ORDER only add training speakers: validation and test stay the
+    same clips, so models trained with and without them are scored alike."""
+    plans = [
+        plan_corpus(
+            seed=0,
+            renditions=12,
+            heldout_renditions=2,
+            engines=engines,
+            words=WORDS,
+            variants=VARIANTS,
+            jobs=1,
+        )
+        for engines in (["espeak-ng"], ["espeak-ng", *TRAIN_ONLY])
+    ]
+    before, after = ([c for c in p.clips if c.split != "train"] for p in plans)
+    assert before and before == after
+    added = {c.voice.engine for c in plans[1].clips if c.split == "train"}
+    assert set(TRAIN_ONLY) <= added
+    assert all(
+        plans[1].speakers[v.speaker] == "train"
+        for v, _ in plans[1].voices.values()
+        if v.engine in TRAIN_ONLY
+    )
+
+
+def test_mbrola_engines_split_english_and_accented_databases() -> None:
+    native = [v.base for v in base_voices("espeak-ng-mbrola")]
+    accented = base_voices("espeak-ng-mbrola-accented")
+    assert not any(b.endswith("-en") for b in native)
+    assert all(v.base.endswith("-en") for v in accented)
+    # the speaker is the recorded database, shared with no English one
+    assert {v.speaker for v in accented}.isdisjoint(f"mbrola:{b.split('-')[1]}" for b in native)
+
+
+def test_pico_markup_carries_rate_and_pitch() -> None:
+    from training.voices import _pico_markup
+
+    assert _pico_markup("yes", {}) == "yes"
+    assert _pico_markup("a<b", {"rate": 90, "pitch": 110}) == (
+        "<speed level='90'><pitch level='110'>a&lt;b</pitch></speed>"
+    )

@@ -16,8 +16,9 @@ and, best first, each is kept if the mean with it is at least as accurate as wit
 metadata records every candidate's score and whether it was kept.
 
 Every floating-point tensor (weights and BatchNorm running statistics) is averaged in float64;
-integer buffers (BatchNorm's batch counters) are the last member's. The metadata is the last
-member's (labels, features, detector, the training record and its ``init_from`` chain), with
+integer buffers (BatchNorm's batch counters) are the last member's. The metadata is that of
+the member trained last (the longest ``init_from`` chain, then the most steps; on a tie the
+last given): labels, features, detector, the training record and its chain, with
 ``training.averaged_from`` listing the members and no validation metrics (the mean was not
 validated by the trainer).
 """
@@ -64,6 +65,17 @@ def mean_state(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _training_depth(meta: dict[str, Any]) -> tuple[int, int]:
+    """(stages, steps) along a checkpoint's ``init_from`` chain: which of several members of a
+    soup was trained last, hence whose training record (and how to reproduce it) the mean keeps."""
+    record, stages, steps = meta.get("training") or {}, 0, 0
+    while record:
+        stages += 1
+        steps += int(record.get("global_step") or 0)
+        record = record.get("init_from") or {}
+    return stages, steps
+
+
 def _save_mean(
     model: Any,
     paths: Sequence[Path],
@@ -72,12 +84,12 @@ def _save_mean(
     out: Path,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Save ``model`` with the mean of ``states`` and the last member's metadata, recording
-    the members (``paths``, ``metas``) and ``extra`` in its training record."""
+    """Save ``model`` with the mean of ``states`` and the metadata of the member trained last,
+    recording the members (``paths``, ``metas``) and ``extra`` in its training record."""
     from models import save_checkpoint
 
     model.load_state_dict(mean_state(states))
-    meta = metas[-1]
+    meta = metas[max(range(len(metas)), key=lambda i: (*_training_depth(metas[i]), i))]
     averaged = dict(meta)
     training = dict(meta.get("training") or {})
     training["averaged_from"] = [

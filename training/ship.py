@@ -356,7 +356,7 @@ def model_card(
             lines.index("## Training") + 2,
             f"- Weights: the mean of {len(members)} checkpoints of this chain (`lmukws "
             f"average-checkpoints`, a model soup), chosen on validation: {listed}. The lines "
-            "below are those of the last member's run.",
+            "below are those of the run of the member trained last.",
         )
     if greedy:
         candidates = greedy.get("candidates") or []

@@ -61,6 +61,15 @@ def test_the_mean_of_epochs(run: Path, tmp_path: Path) -> None:
     assert meta["labels"] == load_checkpoint(members[-1])[1]["labels"]
 
 
+def test_the_mean_keeps_the_record_of_the_member_trained_last(run: Path, tmp_path: Path) -> None:
+    """Members in any order (a greedy soup orders them by score): the training record, hence
+    the model card's chain and commands, is the most-trained member's."""
+    members = [run / "epoch-003.safetensors", run / "epoch-001.safetensors"]
+    _, meta = load_checkpoint(average_checkpoints(members, tmp_path / "average.safetensors"))
+    assert meta["training"]["epochs_trained"] == 3
+    assert [m["epochs_trained"] for m in meta["training"]["averaged_from"]] == [3, 1]
+
+
 def test_refuses_what_cannot_be_averaged(run: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least two"):
         average_checkpoints([run / "best.safetensors"], tmp_path / "a.safetensors")

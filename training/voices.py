@@ -72,6 +72,8 @@ _MBROLA_DIRS = (Path("/usr/share/mbrola"), Path("/usr/local/share/mbrola"))
 _FESTIVAL_DIRS = (Path("/usr/share/festival/voices"), Path("/usr/local/share/festival/voices"))
 _FESTIVAL_LANGS = ("english", "us", "british", "uk")
 _RHVOICE_DIRS = (Path("/usr/share/RHVoice/voices"), Path("/usr/local/share/RHVoice/voices"))
+# espeak-ng driving MBROLA databases: the English ones, and other languages' speaking English
+_MBROLA_ENGINES = ("espeak-ng-mbrola", "espeak-ng-mbrola-accented")
 _PICO_DIRS = (Path("/usr/share/pico/lang"), Path("/usr/local/share/pico/lang"))
 _PICO_LANGUAGES = ("en-US", "en-GB")
 
@@ -209,7 +211,7 @@ class Voice:
 
     def _run_one(self, text: str, out: Path) -> str | None:
         p = self.params
-        if self.engine in ("espeak-ng", "espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
+        if self.engine == "espeak-ng" or self.engine in _MBROLA_ENGINES:
             cmd = ["espeak-ng", "-v", self.base, "-w", str(out)]
             if "speed" in p:
                 cmd += ["-s", str(int(p["speed"]))]
@@ -264,7 +266,7 @@ def _param_tags(engine: str, params: dict[str, float]) -> list[str]:
 def _draw_params(voice: Voice, rng: random.Random) -> dict[str, float]:
     if voice.engine == "espeak-ng":
         return {"speed": rng.randint(130, 200), "pitch": rng.randint(20, 80)}
-    if voice.engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
+    if voice.engine in _MBROLA_ENGINES:
         return {"speed": rng.randint(130, 190), "pitch": rng.randint(25, 75)}
     if voice.engine == "flite":
         f0 = _FLITE_F0.get(voice.base, 110.0) * rng.uniform(0.85, 1.2)
@@ -274,9 +276,7 @@ def _draw_params(voice: Voice, rng: random.Random) -> dict[str, float]:
         if "hts" not in voice.base:
             params["pitch"] = round(rng.uniform(0.85, 1.2), 2)
         return params
-    if voice.engine == "rhvoice":
-        return {"rate": rng.randint(80, 125), "pitch": rng.randint(85, 120)}
-    if voice.engine == "pico":
+    if voice.engine in ("rhvoice", "pico"):  # percent of the voice's default
         return {"rate": rng.randint(80, 125), "pitch": rng.randint(85, 120)}
     raise SynthesisError(f"unknown engine {voice.engine!r}")
 
@@ -454,7 +454,7 @@ def engine_available(engine: str) -> bool:
     binary = _BINARIES.get(engine)
     if binary is None:
         return False
-    if engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
+    if engine in _MBROLA_ENGINES:
         return shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None
     return shutil.which(binary) is not None
 
@@ -602,7 +602,7 @@ def base_voices(engine: str) -> list[Voice]:
         return []
     if engine == "espeak-ng":
         return [espeak_voice(a) for a in espeak_accents()]
-    if engine in ("espeak-ng-mbrola", "espeak-ng-mbrola-accented"):
+    if engine in _MBROLA_ENGINES:
         names = espeak_mbrola_voices(accented=engine == "espeak-ng-mbrola-accented")
         return [Voice(engine, n, f"mbrola:{n.split('-')[1]}") for n in names]
     if engine == "pico":

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.ship import checkpoint_record
+from training.ship import checkpoint_record, stages
 
 
 def _load_compatible(paths: Sequence[Path]) -> list[tuple[Any, dict[str, Any]]]:
@@ -68,12 +68,9 @@ def mean_state(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _training_depth(meta: dict[str, Any]) -> tuple[int, int]:
     """(stages, steps) along a checkpoint's ``init_from`` chain: which of several members of a
     soup was trained last, hence whose training record (and how to reproduce it) the mean keeps."""
-    record, stages, steps = meta.get("training") or {}, 0, 0
-    while record:
-        stages += 1
-        steps += int(record.get("global_step") or 0)
-        record = record.get("init_from") or {}
-    return stages, steps
+    training = meta.get("training") or {}
+    chain = [*stages(training), training]
+    return len(chain), sum(int(record.get("global_step") or 0) for record in chain)
 
 
 def _save_mean(

@@ -359,15 +359,15 @@ def model_card(
             "below are those of the run of the member trained last.",
         )
     if greedy:
-        candidates = greedy.get("candidates") or []
+        candidates = greedy.get("candidates") or []  # a greedy soup has at least two
+        own = [c["accuracy"] for c in candidates]
+        span = f"{_pct(min(own))} to {_pct(max(own))}" if own else "? to ?"
         lines.insert(
             lines.index("## Training") + 3,
             f"- The members were picked by `lmukws average-checkpoints --greedy` (a greedy soup) "
             f"from {len(candidates)} candidates on the {greedy.get('split')} split of "
-            f"`{greedy.get('data')}`: ranked by their own accuracy there "
-            f"({_pct(candidates[-1]['accuracy']) if candidates else '?'} to "
-            f"{_pct(candidates[0]['accuracy']) if candidates else '?'}), each kept if the "
-            f"mean with it was no worse; the mean scored {_pct(greedy.get('accuracy'))}.",
+            f"`{greedy.get('data')}`: ranked by their own accuracy there ({span}), each kept if "
+            f"the mean with it was no worse; the mean scored {_pct(greedy.get('accuracy'))}.",
         )
     chain = stages(training)  # earlier stages, oldest first
     if chain:

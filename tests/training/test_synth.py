@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from training.labels import SILENCE, UNKNOWN
-from training.synth import MANIFEST_COLUMNS, build_corpus, plan_corpus, register_synth_parser
+from training.synth import (
+    MANIFEST_COLUMNS,
+    Plan,
+    build_corpus,
+    plan_corpus,
+    register_synth_parser,
+)
 from training.voices import (
     ENGINES,
     SAMPLE_RATE,
@@ -45,6 +51,19 @@ def _tiny(out: Path, seed: int = 7) -> Path:
         variants=VARIANTS,
         jobs=2,
         progress=False,
+    )
+
+
+def _plan(engines: list[str], seed: int = 0, renditions: int = 4) -> Plan:
+    """The plan of a tiny corpus (two words, five espeak-ng variants, two held-out renditions)."""
+    return plan_corpus(
+        seed=seed,
+        renditions=renditions,
+        heldout_renditions=2,
+        engines=engines,
+        words=WORDS,
+        variants=VARIANTS,
+        jobs=1,
     )
 
 
@@ -156,24 +175,8 @@ def test_same_seed_same_corpus_and_resume(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_other_seed_other_voices() -> None:
-    a = plan_corpus(
-        seed=1,
-        renditions=4,
-        heldout_renditions=2,
-        engines=["espeak-ng"],
-        words=WORDS,
-        variants=VARIANTS,
-        jobs=1,
-    )
-    b = plan_corpus(
-        seed=2,
-        renditions=4,
-        heldout_renditions=2,
-        engines=["espeak-ng"],
-        words=WORDS,
-        variants=VARIANTS,
-        jobs=1,
-    )
+    a = _plan(["espeak-ng"], seed=1)
+    b = _plan(["espeak-ng"], seed=2)
     assert set(a.voices) != set(b.voices)
 
 
@@ -230,18 +233,7 @@ def test_cli_parser() -> None:
 def test_more_training_renditions_keep_the_heldout_splits() -> None:
     """Growing the training split (``--renditions``) leaves validation and test clip for clip as
     they were, so a model trained on the larger corpus is scored on the same held-out clips."""
-    plans = [
-        plan_corpus(
-            seed=0,
-            renditions=renditions,
-            heldout_renditions=2,
-            engines=["espeak-ng", "flite"],
-            words=WORDS,
-            variants=VARIANTS,
-            jobs=1,
-        )
-        for renditions in (4, 12)
-    ]
+    plans = [_plan(["espeak-ng", "flite"], renditions=renditions) for renditions in (4, 12)]
     small, large = ([c for c in p.clips if c.split != "train"] for p in plans)
     assert small and small == large
     train = [sum(c.split == "train" for c in p.clips) for p in plans]
@@ -256,16 +248,7 @@ def test_train_only_engines_keep_the_heldout_splits() -> None:
     """Engines outside HOLDOUT_ORDER only add training speakers: validation and test stay the
     same clips, so models trained with and without them are scored alike."""
     plans = [
-        plan_corpus(
-            seed=0,
-            renditions=12,
-            heldout_renditions=2,
-            engines=engines,
-            words=WORDS,
-            variants=VARIANTS,
-            jobs=1,
-        )
-        for engines in (["espeak-ng"], ["espeak-ng", *TRAIN_ONLY])
+        _plan(engines, renditions=12) for engines in (["espeak-ng"], ["espeak-ng", *TRAIN_ONLY])
     ]
     before, after = ([c for c in p.clips if c.split != "train"] for p in plans)
     assert before and before == after

@@ -167,10 +167,12 @@ def bench_models(
 
 
 def count_flops(fn: Callable[[], None]) -> int:
-    """Floating-point operations of one call of ``fn``, as torch's flop counter counts them
-    (matrix products and convolutions; element-wise ops are not counted)."""
+    """Floating-point operations of one steady-state call of ``fn``, as torch's flop counter
+    counts them (matrix products and convolutions; element-wise ops are not counted). One call
+    runs first, uncounted: the streaming step folds weights once (``models.fold``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    fn()
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()

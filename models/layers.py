@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fold import derived, tracing
 from models.lif import LIF
 from models.lmu import LMUCell
 
@@ -91,6 +92,30 @@ class PointwiseConv(nn.Conv1d, Stateless):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight[..., 0], self.bias)
 
+    def folded_with(self, bn: BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of this convolution followed by ``bn`` in eval mode (cached)."""
+        sources = [self.weight, bn.running_mean, bn.running_var]
+        sources += [t for t in (self.bias, bn.weight, bn.bias) if t is not None]
+        return derived(
+            self,
+            "_folded_batchnorm",
+            sources,
+            lambda: fold_batchnorm(self.weight[..., 0], self.bias, bn),
+        )
+
+
+def fold_batchnorm(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight [C_out, C_in], bias [C_out]) of ``bn(x @ weight.T + bias)`` in eval mode, as one
+    affine map, computed in float64."""
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    shift = -bn.running_mean.double() * scale
+    if bn.affine:
+        scale, shift = scale * bn.weight.double(), shift * bn.weight.double() + bn.bias.double()
+    folded_bias = shift if bias is None else bias.double() * scale + shift
+    return (weight.double() * scale[:, None]).to(weight.dtype), folded_bias.to(weight.dtype)
+
 
 class Linear(nn.Linear, Stateless):
     """nn.Linear applied per frame."""
@@ -147,18 +172,30 @@ class TemporalConv(nn.Conv1d):
     ) -> tuple[torch.Tensor, ConvState]:
         """x: [B, n, C_in] at clock.pos -> [B, n, C_out] at clock.pos - lookahead.
 
-        The convolution is one matrix product of the unfolded frames [B * n, C_in * k] with
-        the weight viewed as [C_out, C_in * k] (much faster than conv1d on n + k - 1 frames).
+        The convolution is one matrix product of the frames' windows [B * n, k * C_in]
+        (frame-major) with the weight viewed as [C_out, k * C_in] (``streaming_weight``): for
+        one frame the window is the ring plus the frame as they lie in memory, no copy.
         """
         if not clock.all_valid:
             x = x * clock.valid[..., None].to(x.dtype)
         frames = torch.cat((state.ring, x), dim=1)  # [B, k - 1 + n, C_in]
         batch, n = x.shape[0], x.shape[1]
         k = self.kernel_size[0]
-        columns = frames.unfold(1, k, 1).reshape(batch * n, self.in_channels * k)
-        y = F.linear(columns, self.weight.reshape(self.out_channels, -1), self.bias)
+        if n == 1 and not tracing(x):
+            columns = frames.reshape(batch, k * self.in_channels)
+        else:
+            shifted = [frames[:, j : j + n] for j in range(k)]
+            columns = torch.cat(shifted, dim=-1).reshape(batch * n, k * self.in_channels)
+        y = F.linear(columns, self.streaming_weight(), self.bias)
         width = state.ring.shape[1]
         return y.view(batch, n, -1), ConvState(ring=frames[:, frames.shape[1] - width :])
+
+    def streaming_weight(self) -> torch.Tensor:
+        """The weight [C_out, C_in, k] as [C_out, k * C_in], frame-major (cached, models.fold)."""
+        return derived(self, "_streaming_weight", (self.weight,), self._frame_major)
+
+    def _frame_major(self) -> torch.Tensor:
+        return self.weight.permute(0, 2, 1).reshape(self.out_channels, -1).contiguous()
 
 
 class StreamLIF(nn.Module):
@@ -200,10 +237,17 @@ class StreamLMU(nn.Module):
 
 
 class Sequence(nn.Sequential):
-    """Layers in a row; the look-ahead adds up, and so does the streaming delay."""
+    """Layers in a row; the look-ahead adds up, and so does the streaming delay.
 
-    def __init__(self, layers: OrderedDict[str, nn.Module]) -> None:
+    ``fold_batchnorm``: in streaming, a BatchNorm in eval mode right after a PointwiseConv is
+    folded into the convolution's weight and bias (one product instead of a product and a
+    pass over its output). For the non-spiking model only: the spiking model's streaming keeps
+    the parallel form's float operations, so that its spikes stay identical.
+    """
+
+    def __init__(self, layers: OrderedDict[str, nn.Module], fold_batchnorm: bool = False) -> None:
         super().__init__(layers)
+        self.fold_batchnorm = fold_batchnorm
 
     @property
     def lookahead(self) -> int:
@@ -220,12 +264,41 @@ class Sequence(nn.Sequential):
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> tuple:
         return tuple(layer.init_state(batch_size, device, dtype) for layer in self)
 
+    def _folded_pairs(self) -> frozenset[int]:
+        """Indices i where layer i (a PointwiseConv) and i + 1 (a BatchNorm) stream as one."""
+        if not self.fold_batchnorm:
+            return frozenset()
+        cached = self.__dict__.get("_folded_pairs_cache")
+        if cached is None or cached[0] != len(self):
+            layers = list(self)
+            pairs = frozenset(
+                i
+                for i in range(len(layers) - 1)
+                if isinstance(layers[i], PointwiseConv) and isinstance(layers[i + 1], BatchNorm)
+            )
+            cached = (len(self), pairs)
+            self.__dict__["_folded_pairs_cache"] = cached
+        return cached[1]
+
     def stream(
         self, x: torch.Tensor, clock: StreamClock, state: tuple
     ) -> tuple[torch.Tensor, tuple]:
+        layers = list(self)
+        pairs = self._folded_pairs()
         new_states = []
-        for layer, lookahead, layer_state in zip(self, self._lookaheads(), state, strict=True):
-            x, layer_state = layer.stream(x, clock, layer_state)
+        skip = False
+        for i, (layer, lookahead, layer_state) in enumerate(
+            zip(layers, self._lookaheads(), state, strict=True)
+        ):
+            if skip:  # the BatchNorm folded into the convolution before it
+                skip = False
+                new_states.append(layer_state)
+                continue
+            if i in pairs and not layers[i + 1].training:
+                x = F.linear(x, *layer.folded_with(layers[i + 1]))
+                skip = True
+            else:
+                x, layer_state = layer.stream(x, clock, layer_state)
             clock = clock.delayed(lookahead)
             new_states.append(layer_state)
         return x, tuple(new_states)

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from models.fold import derived, tracing
 from models.lif import LIF, LIFState
 
 
@@ -171,6 +173,26 @@ class LMUCell(nn.Module):
         h = self.W_h(torch.cat((m, x), dim=-1))
         return self._bn(self.bn_h, h) if self.spiking else h
 
+    def streaming_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-spiking streaming step's weights with W_h's memory half folded into the
+        taps: (G [W, hidden], W_x [hidden, C]) with G = H_taps @ W_m^T, where W_h = [W_m, W_x].
+
+        h = W_m m_t + W_x x_t + b and m_t = sum_j H_taps[j] u_{t-W+1+j}, so W_m m_t is the
+        u ring times G: one [W, hidden] product per frame instead of [W, D] then [D, hidden]
+        (65k fewer multiply-adds per frame at the paper's size). Cached per weight version
+        (``models.fold``).
+        """
+        weight = self.W_h.weight
+        return derived(self, "_streaming_weights", (weight, self.H_taps), self._fold)
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.W_h.weight
+        w_m, w_x = weight[:, : self.memory_size], weight[:, self.memory_size :]
+        if tracing(weight):
+            return self.H_taps @ w_m.T, w_x
+        # the product in float64: G is then as exact as the two products it replaces
+        return (self.H_taps.double() @ w_m.double().T).to(weight.dtype), w_x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T, C] -> h [B, T, hidden], from a zero memory."""
         if self.spiking:
@@ -204,10 +226,12 @@ class LMUCell(nn.Module):
             if valid is not None:
                 u = u * valid[..., None]
         history = torch.cat((state.u_ring, u[..., 0]), dim=1)
-        m = window_memory_reversed(history, self.H_taps)
         ring = history[:, history.shape[1] - (self.window - 1) :]
         if not self.spiking:
-            return torch.relu(self._hidden_input(m, x)), LMUState(u_ring=ring)
+            g, w_x = self.streaming_weights()
+            h = window_memory_reversed(history, g) + F.linear(x, w_x, self.W_h.bias)
+            return torch.relu(h), LMUState(u_ring=ring)
+        m = window_memory_reversed(history, self.H_taps)
         m, lif_m = self.lif_m.stream(self._bn(self.bn_m, m), valid, state.lif_m)
         h, lif_h = self.lif_h.stream(self._hidden_input(m, x), valid, state.lif_h)
         return h, LMUState(u_ring=ring, lif_u=lif_u, lif_m=lif_m, lif_h=lif_h)

@@ -125,8 +125,12 @@ def _block(config: ModelConfig) -> Sequence:
             fc2_lif=StreamLIF(hidden),
             fc2_conv=PointwiseConv(hidden, dim),
         )
+    fold = not config.spiking
     return Sequence(
-        OrderedDict(mixer=Residual(Sequence(mixer), dim), ffn=Residual(Sequence(ffn), dim))
+        OrderedDict(
+            mixer=Residual(Sequence(mixer, fold_batchnorm=fold), dim),
+            ffn=Residual(Sequence(ffn, fold_batchnorm=fold), dim),
+        )
     )
 
 

@@ -15,6 +15,7 @@ from models.lmu import (
     legendre_discrete,
     lmu_step,
     window_memory,
+    window_memory_reversed,
 )
 
 
@@ -84,3 +85,46 @@ def test_cell_stream_equals_cell_forward(spiking: bool) -> None:
             outputs.append(y)
     assert (torch.cat(outputs, dim=1) - expected).abs().max().item() < 1e-5
     assert state.u_ring.shape == (2, 15)
+
+
+def _stream_whole(cell: LMUCell, x: torch.Tensor) -> torch.Tensor:
+    state = cell.init_state(x.shape[0], x.device, x.dtype)
+    y, _ = cell.stream(x, None, state)
+    return y
+
+
+def test_folded_streaming_weights_equal_the_two_products() -> None:
+    """G = H_taps @ W_m^T: the u ring times G equals W_m times the window memory."""
+    torch.manual_seed(1)
+    cell = LMUCell(input_size=8, hidden_size=6, memory_size=12, theta=16.0, window=16).eval()
+    history = torch.randn(3, 15 + 4)
+    with torch.no_grad():
+        g, w_x = cell.streaming_weights()
+        w_m = cell.W_h.weight[:, :12]
+        two_products = window_memory_reversed(history, cell.H_taps) @ w_m.T
+        folded = window_memory_reversed(history, g)
+    assert g.shape == (16, 6) and w_x.shape == (6, 8)
+    assert torch.allclose(folded, two_products, atol=1e-5)
+
+
+def test_folded_streaming_weights_follow_weight_changes() -> None:
+    """The fold is cached per weight version: an in-place edit (an optimiser step, a load)
+    is seen by the next streaming call; with gradients on, the step stays differentiable."""
+    torch.manual_seed(2)
+    cell = LMUCell(input_size=8, hidden_size=6, memory_size=12, theta=16.0, window=16).eval()
+    x = torch.randn(2, 20, 8)
+    with torch.inference_mode():
+        first = _stream_whole(cell, x)
+    with torch.no_grad():
+        cell.W_h.weight.mul_(-1.5)
+    with torch.inference_mode():
+        after_edit = _stream_whole(cell, x)
+        expected = cell(x)
+    assert not torch.allclose(first, after_edit)
+    assert (after_edit - expected).abs().max().item() < 1e-5
+    cell.load_state_dict({k: v * 0.5 for k, v in cell.state_dict().items()})
+    with torch.inference_mode():
+        assert (_stream_whole(cell, x) - cell(x)).abs().max().item() < 1e-5
+    y = _stream_whole(cell, x)
+    y.sum().backward()
+    assert cell.W_h.weight.grad is not None and cell.W_h.weight.grad.abs().sum() > 0

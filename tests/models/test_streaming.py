@@ -12,7 +12,7 @@ import torch
 
 from models import select_state, stack_states
 from models.state import state_nbytes as state_nbytes_for_test
-from tests.models.conftest import make_model
+from tests.models.conftest import make_model, randomise_batchnorm
 
 TOLERANCE = 1e-4
 
@@ -269,3 +269,21 @@ def test_masked_step_equals_the_step(model_name: str) -> None:
         plain, masked = want[2], got[2]
     for a, b in zip(flatten_state(plain)[0], flatten_state(masked)[0], strict=True):
         assert torch.equal(a, b)
+
+
+@torch.inference_mode()
+def test_streaming_follows_in_place_weight_changes(model_name: str) -> None:
+    """The streaming step's folded weights (conv windows, the LMU's taps, BatchNorms folded into
+    1x1 convs: models.fold) are derived per weight version: after an in-place change of every
+    parameter and BatchNorm statistic (an optimiser step, a load), streaming still equals the
+    parallel form."""
+    model = make_model(model_name, "tiny")
+    feats = torch.randn(2, 40, 128, generator=torch.Generator().manual_seed(3))
+    before = stream_clip(model, feats, 4)
+    for parameter in model.parameters():
+        parameter.mul_(1.25)
+    randomise_batchnorm(model, seed=7)
+    expected = model.frame_logits(feats)
+    after = stream_clip(model, feats, 4)
+    assert (after - before).abs().max().item() > 1e-3
+    assert (after - expected).abs().max().item() <= TOLERANCE

@@ -241,8 +241,8 @@ class Sequence(nn.Sequential):
 
     ``fold_batchnorm``: in streaming, a BatchNorm in eval mode right after a PointwiseConv is
     folded into the convolution's weight and bias (one product instead of a product and a
-    pass over its output). For the non-spiking model only: the spiking model's streaming keeps
-    the parallel form's float operations, so that its spikes stay identical.
+    pass over its output). For the non-spiking model only: in the spiking model those
+    BatchNorms feed LIF thresholds, where a changed rounding could flip a spike.
     """
 
     def __init__(self, layers: OrderedDict[str, nn.Module], fold_batchnorm: bool = False) -> None:

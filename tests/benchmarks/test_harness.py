@@ -131,3 +131,26 @@ def test_bad_options_name_the_bad_value() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_ab_step_imports_a_revisions_models_beside_this_checkouts(tmp_path) -> None:
+    """benchmarks.ab_step: HEAD's ``models`` under another name, its imports rewritten, builds
+    a model that streams like this checkout's on the same weights."""
+    import torch
+
+    import models
+    from benchmarks.ab_step import BASELINE_PACKAGE, extract_baseline
+
+    baseline = extract_baseline("HEAD", tmp_path)
+    assert baseline.__name__ == BASELINE_PACKAGE
+    assert Path(baseline.__file__).is_relative_to(tmp_path)
+    torch.manual_seed(0)
+    new = models.build_model("lmuformer", dim=16, num_classes=5).eval()
+    old = baseline.build_model("lmuformer", dim=16, num_classes=5).eval()
+    assert type(old).__module__ == f"{BASELINE_PACKAGE}.lmuformer"
+    old.load_state_dict(new.state_dict())
+    feats = torch.randn(1, 30, 128)
+    with torch.inference_mode():
+        got, _ = old.stream(feats, old.init_state(1))
+        expected, _ = new.stream(feats, new.init_state(1))
+    assert torch.allclose(got, expected, atol=1e-5)

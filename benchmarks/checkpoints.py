@@ -87,6 +87,30 @@ def tree_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in process_tree(pid))
 
 
+def host_cpu_seconds(stat_text: str | None = None) -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy since boot, all cores summed, and the part
+    of them stolen by the hypervisor (``/proc/stat``'s first line; (0, 0) elsewhere).
+
+    Busy = user + nice + system + irq + softirq + steal (idle and iowait are not busy; guest
+    time is already inside user). The difference of two readings over a run, minus what the
+    benchmark's own processes used, is the CPU that everything else on the host took.
+    """
+    import os
+
+    if stat_text is None:
+        try:
+            stat_text = Path("/proc/stat").read_text()
+        except OSError:
+            return 0.0, 0.0
+    fields = stat_text.splitlines()[0].split()
+    if not fields or fields[0] != "cpu":
+        return 0.0, 0.0
+    ticks = [int(v) for v in fields[1:9]] + [0] * max(0, 9 - len(fields))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / hz, steal / hz
+
+
 def rss_bytes(pid: int | None = None) -> int:
     """Resident set size of a process (Linux /proc; 0 elsewhere)."""
     status = Path(f"/proc/{pid or 'self'}/status")

@@ -191,7 +191,8 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
                 f"frames ({run['completed']}/{k} clients got `end`); "
                 f"errors {run['errors']}; "
                 f"CPU {_fmt(run['server_cpu'])}; RSS {_fmt(run['server_rss_mb'][0])}→"
-                f"{_fmt(run['server_rss_mb'][1])} MB"
+                f"{_fmt(run['server_rss_mb'][1])} MB; host: other processes "
+                f"{_fmt(run.get('other_cpu'))}, steal {_fmt(run.get('steal_cpu'))} cores"
             )
         rows.append(
             (

@@ -41,7 +41,13 @@ import numpy as np
 import torch
 
 from benchmarks.audio import RATE, speech_track
-from benchmarks.checkpoints import checkpoint_for, tree_cpu_seconds, tree_rss_bytes, work_dir
+from benchmarks.checkpoints import (
+    checkpoint_for,
+    host_cpu_seconds,
+    tree_cpu_seconds,
+    tree_rss_bytes,
+    work_dir,
+)
 from benchmarks.config import BenchConfig
 from benchmarks.engine_bench import percentiles
 
@@ -378,6 +384,7 @@ async def _load(
     ramp = min(2.0, 0.02 * clients)  # connections spread over the first seconds
     t0 = time.perf_counter() + 0.2
     rss_start, cpu_start = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
+    host_start, steal_start = host_cpu_seconds()
     rss_trace: list[tuple[float, float]] = []
 
     async def sample_rss() -> None:
@@ -410,6 +417,9 @@ async def _load(
     wall = time.perf_counter() - t0
     own_cpu = time.process_time() - own_cpu
     rss_end, cpu_end = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
+    host_end, steal_end = host_cpu_seconds()
+    server_cpu = (cpu_end - cpu_start) / wall
+    host_busy, stolen = host_end - host_start, steal_end - steal_start
     detections = [d for r in results for d in r["detections"]]
     ended = [r for r in results if r["end"] is not None]
     dropped = [r["sent_ms"] - r["end"]["audio_ms"] for r in ended]
@@ -436,8 +446,12 @@ async def _load(
         },
         "frames_missing": int(sum(missing)),
         "client_late_ms_max": round(max((r["late_ms"] for r in results), default=0.0), 1),
-        "server_cpu": round((cpu_end - cpu_start) / wall, 2),
+        "server_cpu": round(server_cpu, 2),
         "clients_cpu": round(own_cpu / wall, 2),  # the load generator shares the machine
+        # what else the host ran meanwhile, in cores: other processes, and the hypervisor's
+        # steal (a busy neighbour of this virtual machine)
+        "other_cpu": round(max(0.0, (host_busy - stolen - own_cpu) / wall - server_cpu), 2),
+        "steal_cpu": round(stolen / wall, 2),
         "server_rss_mb": [round(rss_start / 2**20, 1), round(rss_end / 2**20, 1)],
         "rss_trace": rss_trace,
     }

@@ -93,6 +93,7 @@ def test_rest_and_load_sections_against_a_real_server(tmp_path: Path) -> None:
     assert load["dropped_ms"]["total"] == 0 and load["frames_missing"] == 0
     assert load["detections"] > 0  # thresholds 0: detections whatever the weights
     assert load["server_ms"]["p50"] is not None
+    assert load["other_cpu"] >= 0 and load["steal_cpu"] >= 0
     for name in ("rest_clips.png", "load_latency.png"):
         assert (tmp_path / name).is_file()
 
@@ -154,3 +155,19 @@ def test_ab_step_imports_a_revisions_models_beside_this_checkouts(tmp_path) -> N
         got, _ = old.stream(feats, old.init_state(1))
         expected, _ = new.stream(feats, new.init_state(1))
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_host_cpu_seconds_reads_busy_and_stolen_time() -> None:
+    """/proc/stat's first line: busy = user + nice + system + irq + softirq + steal."""
+    import os
+
+    from benchmarks.checkpoints import host_cpu_seconds
+
+    hz = os.sysconf("SC_CLK_TCK")
+    text = "cpu  400 10 60 5000 30 5 15 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+    busy, steal = host_cpu_seconds(text)
+    assert busy == (400 + 10 + 60 + 5 + 15 + 10) / hz
+    assert steal == 10 / hz
+    assert host_cpu_seconds("intr 1 2 3\n") == (0.0, 0.0)
+    live_busy, live_steal = host_cpu_seconds()
+    assert live_busy > 0 and 0 <= live_steal <= live_busy

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.fold import derived, tracing
+from models.fold import derived
 from models.lif import LIF, LIFState
 
 
@@ -188,8 +188,6 @@ class LMUCell(nn.Module):
     def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
         weight = self.W_h.weight
         w_m, w_x = weight[:, : self.memory_size], weight[:, self.memory_size :]
-        if tracing(weight):
-            return self.H_taps @ w_m.T, w_x
         # the product in float64: G is then as exact as the two products it replaces
         return (self.H_taps.double() @ w_m.double().T).to(weight.dtype), w_x
 

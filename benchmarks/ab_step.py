@@ -25,6 +25,8 @@ from io import BytesIO
 from pathlib import Path
 from types import ModuleType
 
+from benchmarks.cli import _csv
+
 BASELINE_PACKAGE = "models_baseline"
 
 
@@ -55,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", required=True, help="git revision of the earlier step")
     parser.add_argument("--model", default="lmuformer", help="lmuformer or spiking-lmuformer")
-    parser.add_argument("--batches", default="64,256", help="comma-separated session counts")
+    parser.add_argument(
+        "--batches", type=_csv(int), default=(64, 256), help="comma-separated session counts"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--window-frames", type=int, default=98)
@@ -63,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import models
-    from benchmarks.model_bench import count_flops, stream_case, window_case
+    from benchmarks.config import BenchConfig
+    from benchmarks.model_bench import build, count_flops, stream_case, window_case
     from benchmarks.timing import interleaved, median_ratio
 
     if args.threads:
@@ -72,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     with tempfile.TemporaryDirectory(prefix="lmukws-ab-") as folder:
         baseline_models = extract_baseline(args.baseline, Path(folder))
-        torch.manual_seed(0)
-        new = models.build_model(args.model).eval()
+        new = build(args.model, BenchConfig(), device)
         old = baseline_models.build_model(args.model).eval()
         old.load_state_dict(new.state_dict())
         old_flops = count_flops(stream_case(old, 1, device)) / 1e6
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({args.baseline}) -> {new_flops:.3f} MFLOP (this checkout); "
             f"window of {args.window_frames} frames {window_flops:.1f} MFLOP"
         )
-        for batch in (int(b) for b in args.batches.split(",")):
+        for batch in args.batches:
             timings = interleaved(
                 {
                     "window": window_case(new, batch, args.window_frames, device),

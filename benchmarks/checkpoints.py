@@ -9,6 +9,7 @@ them with thresholds of 0.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from benchmarks.config import BenchConfig
@@ -95,8 +96,6 @@ def host_cpu_seconds(stat_text: str | None = None) -> tuple[float, float]:
     time is already inside user). The difference of two readings over a run, minus what the
     benchmark's own processes used, is the CPU that everything else on the host took.
     """
-    import os
-
     if stat_text is None:
         try:
             stat_text = Path("/proc/stat").read_text()
@@ -125,8 +124,6 @@ def rss_bytes(pid: int | None = None) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
-    import os
-
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:

@@ -31,14 +31,12 @@ def derived(
     module: nn.Module, name: str, sources: Sequence[torch.Tensor], compute: Callable[[], T]
 ) -> T:
     """``compute()``, cached on ``module`` under ``name`` until any of ``sources`` changes."""
-    if tracing(sources[0]) or (
-        torch.is_grad_enabled() and any(source.requires_grad for source in sources)
+    if (torch.is_grad_enabled() and any(source.requires_grad for source in sources)) or tracing(
+        sources[0]
     ):
         return compute()
-    try:
-        key = tuple(
-            (source.data_ptr(), source._version, source.dtype, source.device) for source in sources
-        )
+    try:  # a new storage (.to, a replaced tensor) has a new address; an in-place edit bumps
+        key = [(source.data_ptr(), source._version) for source in sources]
     except RuntimeError:  # an inference tensor has no version counter: never cache it
         return compute()
     cached = module.__dict__.get(name)

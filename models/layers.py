@@ -77,14 +77,29 @@ class Stateless(nn.Module):
 
 
 class BatchNorm(nn.BatchNorm1d, Stateless):
-    """BatchNorm1d over the channels of [B, T, C] (statistics over batch and time)."""
+    """BatchNorm1d over the channels of [B, T, C] (statistics over batch and time).
+
+    ``folded``: set by ``fold_in_streaming``: in eval-mode streaming the PointwiseConv before
+    this BatchNorm applies it, and its own stream passes frames through.
+    """
+
+    folded = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
+    def stream(self, x: torch.Tensor, clock: StreamClock, state: None) -> tuple[torch.Tensor, None]:
+        if self.folded and not self.training:
+            return x, None
+        return self(x), None
+
 
 class PointwiseConv(nn.Conv1d, Stateless):
     """A 1x1 Conv1d (kept as a conv for the paper's parameter layout) on [B, T, C_in]."""
+
+    #: the BatchNorm after this conv that streaming folds in (a tuple, so that it is not
+    #: registered as a second parent of that module)
+    _streamed_bn: tuple[BatchNorm, ...] = ()
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
@@ -92,16 +107,27 @@ class PointwiseConv(nn.Conv1d, Stateless):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight[..., 0], self.bias)
 
-    def folded_with(self, bn: BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weight, bias) of this convolution followed by ``bn`` in eval mode (cached)."""
-        sources = [self.weight, bn.running_mean, bn.running_var]
-        sources += [t for t in (self.bias, bn.weight, bn.bias) if t is not None]
-        return derived(
-            self,
-            "_folded_batchnorm",
-            sources,
-            lambda: fold_batchnorm(self.weight[..., 0], self.bias, bn),
-        )
+    def stream(self, x: torch.Tensor, clock: StreamClock, state: None) -> tuple[torch.Tensor, None]:
+        if self._streamed_bn and not self._streamed_bn[0].training:
+            return F.linear(x, *derived(self, "_with_bn", self._fold_sources(), self._fold)), None
+        return self(x), None
+
+    def _fold_sources(self) -> tuple[torch.Tensor, ...]:
+        (bn,) = self._streamed_bn
+        tensors = (self.weight, self.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias)
+        return tuple(t for t in tensors if t is not None)
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return fold_batchnorm(self.weight[..., 0], self.bias, self._streamed_bn[0])
+
+
+def fold_in_streaming(conv: PointwiseConv, bn: BatchNorm) -> None:
+    """Stream ``bn``, which follows ``conv``, as part of it: in eval mode the conv applies the
+    folded affine map (one product instead of a product and a pass over its output) and ``bn``
+    passes its input through. For the non-spiking model only: in the spiking model these
+    BatchNorms feed LIF thresholds, where a changed rounding could flip a spike."""
+    conv._streamed_bn = (bn,)
+    bn.folded = True
 
 
 def fold_batchnorm(
@@ -237,17 +263,10 @@ class StreamLMU(nn.Module):
 
 
 class Sequence(nn.Sequential):
-    """Layers in a row; the look-ahead adds up, and so does the streaming delay.
+    """Layers in a row; the look-ahead adds up, and so does the streaming delay."""
 
-    ``fold_batchnorm``: in streaming, a BatchNorm in eval mode right after a PointwiseConv is
-    folded into the convolution's weight and bias (one product instead of a product and a
-    pass over its output). For the non-spiking model only: in the spiking model those
-    BatchNorms feed LIF thresholds, where a changed rounding could flip a spike.
-    """
-
-    def __init__(self, layers: OrderedDict[str, nn.Module], fold_batchnorm: bool = False) -> None:
+    def __init__(self, layers: OrderedDict[str, nn.Module]) -> None:
         super().__init__(layers)
-        self.fold_batchnorm = fold_batchnorm
 
     @property
     def lookahead(self) -> int:
@@ -264,41 +283,12 @@ class Sequence(nn.Sequential):
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> tuple:
         return tuple(layer.init_state(batch_size, device, dtype) for layer in self)
 
-    def _folded_pairs(self) -> frozenset[int]:
-        """Indices i where layer i (a PointwiseConv) and i + 1 (a BatchNorm) stream as one."""
-        if not self.fold_batchnorm:
-            return frozenset()
-        cached = self.__dict__.get("_folded_pairs_cache")
-        if cached is None or cached[0] != len(self):
-            layers = list(self)
-            pairs = frozenset(
-                i
-                for i in range(len(layers) - 1)
-                if isinstance(layers[i], PointwiseConv) and isinstance(layers[i + 1], BatchNorm)
-            )
-            cached = (len(self), pairs)
-            self.__dict__["_folded_pairs_cache"] = cached
-        return cached[1]
-
     def stream(
         self, x: torch.Tensor, clock: StreamClock, state: tuple
     ) -> tuple[torch.Tensor, tuple]:
-        layers = list(self)
-        pairs = self._folded_pairs()
         new_states = []
-        skip = False
-        for i, (layer, lookahead, layer_state) in enumerate(
-            zip(layers, self._lookaheads(), state, strict=True)
-        ):
-            if skip:  # the BatchNorm folded into the convolution before it
-                skip = False
-                new_states.append(layer_state)
-                continue
-            if i in pairs and not layers[i + 1].training:
-                x = F.linear(x, *layer.folded_with(layers[i + 1]))
-                skip = True
-            else:
-                x, layer_state = layer.stream(x, clock, layer_state)
+        for layer, lookahead, layer_state in zip(self, self._lookaheads(), state, strict=True):
+            x, layer_state = layer.stream(x, clock, layer_state)
             clock = clock.delayed(lookahead)
             new_states.append(layer_state)
         return x, tuple(new_states)

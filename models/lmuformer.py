@@ -45,6 +45,7 @@ from models.layers import (
     StreamLIF,
     StreamLMU,
     TemporalConv,
+    fold_in_streaming,
 )
 
 
@@ -109,6 +110,9 @@ def _block(config: ModelConfig) -> Sequence:
             fc2_bn=BatchNorm(dim),
             fc2_act=ReLU(),
         )
+        fold_in_streaming(mixer["proj_conv"], mixer["proj_bn"])
+        fold_in_streaming(ffn["fc1_conv"], ffn["fc1_bn"])
+        fold_in_streaming(ffn["fc2_conv"], ffn["fc2_bn"])
     else:
         mixer = OrderedDict(
             prev_bn=BatchNorm(dim),
@@ -125,12 +129,8 @@ def _block(config: ModelConfig) -> Sequence:
             fc2_lif=StreamLIF(hidden),
             fc2_conv=PointwiseConv(hidden, dim),
         )
-    fold = not config.spiking
     return Sequence(
-        OrderedDict(
-            mixer=Residual(Sequence(mixer, fold_batchnorm=fold), dim),
-            ffn=Residual(Sequence(ffn, fold_batchnorm=fold), dim),
-        )
+        OrderedDict(mixer=Residual(Sequence(mixer), dim), ffn=Residual(Sequence(ffn), dim))
     )
 
 

@@ -4,88 +4,9 @@ from __future__ import annotations
 
 import re
 
+from training.keyword_text import HOMOPHONES, SUFFIXES, is_keyword_free, keywords_in
 from training.labels import SILENCE, SPEECH_COMMANDS_LABELS, UNKNOWN, synthetic_labels
 from training.vocabulary import NEAR_MISSES, UNKNOWN_WORDS, near_misses_for
-
-# Words that sound like a keyword, in some English accent, or contain it whole (inflections,
-# compounds): none may be an _unknown_ word.
-HOMOPHONES: dict[str, set[str]] = {
-    "backward": {"backwards"},
-    "follow": {"follows", "followed", "following", "follower", "fallow"},
-    "five": {"fives"},
-    "bed": {"beds", "bedroom", "bedtime", "flowerbed", "seabed"},
-    "zero": {"zeros", "zeroes", "xero"},
-    "on": {"upon", "onto", "online", "awn"},
-    "learn": {"learns", "learned", "learnt", "learning", "learner", "unlearn", "lern"},
-    "two": {"to", "too", "tu", "tue", "into", "onto", "unto", "tattoo"},
-    "house": {"houses", "household", "lighthouse", "hows", "how's", "housed"},
-    "tree": {"trees", "treetop", "street"},
-    "dog": {"dogs", "dawg", "hotdog", "bulldog", "doggy", "underdog", "watchdog"},
-    "stop": {"stops", "stopped", "stopping", "nonstop", "stopwatch"},
-    "seven": {"sevens", "seventh", "seventeen", "seventy"},
-    "eight": {"ate", "ait", "eighth", "eighteen", "eighty", "eights"},
-    "down": {"downs", "downtown", "download", "sundown", "countdown", "breakdown"},
-    "six": {"sikhs", "sics", "sixth", "sixteen", "sixty", "sixes"},
-    "forward": {"foreword", "forwards", "forwarded"},
-    "cat": {"cats", "catch", "kat", "bobcat", "tomcat", "wildcat", "copycat"},
-    "right": {
-        "write",
-        "rite",
-        "wright",
-        "rights",
-        "writes",
-        "bright",
-        "fright",
-        "alright",
-        "upright",
-        "copyright",
-        "outright",
-        "downright",
-        "birthright",
-    },
-    "visual": {"visuals", "visualize", "audiovisual"},
-    "four": {"for", "fore", "fours", "fourth", "fourteen", "forty", "before", "therefore"},
-    "wow": {"wows", "powwow"},
-    "no": {
-        "know",
-        "knows",
-        "noh",
-        "noes",
-        "nose",
-        "snow",
-        "piano",
-        "volcano",
-        "casino",
-        "rhino",
-        "domino",
-        "nobody",
-    },
-    "nine": {"nein", "nines", "ninth", "nineteen", "ninety", "canine", "benign"},
-    "off": {"of", "offs", "offer", "takeoff", "kickoff", "layoff", "oft"},
-    "three": {"threes", "threesome"},
-    "left": {"lefts", "lefty", "leftover"},
-    "marvin": {"marvyn"},
-    "yes": {"yess", "yeses", "yesterday"},
-    "up": {"ups", "upper", "upon", "update", "upstairs", "setup", "backup", "pickup", "makeup"},
-    "sheila": {"sheilas", "shelia"},
-    "happy": {"unhappy", "happiness", "happily", "happier"},
-    "bird": {"birds", "burred", "berd", "birdie", "blackbird"},
-    "go": {
-        "goes",
-        "going",
-        "gone",
-        "goh",
-        "ago",
-        "ego",
-        "logo",
-        "mango",
-        "tango",
-        "cargo",
-        "bingo",
-    },
-    "one": {"won", "wan", "once", "ones", "someone", "anyone", "everyone", "wonder", "oneself"},
-}
-SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "y", "ly", "th", "teen", "ty")
 
 
 def test_labels_are_the_papers_35_plus_two() -> None:
@@ -126,3 +47,17 @@ def test_near_misses_present() -> None:
         assert len(misses) >= 3, keyword
         assert set(misses) <= words
     assert "free" in near_misses_for(["three"]) and "night" in near_misses_for(["nine"])
+
+
+def test_keywords_in_text() -> None:
+    """Keywords, homophones, inflections, compounds and digits are found; near misses are not
+    (they are the hard negatives a keyword-free sentence should hold)."""
+    assert keywords_in("Go left, then stop.") == ["stop", "left", "go"]
+    assert keywords_in("I want to write it before noon") == ["two", "right", "four"]
+    assert keywords_in("The stopwatch fell in the street") == ["tree", "stop"]
+    assert keywords_in("Her dog's bed") == ["bed", "dog"]
+    assert keywords_in("Call me at 7") == ["seven"]
+    assert keywords_in("Someone knows") == ["no", "one"]
+    assert is_keyword_free("The night was fine, and the hero felt free.")
+    assert is_keyword_free("Please close the window.")
+    assert keywords_in("YES! Sheila, happy?") == ["yes", "sheila", "happy"]

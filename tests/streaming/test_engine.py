@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from models.state import state_nbytes
 from streaming.engine import EngineConfig, EngineFullError, StreamingEngine
 from streaming.session import Detection, End, Event, Scores, SessionClosedError
 from tests.streaming.tone_model import LABELS, sequence
+from tests.tolerance import assert_same_events, batch_dependent_rounding
 
 # low at 0.5 s, high at 2.0 s, _unknown_ at 3.5 s (never fires), low at 5.0 s
 EVENTS = [("low", 0.5), ("high", 2.0), ("_unknown_", 3.5), ("low", 5.0)]
@@ -51,9 +53,18 @@ def detections(events: list[Event]) -> list[tuple[str, float]]:
 
 
 def without_timing(events: list[Event]) -> list[object]:
-    """Events with the wall-clock fields of detections dropped."""
+    """Events with the wall-clock fields of detections dropped: for results that must be
+    bit-identical (the same computation replayed; see tests/tolerance.py)."""
     return [
         (e.keyword, e.score, e.frame, e.audio_ms) if isinstance(e, Detection) else e for e in events
+    ]
+
+
+def without_latency(events: list[Event]) -> list[Event]:
+    """Events with the wall-clock fields of detections zeroed, for ``assert_same_events``."""
+    return [
+        replace(e, received_at=0.0, queue_ms=0.0, compute_ms=0.0) if isinstance(e, Detection) else e
+        for e in events
     ]
 
 
@@ -115,6 +126,8 @@ def test_resampled_input_gives_the_same_detections(engine: StreamingEngine) -> N
 
 
 def test_reset_is_total(engine: StreamingEngine) -> None:
+    """A reset session and a fresh one run the same computation (batch of one, the same
+    chunks), so their events are bit-identical."""
     a = sequence([("high", 0.4)], 1.0, seed=3)  # cut off right after a burst
     b = sequence(EVENTS[:2], 3.0, seed=4)
     fresh = run(engine, b, 800, scores_every_ms=100)
@@ -226,7 +239,7 @@ def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpo
     log2(max_step_frames) + 1 model calls, and every session still gets exactly its frames."""
     engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_step_frames=64))
     calls: list[tuple[int, int]] = []
-    stream_frames = engine.model.stream_frames
+    stream_frames = batch_dependent_rounding(engine.model.stream_frames)
 
     def counting(frames: torch.Tensor, state: object):  # type: ignore[no-untyped-def]
         calls.append(tuple(frames.shape[:2]))
@@ -251,7 +264,7 @@ def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpo
         results.append(s.poll() + s.finish())
         s.close()
     for events in results:
-        assert without_timing(events) == without_timing(solo)
+        assert_same_events(without_latency(events), without_latency(solo))
 
 
 def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -279,12 +292,16 @@ def test_a_failing_session_does_not_fail_the_others_of_its_step(
     tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A model step that raises is retried session by session: only the session whose own
-    step fails gets a Failure; the others of the batch keep exactly their detections."""
+    step fails gets a Failure; the others of the batch keep their detections (run in batches of
+    three, one and two, so their scores agree within the tolerance, not bit for bit)."""
     from streaming.session import Failure
 
     engine = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(max_batch=8))
+    engine.model.stream_frames = batch_dependent_rounding(  # type: ignore[method-assign]
+        engine.model.stream_frames
+    )
     x = sequence(EVENTS[:2], 3.0, seed=1)
-    want = without_timing(run(engine, x, 16000))
+    want = without_latency(run(engine, x, 16000))
     sessions = [engine.create_session(16000) for _ in range(3)]
     culprit = sessions[1]
     gather = engine.slab.gather_leaves
@@ -311,4 +328,5 @@ def test_a_failing_session_does_not_fail_the_others_of_its_step(
     assert batches[0] == 3  # the three sessions shared the step that failed
     (failure,) = events[1]
     assert isinstance(failure, Failure) and "simulated kernel failure" in failure.message
-    assert without_timing(events[0]) == without_timing(events[2]) == want
+    assert_same_events(without_latency(events[0]), want)
+    assert_same_events(without_latency(events[2]), want)

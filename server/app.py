@@ -50,6 +50,8 @@ DETECTOR_SETTINGS = (
     "refractory_ms",
     "warmup_ms",
     "early_threshold",
+    "rearm_fraction",
+    "command_window_ms",
     "pooling_ms",
 )
 

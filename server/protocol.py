@@ -150,8 +150,12 @@ class StartMessage(_ClientMessage):
 
     ``keywords`` restricts detections to a subset of the model's labels (default: every label
     except ``_unknown_`` and ``_silence_``); ``thresholds`` overrides the per-keyword thresholds
-    (keys must be labels, values in [0, 1]); ``scores_every_ms`` > 0 asks for a ``scores``
-    message about every that many milliseconds of audio (rounded to whole 10 ms frames).
+    (keys must be labels, values in [0, 1]); ``sensitivity`` (0..1, default 0.5: the checkpoint's
+    calibrated operating point) moves every keyword along the calibrated DET curve, from fewest
+    false alarms (0) to fewest misses (1), under any explicit ``thresholds``; ``wake_word`` (a
+    label) lets every other keyword fire only within ``command_window_ms`` after the wake word
+    fired; ``scores_every_ms`` > 0 asks for a ``scores`` message about every that many
+    milliseconds of audio (rounded to whole 10 ms frames).
     """
 
     type: Literal["start"] = "start"
@@ -159,6 +163,9 @@ class StartMessage(_ClientMessage):
     encoding: Encoding = "pcm_s16le"
     keywords: list[str] | None = None
     thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
+    sensitivity: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    wake_word: str | None = None
+    command_window_ms: Annotated[int, Field(ge=100, le=60_000)] | None = None
     scores_every_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
     @field_validator("sample_rate", mode="before")
@@ -227,6 +234,8 @@ class ReadyMessage(_ServerMessage):
     algorithmic_latency_ms: float
     keywords: list[str] = Field(default_factory=list)
     thresholds: dict[str, float] = Field(default_factory=dict)
+    wake_word: str | None = None
+    command_window_ms: float | None = None
 
 
 class Latency(_ServerMessage):
@@ -295,6 +304,10 @@ class ModelInfo(_ServerMessage):
     labels: list[str]
     keywords: list[str]  # labels that can fire by default
     thresholds: dict[str, float]  # default detection thresholds of those keywords
+    calibrated: bool = False  # thresholds calibrated on validation streams (lmukws calibrate)
+    # the calibrated DET curve: per point its sensitivity, target and measured FA/h, recall and
+    # thresholds ([] without a calibration)
+    operating_points: list[dict[str, Any]] = Field(default_factory=list)
     parameters: int
     sample_rate: int = TARGET_SAMPLE_RATE
     frame_ms: float = FRAME_MS
@@ -427,6 +440,10 @@ def ready_message(engine: Any, session: Any, sample_rate: int) -> ReadyMessage:
         algorithmic_latency_ms=engine.algorithmic_latency_ms,
         keywords=detector.keywords,
         thresholds=detector.keyword_thresholds,
+        wake_word=detector.labels[detector.wake_label] if detector.wake_label >= 0 else None,
+        command_window_ms=detector.command_frames * engine.frame_ms
+        if detector.wake_label >= 0
+        else None,
     )
 
 

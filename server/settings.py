@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     early_threshold: float | None = Field(
         0.9, ge=0.0, le=1.0, description="fire after one frame at or above this (None: off)"
     )
+    rearm_fraction: float = Field(
+        0.8, gt=0.0, le=1.0, description="a keyword re-arms below this fraction of its threshold"
+    )
+    command_window_ms: float = Field(
+        3000.0, gt=0.0, description="wake-word grammar: how long a command may follow the wake word"
+    )
 
     # protocol limits
     max_message_bytes: int = Field(protocol.MAX_MESSAGE_BYTES, ge=1024)

@@ -9,9 +9,13 @@ over the last ``smoothing_frames`` frames and fires keyword k when all of these 
 - k has been the top label above its threshold for ``patience_frames`` consecutive frames, or,
   as an early decision, its smoothed score is already >= ``early_threshold``;
 - the warm-up (``warmup_frames`` after start or reset) is over;
-- no keyword fired in the last ``refractory_frames`` frames;
-- k is armed: after firing, k re-arms only once its smoothed score drops below its threshold,
-  so one long utterance fires once.
+- no keyword fired in the last ``refractory_frames`` frames (a wake word's firing does not
+  count: the command may follow at once);
+- k is armed: after firing, k re-arms only once its smoothed score drops below
+  ``rearm_fraction`` × its threshold, so one long utterance, whose score wobbles around the
+  threshold while the word passes through the pooling window, fires once;
+- with a wake word (``wake_label``), every other keyword fires only within
+  ``command_frames`` frames after the wake word fired (the wake word itself always can).
 
 Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 """
@@ -38,6 +42,9 @@ class DetectorConfig:
     refractory_frames: int = 100
     warmup_frames: int = 30
     early_threshold: float | None = 0.9
+    rearm_fraction: float = 0.8
+    wake_label: int = -1  # label index of the wake word; -1: no wake-word grammar
+    command_frames: int = 0  # frames after the wake word in which other keywords may fire
 
     def __post_init__(self) -> None:
         if self.thresholds.shape != (len(self.labels),):
@@ -47,9 +54,13 @@ class DetectorConfig:
         for name in ("smoothing_frames", "patience_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("refractory_frames", "warmup_frames"):
+        for name in ("refractory_frames", "warmup_frames", "command_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.rearm_fraction <= 1.0:
+            raise ValueError(f"rearm_fraction must be in (0, 1], got {self.rearm_fraction}")
+        if self.wake_label >= 0 and not math.isfinite(self.thresholds[self.wake_label]):
+            raise ValueError(f"the wake word {self.labels[self.wake_label]!r} cannot fire")
 
     @property
     def keywords(self) -> list[str]:
@@ -72,21 +83,33 @@ class DetectorConfig:
         label_thresholds: Mapping[str, float] | None = None,
         keywords: Sequence[str] | None = None,
         overrides: Mapping[str, float] | None = None,
+        wake_word: str | None = None,
         **kwargs: int | float | None,
     ) -> DetectorConfig:
         """Thresholds from, in increasing priority: the default, per-label defaults (checkpoint),
         per-session overrides. ``keywords`` (default: every label) restricts what can fire;
-        ``NEVER_FIRE`` labels never do. Unknown names raise ``ValueError`` naming them.
+        ``NEVER_FIRE`` labels never do; ``wake_word`` (one of the keywords that can fire) turns
+        on the wake-word grammar. Unknown names raise ``ValueError`` naming them.
         """
         labels = tuple(labels)
         known = set(labels)
-        for what, names in (("keyword", keywords), ("threshold key", overrides)):
+        wake = [wake_word] if wake_word is not None else []
+        for what, names in (
+            ("keyword", keywords),
+            ("threshold key", overrides),
+            ("wake word", wake),
+        ):
             unknown = sorted(set(names or ()) - known)
             if unknown:
                 raise ValueError(
                     f"unknown {what}s {unknown}; the model's labels are {list(labels)}"
                 )
         allowed = set(keywords) if keywords is not None else known
+        if wake_word is not None:
+            if wake_word in NEVER_FIRE:
+                raise ValueError(f"{wake_word!r} cannot be a wake word: it never fires")
+            allowed.add(wake_word)
+            kwargs["wake_label"] = labels.index(wake_word)
         thresholds = np.full(len(labels), np.inf)
         for i, label in enumerate(labels):
             if label in NEVER_FIRE or label not in allowed:
@@ -111,6 +134,7 @@ class DetectorState:
     run_length: int
     last_fire: int  # frame index of the last detection (a large negative number if none)
     armed: np.ndarray  # [K] bool
+    wake_until: int = -1  # last frame of the open command window (wake-word grammar)
 
     @classmethod
     def initial(cls, config: DetectorConfig) -> DetectorState:
@@ -220,6 +244,7 @@ def decide(
             run_length=state.run_length,
             last_fire=state.last_fire,
             armed=state.armed,
+            wake_until=state.wake_until,
         )
         return quiet, []
     above = above_mask.tolist()
@@ -228,6 +253,7 @@ def decide(
     before = frozenset(disarmed)
     below: np.ndarray | None = None  # [T, K]: re-arms a label (made once one is disarmed)
     run_label, run_length, last_fire = state.run_label, state.run_length, state.last_fire
+    wake, wake_until = config.wake_label, state.wake_until
     early = config.early_threshold
     patience, warmup, refractory = (
         config.patience_frames,
@@ -239,7 +265,7 @@ def decide(
     for t in range(T):
         if disarmed:
             if below is None:
-                below = smoothed < thresholds
+                below = smoothed < thresholds * config.rearm_fraction
             for label in [lab for lab in disarmed if below[t, lab]]:
                 disarmed.discard(label)
         k = top_list[t]
@@ -256,11 +282,15 @@ def decide(
             and frame >= warmup
             and frame - last_fire >= refractory
             and (run_length >= patience or (early is not None and score_list[t] >= early))
+            and (wake < 0 or k == wake or frame <= wake_until)
         ):
             firings.append(
                 Firing(label=k, keyword=config.labels[k], score=score_list[t], frame=frame)
             )
-            last_fire = frame
+            if k == wake:
+                wake_until = frame + config.command_frames
+            else:
+                last_fire = frame
             disarmed.add(k)
             run_label, run_length = -1, 0
         frame += 1
@@ -276,6 +306,7 @@ def decide(
         run_length=run_length,
         last_fire=last_fire,
         armed=armed,
+        wake_until=wake_until,
     )
     return new_state, firings
 

@@ -45,6 +45,7 @@ from models.runtime import load_runtime
 from streaming.detector import DetectorConfig, sliding_mean, top_labels
 from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
+from streaming.sensitivity import SensitivityCurve
 from streaming.session import (
     End,
     Event,
@@ -85,6 +86,8 @@ class EngineConfig:
     refractory_frames: int = 100
     warmup_frames: int = 30
     early_threshold: float | None = 0.9
+    rearm_fraction: float = 0.8
+    command_window_frames: int = 300  # wake-word grammar: the command window after the wake word
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
     runtime: str = "torch"  # one of models.config.RUNTIMES (the server defaults to "auto")
@@ -106,7 +109,8 @@ class EngineConfig:
         frame_ms = float((metadata.get("features") or {}).get("frame_shift_ms", 10.0))
         fields = set(cls.__dataclass_fields__)
         ms_keys = {"pooling_ms": "pooling_frames", "refractory_ms": "refractory_frames",
-                   "warmup_ms": "warmup_frames"}  # fmt: skip
+                   "warmup_ms": "warmup_frames",
+                   "command_window_ms": "command_window_frames"}  # fmt: skip
         detector = dict(metadata.get("detector") or {})
         labels = set(metadata.get("labels") or ())
         thresholds = {k: float(v) for k, v in detector.items() if k in labels}
@@ -168,6 +172,10 @@ class StreamingEngine:
             raise ValueError(f"metadata has {len(labels)} labels but the model outputs {K}")
         self.labels: list[str] = list(labels)
         self.feature_config = FeatureConfig.from_dict(self.metadata.get("features") or {})
+        #: sensitivity -> thresholds: the checkpoint's calibrated DET curve (or a plain one)
+        self.sensitivity = SensitivityCurve.from_metadata(
+            self.metadata.get("detector"), self.detector_config().keyword_thresholds
+        )
         if self.feature_config.sample_rate != TARGET_RATE:
             raise ValueError(
                 f"the model's features are at {self.feature_config.sample_rate} Hz; "
@@ -263,20 +271,40 @@ class StreamingEngine:
         self,
         keywords: Sequence[str] | None = None,
         thresholds: Mapping[str, float] | None = None,
+        *,
+        sensitivity: float | None = None,
+        wake_word: str | None = None,
+        command_window_ms: float | None = None,
     ) -> DetectorConfig:
-        """The detector settings of a session; ``ValueError`` names unknown labels."""
+        """The detector settings of a session; ``ValueError`` names unknown labels.
+
+        Thresholds, in increasing priority: the default, the checkpoint's (calibrated)
+        per-keyword thresholds or, with ``sensitivity``, that point of its DET curve, then the
+        session's ``thresholds``. ``wake_word`` turns on the wake-word grammar with a command
+        window of ``command_window_ms`` (default: the config's)."""
         c = self.config
+        label_thresholds = dict(c.thresholds)
+        if sensitivity is not None:
+            label_thresholds.update(self.sensitivity.thresholds(sensitivity))
+        window = c.command_window_frames
+        if command_window_ms is not None:
+            if command_window_ms <= 0:
+                raise ValueError(f"command_window_ms must be > 0, got {command_window_ms}")
+            window = math.ceil(command_window_ms / self.frame_ms)
         return DetectorConfig.build(
             self.labels,
             default_threshold=c.threshold,
-            label_thresholds=c.thresholds,
+            label_thresholds=label_thresholds,
             keywords=keywords,
             overrides=thresholds,
+            wake_word=wake_word,
             smoothing_frames=c.smoothing_frames,
             patience_frames=c.patience_frames,
             refractory_frames=c.refractory_frames,
             warmup_frames=c.warmup_frames,
             early_threshold=c.early_threshold,
+            rearm_fraction=c.rearm_fraction,
+            command_frames=window,
         )
 
     def create_session(
@@ -286,10 +314,23 @@ class StreamingEngine:
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
         session_id: str | None = None,
+        *,
+        sensitivity: float | None = None,
+        wake_word: str | None = None,
+        command_window_ms: float | None = None,
+        record_posteriors: bool = False,
     ) -> Session:
         """A new session; ``EngineFullError`` past ``max_sessions``, ``ValueError`` for bad
-        keywords or thresholds."""
-        detector = self.detector_config(keywords, thresholds)
+        keywords, thresholds, sensitivity or wake word (see ``detector_config``).
+        ``record_posteriors``: also emit each step's pooled posteriors (``Posteriors`` events,
+        for offline evaluation; the server never asks for them)."""
+        detector = self.detector_config(
+            keywords,
+            thresholds,
+            sensitivity=sensitivity,
+            wake_word=wake_word,
+            command_window_ms=command_window_ms,
+        )
         every = math.ceil(scores_every_ms / self.frame_ms) if scores_every_ms > 0 else 0
         with self._cv:
             if self._closing:
@@ -299,6 +340,7 @@ class StreamingEngine:
                     f"server full: {len(self.sessions)} of {self.config.max_sessions} sessions"
                 )
             session = Session(self, session_id or uuid.uuid4().hex, sample_rate, detector, every)
+            session.record_posteriors = record_posteriors
             self.sessions[session.id] = session
         self.metrics.active_sessions.inc()
         self.metrics.sessions_total.inc()

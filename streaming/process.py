@@ -13,7 +13,8 @@ batched step over every session with work, send the events.
 Link: one Unix socket pair; a message is a 4-byte little-endian length and a pickled tuple (both
 ends are this module, in processes it started). Server -> child:
 
-- ``("open", handle, session_id, sample_rate, keywords, thresholds, scores_every_ms)``
+- ``("open", handle, session_id, sample_rate, options, scores_every_ms)``: ``options`` the
+  ``detector_config`` keyword arguments (keywords, thresholds, sensitivity, wake word, window)
 - ``("audio", handle, received_at, float32 bytes)``, ``("reset", handle)``,
   ``("stop", handle, received_at)``, ``("close", handle)``
 - ``("metrics", request)``, ``("shutdown", timeout_s)``
@@ -256,16 +257,16 @@ class EngineProcess:
         session_id: str,
         sample_rate: int,
         detector: DetectorConfig,
-        keywords: Sequence[str] | None,
-        thresholds: Mapping[str, float] | None,
+        options: Mapping[str, Any],
         scores_every_ms: float,
     ) -> RemoteSession:
-        """A new session in this child; the pool has validated its settings and admitted it."""
+        """A new session in this child; the pool has validated its settings and admitted it.
+        ``options``: ``StreamingEngine.detector_config``'s keyword arguments."""
         handle = self._next_handle
         self._next_handle += 1
         session = RemoteSession(self, handle, session_id, sample_rate, detector)
         self.sessions[handle] = session
-        self._send(("open", handle, session_id, sample_rate, keywords, thresholds, scores_every_ms))
+        self._send(("open", handle, session_id, sample_rate, dict(options), scores_every_ms))
         self.metrics.active_sessions.inc()
         self.metrics.sessions_total.inc()
         return session
@@ -437,10 +438,21 @@ class EnginePool:
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
         session_id: str | None = None,
+        *,
+        sensitivity: float | None = None,
+        wake_word: str | None = None,
+        command_window_ms: float | None = None,
     ) -> RemoteSession:
         """Like ``StreamingEngine.create_session`` (same errors), on the live process with the
         fewest sessions."""
-        detector = self.local.detector_config(keywords, thresholds)  # ValueError
+        options: dict[str, Any] = {
+            "keywords": keywords,
+            "thresholds": thresholds,
+            "sensitivity": sensitivity,
+            "wake_word": wake_word,
+            "command_window_ms": command_window_ms,
+        }
+        detector = self.local.detector_config(**options)  # ValueError
         self.local.resampler(sample_rate)  # ValueError for a rate the engine cannot take
         if self._closing:
             raise EngineFullError("the engine is shutting down")
@@ -453,9 +465,7 @@ class EnginePool:
             )
         target = min(live, key=lambda p: p.active_sessions)
         session_id = session_id or uuid.uuid4().hex
-        return target.open_session(
-            session_id, sample_rate, detector, keywords, thresholds, scores_every_ms
-        )
+        return target.open_session(session_id, sample_rate, detector, options, scores_every_ms)
 
     async def refresh_metrics(self) -> None:
         """Copy the sum of every process's engine series into ``metrics``."""
@@ -552,9 +562,11 @@ class _ChildServer:
     def _apply(self, message: tuple[Any, ...]) -> None:
         kind, handle = message[0], message[1]
         if kind == "open":
-            _, _, session_id, rate, keywords, thresholds, every = message
+            _, _, session_id, rate, options, every = message
             try:
-                session = self.engine.create_session(rate, keywords, thresholds, every, session_id)
+                session = self.engine.create_session(
+                    rate, scores_every_ms=every, session_id=session_id, **options
+                )
             except (EngineFullError, ValueError) as error:  # validated by the server already
                 self._send(("events", handle, [Failure(str(error))]))
                 return

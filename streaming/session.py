@@ -70,6 +70,15 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Posteriors:
+    """Pooled posteriors [m, K] of frames ``frame`` .. ``frame + m - 1``, before the detector's
+    smoothing (what ``streaming.detector.detect`` takes); only for sessions that ask for them."""
+
+    frame: int
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
 class End:
     """After a stop: audio received (ms), frames scored and detections since start/reset."""
 
@@ -85,7 +94,7 @@ class Failure:
     message: str
 
 
-Event = Detection | Scores | End | Failure
+Event = Detection | Scores | Posteriors | End | Failure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +177,7 @@ class Session(OpenCheck):
         self.sample_rate = int(sample_rate)
         self.detector_config = detector
         self.scores_every_frames = int(scores_every_frames)
+        self.record_posteriors = False  # emit ``Posteriors`` events (offline evaluation)
         self.notify: Callable[[], None] | None = None  # called by the worker after new events
         self._resampler = engine.resampler(self.sample_rate)
         self._resampler_state: ResamplerState = self._resampler.init_state()
@@ -404,6 +414,8 @@ class Session(OpenCheck):
                     ),
                 )
             )
+        if self.record_posteriors:
+            events.append((first, -1, Posteriors(frame=first, values=posteriors.copy())))
         N = self.scores_every_frames
         if N > 0:
             labels = engine.labels

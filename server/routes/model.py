@@ -11,7 +11,8 @@ router = APIRouter(tags=["model"])
 
 @router.get(protocol.MODEL_PATH, response_model=protocol.ModelInfo)
 async def model_info(request: Request) -> protocol.ModelInfo:
-    """Name, labels, parameters, look-ahead, algorithmic latency and checkpoint metadata."""
+    """Name, labels, thresholds and operating points, parameters, look-ahead, algorithmic
+    latency and checkpoint metadata."""
     service = request.app.state.service
     engine = service.engine
     detector = engine.detector_config()
@@ -22,6 +23,8 @@ async def model_info(request: Request) -> protocol.ModelInfo:
         labels=engine.labels,
         keywords=detector.keywords,
         thresholds=detector.keyword_thresholds,
+        calibrated=engine.sensitivity.calibrated,
+        operating_points=engine.sensitivity.describe(),
         parameters=engine.num_parameters,
         frame_ms=engine.frame_ms,
         window_ms=engine.feature_config.frame_length_ms,

@@ -184,7 +184,13 @@ class StreamConnection:
         engine = self.service.engine
         try:
             session = self.service.sessions.create_session(
-                message.sample_rate, message.keywords, message.thresholds, every
+                message.sample_rate,
+                message.keywords,
+                message.thresholds,
+                every,
+                sensitivity=message.sensitivity,
+                wake_word=message.wake_word,
+                command_window_ms=message.command_window_ms,
             )
         except EngineFullError as error:
             raise ProtocolError(ErrorCode.SERVER_FULL, str(error)) from None

@@ -236,3 +236,29 @@ def test_concurrent_sessions_are_independent(client: TestClient) -> None:
             results.append(messages)
     for got, want in zip(results, solo, strict=True):
         assert detections(got) == detections(want) and got[-1] == want[-1]
+
+
+def test_wake_word_and_sensitivity_in_start(client: TestClient) -> None:
+    """``wake_word`` lets "high" fire only within ``command_window_ms`` after "low" (the
+    session's engine process applies it); ``sensitivity`` 0 keeps the tone model silent; a
+    wake word that is not a label is refused with ``unknown_keyword``."""
+    x = sequence(EVENTS, 6.5)
+    found = {}
+    for window in (3000, 500):
+        with client.websocket_connect(STREAM_PATH) as ws:
+            ready, messages = stream_signal(
+                ws, x, 1600, start={"wake_word": "low", "command_window_ms": window}
+            )
+        assert ready["wake_word"] == "low" and ready["command_window_ms"] == window
+        found[window] = [k for k, _ in detections(messages)]
+    assert found == {3000: ["low", "high", "low"], 500: ["low", "low"]}
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ready, messages = stream_signal(ws, x, 1600, start={"sensitivity": 0.0})
+    assert ready["wake_word"] is None and min(ready["thresholds"].values()) > 0.95
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000, "wake_word": "hey"})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["code"] == "unknown_keyword"
+        assert "hey" in error["message"]
+    info = client.get("/v1/model").json()
+    assert info["calibrated"] is False and info["operating_points"] == []

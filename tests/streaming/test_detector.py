@@ -156,3 +156,52 @@ def test_sliding_mean_is_the_same_bits_batched_and_chunked() -> None:
         [x[:, max(0, t - W + 1) : t + 1].sum(axis=1) / min(W, t + 1) for t in range(T)], axis=1
     )
     np.testing.assert_allclose(whole, naive, rtol=1e-12, atol=1e-12)
+
+
+def test_a_score_wobbling_around_the_threshold_fires_once() -> None:
+    """A long word (or a sentence around it) passing through the pooling window: its score dips
+    under the threshold and climbs back several times; it re-arms only well below it."""
+    cfg = config(refractory_frames=0)
+    x = seq((0, 0.8, 10), (0, 0.45, 4), (0, 0.7, 10), (0, 0.42, 3), (0, 0.9, 20), (0, 0.1, 5))
+    assert fired(cfg, x) == [("yes", 2)]
+    assert fired(config(refractory_frames=0, rearm_fraction=1.0), x) == [
+        ("yes", 2),
+        ("yes", 16),
+        ("yes", 29),
+    ]
+    x = seq((0, 0.8, 10), (0, 0.3, 4), (0, 0.8, 10))  # a second utterance: dropped well below
+    assert fired(cfg, x) == [("yes", 2), ("yes", 16)]
+    with pytest.raises(ValueError, match="rearm_fraction"):
+        config(rearm_fraction=0.0)
+
+
+def test_wake_word_grammar_opens_a_command_window() -> None:
+    """With wake word "no", "yes" fires only within command_frames after "no" fired, and the
+    wake word's firing does not start the refractory period for the command."""
+    cfg = config(wake_word="no", command_frames=20, refractory_frames=50)
+    assert cfg.wake_label == 1
+    alone = seq((0, 0.9, 5), (2, 0.1, 40))
+    assert fired(cfg, alone) == []  # a command without the wake word
+    inside = seq((1, 0.9, 4), (0, 0.9, 5), (2, 0.1, 40))
+    assert fired(cfg, inside) == [("no", 2), ("yes", 6)]
+    late = seq((1, 0.9, 4), (2, 0.1, 30), (0, 0.9, 5))
+    assert fired(cfg, late) == [("no", 2)]  # the window closed 20 frames after the wake word
+    assert fired(config(), late) == [("no", 2), ("yes", 36)]  # no grammar: both fire
+    restricted = config(wake_word="no", command_frames=20, keywords=["yes"])
+    assert restricted.keywords == ["yes", "no"]  # the wake word can always fire
+    with pytest.raises(ValueError, match=r"unknown wake words \['hey'\]"):
+        config(wake_word="hey")
+    with pytest.raises(ValueError, match="never fires"):
+        config(wake_word="_unknown_")
+
+
+def test_wake_word_window_carries_across_chunks() -> None:
+    cfg = config(wake_word="no", command_frames=20)
+    x = seq((1, 0.9, 4), (2, 0.1, 10), (0, 0.9, 5), (2, 0.1, 40), (0, 0.9, 5))
+    whole = fired(cfg, x)
+    assert whole == [("no", 2), ("yes", 16)]
+    det = Detector(cfg)
+    parts = []
+    for chunk in np.array_split(x, [3, 9, 15, 30]):
+        parts += [(f.keyword, f.frame) for f in det.update(chunk)]
+    assert parts == whole

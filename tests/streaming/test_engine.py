@@ -330,3 +330,40 @@ def test_a_failing_session_does_not_fail_the_others_of_its_step(
     assert isinstance(failure, Failure) and "simulated kernel failure" in failure.message
     assert_same_events(without_latency(events[0]), want)
     assert_same_events(without_latency(events[2]), want)
+
+
+def test_sensitivity_wake_word_and_posteriors_of_a_session(engine: StreamingEngine) -> None:
+    """``sensitivity`` moves every threshold along the curve (explicit thresholds still win);
+    ``wake_word`` admits "high" only within the command window after "low"; the recorded
+    posteriors replayed through the pure detector give the engine's own detections."""
+    from streaming.detector import DetectorState, detect
+    from streaming.session import Posteriors
+
+    strict = engine.create_session(sensitivity=0.0)
+    loose = engine.create_session(sensitivity=1.0, thresholds={"high": 0.6})
+    assert strict.detector_config.keyword_thresholds["low"] > 0.95
+    assert loose.detector_config.keyword_thresholds == pytest.approx({"low": 0.01, "high": 0.6})
+    strict.close()
+    loose.close()
+    with pytest.raises(ValueError, match="sensitivity must be in"):
+        engine.create_session(sensitivity=2.0)
+    with pytest.raises(ValueError, match="unknown wake words"):
+        engine.create_session(wake_word="hey")
+
+    x = sequence(EVENTS, TOTAL_S)  # low 0.5 s, high 2.0 s, low 5.0 s
+    found = detections(run(engine, x, 1600, wake_word="low", command_window_ms=3000))
+    assert [k for k, _ in found] == ["low", "high", "low"]
+    found = detections(run(engine, x, 1600, wake_word="low", command_window_ms=500))
+    assert [k for k, _ in found] == ["low", "low"]  # "high" came 1.5 s after "low"
+    found = detections(run(engine, x, 1600, wake_word="high", command_window_ms=2000))
+    assert [k for k, _ in found] == ["high"]  # "low" before the wake word, then too late
+
+    events = run(engine, x, 1234, record_posteriors=True)
+    rows = [e for e in events if isinstance(e, Posteriors)]
+    assert [r.frame for r in rows] == list(np.cumsum([0] + [len(r.values) for r in rows[:-1]]))
+    posteriors = np.concatenate([r.values for r in rows])
+    assert posteriors.shape == (Fbank().num_frames(x.size), len(LABELS))
+    config = engine.detector_config()
+    _, firings, _ = detect(config, DetectorState.initial(config), posteriors)
+    engine_found = [(e.keyword, e.frame) for e in events if isinstance(e, Detection)]
+    assert [(f.keyword, f.frame) for f in firings] == engine_found

@@ -6,10 +6,13 @@ or nearly says, from three rules over its words:
 
 - the word is a keyword or one of its homophones, inflections or compounds (``HOMOPHONES``:
   "to"/"too" for "two", "know" for "no", "write" for "right", "someone" for "one", ...);
-- the word is a keyword plus a common suffix ("dogs", "stopped", "sixty", "nineteen");
-- for keywords of three letters or more, the word contains the keyword whole
-  ("stopwatch", "bedroom", "street", "canine"): spelled containment over-flags a few words that
-  sound different ("phone" for "one"), which only costs a sentence, never a false negative.
+- the word is a keyword of three letters or more, or a homophone of four, plus a common
+  suffix ("dogs", "stopped", "sixty", "writing", "knowing");
+- the word contains a keyword of three letters or more, or a homophone of five, whole
+  ("stopwatch", "bedroom", "street", "canine", "unknown"); words that start with "up" or
+  "fore" ("upset", "forecast"). Spelled containment over-flags words that sound different
+  ("phone" and "honey" for "one", "eyes" for "yes"), which only costs a sentence, never a
+  false negative.
 
 Digits count as the number words they are read as ("7" says "seven", "1990" says "nine").
 """
@@ -35,7 +38,7 @@ HOMOPHONES: dict[str, frozenset[str]] = {
         "zero": {"zeros", "zeroes", "xero"},
         "on": {"upon", "onto", "online", "awn"},
         "learn": {"learns", "learned", "learnt", "learning", "learner", "unlearn", "lern"},
-        "two": {"to", "too", "tu", "tue", "into", "onto", "unto", "tattoo"},
+        "two": {"to", "too", "tu", "tue", "tues", "tuesday", "into", "onto", "unto", "tattoo"},
         "house": {"houses", "household", "lighthouse", "hows", "how's", "housed"},
         "tree": {"trees", "treetop", "street"},
         "dog": {"dogs", "dawg", "hotdog", "bulldog", "doggy", "underdog", "watchdog"},
@@ -47,7 +50,8 @@ HOMOPHONES: dict[str, frozenset[str]] = {
         "forward": {"foreword", "forwards", "forwarded"},
         "cat": {"cats", "catch", "kat", "bobcat", "tomcat", "wildcat", "copycat"},
         "right": {
-            "write", "rite", "wright", "rights", "writes", "bright", "fright", "alright",
+            "write", "rite", "wright", "rights", "writes", "written", "bright", "fright",
+            "alright",
             "upright", "copyright", "outright", "downright", "birthright",
         },
         "visual": {"visuals", "visualize", "audiovisual"},
@@ -104,16 +108,36 @@ def words_of(text: str) -> list[str]:
     return out
 
 
+_PREFIXES: dict[str, tuple[str, ...]] = {"up": ("up",), "four": ("fore", "four")}
+_VOWELS = frozenset("aeiouy")
+
+
+def _inflected(stem: str, form: str) -> bool:
+    """``stem`` is ``form`` plus a suffix ("stopped", "writing", "dogs")."""
+    for suffix in SUFFIXES:
+        if stem == form + suffix:
+            return True
+        if form[-1] not in _VOWELS and stem == form + form[-1] + suffix:
+            return True
+        if form.endswith("e") and suffix[0] in _VOWELS and stem == form[:-1] + suffix:
+            return True
+    return False
+
+
 def _says(word: str, keyword: str) -> bool:
-    if word == keyword or word in HOMOPHONES.get(keyword, ()):
+    forms = (keyword, *HOMOPHONES.get(keyword, ()))
+    if word in forms:
         return True
     stem = word.split("'", 1)[0]
-    if stem == keyword:  # "dog's", "one's"
+    if stem in forms:  # "dog's", "one's"
         return True
-    for suffix in SUFFIXES:
-        if stem in (keyword + suffix, keyword + keyword[-1] + suffix):
-            return True
-    return len(keyword) >= 3 and keyword in stem
+    if (len(keyword) >= 3 and _inflected(stem, keyword)) or any(
+        _inflected(stem, f) for f in forms[1:] if len(f) >= 4
+    ):
+        return True
+    if (len(keyword) >= 3 and keyword in stem) or any(f in stem for f in forms[1:] if len(f) >= 5):
+        return True
+    return stem.startswith(_PREFIXES.get(keyword, ()) or ("\0",))
 
 
 def keywords_in(text: str, keywords: Iterable[str] = SPEECH_COMMANDS_LABELS) -> list[str]:

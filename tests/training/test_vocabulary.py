@@ -61,3 +61,17 @@ def test_keywords_in_text() -> None:
     assert is_keyword_free("The night was fine, and the hero felt free.")
     assert is_keyword_free("Please close the window.")
     assert keywords_in("YES! Sheila, happy?") == ["yes", "sheila", "happy"]
+
+
+def test_keywords_in_words_that_hold_a_keyword_or_a_homophone() -> None:
+    """Inflections of homophones, compounds, "up"/"fore" prefixes; and the short forms that
+    would over-flag everyday words are left alone."""
+    flagged = {
+        "writing": "right", "unknown": "no", "snowy": "no", "wonderful": "one",
+        "housing": "house", "upset": "up", "forecast": "four", "tuesday": "two",
+        "nineteen": "nine", "stopped": "stop",
+    }  # fmt: skip
+    for word, keyword in flagged.items():
+        assert keywords_in(word) == [keyword], word
+    for word in ("good", "only", "tooth", "favourite", "water", "noon", "god"):
+        assert keywords_in(word) == [], word

@@ -172,6 +172,10 @@ def register(subparsers: Any) -> None:
     synth = _optional("training.synth")
     if synth is not None:
         synth.register_synth_parser(data_subparsers)
+    if (recordings := _optional("training.recordings")) is not None:
+        recordings.register_recordings_parser(data_subparsers)
+    if (continuous := _optional("training.continuous")) is not None:
+        continuous.register_continuous_parser(data_subparsers)
     register_train_parser(subparsers)
     _add_evaluate(subparsers)
     from training.average import register_average_parser

@@ -178,6 +178,8 @@ def register(subparsers: Any) -> None:
         continuous.register_continuous_parser(data_subparsers)
     register_train_parser(subparsers)
     _add_evaluate(subparsers)
+    if (stream_report := _optional("training.stream_report")) is not None:
+        stream_report.register_evaluate_streams_parser(subparsers)
     from training.average import register_average_parser
     from training.ship import register_ship_parser
 

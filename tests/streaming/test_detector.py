@@ -205,3 +205,32 @@ def test_wake_word_window_carries_across_chunks() -> None:
     for chunk in np.array_split(x, [3, 9, 15, 30]):
         parts += [(f.keyword, f.frame) for f in det.update(chunk)]
     assert parts == whole
+
+
+@pytest.mark.parametrize("wake", [None, "no"])
+def test_replay_skips_quiet_stretches_and_fires_like_detect(wake: str | None) -> None:
+    """Long sparse posteriors (bursts of a keyword in noise): the fast replay gives detect's
+    firings for every threshold of a sweep, with and without the wake-word grammar."""
+    from streaming.detector import replay
+
+    rng = np.random.default_rng(4)
+    T = 3000
+    x = rng.uniform(0, 0.3, size=(T, len(LABELS)))
+    x[:, 2] = 0.5  # _unknown_ on top most of the time
+    for start in rng.integers(0, T - 40, size=40):
+        x[start : start + rng.integers(3, 30), rng.integers(0, 2)] = rng.uniform(0.5, 1.0)
+    for threshold in (0.35, 0.5, 0.7, 0.9):
+        cfg = DetectorConfig.build(
+            LABELS,
+            default_threshold=threshold,
+            smoothing_frames=3,
+            patience_frames=2,
+            refractory_frames=20,
+            warmup_frames=5,
+            wake_word=wake,
+            command_frames=100,
+        )
+        want = detect(cfg, DetectorState.initial(cfg), x)[1]
+        assert replay(cfg, x) == want
+        if threshold == 0.5:
+            assert len(want) > 5

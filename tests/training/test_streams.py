@@ -1,0 +1,170 @@
+"""Streams with ground truth, and the detector scored on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import build_model, save_checkpoint
+from tests.training.conftest import STREAM_WORDS
+from training.dataset import read_corpus_info, read_manifest
+from training.stream_eval import Found, StreamRun, score
+from training.streams import KeywordEvent, Segment, Stream, build_streams
+
+
+def _wav(path: Path) -> np.ndarray:
+    import soundfile as sf
+
+    return sf.read(str(path), dtype="float32")[0]
+
+
+def test_a_keyword_placed_at_t_is_found_at_t(stream_corpus: Path) -> None:
+    """Every keyword clip of the voice is in its mixed stream exactly where its event says
+    (the clean stream: the audio there is the clip times one gain)."""
+    streams = build_streams(stream_corpus, "test", seed=0)
+    mixed = [s for s in streams if s.kind == "mixed"]
+    assert mixed and mixed[0].background == "clean"
+    stream = mixed[0]
+    rows = read_manifest(stream_corpus)
+    clips = {
+        r["label"]: _wav(stream_corpus / r["path"])
+        for r in rows
+        if r["voice"] == stream.voice and r["label"] in STREAM_WORDS
+    }
+    assert sorted(e.keyword for e in stream.events) == sorted(STREAM_WORDS)
+    for event in stream.events:
+        start = round(event.start_s * 16000)
+        clip = clips[event.keyword]
+        assert round(event.end_s * 16000) - start == clip.size
+        piece = stream.audio[start : start + clip.size]
+        gain = float(piece @ clip / (clip @ clip))
+        assert 0.49 < gain <= 1.0001
+        np.testing.assert_allclose(piece, gain * clip, atol=2e-4)
+        # silence or other speech around it, never the same clip again right after
+        covering = [s for s in stream.segments if s.start_s <= event.start_s < s.end_s]
+        assert len(covering) == 1 and covering[0].kind in ("keyword", "carrier", "sequence")
+
+
+def test_streams_hold_only_the_splits_voices_and_are_deterministic(stream_corpus: Path) -> None:
+    info = read_corpus_info(stream_corpus)
+    split_of = {v["id"]: v["split"] for v in info["voices"]}
+    a = build_streams(stream_corpus, "validation", seed=5)
+    b = build_streams(stream_corpus, "validation", seed=5)
+    assert [s.name for s in a] == [s.name for s in b]
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.audio, y.audio) and x.events == y.events
+    assert {split_of[s.voice] for s in a} == {"validation"}
+    kinds = {s.kind for s in a}
+    assert kinds == {"mixed", "negatives"}
+    negatives = [s for s in a if s.kind == "negatives"]
+    assert all(not s.events for s in negatives)
+    assert {seg.kind for s in negatives for seg in s.segments} <= {"sentence", "paragraph"}
+    other = build_streams(stream_corpus, "validation", seed=6)
+    assert not np.array_equal(other[0].audio, a[0].audio)
+
+
+def _silent(seconds: float) -> np.ndarray:
+    """``seconds`` of silence without the memory (a read-only zero-stride view)."""
+    return np.broadcast_to(np.zeros(1, np.float32), (round(seconds * 16000),))
+
+
+def _stream() -> Stream:
+    """One hour with a "yes" at 10 s, a carrier with "go" at 19-21 s and a sentence at 30 s."""
+    return Stream(
+        name="mixed/v",
+        kind="mixed",
+        voice="v",
+        audio=_silent(3600),
+        events=[
+            KeywordEvent("yes", 10.0, 10.5, "alone"),
+            KeywordEvent("go", 20.0, 20.4, "carrier"),
+        ],
+        segments=[
+            Segment("keyword", 10.0, 10.5, "yes"),
+            Segment("carrier", 19.0, 21.0, "the word is go"),
+            Segment("sentence", 30.0, 33.0, "the night was fine"),
+        ],
+    )
+
+
+def test_planted_detections_score_as_hits_inside_events_and_false_alarms_outside() -> None:
+    stream = _stream()
+    found = [
+        Found("yes", 10.6, 0.9),  # hit: 100 ms after the keyword's end
+        Found("yes", 11.2, 0.8),  # repeat of the same event
+        Found("go", 10.7, 0.7),  # substitution inside the yes event
+        Found("go", 21.3, 0.9),  # hit: inside the go event's late window
+        Found("three", 31.0, 0.95),  # false alarm during a sentence
+    ]
+    run = StreamRun(stream, np.zeros((0, 4)), found)
+    result = score([run], keywords=["yes", "go", "three"])
+    assert result["recall"] == 1.0 and result["hits"] == 2
+    assert result["false_alarms"] == 3
+    assert result["false_alarms_per_hour"] == pytest.approx(3.0)
+    assert result["false_alarm_kinds"] == {"repeat": 1, "substitution": 1, "false_alarm": 1}
+    assert result["false_alarm_triggers"] == {"keyword": 2, "sentence": 1}
+    assert result["per_keyword"]["go"] == {
+        "events": 1,
+        "hits": 1,
+        "recall": 1.0,
+        "false_alarms": 1,
+        "false_alarms_per_hour": pytest.approx(1.0),
+    }
+    assert result["delay_ms"]["median"] == pytest.approx(500.0)  # (100 + 900) / 2
+    missed = score([StreamRun(stream, np.zeros((0, 4)), found[2:3])])
+    assert missed["recall"] == 0.0 and missed["false_alarms"] == 1
+
+
+def test_excluded_spans_are_not_scored() -> None:
+    """A recording's words that say a keyword: detections there (and up to 1 s after) are not
+    counted, and their time is left out of the hours."""
+    stream = Stream(
+        name="recordings/x/0",
+        kind="negatives",
+        voice="x",
+        audio=_silent(100),
+        exclude=[(10.0, 12.0), (11.0, 14.0)],
+        source="recorded",
+    )
+    run = StreamRun(stream, np.zeros((0, 4)), [Found("go", 14.5, 0.9), Found("go", 50.0, 0.9)])
+    result = score([run])
+    assert result["false_alarms"] == 1
+    assert result["sets"]["negatives/recorded"]["hours"] == pytest.approx(96 / 3600)
+
+
+def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_path: Path) -> None:
+    """The engine path on every stream of the test voice: the report's numbers are the scored
+    engine detections, the DET sweep passes through the operating point, and replaying the
+    recorded posteriors at the checkpoint's thresholds gives the engine's own detections."""
+    from training.stream_eval import firings_as_found, run_engine
+    from training.stream_report import evaluate_streams, load_engine, load_streams
+
+    labels = read_corpus_info(stream_corpus)["labels"]
+    torch.manual_seed(0)
+    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
+    ckpt = save_checkpoint(
+        tmp_path / "tiny.safetensors",
+        model,
+        {"labels": labels, "detector": {"threshold": 0.3, "posterior": "softmax"}},
+    )
+    out = tmp_path / "report"
+    report = evaluate_streams(ckpt, stream_corpus, out, runtime="torch", progress=False)
+    saved = json.loads((out / "streams.json").read_text())
+    assert (out / "det.png").stat().st_size > 1000 and "DET" in (out / "README.md").read_text()
+    assert saved["recall"] == report["recall"] and saved["events"] == len(STREAM_WORDS)
+    assert set(saved["sets"]) == {"mixed", "negatives/synthetic"}
+    at_03 = next(p for p in saved["det"]["points"] if p["parameter"] == 0.3)
+    assert at_03["recall"] == saved["recall"]
+    assert at_03["false_alarms_per_hour"] == pytest.approx(saved["false_alarms_per_hour"])
+    engine = load_engine(ckpt, "torch")
+    streams = load_streams(stream_corpus, "test")
+    runs = run_engine(engine, streams, progress=False)
+    config = engine.detector_config()
+    for run in runs:
+        assert firings_as_found(run, config) == pytest.approx(run.detections)
+        frames = run.posteriors.shape[0]
+        assert frames == (run.stream.audio.size - 400) // 160 + 1

@@ -1,0 +1,332 @@
+"""``lmukws evaluate-streams CHECKPOINT --data CORPUS --out DIR``: the detector on streams.
+
+Builds the test streams of the corpus's held-out voices (``training.streams``; plus real
+recorded speech from ``--recordings``), runs them through the engine as the server does, and
+writes to DIR:
+
+- ``streams.json``: recall and false alarms per hour (overall, per set, per keyword) at the
+  checkpoint's operating point, detection delay after the keyword's end (median, p90), what
+  triggered each false alarm, the DET curve, and what the streams were;
+- ``det.png``: miss rate against false alarms per hour, swept over the detector's threshold (or
+  over ``sensitivity`` for a calibrated checkpoint), the operating point marked, and the curves
+  of ``--compare`` reports beside it;
+- ``README.md``: the same in tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["evaluate_streams", "plot_det", "register_evaluate_streams_parser"]
+
+THRESHOLD_GRID = (
+    0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
+)  # fmt: skip
+SENSITIVITY_GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+
+
+def load_streams(
+    data: str | Path,
+    split: str,
+    *,
+    recordings: str | Path | None = None,
+    recordings_use: str = "eval",
+    seed: int = 0,
+    max_voices: int | None = None,
+) -> list[Any]:
+    """The split's mixed and negatives streams, plus recorded negatives of ``recordings_use``."""
+    from training.streams import build_streams, streams_from_recordings
+
+    streams = build_streams(data, split, seed=seed, max_voices=max_voices)
+    if recordings is not None:
+        streams += streams_from_recordings(
+            recordings, use=recordings_use, allow_eval=recordings_use == "eval", seed=seed
+        )
+    return streams
+
+
+def load_engine(checkpoint: str | Path, runtime: str = "auto", threads: int = 0) -> Any:
+    """The engine the server would build for ``checkpoint`` (its detector section applied)."""
+    from models import read_metadata
+    from streaming.engine import EngineConfig, StreamingEngine
+
+    config = EngineConfig.from_metadata(
+        read_metadata(checkpoint), runtime=runtime, torch_threads=threads, max_sessions=256
+    )
+    return StreamingEngine.from_checkpoint(checkpoint, config)
+
+
+def evaluate_streams(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    recordings: str | Path | None = None,
+    seed: int = 0,
+    max_voices: int | None = None,
+    runtime: str = "auto",
+    threads: int = 0,
+    wake_word: str | None = None,
+    compare: Sequence[str | Path] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the split's streams; write the report to ``out``."""
+    from training.stream_eval import run_engine, score, sweep, threshold_configs
+
+    started = time.monotonic()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = load_engine(checkpoint, runtime, threads)
+    streams = load_streams(data, split, recordings=recordings, seed=seed, max_voices=max_voices)
+    runs = run_engine(engine, streams, progress=progress)
+    keywords = engine.detector_config().keywords
+    result = score(runs, keywords=keywords)
+    if engine.sensitivity.calibrated:
+        configs = [(s, engine.detector_config(sensitivity=s)) for s in SENSITIVITY_GRID]
+        parameter = "sensitivity"
+    else:
+        configs = threshold_configs(engine.detector_config(), THRESHOLD_GRID)
+        parameter = "threshold"
+    det = sweep(runs, configs)
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "model": engine.model_name,
+        "runtime": engine.runtime,
+        "split": split,
+        "seed": seed,
+        "calibrated": engine.sensitivity.calibrated,
+        "operating_point": {
+            "thresholds": engine.detector_config().keyword_thresholds,
+            "calibration": (engine.metadata.get("detector") or {}).get("calibration"),
+        },
+        **result,
+        "det": {"parameter": parameter, "points": det},
+        "streams": [s.describe() for s in streams],
+        "data": {
+            "corpus": str(data),
+            "recordings": None if recordings is None else str(recordings),
+        },
+    }
+    if wake_word is not None:
+        wake_runs = run_engine(engine, streams, progress=progress, wake_word=wake_word)
+        report["wake_word"] = {
+            "word": wake_word,
+            **score(wake_runs, keywords=keywords, examples=50),
+        }
+    report["seconds"] = round(time.monotonic() - started, 1)
+    (out / "streams.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    others = [_load_curve(Path(c)) for c in compare]
+    plot_det(report, out / "det.png", others)
+    (out / "README.md").write_text(markdown(report, others), encoding="utf-8")
+    return report
+
+
+def _load_curve(folder: Path) -> dict[str, Any]:
+    path = folder / "streams.json" if folder.is_dir() else folder
+    if not path.is_file():
+        raise FileNotFoundError(f"--compare {folder}: no streams.json there")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _label(report: dict[str, Any]) -> str:
+    return f"{report['model']} ({Path(report['checkpoint']).name})"
+
+
+def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]] = ()) -> Path:
+    """Miss rate against false alarms per hour (log), one curve per report."""
+    from training.report import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, r in enumerate([report, *others]):
+        pts = [p for p in r["det"]["points"] if p["false_alarms_per_hour"] is not None]
+        fa = np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+        miss = [p["miss_rate"] for p in pts]
+        line = ax.plot(fa, miss, marker=".", label=_label(r), linestyle="-" if i == 0 else "--")
+        if r.get("false_alarms_per_hour") is not None:
+            ax.plot(
+                max(r["false_alarms_per_hour"], 0.1),
+                1 - r["recall"],
+                marker="*",
+                markersize=14,
+                color=line[0].get_color(),
+                label=f"operating point: recall {r['recall']:.3f}, "
+                f"{r['false_alarms_per_hour']:.1f} FA/h",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour (all streams; 0 drawn at 0.1)")
+    ax.set_ylabel("miss rate (keyword events)")
+    ax.set_ylim(0, 1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"DET on {report['split']} streams, held-out voices")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _per_set(result: dict[str, Any]) -> str:
+    sets = result["sets"].items()
+    return ", ".join(f"{k}: {_fmt(v['false_alarms_per_hour'], 1)} FA/h" for k, v in sets)
+
+
+def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> str:
+    """The report as a page: operating point, sets, keywords, triggers, DET points."""
+    r = report
+    lines = [
+        f"# Streams: {_label(r)}",
+        "",
+        f"`lmukws evaluate-streams {r['checkpoint']} --data {r['data']['corpus']} "
+        f"--split {r['split']}"
+        + (f" --recordings {r['data']['recordings']}" if r["data"]["recordings"] else "")
+        + "`",
+        "",
+        f"Runtime {r['runtime']}; {'calibrated' if r['calibrated'] else 'uncalibrated'} "
+        f"thresholds; {len(r['streams'])} streams, {r['hours']:.2f} scored hours, "
+        f"{r['events']} keyword events; {r['seconds']:.0f} s.",
+        "",
+        "| | recall | false alarms | hours | FA/h | delay median / p90 (ms) |",
+        "|---|---|---|---|---|---|",
+        f"| all | {_fmt(r['recall'])} | {r['false_alarms']} | {r['hours']:.2f} | "
+        f"{_fmt(r['false_alarms_per_hour'], 1)} | {_fmt(r['delay_ms']['median'], 0)} / "
+        f"{_fmt(r['delay_ms']['p90'], 0)} |",
+    ]
+    for name, s in r["sets"].items():
+        lines.append(
+            f"| {name} | | {s['false_alarms']} | {s['hours']:.2f} | "
+            f"{_fmt(s['false_alarms_per_hour'], 1)} | |"
+        )
+    if "wake_word" in r:
+        w = r["wake_word"]
+        lines += [
+            "",
+            f"With the wake-word grammar (`wake_word: {w['word']}`, default command window): "
+            f"recall {_fmt(w['recall'])}, {_fmt(w['false_alarms_per_hour'], 1)} FA/h "
+            f"({_per_set(w)}).",
+        ]
+    lines += [
+        "",
+        "False alarms by kind: " + ", ".join(f"{k} {v}" for k, v in r["false_alarm_kinds"].items()),
+    ]
+    lines += [
+        "",
+        "What was playing: " + ", ".join(f"{k} {v}" for k, v in r["false_alarm_triggers"].items()),
+    ]
+    lines += [
+        "",
+        "## Per keyword",
+        "",
+        "| keyword | events | recall | false alarms | FA/h |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in sorted(r["per_keyword"].items(), key=lambda kv: -(kv[1]["false_alarms"])):
+        lines.append(
+            f"| {k} | {v['events']} | {_fmt(v['recall'])} | {v['false_alarms']} | "
+            f"{_fmt(v['false_alarms_per_hour'], 1)} |"
+        )
+    lines += [
+        "",
+        f"## DET curve ({r['det']['parameter']})",
+        "",
+        "![DET](det.png)",
+        "",
+        f"| {r['det']['parameter']} | recall | FA/h | " + " | ".join(r["sets"]) + " |",
+        "|---|---|---|" + "---|" * len(r["sets"]),
+    ]
+    for p in r["det"]["points"]:
+        lines.append(
+            f"| {p['parameter']} | {_fmt(p['recall'])} | {_fmt(p['false_alarms_per_hour'], 1)} | "
+            + " | ".join(_fmt(p["sets"].get(k), 1) for k in r["sets"])
+            + " |"
+        )
+    for o in others:
+        lines += ["", f"Compared with {_label(o)}: recall {_fmt(o['recall'])} at "
+                  f"{_fmt(o['false_alarms_per_hour'], 1)} FA/h (its operating point)."]  # fmt: skip
+    examples = r.get("false_alarm_examples") or []
+    if examples:
+        lines += [
+            "",
+            "## First false alarms",
+            "",
+            "| stream | time (s) | keyword | score | kind | during |",
+            "|---|---|---|---|---|---|",
+        ]
+        for e in examples[:40]:
+            text = (e["text"] or "")[:60]
+            lines.append(
+                f"| {e['stream']} | {e['time_s']} | {e['keyword']} | {e['score']} | {e['kind']} | "
+                f"{e['segment']}: {text} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+
+def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate-streams`` to the ``lmukws`` subcommands."""
+    p = subparsers.add_parser(
+        "evaluate-streams",
+        help="recall and false alarms per hour on long streams of held-out voices",
+        description="Build long test streams from a corpus's held-out voices (keywords alone, "
+        "in phrases and in sequences, unknown words, sentences, backgrounds) and, with "
+        "--recordings, real speech without keywords; run them through the engine as the "
+        "server does; write streams.json, det.png and README.md to --out.",
+    )
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data", required=True, type=Path, help="synthetic corpus (with continuous)")
+    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument("--split", default="test", choices=("validation", "test"))
+    p.add_argument("--recordings", type=Path, help="lmukws data recordings folder (eval speech)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-voices", type=int, help="first N voices only (a quick run)")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--wake-word", help="also score the wake-word grammar with this wake word")
+    p.add_argument(
+        "--compare", action="append", default=[], type=Path, help="another report to overlay"
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = evaluate_streams(
+        args.checkpoint,
+        args.data,
+        args.out,
+        split=args.split,
+        recordings=args.recordings,
+        seed=args.seed,
+        max_voices=args.max_voices,
+        runtime=args.runtime,
+        threads=args.threads,
+        wake_word=args.wake_word,
+        compare=args.compare,
+        progress=not args.no_progress,
+    )
+    summary = {k: report[k] for k in ("recall", "false_alarms_per_hour", "hours", "events")}
+    summary["sets"] = {k: v["false_alarms_per_hour"] for k, v in report["sets"].items()}
+    summary["delay_ms"] = report["delay_ms"]
+    print(json.dumps(summary, indent=1))
+    print(f"report: {args.out}", file=sys.stderr)
+    return 0

@@ -422,7 +422,7 @@ def streams_from_recordings(
             exclude: list[tuple[float, float]] = []
             for rec in group:
                 w.silence(rng.uniform(0.3, 1.0))
-                s, e = w.speech(_read_wav(Path(root) / rec.path))
+                s, e = w.speech(_read_wav(Path(rec.path)))
                 w.segments.append(Segment("recording", s, e, rec.text))
                 exclude += [(s + a, s + b) for a, b in getattr(rec, "exclude", ())]
             streams.append(

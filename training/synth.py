@@ -4,9 +4,11 @@ Every installed offline English synthesiser (see :mod:`training.voices`) speaks 
 Commands words and a vocabulary of other words (``_unknown_``, with near misses of the
 keywords). The corpus is split by speaker: whole voices (espeak-ng variants, flite, RHVoice and
 festival speakers, across engines when they share a recorded person) are held out for
-validation and test. Clips are stored trimmed, peak-normalised, 16 kHz mono PCM16; everything
-else (placement in the 1 s window, shift, gain, speed, noise, reverb, ``_silence_``) is done
-online by the training data pipeline. ``_silence_`` rows have an empty path.
+validation and test; Kokoro's blended pseudo-speakers are split by region of blend space (see
+:mod:`training.kokoro`: one style never trains). Clips are stored trimmed, peak-normalised,
+16 kHz mono PCM16; everything else (placement in the 1 s window, shift, gain, speed, noise,
+reverb, ``_silence_``) is done online by the training data pipeline. ``_silence_`` rows have
+an empty path.
 
 Layout of ``DIR``: ``manifest.csv`` (``path,label,split,voice,engine,text``), ``corpus.json``
 (labels, voices and their split, counts, seed, generator version) and ``audio/<label>/...wav``.
@@ -31,6 +33,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from training import kokoro
 from training.labels import SILENCE, SPEECH_COMMANDS_LABELS, UNKNOWN
 from training.vocabulary import GENERAL_WORDS, NEAR_MISS_WORDS, near_misses_for
 from training.voices import (
@@ -44,6 +47,7 @@ from training.voices import (
     espeak_variants,
     espeak_voice,
     is_valid_clip,
+    kokoro_voice,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ ENGINE_WEIGHTS: dict[str, float] = {
     "rhvoice": 0.20,
     "espeak-ng-mbrola-accented": 0.15,
     "pico": 0.05,
+    "kokoro": 0.20,
 }
 # Engines whose speakers are held out one per split, in this order (a speaker shared by two
 # engines, e.g. arctic:slt, counts for both). The speakers of every other engine
@@ -70,10 +75,15 @@ ENGINE_WEIGHTS: dict[str, float] = {
 # training split, so validation and test stay clip for clip the corpus that earlier models were
 # scored on.
 HOLDOUT_ORDER: tuple[str, ...] = ("flite", "rhvoice", "festival", "espeak-ng-mbrola")
+# Engines that hold out speakers of their own (Kokoro: regions of blend space) and plan apart:
+# their validation and test voices come on top of the other engines' ``heldout_renditions``, and
+# their _unknown_ words are drawn from their own stream, so adding or removing them leaves every
+# other engine's held-out clips as they were.
+SEPARATE_ENGINES: tuple[str, ...] = ("kokoro",)
 ESPEAK_HOLDOUT_FRACTION = 0.1  # of the natural (non-effect) espeak-ng variants, per split
 NEAR_MISS_SHARE = 0.5  # of the _unknown_ clips
-_INTONATION = ((".", ""), (".", ""), ("?", "_q"), ("!", "_x"))  # espeak-ng only
-_COST = {"festival": 3, "rhvoice": 2}  # render slow engines first
+_INTONATION = ((".", ""), (".", ""), ("?", "_q"), ("!", "_x"))  # espeak-ng and kokoro
+_COST = {"kokoro": 3, "festival": 3, "rhvoice": 2}  # render slow engines first
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,9 @@ def assign_speakers(
 ) -> dict[str, str]:
     """Speaker -> split. Held out per split: one speaker of each engine in HOLDOUT_ORDER that
     keeps at least two for training, and ESPEAK_HOLDOUT_FRACTION of the natural espeak-ng
-    variants (effect variants such as whisper or robots always train)."""
+    variants (effect variants such as whisper or robots always train). Kokoro's speakers (the
+    dominant style of a blend) go where :func:`training.kokoro.style_split` says, whatever
+    the seed."""
     rng = _rng(seed, "speakers")
     split_of: dict[str, str] = {}
     by_engine = {e: sorted({v.speaker for v in vs}) for e, vs in voices.items()}
@@ -172,6 +184,8 @@ def assign_speakers(
     n_hold = max(1, round(ESPEAK_HOLDOUT_FRACTION * len(natural))) if len(natural) >= 3 else 0
     for i, variant in enumerate(natural[: 2 * n_hold]):
         split_of[f"espeak-ng:{variant}"] = "test" if i < n_hold else "validation"
+    for group in by_engine.get("kokoro", []):
+        split_of[group] = kokoro.style_split(group.split(":", 1)[1])
     for groups in by_engine.values():
         for group in groups:
             split_of.setdefault(group, "train")
@@ -231,9 +245,25 @@ def _pick_voices(
     return out
 
 
+def _kokoro_voices(split: str, n: int, rng: random.Random, taken: set[str]) -> list[Voice]:
+    """n Kokoro renditions for ``split``, each a new pseudo-speaker from the split's region of
+    blend space (:func:`training.kokoro.draw_blend`) at a random speed."""
+    out: list[Voice] = []
+    for _ in range(n):
+        for _ in range(50):
+            voice = kokoro_voice(kokoro.draw_blend(split, rng)).jitter(rng)
+            if voice.id not in taken:
+                break
+        else:
+            continue
+        taken.add(voice.id)
+        out.append(voice)
+    return out
+
+
 def _spoken(voice: Voice, word: str, seed: int) -> tuple[str, str]:
-    """Text for the engine and a file-name tag: espeak-ng varies the intonation."""
-    if voice.engine.startswith("espeak-ng"):
+    """Text for the engine and a file-name tag: espeak-ng and Kokoro vary the intonation."""
+    if voice.engine.startswith("espeak-ng") or voice.engine == "kokoro":
         punct, tag = _rng(seed, "intonation", voice.id, word).choice(_INTONATION)
         return word + punct, tag
     return word, ""
@@ -296,8 +326,15 @@ def plan_corpus(
                 if in_split:
                     pools[engine] = in_split
         counts = _largest_remainder(per_split, {e: ENGINE_WEIGHTS[e] for e in pools})
+        if split != "train":  # SEPARATE_ENGINES come on top of the others' held-out voices
+            others = {e: ENGINE_WEIGHTS[e] for e in pools if e not in SEPARATE_ENGINES}
+            counts = {**counts, **_largest_remainder(per_split, others)}
         for engine in sorted(pools):
             rng = _rng(seed, "voices", split, engine)
+            if engine == "kokoro":
+                for voice in _kokoro_voices(split, counts[engine], rng, taken):
+                    voices[voice.id] = (voice, split)
+                continue
             if engine == "espeak-ng":
                 grid = pools[engine]
                 bases = grid[: counts[engine]] if counts[engine] <= len(grid) else grid
@@ -308,52 +345,78 @@ def plan_corpus(
 
     clips: list[Clip] = []
     silence: dict[str, int] = {}
-    near = list(near_misses_for(keywords)) or list(NEAR_MISS_WORDS)
-    general = list(GENERAL_WORDS)
     for split in SPLITS:
         split_voices = sorted(vid for vid, (_, s) in voices.items() if s == split)
-        n_kw = len(keywords) * len(split_voices)
-        silence[split] = round(n_kw / max(1, len(keywords)))
-        n_unknown = round(unknown_fraction / (1 - unknown_fraction) * (n_kw + silence[split]))
-        rng = _rng(seed, "unknown", split)
-        order = list(split_voices)
-        rng.shuffle(order)
-        quota = Counter({vid: n_unknown // max(1, len(order)) for vid in order})
-        for vid in order[: n_unknown - sum(quota.values())]:
-            quota[vid] += 1
-        near_stream = _word_stream(near, rng)
-        general_stream = _word_stream(general, rng)
-        for vid in split_voices:
-            voice = voices[vid][0]
-            for word in keywords:
-                spoken, tag = _spoken(voice, word, seed)
-                clips.append(
-                    Clip(f"audio/{word}/{voice.slug}{tag}.wav", word, split, voice, word, spoken)
-                )
-            chosen: list[str] = []
-            for k in range(quota[vid]):
-                stream = near_stream if rng.random() < NEAR_MISS_SHARE else general_stream
-                word = next(stream)
-                for _ in range(len(near) + len(general)):
-                    if word not in chosen:
-                        break
-                    word = next(stream)
-                if word in chosen:
-                    log.debug("voice %s: only %d distinct unknown words", vid, k)
-                    break
-                chosen.append(word)
-                spoken, tag = _spoken(voice, word, seed)
-                clips.append(
-                    Clip(
-                        f"audio/{UNKNOWN}/{word}__{voice.slug}{tag}.wav",
-                        UNKNOWN,
-                        split,
-                        voice,
-                        word,
-                        spoken,
-                    )
-                )
+        groups = {"": [v for v in split_voices if voices[v][0].engine not in SEPARATE_ENGINES]}
+        for engine in SEPARATE_ENGINES:
+            groups[engine] = [v for v in split_voices if voices[v][0].engine == engine]
+        silence[split] = 0
+        for group, group_voices in groups.items():
+            if group and not group_voices:
+                continue
+            silence[split] += len(group_voices)
+            rng = _rng(seed, "unknown", split, *([group] if group else []))
+            clips += _group_clips(
+                [voices[v][0] for v in group_voices], split, keywords, unknown_fraction, rng, seed
+            )
     return Plan(keywords, clips, silence, speakers, voices, skipped)
+
+
+def _group_clips(
+    group: list[Voice],
+    split: str,
+    keywords: list[str],
+    unknown_fraction: float,
+    rng: random.Random,
+    seed: int,
+) -> list[Clip]:
+    """Every keyword for each voice of ``group`` (sorted by id), and _unknown_ words: enough for
+    ``unknown_fraction`` of the group's rows (its keywords and one _silence_ row per voice),
+    spread evenly over its voices, half near misses of the keywords, none twice per voice."""
+    near = list(near_misses_for(keywords)) or list(NEAR_MISS_WORDS)
+    general = list(GENERAL_WORDS)
+    n_kw = len(keywords) * len(group)
+    n_silence = round(n_kw / max(1, len(keywords)))
+    n_unknown = round(unknown_fraction / (1 - unknown_fraction) * (n_kw + n_silence))
+    order = [v.id for v in group]
+    rng.shuffle(order)
+    quota = Counter({vid: n_unknown // max(1, len(order)) for vid in order})
+    for vid in order[: n_unknown - sum(quota.values())]:
+        quota[vid] += 1
+    near_stream = _word_stream(near, rng)
+    general_stream = _word_stream(general, rng)
+    clips: list[Clip] = []
+    for voice in group:
+        vid = voice.id
+        for word in keywords:
+            spoken, tag = _spoken(voice, word, seed)
+            clips.append(
+                Clip(f"audio/{word}/{voice.slug}{tag}.wav", word, split, voice, word, spoken)
+            )
+        chosen: list[str] = []
+        for k in range(quota[vid]):
+            stream = near_stream if rng.random() < NEAR_MISS_SHARE else general_stream
+            word = next(stream)
+            for _ in range(len(near) + len(general)):
+                if word not in chosen:
+                    break
+                word = next(stream)
+            if word in chosen:
+                log.debug("voice %s: only %d distinct unknown words", vid, k)
+                break
+            chosen.append(word)
+            spoken, tag = _spoken(voice, word, seed)
+            clips.append(
+                Clip(
+                    f"audio/{UNKNOWN}/{word}__{voice.slug}{tag}.wav",
+                    UNKNOWN,
+                    split,
+                    voice,
+                    word,
+                    spoken,
+                )
+            )
+    return clips
 
 
 def _word_stream(words: list[str], rng: random.Random) -> Iterable[str]:
@@ -571,6 +634,7 @@ def build_corpus(
         },
         "split_by": "speaker: the recorded person (or espeak-ng variant) behind each voice; "
         "no speaker, hence no voice, is in two splits",
+        **({"kokoro": kokoro.describe()} if "kokoro" in engines_used else {}),
         "silence_rows": plan.silence,
         "counts": counts,
         "engines": {

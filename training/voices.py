@@ -1,6 +1,6 @@
 """Offline English speech synthesisers: discover their voices and render words to 16 kHz WAV.
 
-Engines (each a Debian package; any subset may be installed):
+Engines (each a Debian package, kokoro PyPI packages; any subset may be installed):
 
 - ``espeak-ng``: 8 English accents x ~100 voice variants, speed (-s) and pitch (-p);
 - ``espeak-ng-mbrola``: the English MBROLA diphone voices (us1, us2, us3, en1) driven by espeak-ng;
@@ -12,7 +12,9 @@ Engines (each a Debian package; any subset may be installed):
   diphones, us1/us2/us3/en1 MBROLA, cmu_us_slt_arctic_hts, ...), duration and F0 scaling;
 - ``rhvoice``: every English RHVoice voice (alan, bdl, clb, slt, evgeniy-eng, lyubov), rate and
   pitch;
-- ``pico``: SVOX Pico's two English voices (en-US, en-GB), rate and pitch through its markup.
+- ``pico``: SVOX Pico's two English voices (en-US, en-GB), rate and pitch through its markup;
+- ``kokoro``: the neural Kokoro-82M (PyPI, the ``voices`` extra) fed espeak-ng's IPA, speaking
+  with pseudo-speakers blended from its five style tables, speed 0.8-1.2 (:mod:`training.kokoro`).
 
 A :class:`Voice` is one engine voice with fixed prosody parameters; ``voice.speaker`` names the
 recorded person behind it (``arctic:slt`` is flite's slt, festival's slt HTS and RHVoice's slt),
@@ -38,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training import kokoro
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -49,6 +53,7 @@ ENGINES: tuple[str, ...] = (
     "rhvoice",
     "espeak-ng-mbrola-accented",
     "pico",
+    "kokoro",
 )
 PEAK_DBFS = -3.0
 TRIM_CORE_DB = -25.0  # trimming: the speech core, relative to the loudest 10 ms frame
@@ -67,6 +72,7 @@ _BINARIES = {
     "rhvoice": "RHVoice-test",
     "espeak-ng-mbrola-accented": "mbrola",
     "pico": "pico2wave",
+    "kokoro": "espeak-ng",  # its G2P; the model itself comes from Python packages
 }
 _MBROLA_DIRS = (Path("/usr/share/mbrola"), Path("/usr/local/share/mbrola"))
 _FESTIVAL_DIRS = (Path("/usr/share/festival/voices"), Path("/usr/local/share/festival/voices"))
@@ -145,7 +151,8 @@ class Voice:
 
     ``base`` is the engine's own voice name (``en-us+m3``, ``kal16``, ``kal_diphone``, ``alan``);
     ``params`` the prosody: espeak ``speed``/``pitch``; flite ``stretch``/``f0``; festival
-    ``stretch``/``pitch`` (multipliers); rhvoice ``rate``/``pitch`` (percent).
+    ``stretch``/``pitch`` (multipliers); rhvoice ``rate``/``pitch`` (percent); kokoro
+    ``speed`` (a multiplier; ``base`` names the blend, see :class:`training.kokoro.Blend`).
     """
 
     engine: str
@@ -180,6 +187,8 @@ class Voice:
 
     def render_many(self, items: Sequence[tuple[str, Path]]) -> list[str | None]:
         """Render several ``(text, wav_path)``; returns one error message or None per item."""
+        if self.engine == "kokoro":  # in process: no engine output file
+            return [self._render_kokoro(text, Path(out)) for text, out in items]
         with tempfile.TemporaryDirectory(prefix="lmukws-tts-") as tmp:
             raw = [Path(tmp) / f"{i}.wav" for i in range(len(items))]
             texts = [text for text, _ in items]
@@ -207,6 +216,14 @@ class Voice:
                 self.render(text, Path(tmp) / "probe.wav")
             except (SynthesisError, OSError) as exc:
                 return str(exc)
+        return None
+
+    def _render_kokoro(self, text: str, out: Path) -> str | None:
+        try:
+            audio = kokoro.synthesize(text, self.base, self.params.get("speed", 1.0))
+            finish_samples(audio, kokoro.SAMPLE_RATE, out)
+        except (RuntimeError, ValueError, OSError) as exc:  # SynthesisError, KokoroError
+            return str(exc)
         return None
 
     def _run_one(self, text: str, out: Path) -> str | None:
@@ -254,7 +271,9 @@ def _param_tags(engine: str, params: dict[str, float]) -> list[str]:
     tags = []
     for key in sorted(params, key=lambda k: (*_PARAM_ORDER, k).index(k)):
         value = params[key]
-        if key in ("speed", "rate") or (engine != "festival" and key == "pitch"):
+        if engine == "kokoro" and key == "speed":  # a multiplier, not words per minute
+            tags.append(f"s{value:.2f}")
+        elif key in ("speed", "rate") or (engine != "festival" and key == "pitch"):
             tags.append(f"{key[0]}{int(value)}")
         elif key == "f0":
             tags.append(f"f{round(value)}")
@@ -278,6 +297,8 @@ def _draw_params(voice: Voice, rng: random.Random) -> dict[str, float]:
         return params
     if voice.engine in ("rhvoice", "pico"):  # percent of the voice's default
         return {"rate": rng.randint(80, 125), "pitch": rng.randint(85, 120)}
+    if voice.engine == "kokoro":  # the blend (pseudo-speaker) stays; the pace changes
+        return {"speed": round(rng.uniform(*kokoro.SPEED_RANGE), 2)}
     raise SynthesisError(f"unknown engine {voice.engine!r}")
 
 
@@ -420,7 +441,12 @@ def write_wav(path: Path, x: np.ndarray, rate: int = SAMPLE_RATE) -> None:
 
 
 def _finish(raw: Path, out: Path) -> None:
-    x, rate = read_wav(raw)
+    finish_samples(*read_wav(raw), out)
+
+
+def finish_samples(x: np.ndarray, rate: int, out: Path) -> None:
+    """An engine's raw output [N] at ``rate`` -> ``out``: 16 kHz, high-passed, trimmed,
+    peak-normalised PCM16 (raises SynthesisError if no speech is left)."""
     x = trim(highpass(resample(x, rate)))
     if len(x) < MIN_SPEECH_S * SAMPLE_RATE:
         raise SynthesisError("no speech in the engine's output")
@@ -456,6 +482,8 @@ def engine_available(engine: str) -> bool:
         return False
     if engine in _MBROLA_ENGINES:
         return shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None
+    if engine == "kokoro":
+        return shutil.which(binary) is not None and kokoro.installed()
     return shutil.which(binary) is not None
 
 
@@ -592,8 +620,15 @@ def espeak_voice(accent: str, variant: str | None = None) -> Voice:
     return Voice("espeak-ng", base, f"espeak-ng:{variant or 'default'}")
 
 
+def kokoro_voice(blend: kokoro.Blend, **params: float) -> Voice:
+    """The Kokoro pseudo-speaker ``blend`` (its speaker: the dominant style), e.g.
+    ``kokoro:alp55+gon30+kum15+p8042:s0.93`` with ``speed=0.93``."""
+    return Voice("kokoro", blend.name, blend.speaker, dict(params))
+
+
 def base_voices(engine: str) -> list[Voice]:
-    """The engine's voices with default prosody (espeak-ng: its default variant per accent).
+    """The engine's voices with default prosody (espeak-ng: its default variant per accent;
+    kokoro: its five style tables unblended).
 
     espeak-ng's accent x variant grid is built by the corpus from :func:`espeak_accents` and
     :func:`espeak_variants`; nothing here has been probed yet (see :meth:`Voice.probe`).
@@ -607,6 +642,8 @@ def base_voices(engine: str) -> list[Voice]:
         return [Voice(engine, n, f"mbrola:{n.split('-')[1]}") for n in names]
     if engine == "pico":
         return [Voice(engine, lang, f"pico:{lang}") for lang in pico_voices()]
+    if engine == "kokoro":
+        return [kokoro_voice(kokoro.Blend.pure(style)) for style in kokoro.STYLES]
     if engine == "flite":
         return [Voice(engine, n, _SPEAKERS["flite"].get(n, f"flite:{n}")) for n in flite_voices()]
     if engine == "festival":
@@ -619,7 +656,10 @@ def base_voices(engine: str) -> list[Voice]:
 
 
 def engine_version(engine: str) -> str:
-    """The installed Debian package version of the engine, or '' if unknown."""
+    """The installed Debian package version of the engine (kokoro: its PyPI package's), or ''
+    if unknown."""
+    if engine == "kokoro":
+        return kokoro.version()
     package = {
         "espeak-ng": "espeak-ng",
         "espeak-ng-mbrola": "mbrola",

@@ -81,6 +81,16 @@ class Recipe:
     #: vocal-tract-length perturbation (not in the paper; 0 = off): each item's mel axis warped
     #: by a factor in [1 - vtlp_warp, 1 + vtlp_warp] (training.augment.vtlp)
     vtlp_warp: float = 0.0
+    # stream training (not in the paper; 0 = off): this share of every batch is stream windows
+    # (training.stream_windows: windows cut from continuous speech at random offsets, their
+    # loss on the served pooled logits), the rest the recipe's clips
+    stream_fraction: float = 0.0
+    #: ``lmukws data recordings`` folder whose use=train speech stream windows draw from
+    stream_recordings: str | None = None
+    #: StreamWindowConfig keys (geometry, scene mix)
+    stream: dict[str, Any] = field(default_factory=dict)
+    #: validation stream windows scored every epoch (0: none)
+    val_stream_items: int = 0
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -121,6 +131,10 @@ class Recipe:
             raise ValueError(f"loss must be 'bce' or 'ce', got {values['loss']!r}")
         if float(values.get("time_budget_s", 0.0)) < 0:
             raise ValueError(f"time_budget_s must be >= 0, got {values['time_budget_s']!r}")
+        if not 0.0 <= float(values.get("stream_fraction", 0.0)) <= 1.0:
+            raise ValueError(
+                f"stream_fraction must be in [0, 1], got {values['stream_fraction']!r}"
+            )
         if not 0.0 <= float(values.get("vtlp_warp", 0.0)) < 1.0:
             raise ValueError(f"vtlp_warp must be in [0, 1), got {values['vtlp_warp']!r}")
         if values.get("precision", "fp32") not in ("fp32", "bf16"):

@@ -40,6 +40,7 @@ from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
 from training.ship import checkpoint_record
+from training.stream_windows import StreamWindowConfig, StreamWindows, pooled_logits
 
 __all__ = ["main", "resolve_device", "run", "train"]
 
@@ -87,24 +88,42 @@ def _epoch_order(n: int, steps: int | None, batch: int, seed: int, epoch: int) -
 
 
 class _BatchTask(torch.utils.data.Dataset):
-    """Batch k of an epoch as one DataLoader item: (features [B, T, F], labels [B])."""
+    """Batch k of an epoch as one DataLoader item: (features [B, T, F], labels [B]), plus the
+    stream windows' (features [b, T', F], labels [b]) when the run trains on streams."""
 
-    def __init__(self, ds: ManifestDataset, batches: list[np.ndarray], augment: list[bool]):
+    def __init__(
+        self,
+        ds: ManifestDataset,
+        batches: list[np.ndarray],
+        augment: list[bool],
+        streams: StreamWindows | None = None,
+        stream_batches: list[np.ndarray] | None = None,
+    ):
         self.ds, self.batches, self.augment = ds, batches, augment
+        self.streams, self.stream_batches = streams, stream_batches
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, k: int) -> tuple[Tensor, ...]:
         self.ds.augment = self.augment[k]
-        return self.ds.batch(self.batches[k])
+        clips = self.ds.batch(self.batches[k])
+        if self.streams is None or self.stream_batches is None:
+            return clips
+        self.streams.augment = self.augment[k]
+        return (*clips, *self.streams.batch(self.stream_batches[k]))
 
 
 def _epoch_batches(
-    ds: ManifestDataset, batches: list[np.ndarray], augment: list[bool], workers: int
-) -> Iterator[tuple[Tensor, Tensor]]:
+    ds: ManifestDataset,
+    batches: list[np.ndarray],
+    augment: list[bool],
+    workers: int,
+    streams: StreamWindows | None = None,
+    stream_batches: list[np.ndarray] | None = None,
+) -> Iterator[tuple[Tensor, ...]]:
     """The epoch's batches in order; built ahead by ``workers`` processes when > 0."""
-    task = _BatchTask(ds, batches, augment)
+    task = _BatchTask(ds, batches, augment, streams, stream_batches)
     if workers <= 0:
         for k in range(len(task)):
             yield task[k]
@@ -178,6 +197,38 @@ def evaluate_features(
     }
 
 
+def _cat_batches(ds: StreamWindows, items: range, size: int = 256) -> tuple[Tensor, Tensor]:
+    parts = [ds.batch(items[i : i + size]) for i in range(0, len(items), size)]
+    return torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def evaluate_stream_windows(
+    model: LMUFormer,
+    feats: Tensor,
+    labels: Tensor,
+    config: StreamWindowConfig,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Accuracy of the pooled logits on stream windows [N, T, F], and how often a window
+    whose label is not a keyword gets a keyword as its arg-max (false keyword rate)."""
+    model.eval()
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, feats.shape[0], batch_size):
+            x = feats[start : start + batch_size].to(device)
+            predictions.append(pooled_logits(model.frame_logits(x), config).argmax(1).cpu())
+    pred = torch.cat(predictions)
+    K = model.num_classes
+    non_keyword = labels >= K - 2  # the corpus's labels end with _unknown_, _silence_
+    false_keyword = (pred[non_keyword] < K - 2).float().mean() if non_keyword.any() else 0.0
+    return {
+        "acc": float((pred == labels).float().mean()),
+        "false_keyword_rate": float(false_keyword),
+        "items": int(labels.numel()),
+    }
+
+
 def precompute_features(ds: ManifestDataset, batch_size: int) -> tuple[Tensor, Tensor]:
     """A split's features and labels, computed once: ([N, T, F], [N])."""
     feats, labels = [], []
@@ -244,6 +295,27 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         **common,  # type: ignore[arg-type]
     )
     val_feats, val_labels = precompute_features(val_ds, recipe.eval_batch_size)
+    stream_train: StreamWindows | None = None
+    val_stream: tuple[Tensor, Tensor] | None = None
+    stream_config = StreamWindowConfig.from_dict(dict(recipe.stream))
+    if recipe.stream_fraction > 0:
+        stream_train = StreamWindows(
+            recipe.data,
+            recipe.train_split,
+            labels,
+            recordings=recipe.stream_recordings,
+            config=stream_config,
+            augment_config=recipe.augment,
+            seed=recipe.seed,
+            augment=recipe.augment_waveforms,
+        )
+        if recipe.val_stream_items > 0:
+            held = StreamWindows(
+                recipe.data, recipe.val_split, labels, config=stream_config, augment=False,
+                seed=recipe.seed,
+            )  # fmt: skip
+            items = range(recipe.val_stream_items)
+            val_stream = held.batch(items) if len(items) <= 256 else _cat_batches(held, items)
     _log(
         f"data: {len(train_ds)} train / {len(val_ds)} validation items, {len(labels)} labels, "
         f"mode {train_ds.mode}, loaded in {time.perf_counter() - t0:.1f}s; device {device}, "
@@ -276,6 +348,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         "train": train_ds.provenance(),
         "validation": val_ds.provenance(),
     }
+    if stream_train is not None:
+        provenance["stream_windows"] = stream_train.provenance()
     n_params = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(recipe.seed)
     show = sys.stderr.isatty() if progress is None else progress
@@ -315,14 +389,20 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         train_ds.set_epoch(epoch)
         gen.manual_seed(recipe.seed * 1_000_003 + epoch)
         lr_epoch = recipe.lr_at(epoch)
-        order = _epoch_order(
-            len(train_ds), recipe.steps_per_epoch, recipe.batch_size, recipe.seed, epoch
-        )
-        bs = recipe.batch_size
+        n_stream = round(recipe.batch_size * recipe.stream_fraction) if stream_train else 0
+        bs = recipe.batch_size - n_stream
+        order = _epoch_order(len(train_ds), recipe.steps_per_epoch, bs, recipe.seed, epoch)
         batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        stream_batches = None
+        if stream_train is not None:
+            stream_train.set_epoch(epoch)
+            stream_batches = [
+                np.arange(k * n_stream, (k + 1) * n_stream) for k in range(len(batches))
+            ]
         model.train()
         t_epoch = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0.0, 0
+        stream_correct, stream_seen = 0.0, 0
         augment_flags = [
             recipe.augment_waveforms and global_step + k >= recipe.clean_steps
             for k in range(len(batches))
@@ -330,7 +410,14 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         bar = tqdm(
             zip(
                 batches,
-                _epoch_batches(train_ds, batches, augment_flags, recipe.loader_workers),
+                _epoch_batches(
+                    train_ds,
+                    batches,
+                    augment_flags,
+                    recipe.loader_workers,
+                    stream_train,
+                    stream_batches,
+                ),
                 strict=True,
             ),
             total=len(batches),
@@ -339,7 +426,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             mininterval=1.0 if show else 60.0,
             dynamic_ncols=True,
         )
-        for i, (idx, (feats, y)) in enumerate(bar):
+        for i, (idx, (feats, y, *stream_items)) in enumerate(bar):
             lr = lr_epoch
             if recipe.warmup_steps > 0 and global_step < recipe.warmup_steps:
                 lr = lr_epoch * (global_step + 1) / recipe.warmup_steps
@@ -361,8 +448,25 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"
             ):
                 logits = model(feats.to(device))
+                if stream_items:
+                    sfeats, sy = stream_items
+                    if full_recipe and (recipe.freq_mask > 0 or recipe.time_mask > 0):
+                        sfeats = spec_augment(
+                            sfeats, recipe.freq_mask, recipe.time_mask, gen,
+                            fill=train_ds.pad_value,
+                        )  # fmt: skip
+                    if recipe.feature_noise:
+                        sfeats = feature_noise_roll(sfeats, 0, gen)
+                    frame_logits = model.frame_logits(sfeats.to(device))
+                    stream_logits = pooled_logits(frame_logits, stream_config)
             logits = logits.float()
             loss = clip_loss(logits, targets.to(device), recipe.loss)
+            if stream_items:
+                stream_targets = nn.functional.one_hot(sy, K).float().to(device)
+                stream_loss = clip_loss(stream_logits.float(), stream_targets, recipe.loss)
+                loss = (loss * len(y) + stream_loss * len(sy)) / (len(y) + len(sy))
+                stream_correct += float((stream_logits.argmax(1).cpu() == sy).sum())
+                stream_seen += len(sy)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -385,6 +489,13 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         val = evaluate_features(
             model, val_feats, val_labels, recipe.eval_batch_size, device, recipe.loss
         )
+        stream_val = (
+            evaluate_stream_windows(
+                model, *val_stream, stream_config, recipe.eval_batch_size, device
+            )
+            if val_stream is not None
+            else None
+        )
         row = {
             "epoch": epoch + 1,
             "lr": lr_epoch,
@@ -397,6 +508,10 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             "items_per_s": seen / train_s,
             "global_step": global_step,
         }
+        if stream_seen:
+            row["train_stream_acc"] = stream_correct / stream_seen
+        if stream_val is not None:
+            row.update({f"val_stream_{k}": v for k, v in stream_val.items()})
         history.append(row)
         metrics = {
             "val_acc": val["acc"],
@@ -405,6 +520,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             "epoch": epoch + 1,
             "train_loss": row["train_loss"],
         }
+        if stream_val is not None:
+            metrics["val_stream"] = stream_val
         improved = val["acc"] > best_acc
         if improved:
             best_acc = val["acc"]
@@ -425,11 +542,17 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             },
         )
         _write_json(out / HISTORY_FILE, history)
+        streams_note = (
+            f" | stream windows acc {stream_val['acc']:.4f}, keyword on negatives "
+            f"{stream_val['false_keyword_rate']:.4f}"
+            if stream_val
+            else ""
+        )
         _log(
             f"epoch {epoch + 1}/{recipe.epochs} lr {lr_epoch:.2e} "
             f"train loss {row['train_loss']:.4f}"
             f" acc {row['train_acc']:.4f} | val loss {val['loss']:.4f} acc {val['acc']:.4f}"
-            f"{' (best)' if improved else ''} | {row['epoch_s']:.0f}s, "
+            f"{' (best)' if improved else ''}{streams_note} | {row['epoch_s']:.0f}s, "
             f"{row['items_per_s']:.1f} items/s"
         )
 

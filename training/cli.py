@@ -180,6 +180,8 @@ def register(subparsers: Any) -> None:
     _add_evaluate(subparsers)
     if (stream_report := _optional("training.stream_report")) is not None:
         stream_report.register_evaluate_streams_parser(subparsers)
+    if (calibrate := _optional("training.calibrate")) is not None:
+        calibrate.register_calibrate_parser(subparsers)
     from training.average import register_average_parser
     from training.ship import register_ship_parser
 

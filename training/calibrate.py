@@ -1,0 +1,232 @@
+"""``lmukws calibrate CHECKPOINT --data CORPUS --target-fa-per-hour X``: per-keyword thresholds.
+
+On validation streams (``training.streams``: the corpus's validation voices, which the test
+streams never use, plus, with ``--recordings``, real recorded speech of use ``train``; never the
+evaluation-only recordings), the engine's pooled posteriors are recorded once. Then, for every
+keyword alone, the detector is replayed over a grid of thresholds to measure its hits and false
+alarms (``curves``). For a budget of B false alarms per hour for the whole vocabulary, each
+keyword takes the threshold that maximises hits − λ · false alarms, with λ bisected so the sum
+of false alarms fits B (``allocate``): keywords whose false alarms are cheap in recall get low
+thresholds, the confusable ones high thresholds. A ladder of budgets around X gives the
+operating points that ``start.sensitivity`` moves along; every point is then measured with all
+keywords on together (the numbers stored with it).
+
+Writes ``detector.thresholds`` (the point at X) and ``detector.calibration`` (target, measured
+recall and FA/h, data, operating points) into the checkpoint's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LADDER", "allocate", "calibrate", "curves", "register_calibrate_parser"]
+
+#: budgets (false alarms per hour, whole vocabulary) of the operating points besides the target
+LADDER = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+#: thresholds tried per keyword (denser near 1, where low false-alarm rates live)
+GRID = tuple(
+    float(x)
+    for x in np.unique(
+        np.round(1 / (1 + np.exp(-np.linspace(-1.0, 8.0, 46))), 5)  # 0.27 .. 0.9997
+    )
+)
+
+
+def curves(
+    runs: Sequence[Any], base: Any, keywords: Sequence[str], grid: Sequence[float] = GRID
+) -> dict[str, np.ndarray]:
+    """Per keyword, [len(grid), 2] (hits, false alarms) with only that keyword enabled at each
+    threshold of ``grid``, replaying the detector over the runs' posteriors."""
+    from training.stream_eval import firings_as_found, score
+
+    index = {label: i for i, label in enumerate(base.labels)}
+    out: dict[str, np.ndarray] = {}
+    for k in keywords:
+        table = np.zeros((len(grid), 2))
+        for g, t in enumerate(grid):
+            thresholds = np.full(len(base.labels), math.inf)
+            thresholds[index[k]] = t
+            config = dataclasses.replace(base, thresholds=thresholds)
+            result = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
+            row = result["per_keyword"].get(k, {"hits": 0, "false_alarms": 0})
+            table[g] = (row["hits"], row["false_alarms"])
+        out[k] = table
+    return out
+
+
+def allocate(
+    tables: dict[str, np.ndarray], grid: Sequence[float], budget: float
+) -> dict[str, float]:
+    """Thresholds (one per keyword) maximising total hits with total false alarms <= budget
+    (counts), by bisection on the Lagrange multiplier λ: each keyword picks the threshold of
+    ``grid`` maximising hits − λ · false alarms (the highest such threshold on ties)."""
+    grid_a = np.asarray(grid)
+
+    def choose(lam: float) -> tuple[dict[str, int], float]:
+        picks, total = {}, 0.0
+        for k, table in tables.items():
+            value = table[:, 0] - lam * table[:, 1]
+            best = np.flatnonzero(value >= value.max() - 1e-12)
+            picks[k] = int(best.max())  # highest threshold among the best
+            total += table[picks[k], 1]
+        return picks, total
+
+    lo, hi = 0.0, 1.0
+    while choose(hi)[1] > budget and hi < 1e9:
+        hi *= 4.0
+    picks, total = choose(lo)
+    if total > budget:
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if choose(mid)[1] > budget:
+                lo = mid
+            else:
+                hi = mid
+        picks, _ = choose(hi)
+    return {k: float(grid_a[i]) for k, i in picks.items()}
+
+
+def calibrate(
+    checkpoint: str | Path,
+    data: str | Path,
+    target_fa_per_hour: float,
+    *,
+    out: str | Path | None = None,
+    recordings: str | Path | None = None,
+    split: str = "validation",
+    seed: int = 0,
+    max_voices: int | None = None,
+    runtime: str = "auto",
+    threads: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
+    place) and returns the ``detector.calibration`` record."""
+    from models import load_checkpoint, save_checkpoint
+    from training.stream_eval import firings_as_found, run_engine, score
+    from training.stream_report import load_engine, load_streams
+
+    if not target_fa_per_hour > 0:
+        raise ValueError(f"--target-fa-per-hour must be > 0, got {target_fa_per_hour}")
+    if split == "test":
+        raise ValueError("calibrate on validation streams; the test streams are for evaluation")
+    started = time.monotonic()
+    engine = load_engine(checkpoint, runtime, threads)
+    streams = load_streams(
+        data, split, recordings=recordings, recordings_use="train", seed=seed,
+        max_voices=max_voices,
+    )  # fmt: skip
+    runs = run_engine(engine, streams, progress=progress)
+    base = engine.detector_config()
+    keywords = base.keywords
+    hours = sum(r.stream.scored_seconds for r in runs) / 3600
+    tables = curves(runs, base, keywords)
+    targets = sorted({*LADDER, float(target_fa_per_hour)})
+    points = []
+    for target in targets:
+        thresholds = allocate(tables, GRID, target * hours)
+        values = np.array([thresholds.get(label, math.inf) for label in base.labels])
+        config = dataclasses.replace(base, thresholds=values)
+        joint = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
+        points.append(
+            {
+                "target_fa_per_hour": target,
+                "thresholds": {k: round(v, 5) for k, v in thresholds.items()},
+                "recall": joint["recall"],
+                "fa_per_hour": joint["false_alarms_per_hour"],
+                "sets": {k: v["false_alarms_per_hour"] for k, v in joint["sets"].items()},
+            }
+        )
+    chosen = next(p for p in points if p["target_fa_per_hour"] == float(target_fa_per_hour))
+    record = {
+        "target_fa_per_hour": float(target_fa_per_hour),
+        "recall": chosen["recall"],
+        "fa_per_hour": chosen["fa_per_hour"],
+        "method": "per-keyword hits and false alarms on a threshold grid, budget split by a "
+        "Lagrange multiplier; every point measured with all keywords on",
+        "data": {
+            "corpus": str(data),
+            "split": split,
+            "recordings": None if recordings is None else str(recordings),
+            "recordings_use": "train",
+            "seed": seed,
+            "streams": len(streams),
+            "hours": round(hours, 3),
+            "events": sum(len(s.events) for s in streams),
+        },
+        "detector": {
+            "smoothing_frames": base.smoothing_frames,
+            "patience_frames": base.patience_frames,
+            "refractory_frames": base.refractory_frames,
+            "rearm_fraction": base.rearm_fraction,
+        },
+        "operating_points": points,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    model, meta = load_checkpoint(checkpoint)
+    meta = dict(meta)
+    detector = dict(meta.get("detector") or {})
+    detector["thresholds"] = chosen["thresholds"]
+    detector["calibration"] = record
+    meta["detector"] = detector
+    meta.pop("checkpoint", None)
+    save_checkpoint(out or checkpoint, model, meta)
+    return record
+
+
+def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``calibrate`` to the ``lmukws`` subcommands."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="per-keyword thresholds for a target of false alarms per hour",
+        description="Pick per-keyword detection thresholds on validation streams so that the "
+        "whole vocabulary meets --target-fa-per-hour, plus a ladder of operating points for "
+        "start.sensitivity; store them in the checkpoint's metadata (detector.thresholds, "
+        "detector.calibration).",
+    )
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data", required=True, type=Path, help="synthetic corpus (with continuous)")
+    p.add_argument("--target-fa-per-hour", required=True, type=float)
+    p.add_argument(
+        "--out", type=Path, help="write the calibrated checkpoint here (default: in place)"
+    )
+    p.add_argument(
+        "--recordings", type=Path, help="lmukws data recordings folder (its use=train speech)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-voices", type=int, help="first N voices only (a quick run)")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"))
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    record = calibrate(
+        args.checkpoint,
+        args.data,
+        args.target_fa_per_hour,
+        out=args.out,
+        recordings=args.recordings,
+        seed=args.seed,
+        max_voices=args.max_voices,
+        runtime=args.runtime,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    summary = {k: record[k] for k in ("target_fa_per_hour", "recall", "fa_per_hour", "data")}
+    summary["operating_points"] = [
+        (p["target_fa_per_hour"], p["recall"], p["fa_per_hour"]) for p in record["operating_points"]
+    ]
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -182,6 +182,8 @@ def register(subparsers: Any) -> None:
         stream_report.register_evaluate_streams_parser(subparsers)
     if (calibrate := _optional("training.calibrate")) is not None:
         calibrate.register_calibrate_parser(subparsers)
+    if (mining := _optional("training.mining")) is not None:
+        mining.register_mine_parser(subparsers)
     from training.average import register_average_parser
     from training.ship import register_ship_parser
 

@@ -87,6 +87,8 @@ class Recipe:
     stream_fraction: float = 0.0
     #: ``lmukws data recordings`` folder whose use=train speech stream windows draw from
     stream_recordings: str | None = None
+    #: ``lmukws mine-negatives`` folder: an earlier model's false alarms on training speech
+    stream_hard_negatives: str | None = None
     #: StreamWindowConfig keys (geometry, scene mix)
     stream: dict[str, Any] = field(default_factory=dict)
     #: validation stream windows scored every epoch (0: none)

@@ -92,7 +92,7 @@ def run_engine(
         events: list[list[Any]] = [[] for _ in group]
         longest = max(s.audio.size for s in group)
         for start in range(0, longest, chunk):
-            for i, (stream, session) in enumerate(zip(group, live, strict=True)):
+            for stream, session in zip(group, live, strict=True):
                 if start < stream.audio.size:
                     session.push(stream.audio[start : start + chunk])
                     if start + chunk >= stream.audio.size:

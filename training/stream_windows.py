@@ -14,7 +14,9 @@ Each window is cut from a scene built at random (``SCENE_SHARES``):
   pooled span holds the whole keyword, or (``partial_share``) so it cuts it;
 - ``sentence``: a keyword-free sentence or paragraph (``lmukws data continuous``) at a random
   offset; ``recording``: real recorded speech without keywords (``lmukws data recordings``, use
-  ``train`` only); ``unknown``: a run of ``_unknown_`` words; ``silence``: noise or nothing.
+  ``train`` only); ``unknown``: a run of ``_unknown_`` words; ``silence``: noise or nothing;
+- ``hard`` (with ``hard_negatives``, ``hard_share`` of the windows): a window of training speech
+  where an earlier model fired (``lmukws mine-negatives``), as it was cut.
 
 Label: the keyword whose clip lies inside the pooled span (at least ``whole_fraction`` of it;
 the one that ends last if several), else ``_unknown_`` when speech overlaps the pooled span by
@@ -75,6 +77,7 @@ class StreamWindowConfig:
     whole_fraction: float = 0.9
     min_speech_s: float = 0.1
     speed: tuple[float, float] = (0.9, 1.1)
+    hard_share: float = 0.15  # of all windows, when mined hard negatives are given
 
     @property
     def frames(self) -> int:
@@ -127,6 +130,7 @@ class StreamWindows:
         labels: class order (the model's).
         recordings: a ``lmukws data recordings`` folder; its ``use=train`` speech is drawn for
             ``recording`` scenes (never the evaluation-only recordings).
+        hard_negatives: a ``lmukws mine-negatives`` folder, drawn for ``hard`` scenes.
         config, augment_config, feature_config, seed, augment: as named.
     """
 
@@ -137,6 +141,7 @@ class StreamWindows:
         labels: Sequence[str],
         *,
         recordings: str | Path | None = None,
+        hard_negatives: str | Path | None = None,
         config: StreamWindowConfig | None = None,
         augment_config: AugmentConfig | None = None,
         feature_config: FeatureConfig = FeatureConfig(),
@@ -192,6 +197,13 @@ class StreamWindows:
 
             for rec in read_recordings(recordings, use="train", kind="speech"):
                 self.recordings.append(_read(Path(rec.path)))
+        self.hard: list[np.ndarray] = []
+        if hard_negatives is not None:
+            from training.mining import read_hard_negatives
+
+            self.hard = [_read(path) for path in read_hard_negatives(hard_negatives)]
+            if any(w.size != self.window for w in self.hard):
+                raise ValueError(f"{hard_negatives}: windows of another length than {self.window}")
         babble = [_float(w) for v in self.unknown_voices for w in self.unknown[v]][:2000]
         self.augmenter = WaveAugmenter(
             dataclasses.replace(augment_config or AugmentConfig(), speed_prob=0.0),
@@ -205,6 +217,10 @@ class StreamWindows:
             shares.pop("recording", None)
         if not self.sentence_voices:
             shares.pop("sentence", None)
+        if self.hard:
+            rest = sum(shares.values())
+            shares = {k: v * (1 - c.hard_share) / rest for k, v in shares.items()}
+            shares["hard"] = c.hard_share
         self.scene_kinds = list(shares)
         self.scene_weights = np.array([shares[k] for k in self.scene_kinds], dtype=np.float64)
         self.scene_weights /= self.scene_weights.sum()
@@ -225,6 +241,7 @@ class StreamWindows:
             "sentences": sum(len(v) for v in self.sentences.values()),
             "carriers": sum(len(v) for v in self.carriers.values()),
             "recordings": len(self.recordings),
+            "hard_negatives": len(self.hard),
             "config": self.config.to_dict(),
         }
 
@@ -335,6 +352,8 @@ class StreamWindows:
             audio = self._speech_fill(self.recordings, rng)
         elif kind == "unknown":
             audio = self._unknown_scene(rng)
+        elif kind == "hard":
+            audio = _float(rng.choice(self.hard))
         else:
             audio = np.zeros(self.window, np.float32)
         return audio, self._label(audio, spans, kind), kind

@@ -304,6 +304,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             recipe.train_split,
             labels,
             recordings=recipe.stream_recordings,
+            hard_negatives=recipe.stream_hard_negatives,
             config=stream_config,
             augment_config=recipe.augment,
             seed=recipe.seed,

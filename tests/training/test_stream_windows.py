@@ -124,3 +124,29 @@ def test_stream_training_runs_and_reports_stream_metrics(
     assert "val_stream" in meta["metrics"]
     with pytest.raises(ValueError, match="stream_fraction"):
         Recipe.from_dict({"stream_fraction": 1.5})
+
+
+def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Path) -> None:
+    """mine-negatives keeps windows of training speech where a keyword fires (a random tiny
+    model fires often at a low threshold), each a stream window long and ending with the
+    triggering frame's look-ahead; stream windows then draw them as ``hard`` _unknown_ scenes."""
+    from models import save_checkpoint
+    from training.mining import mine_negatives, read_hard_negatives
+
+    labels = read_corpus_info(stream_corpus)["labels"]
+    torch.manual_seed(3)
+    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
+    ckpt = save_checkpoint(
+        tmp_path / "m.safetensors", model, {"labels": labels, "detector": {"posterior": "softmax"}}
+    )
+    summary = mine_negatives(
+        ckpt, stream_corpus, tmp_path / "hard", threshold=0.05, runtime="torch", progress=False
+    )
+    paths = read_hard_negatives(tmp_path / "hard")
+    assert summary["windows"] == len(paths) > 0
+    windows = StreamWindows(stream_corpus, "train", labels, hard_negatives=tmp_path / "hard")
+    assert "hard" in windows.scene_kinds
+    assert windows.scene_weights[windows.scene_kinds.index("hard")] == pytest.approx(0.15)
+    hard = [windows.item(i) for i in range(300)]
+    hard = [(a, y) for a, y, kind in hard if kind == "hard"]
+    assert hard and {windows.labels[y] for _, y in hard} <= {"_unknown_", "_silence_"}

@@ -61,8 +61,11 @@ def ship(
     out_dir: Path,
     histories: Sequence[Path] = (),
     reproduce: str | None = None,
+    streams: Path | None = None,
 ) -> Path:
-    """Write the shipped checkpoint, its report copy and model card; returns the checkpoint."""
+    """Write the shipped checkpoint, its report copy and model card; returns the checkpoint.
+    ``streams``: its ``lmukws evaluate-streams`` report (recall and FA/h on streams, DET
+    curve), copied beside the evaluation report and summarised in the metadata and card."""
     from models import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
@@ -101,6 +104,19 @@ def ship(
         "streaming_frames_to_99": curve.get("frames_to_99"),
         "streaming_prediction_agreement": curve.get("prediction_agreement_stream_vs_parallel"),
     }
+    stream_report: dict[str, Any] | None = None
+    if streams is not None:
+        if not (streams / "streams.json").is_file():
+            raise FileNotFoundError(f"{streams} is not an lmukws evaluate-streams report")
+        stream_report = json.loads((streams / "streams.json").read_text())
+        metrics["streams"] = {
+            key: stream_report.get(key)
+            for key in ("split", "recall", "false_alarms_per_hour", "hours", "events", "delay_ms")
+        }
+        metrics["streams"]["sets"] = {
+            k: v["false_alarms_per_hour"] for k, v in stream_report["sets"].items()
+        }
+        metrics["streams"]["calibrated"] = stream_report.get("calibrated")
     shipped = dict(meta)
     shipped.update(training=training, detector=detector, metrics=metrics)
     shipped["provenance"] = f"trained by lmukws train; shipped from {checkpoint.name}"
@@ -112,9 +128,51 @@ def ship(
     for file in REPORT_FILES:
         if (report / file).is_file():
             shutil.copy2(report / file, report_copy / file)
+    if streams is not None:
+        for source, copy in (("streams.json", "streams.json"), ("det.png", "det.png"),
+                             ("README.md", "streams.md")):  # fmt: skip
+            if (streams / source).is_file():
+                shutil.copy2(streams / source, report_copy / copy)
     card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint)
     (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
     return target
+
+
+def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
+    """The card's section on detection in streams (none without an evaluate-streams report)."""
+    streams = (meta.get("metrics") or {}).get("streams")
+    if not streams:
+        return []
+    calibration = (meta.get("detector") or {}).get("calibration") or {}
+    sets = ", ".join(
+        f"{k} {v:.1f}" for k, v in (streams.get("sets") or {}).items() if v is not None
+    )
+    delay = streams.get("delay_ms") or {}
+    lines = [
+        "",
+        "## Detection on streams",
+        "",
+        f"On {streams.get('hours', 0):.2f} hours of {streams.get('split')} streams (held-out "
+        f"voices; keywords alone, in phrases and sequences, sentences, backgrounds; real "
+        f"recorded speech without keywords), at the shipped operating point "
+        f"({'calibrated' if streams.get('calibrated') else 'uncalibrated'} thresholds): "
+        f"recall **{_pct(streams.get('recall'))}** of {streams.get('events')} keywords, "
+        f"**{streams.get('false_alarms_per_hour', 0):.1f} false alarms per hour** "
+        f"(per set, FA/h: {sets}); median detection {delay.get('median') or 0:.0f} ms after "
+        f"the keyword's end (p90 {delay.get('p90') or 0:.0f} ms).",
+    ]
+    if calibration:
+        lines.append(
+            f"Thresholds calibrated with `lmukws calibrate` to "
+            f"{calibration.get('target_fa_per_hour')} FA/h on validation streams "
+            f"({calibration.get('data', {}).get('hours')} h); `start.sensitivity` moves along "
+            f"{len(calibration.get('operating_points') or [])} operating points."
+        )
+    lines.append(
+        f"DET curve: [reports/{name}/det.png](reports/{name}/det.png); details: "
+        f"[reports/{name}/streams.md](reports/{name}/streams.md)."
+    )
+    return lines
 
 
 def _weakest_voices(evaluation: dict[str, Any], shown: int = 5) -> list[str]:
@@ -322,6 +380,7 @@ def model_card(
         "confusion matrix, accuracy vs frames seen through the streaming form, accuracy per "
         "voice).",
         *_weakest_voices(evaluation),
+        *_streams_section(name, meta),
         "",
         "## Data",
         "",
@@ -450,6 +509,7 @@ def _run(args: argparse.Namespace) -> int:
             args.name,
             Path(args.out_dir),
             [Path(h) for h in args.history],
+            streams=Path(args.streams) if args.streams else None,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"lmukws ship-checkpoint: {error}")
@@ -474,6 +534,9 @@ def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         help="the run's history.json (per-epoch table in the card); repeat for each stage of a "
         "run continued with init_from, first stage first",
+    )
+    parser.add_argument(
+        "--streams", help="its lmukws evaluate-streams report folder (recall, FA/h, DET curve)"
     )
     parser.add_argument(
         "--out-dir", default=str(Path(__file__).resolve().parent.parent / "models" / "checkpoints")

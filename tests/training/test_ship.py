@@ -248,3 +248,30 @@ def test_card_notes_come_from_the_runs_config_as_it_is_now() -> None:
     elsewhere = {"out": "runs/lmuformer-synth-stage3", "notes": "written when training started"}
     assert config_notes(elsewhere["out"], elsewhere) == "written when training started"
     assert config_notes("data/runs/no-such-config", {"notes": "n"}) == "n"
+
+
+def test_ship_with_a_streams_report(tmp_path: Path) -> None:
+    """--streams copies the evaluate-streams report beside the evaluation report and puts its
+    recall and false alarms per hour into the metadata and the card."""
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    result = {
+        "split": "test", "recall": 0.9, "false_alarms_per_hour": 3.5, "hours": 2.0,
+        "events": 100, "delay_ms": {"median": 80.0, "p90": 200.0}, "calibrated": True,
+        "sets": {"mixed": {"false_alarms_per_hour": 2.0},
+                 "negatives/recorded": {"false_alarms_per_hour": 4.0}},
+    }  # fmt: skip
+    (streams / "streams.json").write_text(json.dumps(result))
+    (streams / "det.png").write_bytes(b"\x89PNG fake")
+    (streams / "README.md").write_text("# Streams\n")
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    evaluate_and_ship(checkpoint, tmp_path, "--streams", str(streams))
+    out = tmp_path / "shipped"
+    meta = read_metadata(out / "lmuformer.safetensors")
+    assert meta["metrics"]["streams"]["false_alarms_per_hour"] == 3.5
+    assert meta["metrics"]["streams"]["sets"] == {"mixed": 2.0, "negatives/recorded": 4.0}
+    copies = {p.name for p in (out / "reports" / "lmuformer").iterdir()}
+    assert {"streams.json", "det.png", "streams.md"} <= copies
+    card = (out / "lmuformer.md").read_text()
+    assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
+    assert "recall **90.00 %** of 100 keywords" in card

@@ -164,13 +164,21 @@ def score(
     fas: Counter[str] = Counter()
     delays: list[float] = []
     listed: list[dict[str, Any]] = []
+    by_condition: dict[str, Counter[str]] = defaultdict(Counter)  # "context:alone" -> events, hits
     for run in runs:
         stream = run.stream
         group = stream.kind if stream.kind == "mixed" else f"negatives/{stream.source}"
         hours[group] += stream.scored_seconds / 3600
         matched = [False] * len(stream.events)
+        condition = (
+            stream.background
+            if stream.snr_db is None
+            else f"{stream.background} {stream.snr_db:g} dB"
+        )
         for e in stream.events:
             events_of[e.keyword] += 1
+            by_condition[f"context:{e.context}"]["events"] += 1
+            by_condition[f"background:{condition}"]["events"] += 1
         for d in sorted(pick(run), key=lambda d: d.time_s):
             if _inside(d.time_s, stream.exclude):
                 continue
@@ -183,6 +191,8 @@ def score(
                     if not matched[j]:
                         matched[j] = True
                         hits_of[e.keyword] += 1
+                        by_condition[f"context:{e.context}"]["hits"] += 1
+                        by_condition[f"background:{condition}"]["hits"] += 1
                         delays.append(d.time_s - e.end_s)
                         kind = "hit"
                         break
@@ -237,6 +247,9 @@ def score(
                 "false_alarms_per_hour": fas[group] / hours[group] if hours[group] else None,
             }
             for group in sorted(hours)
+        },
+        "recall_by": {
+            name: c["hits"] / c["events"] for name, c in sorted(by_condition.items()) if c["events"]
         },
         "false_alarm_kinds": dict(kinds),
         "false_alarm_triggers": dict(triggers.most_common()),

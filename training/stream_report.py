@@ -222,6 +222,9 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
             f"recall {_fmt(w['recall'])}, {_fmt(w['false_alarms_per_hour'], 1)} FA/h "
             f"({_per_set(w)}).",
         ]
+    if r.get("recall_by"):
+        conditions = ", ".join(f"{k.split(':', 1)[1]} {v:.3f}" for k, v in r["recall_by"].items())
+        lines += ["", f"Recall by context and background: {conditions}."]
     lines += [
         "",
         "False alarms by kind: " + ", ".join(f"{k} {v}" for k, v in r["false_alarm_kinds"].items()),

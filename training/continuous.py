@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.dataset import read_corpus_info
 from training.labels import UNKNOWN
 from training.sentences import CARRIERS, keyword_free_paragraphs, keyword_free_sentences
 from training.synth import SPLITS, Clip, render_clips
@@ -89,6 +88,8 @@ def split_texts(seed: int = 0) -> dict[str, dict[str, list[tuple[int, Any]]]]:
 
 def corpus_voices(corpus: str | Path) -> list[tuple[Voice, str]]:
     """The corpus's voices and their splits, rebuilt from ``corpus.json``."""
+    from training.dataset import read_corpus_info  # (imports torch: not at parser build time)
+
     info = read_corpus_info(corpus)
     if not info.get("voices"):
         raise ValueError(f"{corpus}: corpus.json lists no voices; build it with lmukws data synth")

@@ -121,7 +121,7 @@ def test_recipe_file_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.json")))
 def test_shipped_configs_parse(name: str) -> None:
     r = load_recipe(CONFIGS / name)
-    assert r.model in name and r.batch_size == 128 and r.notes
+    assert r.model in name and r.batch_size >= 32 and r.notes
     if r.init_from and r.init_from.startswith("models/"):  # stages that start from a shipped file
         assert (CONFIGS.parents[1] / r.init_from).is_file()
 

@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from models.lmuformer import LMUFormer, ModelState
-from models.runtime import TorchStreamStep
 from models.state import StateLayout, flatten_state, map_tensors
+from models.torch_step import TorchStreamStep
 
 __all__ = ["OnnxStreamStep", "default_cache_dir", "onnxruntime_available"]
 
@@ -96,7 +96,7 @@ class _MaskedStep(nn.Module):
 
 class OnnxStreamStep:
     """``model.stream_frames`` through ONNX Runtime where it can, the torch model elsewhere
-    (a ``models.runtime.StreamRuntime``).
+    (a ``models.runtime.StepRuntime``).
 
     ``threads``: ONNX Runtime intra-op threads (0: torch's current count). Loading exports the
     graphs (or finds them in ``cache_dir``) and checks them against the torch model.
@@ -142,7 +142,7 @@ class OnnxStreamStep:
     def stream_leaves(
         self, frames: torch.Tensor, leaves: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """``stream_frames`` over flat state tensors (``models.runtime.StreamRuntime``)."""
+        """``stream_frames`` over flat state tensors (``models.runtime.StepRuntime``)."""
         graph = self.graphs.get(None) or self.graphs.get(frames.shape[1])
         if graph is None or frames.device.type != "cpu":
             return self._torch.stream_leaves(frames, leaves)

@@ -1,10 +1,11 @@
 """What runs a model's streaming step over flat state tensors (the engine's state slab rows).
 
-A streaming runtime has ``stream_leaves(frames, leaves) -> (logits, positions, leaves)``: the
+A step runtime has ``stream_leaves(frames, leaves) -> (logits, positions, leaves)``: the
 contract of ``LMUFormer.stream_frames`` with the state as ``flatten_state``'s list of tensors, so
 the engine gathers rows from its slab and scatters them back without building the state tree
-every step. ``TorchStreamStep`` is the model itself; ``models.onnx_step.OnnxStreamStep`` is its
-ONNX Runtime export; ``load_runtime`` picks one by name (``models.config.RUNTIMES``).
+every step. ``models.torch_step.TorchStreamStep`` is the model itself;
+``models.onnx_step.OnnxStreamStep`` is its ONNX Runtime export; ``load_runtime`` picks one by
+name (``models.config.RUNTIMES``).
 
 Shapes: frames [B, n, F] -> logits [B, n, K], positions [B, n] int64; every leaf [B, ...].
 """
@@ -18,14 +19,17 @@ import torch
 
 from models.config import RUNTIMES
 from models.lmuformer import LMUFormer
-from models.state import flatten_state
+from models.onnx_step import OnnxStreamStep, onnxruntime_available
+from models.torch_step import TorchStreamStep
 
-__all__ = ["StreamRuntime", "TorchStreamStep", "load_runtime"]
+__all__ = ["StepRuntime", "StreamRuntime", "TorchStreamStep", "load_runtime"]
 
 log = logging.getLogger("lmukws.runtime")
 
 
-class StreamRuntime(Protocol):
+class StepRuntime(Protocol):
+    """Runs the streaming step: ``name`` ("torch" or "onnx") and ``stream_leaves``."""
+
     name: str
 
     def stream_leaves(
@@ -33,31 +37,16 @@ class StreamRuntime(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]: ...
 
 
-class TorchStreamStep:
-    """``model.stream_frames`` over flat state tensors."""
-
-    name = "torch"
-
-    def __init__(self, model: LMUFormer) -> None:
-        self.model = model
-        _, self.layout = flatten_state(model.init_state(1))
-
-    def stream_leaves(
-        self, frames: torch.Tensor, leaves: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        logits, positions, state = self.model.stream_frames(frames, self.layout.unflatten(leaves))
-        return logits, positions, flatten_state(state)[0]
+StreamRuntime = StepRuntime  # the earlier name
 
 
 def load_runtime(
     model: LMUFormer, runtime: str, device: torch.device, threads: int = 0
-) -> StreamRuntime:
-    """The streaming runtime named ``runtime`` (one of ``RUNTIMES``): "onnx" exports the model's
+) -> StepRuntime:
+    """The step runtime named ``runtime`` (one of ``RUNTIMES``): "onnx" exports the model's
     streaming step (``models.onnx_step``, CPU only, ``threads`` intra-op threads); "auto" picks
     it on the CPU when ONNX Runtime is installed and falls back to torch, with a warning, when
     the export fails."""
-    from models.onnx_step import OnnxStreamStep, onnxruntime_available
-
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if runtime == "torch":

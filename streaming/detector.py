@@ -22,13 +22,90 @@ Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 NEVER_FIRE = ("_unknown_", "_silence_")
+
+
+POSTERIORS = ("sigmoid", "softmax")
+#: settings that may also be given in milliseconds (converted with the model's frame shift)
+MS_SETTINGS = {
+    "pooling_ms": "pooling_frames",
+    "refractory_ms": "refractory_frames",
+    "warmup_ms": "warmup_frames",
+    "command_window_ms": "command_window_frames",
+}
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How pooled posteriors become detections: the defaults of every session's detector.
+
+    The one place these defaults are written: a checkpoint's ``detector`` section overrides them
+    (``updated``), ``server.settings.Settings`` and ``EngineConfig`` derive their own defaults
+    from them. ``pooling_frames``: the sliding mean of per-frame logits (the clip head over
+    ~1 s); ``posterior``: sigmoid (BCE training) or softmax (CE) of the pooled logits;
+    ``thresholds``: per-label defaults over ``threshold``; ``command_window_frames``: the
+    wake-word grammar's window. The others are ``DetectorConfig``'s.
+    """
+
+    threshold: float = 0.5
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    smoothing_frames: int = 5
+    patience_frames: int = 3
+    refractory_frames: int = 100
+    warmup_frames: int = 30
+    early_threshold: float | None = 0.9
+    rearm_fraction: float = 0.8
+    command_window_frames: int = 300
+    pooling_frames: int = 100
+    posterior: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.pooling_frames < 1:
+            raise ValueError(f"pooling_frames must be >= 1, got {self.pooling_frames}")
+
+    @property
+    def detector_settings(self) -> DetectorSettings:
+        """Just these settings (a subclass such as ``EngineConfig`` carries more)."""
+        return DetectorSettings(**{n: getattr(self, n) for n in _SETTING_NAMES})
+
+    def updated(
+        self, source: Mapping[str, Any] | None, frame_ms: float, labels: Sequence[str] = ()
+    ) -> DetectorSettings:
+        """These settings with ``source``'s keys applied: field names, the ``MS_SETTINGS``
+        keys (milliseconds, rounded to frames of ``frame_ms``), ``thresholds`` ({label: p},
+        merged over the current ones) and keys that are ``labels`` (per-label thresholds).
+        Unknown keys are ignored (a checkpoint's section may carry more); None leaves a
+        setting as it is, except ``early_threshold`` (None: off)."""
+        source = source or {}
+        changes: dict[str, Any] = {}
+        thresholds = dict(self.thresholds)
+        thresholds.update({k: float(v) for k, v in source.items() if k in labels})
+        thresholds.update({k: float(v) for k, v in (source.get("thresholds") or {}).items()})
+        for key, value in source.items():
+            if key in labels or key == "thresholds":
+                continue
+            if value is None and key != "early_threshold":
+                continue
+            elif key in MS_SETTINGS:
+                changes[MS_SETTINGS[key]] = max(0, round(float(value) / frame_ms))
+            elif key in _SETTING_NAMES:
+                changes[key] = value
+        if "pooling_frames" in changes:
+            changes["pooling_frames"] = max(1, int(changes["pooling_frames"]))
+        return dataclasses.replace(self, thresholds=thresholds, **changes)
+
+
+_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(DetectorSettings))
 
 
 @dataclass(frozen=True)
@@ -185,17 +262,56 @@ def detect(
     """Run the detector over posteriors [T, K] -> (new state, firings, smoothed [T, K]).
 
     Pure: ``state`` is not modified. Frame indices count from the start (or last reset).
+    One session of ``detect_batch``, the path the engine takes.
     """
     posteriors = np.asarray(posteriors, dtype=np.float64)
     if posteriors.ndim != 2 or posteriors.shape[1] != len(config.labels):
         raise ValueError(
             f"posteriors must be [T, {len(config.labels)}], got shape {posteriors.shape}"
         )
-    if posteriors.shape[0] == 0:
-        return state, [], posteriors.copy()
-    smoothed = sliding_mean(state.ring, posteriors, state.filled, config.smoothing_frames)
-    new_state, firings = decide(config, state, posteriors, smoothed)
+    (new_state,), (firings,), (smoothed,) = detect_batch([config], [state], [posteriors])
     return new_state, firings, smoothed
+
+
+def detect_batch(
+    configs: Sequence[DetectorConfig],
+    states: Sequence[DetectorState],
+    posteriors: Sequence[np.ndarray],
+) -> tuple[list[DetectorState], list[list[Firing]], list[np.ndarray]]:
+    """``detect`` for many sessions at once: posteriors [m_i, K] (float64) per session ->
+    (new states, firings, smoothed [m_i, K]) per session.
+
+    Sessions with the same frame count and smoothing window are smoothed and ranked together
+    (numpy over [B, m, K]); the firing rules (``decide``) then run per session. Every session
+    gets the same bits as alone (``sliding_mean`` and ``top_labels`` are row-wise).
+    """
+    n = len(configs)
+    new_states: list[DetectorState] = list(states)
+    firings: list[list[Firing]] = [[] for _ in range(n)]
+    smoothed: list[np.ndarray] = [np.asarray(p).copy() for p in posteriors]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(posteriors):
+        if p.shape[0]:
+            groups.setdefault((p.shape[0], configs[i].smoothing_frames), []).append(i)
+    for (m, W), members in groups.items():
+        x = np.stack([posteriors[i] for i in members])  # [B, m, K]
+        rings = np.stack([states[i].ring for i in members])  # [B, W - 1, K]
+        filled = np.array([states[i].filled for i in members])
+        smooth = sliding_mean(rings, x, filled, W)
+        new_rings = np.concatenate((rings, x), axis=1)[:, m:] if W > 1 else rings
+        thresholds = np.stack([configs[i].thresholds for i in members])
+        top, scores, above = top_labels(smooth, thresholds)  # [B, m] each
+        for j, i in enumerate(members):
+            smoothed[i] = smooth[j]
+            new_states[i], firings[i] = decide(
+                configs[i],
+                states[i],
+                x[j],
+                smooth[j],
+                new_rings[j],
+                (top[j], scores[j], above[j]),
+            )
+    return new_states, firings, smoothed
 
 
 def top_labels(
@@ -356,7 +472,7 @@ def replay(
 
 
 class Detector:
-    """Mutable convenience wrapper: ``update(posteriors [T, K]) -> firings``; ``reset()``."""
+    """``detect`` with its state kept: ``update(posteriors [T, K]) -> firings``; ``reset()``."""
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config

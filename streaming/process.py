@@ -4,8 +4,8 @@ In one process the engine's worker thread and the event loop share one interpret
 websocket streams on two cores the server used ~1 core in all, and each step waited for the loop
 (and the loop for the step). ``EngineProcess`` runs a ``StreamingEngine`` in a spawned child;
 ``EnginePool`` (one or more of them) gives the server the session surface it uses
-(``create_session`` -> ``RemoteSession`` with ``push``, ``push_reset``, ``push_stop``, ``poll``,
-``notify``, ``queued_samples``, ``close``).
+(``create_session`` -> ``RemoteSession``, a ``streaming.session.SessionHandle`` like the
+in-process ``Session``).
 The server keeps its own engine (never started) for the model facts, the detector settings and
 the REST batch path. The child runs on one thread (``_ChildServer``): read what arrived, one
 batched step over every session with work, send the events.
@@ -13,8 +13,9 @@ batched step over every session with work, send the events.
 Link: one Unix socket pair; a message is a 4-byte little-endian length and a pickled tuple (both
 ends are this module, in processes it started). Server -> child:
 
-- ``("open", handle, session_id, sample_rate, options, scores_every_ms)``: ``options`` the
-  ``detector_config`` keyword arguments (keywords, thresholds, sensitivity, wake word, window)
+- ``("open", handle, session_id, spec)``: ``spec`` the session's ``SessionSpec``, validated by
+  the server's engine (sample rate, detector settings with keywords, thresholds, sensitivity,
+  wake word and window, scores period)
 - ``("audio", handle, received_at, float32 bytes)``, ``("reset", handle)``,
   ``("stop", handle, received_at)``, ``("close", handle)``
 - ``("metrics", request)``, ``("shutdown", timeout_s)``
@@ -55,10 +56,12 @@ from typing import Any
 
 import numpy as np
 
-from streaming.detector import DetectorConfig
-from streaming.engine import TARGET_RATE, EngineConfig, EngineFullError, StreamingEngine
+from streaming.engine import EngineConfig, StreamingEngine
+from streaming.errors import EngineClosedError, EngineFullError, SessionClosedError
+from streaming.events import Event, Failure
 from streaming.metrics import EngineMetrics
-from streaming.session import Event, Failure, OpenCheck, SessionClosedError
+from streaming.session import PushGuard
+from streaming.step import SessionSpec
 
 log = logging.getLogger("lmukws.engine.process")
 
@@ -70,7 +73,7 @@ METRICS_TIMEOUT_S = 2.0
 ENGINE_SERIES = ("step_seconds", "frame_seconds", "queue_seconds", "batch_size", "frames_total")
 
 
-def frame(message: tuple[Any, ...]) -> bytes:
+def encode_message(message: tuple[Any, ...]) -> bytes:
     """One message on the link: length + pickle."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(body)) + body
@@ -84,8 +87,8 @@ class EngineProcessError(RuntimeError):
 # server side
 
 
-class RemoteSession(OpenCheck):
-    """A session of the engine in the child process (the server's view of it).
+class RemoteSession(PushGuard):
+    """A session of the engine in the child process (the server's ``SessionHandle`` on it).
 
     The push side never blocks: messages go to the event loop's socket buffer. ``queued_samples``
     is the child's last reported backlog plus the audio it had not read yet then.
@@ -96,17 +99,18 @@ class RemoteSession(OpenCheck):
         owner: EngineProcess,
         handle: int,
         session_id: str,
-        sample_rate: int,
-        detector: DetectorConfig,
+        spec: SessionSpec,
+        engine_rate: int,
     ) -> None:
         self.owner = owner
         self.handle = handle
         self.id = session_id
-        self.sample_rate = int(sample_rate)
-        self.detector_config = detector
+        self.sample_rate = int(spec.sample_rate)
+        self.detector_config = spec.detector
         self.notify: Callable[[], None] | None = None
         self.closed = False
-        self._stopping = False
+        self.stopping = False
+        self._rate_ratio = engine_rate / self.sample_rate
         self._outbox: list[Event] = []
         self._sent = 0  # input samples sent, cumulative
         self._child_read = 0  # of those, read by the child (its last report)
@@ -115,25 +119,25 @@ class RemoteSession(OpenCheck):
     @property
     def queued_samples(self) -> int:
         """16 kHz samples sent but not yet taken by the child's worker (approximately)."""
-        unread = (self._sent - self._child_read) * TARGET_RATE / self.sample_rate
+        unread = (self._sent - self._child_read) * self._rate_ratio
         return int(self._child_queued + unread)
 
     def push(self, samples: np.ndarray, received_at: float | None = None) -> None:
         """Send mono samples [n] (float, at ``sample_rate``) to the child without waiting."""
-        self._check_open()
+        self.check_open()
         received_at = time.perf_counter() if received_at is None else received_at
         x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
         self._sent += x.size
         self.owner._send(("audio", self.handle, received_at, x.tobytes()))
 
     def push_reset(self) -> None:
-        self._check_open()
+        self.check_open()
         self.owner._send(("reset", self.handle))
 
     def push_stop(self, received_at: float | None = None) -> None:
-        self._check_open()
+        self.check_open()
         received_at = time.perf_counter() if received_at is None else received_at
-        self._stopping = True
+        self.stopping = True
         self.owner._send(("stop", self.handle, received_at))
 
     def poll(self) -> list[Event]:
@@ -252,21 +256,14 @@ class EngineProcess:
     def active_sessions(self) -> int:
         return len(self.sessions)
 
-    def open_session(
-        self,
-        session_id: str,
-        sample_rate: int,
-        detector: DetectorConfig,
-        options: Mapping[str, Any],
-        scores_every_ms: float,
-    ) -> RemoteSession:
-        """A new session in this child; the pool has validated its settings and admitted it.
-        ``options``: ``StreamingEngine.detector_config``'s keyword arguments."""
+    def open_session(self, session_id: str, spec: SessionSpec, engine_rate: int) -> RemoteSession:
+        """A new session in this child; the pool has validated its spec and admitted it.
+        ``engine_rate``: the model's sample rate (for the backlog estimate)."""
         handle = self._next_handle
         self._next_handle += 1
-        session = RemoteSession(self, handle, session_id, sample_rate, detector)
+        session = RemoteSession(self, handle, session_id, spec, engine_rate)
         self.sessions[handle] = session
-        self._send(("open", handle, session_id, sample_rate, dict(options), scores_every_ms))
+        self._send(("open", handle, session_id, spec))
         self.metrics.active_sessions.inc()
         self.metrics.sessions_total.inc()
         return session
@@ -285,7 +282,7 @@ class EngineProcess:
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._writer is None or self._writer.is_closing():
             return
-        self._writer.write(frame(message))
+        self._writer.write(encode_message(message))
 
     @staticmethod
     async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
@@ -433,7 +430,7 @@ class EnginePool:
 
     def create_session(
         self,
-        sample_rate: int = TARGET_RATE,
+        sample_rate: int = 16000,
         keywords: Sequence[str] | None = None,
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
@@ -445,27 +442,27 @@ class EnginePool:
     ) -> RemoteSession:
         """Like ``StreamingEngine.create_session`` (same errors), on the live process with the
         fewest sessions."""
-        options: dict[str, Any] = {
-            "keywords": keywords,
-            "thresholds": thresholds,
-            "sensitivity": sensitivity,
-            "wake_word": wake_word,
-            "command_window_ms": command_window_ms,
-        }
-        detector = self.local.detector_config(**options)  # ValueError
-        self.local.resampler(sample_rate)  # ValueError for a rate the engine cannot take
+        spec = self.local.session_spec(  # ValueError
+            sample_rate,
+            keywords,
+            thresholds,
+            scores_every_ms,
+            sensitivity=sensitivity,
+            wake_word=wake_word,
+            command_window_ms=command_window_ms,
+        )
         if self._closing:
-            raise EngineFullError("the engine is shutting down")
+            raise EngineClosedError("the engine is shutting down")
         live = [p for p in self.processes if p.alive]
         if not live:
-            raise EngineFullError("the engine process is not running")
+            raise EngineClosedError("the engine process is not running")
         if self.active_sessions >= self.config.max_sessions:
             raise EngineFullError(
                 f"server full: {self.active_sessions} of {self.config.max_sessions} sessions"
             )
         target = min(live, key=lambda p: p.active_sessions)
         session_id = session_id or uuid.uuid4().hex
-        return target.open_session(session_id, sample_rate, detector, options, scores_every_ms)
+        return target.open_session(session_id, spec, self.local.served.sample_rate)
 
     async def refresh_metrics(self) -> None:
         """Copy the sum of every process's engine series into ``metrics``."""
@@ -491,7 +488,7 @@ class _ChildLink:
         self._buffer = bytearray()
 
     def send(self, message: tuple[Any, ...]) -> None:
-        self.sock.sendall(frame(message))
+        self.sock.sendall(encode_message(message))
 
     def receive(self, timeout: float) -> list[tuple[Any, ...]]:
         """Every complete message that has arrived, waiting up to ``timeout`` s for the first
@@ -562,12 +559,10 @@ class _ChildServer:
     def _apply(self, message: tuple[Any, ...]) -> None:
         kind, handle = message[0], message[1]
         if kind == "open":
-            _, _, session_id, rate, options, every = message
+            _, _, session_id, spec = message
             try:
-                session = self.engine.create_session(
-                    rate, scores_every_ms=every, session_id=session_id, **options
-                )
-            except (EngineFullError, ValueError) as error:  # validated by the server already
+                session = self.engine.open_session(spec, session_id)
+            except (EngineFullError, EngineClosedError) as error:  # admitted by the server
                 self._send(("events", handle, [Failure(str(error))]))
                 return
             session.notify = self._notifier(handle, session)

@@ -178,13 +178,13 @@ def test_state_stays_bounded_on_long_streams(engine: StreamingEngine) -> None:
     sizes = []
     for _ in range(20):
         session.accept(x)
-        sizes.append((state_nbytes(session.model_state()), session.stream.detector.ring.shape))
+        sizes.append((state_nbytes(session.model_state()), session.state.detector.ring.shape))
     assert len(set(sizes[2:])) == 1
     assert engine.slab.pool_window(session.slot).shape == (
         engine.config.pooling_frames - 1,
         len(engine.labels),
     )
-    assert session.stream.fbank.num_pending < 400 and session.queued_samples == 0
+    assert session.state.fbank.num_pending < 400 and session.queued_samples == 0
     session.close()
 
 
@@ -207,7 +207,7 @@ def test_session_limits_and_closing(tone_checkpoint: Path) -> None:
         s.push(np.zeros(4410, np.float32))
         s.close()
     engine.close()
-    assert engine.sessions == {} and not engine._ready
+    assert engine.sessions == {} and engine.ready_sessions == 0
     assert engine.metrics.active_sessions.value() == 0
 
 
@@ -250,9 +250,7 @@ def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpo
     sessions = [engine.create_session(scores_every_ms=10) for _ in range(40)]
     for k, s in enumerate(sessions):
         s.push(x[: 400 + 160 * k])  # k + 1 frames waiting
-    with engine._cv:
-        works = [s._take(engine.config.max_step_frames) for s in sessions]
-    engine._step_works(works)
+    assert engine.step_ready() == len(sessions)  # one step for all of them
     assert len(calls) <= 7 and sum(b * m for b, m in calls) <= sum(range(1, 41))
     assert {m for _, m in calls} <= {1, 2, 4, 8, 16, 32}
     # the rest comes in later steps, in order, and every frame is scored exactly once
@@ -283,7 +281,7 @@ def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(onnx_step.OnnxStreamStep, "__init__", broken)
     fallback = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="auto"))
-    assert fallback.runtime == "torch" and fallback.stream_step.model is fallback.model
+    assert fallback.runtime == "torch" and fallback.step.runtime.model is fallback.model
     with pytest.raises(RuntimeError, match="no graph today"):
         StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="onnx"))
 

@@ -1,0 +1,17 @@
+"""Why the engine refuses a session or a command: one exception per reason."""
+
+from __future__ import annotations
+
+__all__ = ["EngineClosedError", "EngineFullError", "SessionClosedError"]
+
+
+class EngineFullError(RuntimeError):
+    """Every session slot is taken (``max_sessions``): try again later."""
+
+
+class EngineClosedError(RuntimeError):
+    """The engine is shutting down, or its process is gone: it takes no new sessions."""
+
+
+class SessionClosedError(RuntimeError):
+    """Audio or a command for a session that was stopped or closed."""

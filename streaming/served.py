@@ -1,0 +1,106 @@
+"""What a served checkpoint is, read once from its metadata into one frozen object.
+
+``ServedModel`` holds the facts every layer needs about the model being served: its name and
+labels, the front end's settings (sample rate, window, shift), the look-ahead of the network,
+the detector defaults of the checkpoint (its ``detector`` section over the library's
+``DetectorSettings``) and its calibration (the DET curve that ``sensitivity`` moves along).
+The engine, the server's ``/v1/model`` and ``ready`` message, and the in-process client read
+them from here; ``server.settings.Settings`` is the only layer that overrides the detector
+defaults (``server.loading.engine_config``).
+
+::
+
+    model, metadata = load_checkpoint(path)
+    served = ServedModel.from_model(model, metadata)
+    served.labels, served.frame_ms, served.algorithmic_latency_ms, served.detector.threshold
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import FeatureConfig, LMUFormer
+from streaming.detector import DetectorSettings
+from streaming.sensitivity import SensitivityCurve
+
+__all__ = ["ServedModel"]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A checkpoint as the service sees it (see the module docstring).
+
+    ``metadata`` is the checkpoint's JSON metadata as read (``checkpoint``: the file it came
+    from, when known); ``parameters`` counts the network's weights.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    features: FeatureConfig
+    lookahead_frames: int
+    parameters: int
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    calibration: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"the model's labels are not unique: {list(self.labels)}")
+
+    @classmethod
+    def from_model(cls, model: LMUFormer, metadata: Mapping[str, Any] | None = None) -> ServedModel:
+        """The description of ``model`` with its checkpoint ``metadata``; ``ValueError`` when
+        they disagree (label count)."""
+        metadata = dict(metadata or {})
+        K = model.num_classes
+        labels = metadata.get("labels") or [f"class{i}" for i in range(K)]
+        if len(labels) != K:
+            raise ValueError(f"metadata has {len(labels)} labels but the model outputs {K}")
+        features = FeatureConfig.from_dict(metadata.get("features") or {})
+        section = dict(metadata.get("detector") or {})
+        return cls(
+            name=model.config.name,
+            labels=tuple(labels),
+            features=features,
+            lookahead_frames=model.lookahead_frames,
+            parameters=sum(p.numel() for p in model.parameters()),
+            detector=DetectorSettings().updated(section, features.frame_shift_ms, labels),
+            calibration=section.get("calibration") or None,
+            metadata=metadata,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of the front end: every session's audio is resampled to it."""
+        return self.features.sample_rate
+
+    @property
+    def frame_ms(self) -> float:
+        """Frame shift (ms)."""
+        return self.features.frame_shift_ms
+
+    @property
+    def window_ms(self) -> float:
+        """Analysis window of one frame (ms)."""
+        return self.features.frame_length_ms
+
+    @property
+    def algorithmic_latency_ms(self) -> float:
+        """Analysis window + look-ahead frames × frame shift (the conv delay analysis)."""
+        return self.window_ms + self.lookahead_frames * self.frame_ms
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The file the model was read from, when known."""
+        return self.metadata.get("checkpoint")
+
+    def frame_end_ms(self, frame: int) -> float:
+        """Audio time (ms) of the end of frame ``frame``'s analysis window."""
+        return frame * self.frame_ms + self.window_ms
+
+    def sensitivity_curve(self, thresholds: Mapping[str, float]) -> SensitivityCurve:
+        """The calibrated DET curve over the keywords of ``thresholds`` (the keywords that can
+        fire, at their default thresholds), or a plain curve around them without one."""
+        return SensitivityCurve.from_metadata({"calibration": self.calibration}, thresholds)

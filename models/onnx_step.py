@@ -1,24 +1,24 @@
 """LMUFormer's streaming step exported to ONNX and run by ONNX Runtime.
 
-Why: the engine's steps at real-time latency are small (8-25 sessions x 1-4 frames), where
+Why: the engine's steps at real-time latency are small (a few sessions x a few frames), where
 torch's per-operator dispatch costs more than the arithmetic; ONNX Runtime runs the same graph
-1.5-4x faster there and ~1.1-1.3x at large batches (measured side by side, see
-benchmarks/README.md). Exported is ``LMUFormer.stream_frames_masked``: the streaming step with
-every layer masking its inputs by frame position, so one graph serves sessions anywhere in their
-streams, start-up delay included (the masks cost nothing measurable), with no data-dependent
-branch.
+faster there (``lmukws bench --sections runtime``; numbers in benchmarks/README.md).
+
+Exported is ``LMUFormer.stream_frames_masked``: the streaming step with every layer masking its
+inputs by frame position, so one graph serves sessions anywhere in their streams, start-up delay
+included, with no data-dependent branch.
 
 ``OnnxStreamStep`` keeps ``LMUFormer.stream_frames``' contract and is used in its place: a step
 whose frame count a graph covers runs the graph; any other (or on a non-CPU device) runs the
 torch model. Ending a stream (``finish``) stays in torch. Outputs equal the torch step's to float
-rounding (~1e-6): a self-check against torch, on sessions inside and past the start-up delay,
+rounding: a self-check against torch, on sessions inside and past the start-up delay,
 runs on every load. The non-spiking model exports with a symbolic frame count (one graph for any n);
 the spiking model's LIF scan unrolls over n, so it gets one graph per power of two up to
 ``max_static_frames``.
 
 Graphs are cached on disk, keyed by the weights, the config, the model code and the exporter's
-versions: ``$LMUKWS_CACHE_DIR/onnx`` (default ``~/.cache/lmukws/onnx``). Exporting takes ~7 s
-per graph on 2 cores, once per checkpoint; writes are atomic, so processes may share the cache.
+versions: ``$LMUKWS_CACHE_DIR/onnx`` (default ``~/.cache/lmukws/onnx``), so a checkpoint is
+exported once; writes are atomic, so processes may share the cache.
 
 Shapes: B sessions, n frames, F mel bins, K labels; the state is ``flatten_state``'s leaves,
 each [B, ...].

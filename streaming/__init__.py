@@ -27,20 +27,36 @@ The pieces, bottom up:
   ``EnginePool``, which ``lmukws serve`` uses so its event loop never waits for a step).
 """
 
-from streaming.detector import (
-    Detector,
-    DetectorConfig,
-    DetectorSettings,
-    DetectorState,
-    detect,
-    detect_batch,
-)
-from streaming.engine import EngineConfig, StreamingEngine
-from streaming.errors import EngineClosedError, EngineFullError, SessionClosedError
-from streaming.events import Detection, End, Event, Failure, Posteriors, Scores
-from streaming.process import EnginePool, EngineProcess, RemoteSession
-from streaming.served import ServedModel
-from streaming.session import Session, SessionHandle
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): reading the detector settings (``server.settings``, the CLI)
+# does not import torch.
+_HOMES = {
+    "streaming.detector": (
+        "Detector",
+        "DetectorConfig",
+        "DetectorSettings",
+        "DetectorState",
+        "detect",
+        "detect_batch",
+    ),
+    "streaming.engine": ("EngineConfig", "StreamingEngine"),
+    "streaming.errors": ("EngineClosedError", "EngineFullError", "SessionClosedError"),
+    "streaming.events": ("Detection", "End", "Event", "Failure", "Posteriors", "Scores"),
+    "streaming.process": ("EnginePool", "EngineProcess", "RemoteSession"),
+    "streaming.served": ("ServedModel",),
+    "streaming.session": ("Session", "SessionBackend", "SessionHandle"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """The export ``name``, imported from its module on first use."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'streaming' has no attribute {name!r}")
+    return globals().setdefault(name, getattr(importlib.import_module(_HOME[name]), name))
+
 
 __all__ = [
     "Detection",
@@ -61,6 +77,7 @@ __all__ = [
     "Scores",
     "ServedModel",
     "Session",
+    "SessionBackend",
     "SessionClosedError",
     "SessionHandle",
     "StreamingEngine",

@@ -319,26 +319,14 @@ class StreamingEngine:
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
         session_id: str | None = None,
-        *,
-        sensitivity: float | None = None,
-        wake_word: str | None = None,
-        command_window_ms: float | None = None,
-        record_posteriors: bool = False,
+        **options: Any,
     ) -> Session:
         """A new session; ``EngineFullError`` past ``max_sessions``, ``EngineClosedError``
-        after ``close``, ``ValueError`` for bad options (see ``session_spec``).
-        ``record_posteriors``: also emit each step's pooled posteriors (``Posteriors`` events,
-        for offline evaluation; the server never asks for them)."""
-        spec = self.session_spec(
-            sample_rate,
-            keywords,
-            thresholds,
-            scores_every_ms,
-            sensitivity=sensitivity,
-            wake_word=wake_word,
-            command_window_ms=command_window_ms,
-            record_posteriors=record_posteriors,
-        )
+        after ``close``, ``ValueError`` for bad options. ``options``: ``session_spec``'s
+        keyword arguments (``sensitivity``, ``wake_word``, ``command_window_ms``;
+        ``record_posteriors`` emits each step's pooled posteriors, ``Posteriors`` events, for
+        offline evaluation: the server never asks for them)."""
+        spec = self.session_spec(sample_rate, keywords, thresholds, scores_every_ms, **options)
         return self.open_session(spec, session_id)
 
     def open_session(self, spec: SessionSpec, session_id: str | None = None) -> Session:

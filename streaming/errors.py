@@ -6,11 +6,12 @@ __all__ = ["EngineClosedError", "EngineFullError", "SessionClosedError"]
 
 
 class EngineFullError(RuntimeError):
-    """Every session slot is taken (``max_sessions``): try again later."""
+    """No room for a session: every slot is taken (``max_sessions``), or every engine process
+    is gone; try again later."""
 
 
 class EngineClosedError(RuntimeError):
-    """The engine is shutting down, or its process is gone: it takes no new sessions."""
+    """The engine is shutting down: it takes no new sessions."""
 
 
 class SessionClosedError(RuntimeError):

@@ -1,8 +1,8 @@
 """The streaming engine in a child process, so the server's event loop keeps a core of its own.
 
-In one process the engine's worker thread and the event loop share one interpreter lock: at 100
-websocket streams on two cores the server used ~1 core in all, and each step waited for the loop
-(and the loop for the step). ``EngineProcess`` runs a ``StreamingEngine`` in a spawned child;
+In one process the engine's worker thread and the event loop share one interpreter lock, so
+each step waits for the loop and the loop for the step (measurements: benchmarks/README.md).
+``EngineProcess`` runs a ``StreamingEngine`` in a spawned child;
 ``EnginePool`` (one or more of them) gives the server the session surface it uses
 (``create_session`` -> ``RemoteSession``, a ``streaming.session.SessionHandle`` like the
 in-process ``Session``).
@@ -435,27 +435,18 @@ class EnginePool:
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
         session_id: str | None = None,
-        *,
-        sensitivity: float | None = None,
-        wake_word: str | None = None,
-        command_window_ms: float | None = None,
+        **options: Any,
     ) -> RemoteSession:
-        """Like ``StreamingEngine.create_session`` (same errors), on the live process with the
-        fewest sessions."""
+        """Like ``StreamingEngine.create_session`` (same options, same errors), on the live
+        process with the fewest sessions."""
         spec = self.local.session_spec(  # ValueError
-            sample_rate,
-            keywords,
-            thresholds,
-            scores_every_ms,
-            sensitivity=sensitivity,
-            wake_word=wake_word,
-            command_window_ms=command_window_ms,
+            sample_rate, keywords, thresholds, scores_every_ms, **options
         )
         if self._closing:
             raise EngineClosedError("the engine is shutting down")
         live = [p for p in self.processes if p.alive]
-        if not live:
-            raise EngineClosedError("the engine process is not running")
+        if not live:  # no capacity left until the server restarts
+            raise EngineFullError("the engine process is not running")
         if self.active_sessions >= self.config.max_sessions:
             raise EngineFullError(
                 f"server full: {self.active_sessions} of {self.config.max_sessions} sessions"
@@ -532,8 +523,8 @@ class _ChildServer:
         """Serve until ``shutdown`` (returns its timeout) or the link closes (returns 0).
 
         A step starts as soon as a session has work: what arrives while it runs makes the next
-        batch. (Waiting ``max_wait_ms`` for fuller batches, as the worker thread does, measured
-        slower here: 100 websocket streams, p50 80 ms against 26-62 ms.)
+        batch. (Waiting ``max_wait_ms`` for fuller batches, as the worker thread does, was
+        slower here: benchmarks/README.md.)
         """
         engine = self.engine
         next_report = time.monotonic() + PROGRESS_S
@@ -615,13 +606,14 @@ class _ChildServer:
 
 
 def freeze_startup_heap() -> None:
-    """Move every object alive now (torch, the model, the web stack: ~250k objects) into the
-    garbage collector's permanent generation.
+    """Move every object alive now (torch, the model, the web stack) into the garbage
+    collector's permanent generation.
 
-    A full (generation-2) collection walks every tracked object: measured ~100-140 ms with the
-    startup heap in it, a stall of the event loop or of an engine step that lands on whichever
-    frames are waiting. Frozen, the startup heap is never walked again; collections scan only
-    what the service allocated since. Call once, after loading, in each serving process.
+    A full (generation-2) collection walks every tracked object: with the startup heap in it,
+    a stall of the event loop or of an engine step that lands on whichever frames are waiting
+    (``benchmarks/gc_pause.py`` measures it). Frozen, the startup heap is never walked again;
+    collections scan only what the service allocated since. Call once, after loading, in each
+    serving process.
     """
     gc.collect()
     gc.freeze()

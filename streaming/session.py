@@ -1,13 +1,13 @@
 """A session is a handle on one listener's stream; ``SessionHandle`` is what every backend's
-handle does.
+handle does, ``SessionBackend`` what opens them.
 
-Two backends implement the protocol: ``Session`` (this module) queues into the engine's
-``streaming.scheduler.Scheduler`` in this process (run by its worker thread, or inline), and
-``streaming.process.RemoteSession`` sends the same calls to an engine in a child process. The
-server and the in-process client use only the protocol: ``push``, ``push_reset``, ``push_stop``
-never wait; ``poll`` takes the events produced so far; ``notify`` (if set) is called from the
-thread that produced new events; ``queued_samples`` is the backlog; ``close`` forgets the
-session.
+Two backends implement the protocols: ``streaming.engine.StreamingEngine`` opens ``Session``s
+(this module) that queue into its ``streaming.scheduler.Scheduler`` in this process (run by its
+worker thread, or inline), and ``streaming.process.EnginePool`` opens ``RemoteSession``s that
+send the same calls to an engine in a child process. The server and the in-process client use
+only the protocols: ``push``, ``push_reset``, ``push_stop`` never wait; ``poll`` takes the
+events produced so far; ``notify`` (if set) is called from the thread that produced new events;
+``queued_samples`` is the backlog; ``close`` forgets the session.
 
 ``Session`` also has blocking helpers, ``accept``, ``reset`` and ``finish``: push, then wait
 for the scheduler (or run the steps inline when the engine has no worker thread). Its input
@@ -20,8 +20,8 @@ Shapes: n samples.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,6 +41,7 @@ __all__ = [
     "Posteriors",
     "Scores",
     "Session",
+    "SessionBackend",
     "SessionClosedError",
     "SessionHandle",
 ]
@@ -79,6 +80,32 @@ class SessionHandle(Protocol):
 
     def close(self) -> None:
         """Forget the session (idempotent); audio not processed yet is dropped."""
+        ...
+
+
+@runtime_checkable
+class SessionBackend(Protocol):
+    """What opens sessions: ``StreamingEngine`` (a scheduler in this process) or
+    ``streaming.process.EnginePool`` (engines in child processes)."""
+
+    @property
+    def running(self) -> bool:
+        """Whether it serves sessions (worker thread, or engine processes alive)."""
+        ...
+
+    @property
+    def active_sessions(self) -> int: ...
+
+    def create_session(
+        self,
+        sample_rate: int = 16000,
+        keywords: Sequence[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        scores_every_ms: float = 0,
+        session_id: str | None = None,
+        **options: Any,
+    ) -> SessionHandle:
+        """A new session; ``EngineFullError``, ``EngineClosedError`` or ``ValueError``."""
         ...
 
 

@@ -7,7 +7,7 @@ and their running sum, so pooling a frame touches two rows, not W).
 A step of the engine gathers the rows of the sessions it runs (one ``index_select`` per state
 tensor), runs ``model.stream_frames`` on that batch, and scatters the new state back (one
 ``index_copy_`` per tensor). Stacking and splitting per-session state trees instead costs a tree
-walk per session per step: most of the worker's time at a few hundred sessions (measured).
+walk per session per step, which dominated the worker at a few hundred sessions.
 
 Its tensors are inference tensors (every method runs under ``torch.inference_mode()``, so a slab
 grown inside the engine's step and reset outside it behaves the same). The slab belongs to the

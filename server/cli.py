@@ -1,14 +1,71 @@
 """``lmukws serve``: run the service with uvicorn, draining sessions on SIGTERM/SIGINT.
 
-Imports nothing heavy at import time (the ``lmukws`` dispatcher imports every ``cli`` module).
+The flags are made from ``server.settings.Settings`` (name, type, choices, help and default),
+so the settings class is the one list of options. Nothing heavy is imported at import time (the
+``lmukws`` dispatcher imports every ``cli`` module): no torch, no web stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.config import DEFAULT_MODEL, RUNTIMES
+#: the ``Settings`` fields that ``lmukws serve`` takes as flags
+SERVE_FLAGS = (
+    "checkpoint",
+    "model",
+    "host",
+    "port",
+    "device",
+    "torch_threads",
+    "runtime",
+    "max_sessions",
+    "engine_processes",
+    "log_level",
+)
+#: choices of fields whose type does not list them
+CHOICES: Mapping[str, Sequence[str]] = {"model": ("spiking-lmuformer", "lmuformer")}
+
+
+def add_settings_arguments(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str],
+    choices: Mapping[str, Sequence[str]] = CHOICES,
+) -> None:
+    """A ``--flag`` for each ``Settings`` field of ``names``, with the field's type, choices,
+    description and default; an absent flag leaves the setting to the environment."""
+    from server.settings import Settings
+
+    for name in names:
+        field = Settings.model_fields[name]
+        kind, listed = _argument_type(field.annotation)
+        options = choices.get(name, listed)
+        default = field.default
+        shown = "none" if default is None else default
+        help_text = f"{field.description} (default {shown}; env LMUKWS_{name.upper()})"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=options or None,
+            default=None,
+            help=help_text.replace("%", "%%"),
+        )
+
+
+def _argument_type(annotation: Any) -> tuple[Any, tuple[str, ...]]:
+    """(argparse type, choices) of a field's annotation (``X | None`` and ``Literal``)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return str, tuple(args)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _argument_type(args[0])
+    if annotation in (int, float):
+        return annotation, ()
+    return str, ()  # str, Path
 
 
 def register(subparsers: Any) -> None:
@@ -22,28 +79,7 @@ def register(subparsers: Any) -> None:
             "LMUKWS_MAX_SESSIONS=128); flags win over the environment."
         ),
     )
-    parser.add_argument("--checkpoint", help="checkpoint (.safetensors); default: shipped model")
-    parser.add_argument(
-        "--model",
-        choices=("spiking-lmuformer", "lmuformer"),
-        help=f"shipped model to serve when no checkpoint is named (default {DEFAULT_MODEL})",
-    )
-    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--device", help="torch device (default cpu)")
-    parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (0: default)")
-    parser.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        help="what runs the model's streaming steps (default auto: ONNX Runtime on the CPU)",
-    )
-    parser.add_argument("--max-sessions", type=int, help="concurrent streaming sessions")
-    parser.add_argument(
-        "--engine-processes",
-        type=int,
-        help="child processes running the model steps (default 2; 0: a thread in the server)",
-    )
-    parser.add_argument("--log-level", help="uvicorn log level (default info)")
+    add_settings_arguments(parser, SERVE_FLAGS)
     parser.set_defaults(func=_serve)
 
 
@@ -53,22 +89,11 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from models.checkpoint import CheckpointError
-    from server.app import resolve_checkpoint
+    from server.loading import resolve_checkpoint
     from server.serve import serve
     from server.settings import Settings
 
-    names = (
-        "checkpoint",
-        "model",
-        "host",
-        "port",
-        "device",
-        "torch_threads",
-        "runtime",
-        "max_sessions",
-        "engine_processes",
-    )
-    overrides = {n: getattr(args, n) for n in (*names, "log_level") if getattr(args, n) is not None}
+    overrides = {n: getattr(args, n) for n in SERVE_FLAGS if getattr(args, n) is not None}
     try:
         settings = Settings(**overrides)
         resolve_checkpoint(settings)
@@ -79,3 +104,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"lmukws serve: {error}", file=sys.stderr)
         return 2
     return serve(settings)
+
+
+__all__ = ["CHOICES", "SERVE_FLAGS", "add_settings_arguments", "register"]

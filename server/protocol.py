@@ -427,21 +427,21 @@ def dump_message(message: BaseModel) -> str:
     return message.model_dump_json()
 
 
-def ready_message(engine: Any, session: Any, sample_rate: int) -> ReadyMessage:
-    """``ready`` for a new engine session (``streaming.StreamingEngine`` / ``Session``)."""
+def ready_message(served: Any, session: Any, sample_rate: int) -> ReadyMessage:
+    """``ready`` for a new engine session (``streaming.ServedModel``, a ``SessionHandle``)."""
     detector = session.detector_config
     return ReadyMessage(
         session_id=session.id,
-        model=engine.model_name,
-        labels=engine.labels,
+        model=served.name,
+        labels=list(served.labels),
         sample_rate=sample_rate,
-        frame_ms=engine.frame_ms,
-        lookahead_frames=engine.lookahead_frames,
-        algorithmic_latency_ms=engine.algorithmic_latency_ms,
+        frame_ms=served.frame_ms,
+        lookahead_frames=served.lookahead_frames,
+        algorithmic_latency_ms=served.algorithmic_latency_ms,
         keywords=detector.keywords,
         thresholds=detector.keyword_thresholds,
         wake_word=detector.labels[detector.wake_label] if detector.wake_label >= 0 else None,
-        command_window_ms=detector.command_frames * engine.frame_ms
+        command_window_ms=detector.command_frames * served.frame_ms
         if detector.wake_label >= 0
         else None,
     )

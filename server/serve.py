@@ -87,8 +87,8 @@ def serve(settings: Settings) -> int:
         ws_max_size=2 * settings.max_message_bytes + 4096,
         timeout_graceful_shutdown=1,
         lifespan="on",
-        # PCM audio barely compresses; inflating every chunk cost the event loop ~6 % of the
-        # server's time at 100 streams (py-spy), and the clients as much again
+        # PCM audio barely compresses; inflating every chunk costs the event loop and the
+        # clients CPU for nothing (profile: benchmarks/README.md)
         ws_per_message_deflate=settings.ws_compression,
     )
     server = GracefulServer(config, settings.shutdown_deadline_s)

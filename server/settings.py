@@ -1,15 +1,36 @@
-"""Settings of the service: one class, every option also an ``LMUKWS_*`` environment variable."""
+"""Settings of the service: one class, every option also an ``LMUKWS_*`` environment variable.
+
+The only layer that overrides what a checkpoint says: the detector settings below default to
+the library's (``streaming.detector.DetectorSettings``, in milliseconds of the model's 10 ms
+frames), and only those set explicitly (flag or environment) override the checkpoint's
+``detector`` section (``server.loading.engine_config``). The ``lmukws serve`` flags and their
+help are made from these fields (``server.cli``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.config import DEFAULT_MODEL
+from models.config import DEFAULT_MODEL, FeatureConfig
 from server import protocol
+from streaming.detector import DetectorSettings
+
+_DETECTOR = DetectorSettings()
+_FRAME_MS = FeatureConfig().frame_shift_ms
+
+
+def _detector(default: float | None, description: str, **bounds: float) -> Any:
+    """A detector setting: the library's default, overriding the checkpoint's only when set."""
+    text = f"{description}; the checkpoint's value wins unless this is set"
+    return Field(default, description=text, **bounds)
+
+
+def _ms(frames: int) -> float:
+    return frames * _FRAME_MS
 
 
 class Settings(BaseSettings):
@@ -19,22 +40,23 @@ class Settings(BaseSettings):
 
     # model
     checkpoint: Path | None = Field(
-        None, description="checkpoint file; None = the shipped default for `model`"
+        None, description="checkpoint file (.safetensors); none: the shipped one of `model`"
     )
-    model: str = Field(DEFAULT_MODEL, description="shipped model used when no checkpoint is named")
+    model: str = Field(
+        DEFAULT_MODEL, description="shipped model served when no checkpoint is named"
+    )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
-    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads; 0 = leave as is")
+    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads (0: torch's default)")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto",
         description="what runs the model's streaming steps: onnx = the step exported to ONNX "
-        "Runtime (CPU; exported once per checkpoint into $LMUKWS_CACHE_DIR, 1.1-4x faster, "
-        "see benchmarks/README.md), torch = the model itself, auto = onnx on the CPU when "
-        "onnxruntime is installed",
+        "Runtime (CPU; exported once per checkpoint into $LMUKWS_CACHE_DIR), torch = the model "
+        "itself, auto = onnx on the CPU when onnxruntime is installed",
     )
 
     # network
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port (0 picks a free one)")
 
     ws_compression: bool = Field(
         False, description="permessage-deflate on websockets (off: PCM audio barely compresses)"
@@ -46,31 +68,44 @@ class Settings(BaseSettings):
         ge=0,
         description="child processes that run the model steps, each serving its share of the "
         "sessions, so the event loop keeps a core (0: a worker thread in the server process; "
-        "2 measured best on 2 cores, see benchmarks/README.md)",
+        "see benchmarks/README.md)",
     )
-    max_sessions: int = Field(64, ge=1, description="concurrent websocket sessions")
+    max_sessions: int = Field(64, ge=1, description="concurrent streaming sessions")
     max_batch: int = Field(
         256, ge=1, description="sessions per model step (one step serves every ready session)"
     )
     max_wait_ms: float = Field(2.0, ge=0.0, description="how long the worker waits to fill a batch")
-    pooling_ms: float = Field(
-        1000.0, gt=0.0, description="sliding mean of per-frame logits over this much audio"
+    pooling_ms: float = _detector(
+        _ms(_DETECTOR.pooling_frames), "sliding mean of per-frame logits over this much audio", gt=0
     )
 
     # detector defaults (per-keyword thresholds come from the checkpoint, then the client)
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="threshold without other default")
-    smoothing_frames: int = Field(5, ge=1)
-    patience_frames: int = Field(3, ge=1)
-    refractory_ms: float = Field(1000.0, ge=0.0)
-    warmup_ms: float = Field(300.0, ge=0.0)
-    early_threshold: float | None = Field(
-        0.9, ge=0.0, le=1.0, description="fire after one frame at or above this (None: off)"
+    threshold: float = _detector(
+        _DETECTOR.threshold, "threshold of keywords without one of their own", ge=0, le=1
     )
-    rearm_fraction: float = Field(
-        0.8, gt=0.0, le=1.0, description="a keyword re-arms below this fraction of its threshold"
+    smoothing_frames: int = _detector(
+        _DETECTOR.smoothing_frames, "frames of the posteriors' moving average", ge=1
     )
-    command_window_ms: float = Field(
-        3000.0, gt=0.0, description="wake-word grammar: how long a command may follow the wake word"
+    patience_frames: int = _detector(
+        _DETECTOR.patience_frames, "frames a keyword stays on top above its threshold", ge=1
+    )
+    refractory_ms: float = _detector(
+        _ms(_DETECTOR.refractory_frames), "no detection this long after one", ge=0
+    )
+    warmup_ms: float = _detector(
+        _ms(_DETECTOR.warmup_frames), "no detection this early after start or reset", ge=0
+    )
+    early_threshold: float | None = _detector(
+        _DETECTOR.early_threshold, "fire after one frame at or above this (None: off)", ge=0, le=1
+    )
+    rearm_fraction: float = _detector(
+        _DETECTOR.rearm_fraction,
+        "a keyword re-arms below this fraction of its threshold",
+        gt=0,
+        le=1,
+    )
+    command_window_ms: float = _detector(
+        _ms(_DETECTOR.command_window_frames), "wake word: how long a command may follow it", gt=0
     )
 
     # protocol limits
@@ -81,4 +116,4 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(protocol.IDLE_TIMEOUT_S, gt=0.0)
     scores_every_ms: int = Field(0, ge=0, description="default for `start` without it")
     shutdown_deadline_s: float = Field(5.0, gt=0.0, description="SIGTERM to exit")
-    log_level: str = "info"
+    log_level: str = Field("info", description="uvicorn log level")

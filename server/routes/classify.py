@@ -11,10 +11,11 @@ import io
 import time
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from server import protocol
+from server.deps import ServiceDep
 
 router = APIRouter(tags=["classify"])
 
@@ -63,10 +64,9 @@ def decode_audio(name: str, data: bytes, max_seconds: float) -> tuple[np.ndarray
     },
 )
 async def classify(
-    request: Request, files: list[UploadFile] = File(..., description="WAV files")
+    service: ServiceDep, files: list[UploadFile] = File(..., description="WAV files")
 ) -> protocol.ClassifyResponse:
     """Classify one or more audio files: per file the best label, top-5 scores, duration."""
-    service = request.app.state.service
     settings = service.settings
     if len(files) > settings.max_upload_files:
         raise HTTPException(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+
+from server.deps import ServiceDep
 
 router = APIRouter(tags=["health"])
 
@@ -15,10 +17,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(service: ServiceDep) -> JSONResponse:
     """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or when the
     engine process is gone."""
-    service = request.app.state.service
     if service.serving:
         return JSONResponse(
             {"status": "ready", "sessions": len(service.connections)}, status_code=200

@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from server import protocol
+from server.deps import ServiceDep
 
 router = APIRouter(tags=["model"])
 
 
 @router.get(protocol.MODEL_PATH, response_model=protocol.ModelInfo)
-async def model_info(request: Request) -> protocol.ModelInfo:
+async def model_info(service: ServiceDep) -> protocol.ModelInfo:
     """Name, labels, thresholds and operating points, parameters, look-ahead, algorithmic
     latency and checkpoint metadata."""
-    service = request.app.state.service
     engine = service.engine
+    served = engine.served
     detector = engine.detector_config()
-    metadata = dict(engine.metadata)
+    metadata = dict(served.metadata)
     checkpoint = metadata.pop("checkpoint", None)
     return protocol.ModelInfo(
-        name=engine.model_name,
-        labels=engine.labels,
+        name=served.name,
+        labels=list(served.labels),
         keywords=detector.keywords,
         thresholds=detector.keyword_thresholds,
         calibrated=engine.sensitivity.calibrated,
         operating_points=engine.sensitivity.describe(),
-        parameters=engine.num_parameters,
-        frame_ms=engine.frame_ms,
-        window_ms=engine.feature_config.frame_length_ms,
-        lookahead_frames=engine.lookahead_frames,
-        algorithmic_latency_ms=engine.algorithmic_latency_ms,
+        parameters=served.parameters,
+        frame_ms=served.frame_ms,
+        window_ms=served.window_ms,
+        lookahead_frames=served.lookahead_frames,
+        algorithmic_latency_ms=served.algorithmic_latency_ms,
         runtime=service.runtime,
         checkpoint=checkpoint,
         metadata=metadata,

@@ -13,19 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
 
 from server import protocol
+from server.deps import ServiceDep
 from server.protocol import CloseCode, ErrorCode, ProtocolError
-from streaming.engine import EngineFullError
-from streaming.process import RemoteSession
-from streaming.session import Detection, End, Failure, Scores, Session, SessionClosedError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from server.app import Service
+from server.service import Service
+from streaming.errors import EngineClosedError, EngineFullError, SessionClosedError
+from streaming.events import Detection, End, Failure, Scores
+from streaming.session import SessionHandle
 
 log = logging.getLogger("lmukws.stream")
 router = APIRouter(tags=["streaming"])
@@ -41,7 +39,7 @@ class StreamConnection:
         self.service = service
         self.settings = service.settings
         self.metrics = service.metrics
-        self.session: Session | RemoteSession | None = None
+        self.session: SessionHandle | None = None
         self.encoding = "pcm_s16le"
         self.closed = False
         self.stopping = False
@@ -194,11 +192,13 @@ class StreamConnection:
             )
         except EngineFullError as error:
             raise ProtocolError(ErrorCode.SERVER_FULL, str(error)) from None
+        except EngineClosedError as error:
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, str(error)) from None
         except ValueError as error:
             raise ProtocolError(ErrorCode.UNKNOWN_KEYWORD, str(error)) from None
         self.session = session
         self.encoding = message.encoding
-        ready = protocol.ready_message(engine, session, message.sample_rate)
+        ready = protocol.ready_message(engine.served, session, message.sample_rate)
         await self.send(ready)
         session.notify = self._notify
         self._sender = asyncio.ensure_future(self._send_loop())
@@ -248,7 +248,6 @@ class StreamConnection:
 
 
 @router.websocket(protocol.STREAM_PATH)
-async def stream(websocket: WebSocket) -> None:
+async def stream(websocket: WebSocket, service: ServiceDep) -> None:
     """Stream audio, receive detections; see ``server.protocol`` for the messages."""
-    service: Service = websocket.app.state.service
     await StreamConnection(websocket, service).run()

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from models.config import DEFAULT_MODEL
-from server.app import engine_config
+from server.loading import engine_config
 from server.protocol import STREAM_PATH, encode_pcm
 from server.settings import Settings
 from tests.server.conftest import stream_signal
@@ -63,7 +63,7 @@ def test_engine_failure_closes_1011_and_the_server_survives(
     make_client: Callable[..., TestClient],
 ) -> None:
     client = make_client(engine_processes=0)  # the model to break lives in this process
-    runtime = client.app.state.service.engine.stream_step  # type: ignore[attr-defined]
+    runtime = client.app.state.service.engine.step.runtime  # type: ignore[attr-defined]
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated kernel failure")

@@ -1,0 +1,139 @@
+"""What the routes share: the settings, the engine (or engine processes), the metrics and the
+open streaming connections; loading on startup, draining on shutdown.
+
+``server.app.create_app`` makes one ``Service`` per application (``app.state.service``); routes
+take it through ``server.deps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Protocol
+
+from server import protocol
+from server.loading import load_engine
+from server.settings import Settings
+from streaming.engine import StreamingEngine
+from streaming.metrics import EngineMetrics
+from streaming.process import EnginePool, freeze_startup_heap
+from streaming.session import SessionBackend
+
+__all__ = ["Connection", "Service"]
+
+log = logging.getLogger("lmukws.server")
+
+
+class Connection(Protocol):
+    """An open streaming connection, as the drain sees it (``server.routes.stream``)."""
+
+    async def go_away(self) -> None:
+        """Flush what was received, send ``end``, close with 1001."""
+
+    async def close(self, code: int) -> None:
+        """Close at once with ``code``."""
+
+
+class Service:
+    """Everything the routes share: settings, engine, metrics and live connections."""
+
+    def __init__(self, settings: Settings, engine: StreamingEngine | None = None) -> None:
+        self.settings = settings
+        self.metrics = engine.metrics if engine is not None else EngineMetrics()
+        self._engine = engine
+        self._pool: EnginePool | None = None
+        self.connections: set[Connection] = set()
+        self.ready = False
+        self.shutting_down = False
+        self.classify_lock = asyncio.Semaphore(1)
+        self._drain_task: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> StreamingEngine:
+        if self._engine is None:
+            raise RuntimeError("the model is not loaded yet")
+        return self._engine
+
+    @property
+    def sessions(self) -> SessionBackend:
+        """What opens streaming sessions: the engine processes, else the in-process engine."""
+        return self._pool if self._pool is not None else self.engine
+
+    @property
+    def runtime(self) -> str | None:
+        """What runs the streaming steps: the engine processes' runtime, else the engine's."""
+        return self._pool.runtime if self._pool is not None else self.engine.runtime
+
+    @property
+    def serving(self) -> bool:
+        """Loaded, not shutting down, and the engine (process) is running."""
+        return self.ready and not self.shutting_down and self.sessions.running
+
+    async def refresh_metrics(self) -> None:
+        """Bring the engine processes' series into ``metrics`` (no-op in process)."""
+        if self._pool is not None:
+            await self._pool.refresh_metrics()
+
+    async def startup(self) -> None:
+        if self._engine is None:
+            pooled = self.settings.engine_processes > 0
+            self._engine = await asyncio.to_thread(
+                load_engine, self.settings, self.metrics, "torch" if pooled else None
+            )
+            if pooled:
+                self._pool = EnginePool(
+                    self._engine,
+                    self._engine.metadata["checkpoint"],
+                    self.settings.engine_processes,
+                    self.settings.device,
+                    self.metrics,
+                    runtime=self.settings.runtime,
+                )
+                await self._pool.start()
+        if self._pool is None:
+            self._engine.start()
+        log.info("streaming steps run on the %s runtime", self.runtime)
+        freeze_startup_heap()  # no full-GC stalls of the event loop over the startup heap
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        await self.drain()
+        deadline = self.settings.shutdown_deadline_s
+        if self._pool is not None:
+            await self._pool.aclose(deadline)
+        elif self._engine is not None:
+            await asyncio.to_thread(self._engine.close, deadline)
+        gc.unfreeze()  # an embedding process (tests) gets its ordinary collector back
+
+    async def drain(self, deadline_s: float | None = None) -> None:
+        """Stop accepting sessions; flush each open one, send ``end`` and close with 1001.
+
+        Idempotent; returns within ``deadline_s`` (default: the settings') plus a second.
+        """
+        if self._drain_task is None:
+            self._drain_task = asyncio.ensure_future(self._drain(deadline_s))
+        await asyncio.shield(self._drain_task)
+
+    async def _drain(self, deadline_s: float | None) -> None:
+        self.shutting_down = True
+        self.ready = False
+        deadline = self.settings.shutdown_deadline_s if deadline_s is None else deadline_s
+        connections = list(self.connections)
+        if not connections:
+            return
+        log.info("draining %d streaming sessions (deadline %.1f s)", len(connections), deadline)
+        started = time.monotonic()
+        tasks = [asyncio.ensure_future(c.go_away()) for c in connections]
+        _done, pending = await asyncio.wait(tasks, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        forced = [c for c, t in zip(connections, tasks, strict=True) if t in pending]
+        if forced:
+            log.warning("deadline passed: closing %d sessions without end", len(forced))
+            await asyncio.wait(
+                [asyncio.ensure_future(c.close(protocol.CloseCode.GOING_AWAY)) for c in forced],
+                timeout=1.0,
+            )
+        log.info("drained in %.2f s", time.monotonic() - started)

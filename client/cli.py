@@ -1,29 +1,22 @@
 """``lmukws stream``, ``lmukws classify`` and ``lmukws mic``.
 
-Nothing heavy is imported here: each command imports its implementation when it runs.
-Exit codes: 0 success, 1 the server failed or closed the session, 2 bad arguments or input
-files, 69 (EX_UNAVAILABLE) server unreachable / no audio input / PortAudio missing, 75
-(EX_TEMPFAIL) server full, try again later.
+Nothing heavy is imported here: each command imports its implementation when it runs. Exit
+codes and the default URL: ``client.exits``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 69
-EXIT_TEMPFAIL = 75
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def default_url() -> str:
-    """``LMUKWS_URL`` or ``http://127.0.0.1:8000`` (ws:// and http:// are interchangeable)."""
-    return os.environ.get("LMUKWS_URL", DEFAULT_URL)
+from client.exits import (
+    DEFAULT_URL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
 
 
 def _keywords(text: str) -> list[str]:

@@ -1,14 +1,15 @@
 """In-process model for ``lmukws classify`` without ``--url`` and ``lmukws mic --local``.
 
-The only client module that imports ``models`` and ``streaming`` (lazily, inside functions), so
-the rest of the client needs neither torch nor the engine. ``LocalSession`` gives an engine
-session the interface of ``client.stream.StreamSession`` and speaks in protocol messages, so the
-live view cannot tell the two apart.
+The only client module that imports ``models``, ``streaming`` and the server's loader (lazily,
+inside functions), so the rest of the client needs neither torch nor the engine. The engine is
+loaded exactly as the server loads it (``server.loading.load_engine`` with ``Settings``, so
+``LMUKWS_*`` variables apply here too). ``LocalSession`` gives an engine session the interface
+of ``client.stream.StreamSession`` and speaks in protocol messages, so the live view cannot tell
+the two apart.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from client.audio import read_audio
-from models.config import DEFAULT_MODEL
 from server.protocol import (
-    MAX_SCORES_TOP,
     ClassifyResult,
     DetectionMessage,
     EndMessage,
@@ -30,42 +29,39 @@ from server.protocol import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from streaming.engine import EngineConfig, StreamingEngine
-    from streaming.session import Session
+    from server.settings import Settings
+    from streaming.engine import StreamingEngine
+    from streaming.session import SessionHandle
 
 
-def resolve_checkpoint(checkpoint: str | Path | None, model: str | None) -> Path:
-    """``checkpoint``, or the shipped checkpoint of ``model`` ($LMUKWS_MODEL, then the default)."""
-    from models.checkpoint import CheckpointError, default_checkpoint
+def local_settings(
+    checkpoint: str | Path | None = None, model: str | None = None, device: str | None = None
+) -> Settings:
+    """``Settings`` for an engine in this process: the arguments given, then ``LMUKWS_*``.
+    Unless ``LMUKWS_RUNTIME`` says otherwise, the steps run in torch (no export to wait for).
+    ``FileNotFoundError`` names a missing checkpoint or an unknown model."""
+    from models.checkpoint import CheckpointError
+    from server.loading import resolve_checkpoint
+    from server.settings import Settings
 
-    checkpoint = checkpoint or os.environ.get("LMUKWS_CHECKPOINT") or None
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        return Path(checkpoint)
+    given = {"checkpoint": checkpoint, "model": model, "device": device}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if "runtime" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"runtime": "torch"})
     try:
-        return default_checkpoint(model or os.environ.get("LMUKWS_MODEL") or DEFAULT_MODEL)
+        resolve_checkpoint(settings)
     except CheckpointError as error:
         raise FileNotFoundError(str(error)) from None
-
-
-def engine_config(metadata: dict[str, Any]) -> EngineConfig:
-    """Engine settings from the checkpoint's ``detector`` defaults, read exactly as the server
-    reads them (``EngineConfig.from_metadata``)."""
-    from streaming.engine import EngineConfig
-
-    return EngineConfig.from_metadata(metadata, scores_top=MAX_SCORES_TOP)
+    return settings
 
 
 def load_engine(
     checkpoint: str | Path | None = None, model: str | None = None, device: str = "cpu"
 ) -> StreamingEngine:
     """The engine for a checkpoint (default: the shipped one), not yet started."""
-    from models import read_metadata
-    from streaming.engine import StreamingEngine
+    from server import loading
 
-    path = resolve_checkpoint(checkpoint, model)
-    return StreamingEngine.from_checkpoint(path, engine_config(read_metadata(path)), device)
+    return loading.load_engine(local_settings(checkpoint, model, device))
 
 
 def classify_files(
@@ -114,13 +110,13 @@ class LocalSession:
     ) -> None:
         self.engine = engine
         engine.start()
-        self.session: Session = engine.create_session(
+        self.session: SessionHandle = engine.create_session(
             sample_rate=sample_rate,
             keywords=keywords,
             thresholds=thresholds,
             scores_every_ms=scores_every_ms,
         )
-        self.ready = ready_message(engine, self.session, sample_rate)
+        self.ready = ready_message(engine.served, self.session, sample_rate)
         self.end: EndMessage | None = None
         self.samples_sent = 0
         self._backlog: list[DetectionMessage | ScoresMessage] = []
@@ -131,7 +127,7 @@ class LocalSession:
         self.samples_sent += int(np.asarray(samples).size)
 
     def _convert(self, events: list[Any]) -> list[DetectionMessage | ScoresMessage]:
-        from streaming.session import Detection, End, Failure, Scores
+        from streaming.events import Detection, End, Failure, Scores
 
         out: list[DetectionMessage | ScoresMessage] = []
         now = time.perf_counter()
@@ -170,4 +166,4 @@ class LocalSession:
         self.engine.close()
 
 
-__all__ = ["LocalSession", "classify_files", "engine_config", "load_engine", "resolve_checkpoint"]
+__all__ = ["LocalSession", "classify_files", "load_engine", "local_settings"]

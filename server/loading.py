@@ -19,10 +19,18 @@ from server.settings import Settings
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.metrics import EngineMetrics
 
-__all__ = ["DETECTOR_SETTINGS", "engine_config", "load_engine", "resolve_checkpoint"]
+__all__ = [
+    "DETECTOR_SETTINGS",
+    "ENGINE_SETTINGS",
+    "engine_config",
+    "load_engine",
+    "resolve_checkpoint",
+]
 
 log = logging.getLogger("lmukws.server")
 
+#: ``Settings`` fields that are ``EngineConfig``'s own
+ENGINE_SETTINGS = ("max_sessions", "max_batch", "max_wait_ms", "torch_threads", "runtime")
 #: ``Settings`` fields that override the checkpoint's detector defaults when set explicitly
 DETECTOR_SETTINGS = (
     "threshold",
@@ -55,15 +63,9 @@ def engine_config(settings: Settings, metadata: Mapping[str, Any]) -> EngineConf
     engine's own settings."""
     explicit = settings.model_fields_set
     overrides = {name: getattr(settings, name) for name in DETECTOR_SETTINGS if name in explicit}
+    engine = {name: getattr(settings, name) for name in ENGINE_SETTINGS}
     return EngineConfig.from_metadata(
-        metadata,
-        max_sessions=settings.max_sessions,
-        max_batch=settings.max_batch,
-        max_wait_ms=settings.max_wait_ms,
-        scores_top=protocol.MAX_SCORES_TOP,
-        torch_threads=settings.torch_threads,
-        runtime=settings.runtime,
-        **overrides,
+        metadata, scores_top=protocol.MAX_SCORES_TOP, **engine, **overrides
     )
 
 

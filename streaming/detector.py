@@ -108,18 +108,21 @@ class DetectorSettings:
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(DetectorSettings))
 
 
+_DEFAULTS = DetectorSettings()
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Fixed settings of one session's detector."""
+    """Fixed settings of one session's detector (defaults: ``DetectorSettings``')."""
 
     labels: tuple[str, ...]
     thresholds: np.ndarray  # [K] float64; inf = never fires
-    smoothing_frames: int = 5
-    patience_frames: int = 3
-    refractory_frames: int = 100
-    warmup_frames: int = 30
-    early_threshold: float | None = 0.9
-    rearm_fraction: float = 0.8
+    smoothing_frames: int = _DEFAULTS.smoothing_frames
+    patience_frames: int = _DEFAULTS.patience_frames
+    refractory_frames: int = _DEFAULTS.refractory_frames
+    warmup_frames: int = _DEFAULTS.warmup_frames
+    early_threshold: float | None = _DEFAULTS.early_threshold
+    rearm_fraction: float = _DEFAULTS.rearm_fraction
     wake_label: int = -1  # label index of the wake word; -1: no wake-word grammar
     command_frames: int = 0  # frames after the wake word in which other keywords may fire
 
@@ -156,7 +159,7 @@ class DetectorConfig:
         cls,
         labels: Sequence[str],
         *,
-        default_threshold: float = 0.5,
+        default_threshold: float = _DEFAULTS.threshold,
         label_thresholds: Mapping[str, float] | None = None,
         keywords: Sequence[str] | None = None,
         overrides: Mapping[str, float] | None = None,

@@ -290,17 +290,19 @@ class StreamingEngine:
     def session_spec(
         self,
         sample_rate: int = 16000,
+        *,
         keywords: Sequence[str] | None = None,
         thresholds: Mapping[str, float] | None = None,
         scores_every_ms: float = 0,
-        *,
         sensitivity: float | None = None,
         wake_word: str | None = None,
         command_window_ms: float | None = None,
         record_posteriors: bool = False,
     ) -> SessionSpec:
         """A session's options, validated (``ValueError`` for bad keywords, thresholds,
-        sensitivity, wake word or sample rate): what every backend opens a session with."""
+        sensitivity, wake word or sample rate): what every backend opens a session with.
+        ``record_posteriors``: also emit each step's pooled posteriors (``Posteriors`` events,
+        for offline evaluation; the server never asks for them)."""
         detector = self.detector_config(
             keywords,
             thresholds,
@@ -313,21 +315,11 @@ class StreamingEngine:
         return SessionSpec(int(sample_rate), detector, every, record_posteriors)
 
     def create_session(
-        self,
-        sample_rate: int = 16000,
-        keywords: Sequence[str] | None = None,
-        thresholds: Mapping[str, float] | None = None,
-        scores_every_ms: float = 0,
-        session_id: str | None = None,
-        **options: Any,
+        self, sample_rate: int = 16000, *, session_id: str | None = None, **options: Any
     ) -> Session:
         """A new session; ``EngineFullError`` past ``max_sessions``, ``EngineClosedError``
-        after ``close``, ``ValueError`` for bad options. ``options``: ``session_spec``'s
-        keyword arguments (``sensitivity``, ``wake_word``, ``command_window_ms``;
-        ``record_posteriors`` emits each step's pooled posteriors, ``Posteriors`` events, for
-        offline evaluation: the server never asks for them)."""
-        spec = self.session_spec(sample_rate, keywords, thresholds, scores_every_ms, **options)
-        return self.open_session(spec, session_id)
+        after ``close``, ``ValueError`` for bad ``options`` (``session_spec``'s)."""
+        return self.open_session(self.session_spec(sample_rate, **options), session_id)
 
     def open_session(self, spec: SessionSpec, session_id: str | None = None) -> Session:
         """A new session from a validated spec (``session_spec``); admission errors as

@@ -429,19 +429,11 @@ class EnginePool:
         return sum(p.active_sessions for p in self.processes)
 
     def create_session(
-        self,
-        sample_rate: int = 16000,
-        keywords: Sequence[str] | None = None,
-        thresholds: Mapping[str, float] | None = None,
-        scores_every_ms: float = 0,
-        session_id: str | None = None,
-        **options: Any,
+        self, sample_rate: int = 16000, *, session_id: str | None = None, **options: Any
     ) -> RemoteSession:
         """Like ``StreamingEngine.create_session`` (same options, same errors), on the live
         process with the fewest sessions."""
-        spec = self.local.session_spec(  # ValueError
-            sample_rate, keywords, thresholds, scores_every_ms, **options
-        )
+        spec = self.local.session_spec(sample_rate, **options)  # ValueError
         if self._closing:
             raise EngineClosedError("the engine is shutting down")
         live = [p for p in self.processes if p.alive]

@@ -20,7 +20,7 @@ Shapes: n samples.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,7 +31,7 @@ from streaming.errors import SessionClosedError
 from streaming.events import Detection, End, Event, Failure, Posteriors, Scores
 from streaming.resample import ResamplerState, StreamingResampler
 from streaming.scheduler import Lane, Scheduler
-from streaming.step import Reset, SessionState, Stop
+from streaming.step import Reset, SessionSpec, SessionState, Stop
 
 __all__ = [
     "Detection",
@@ -97,15 +97,10 @@ class SessionBackend(Protocol):
     def active_sessions(self) -> int: ...
 
     def create_session(
-        self,
-        sample_rate: int = 16000,
-        keywords: Sequence[str] | None = None,
-        thresholds: Mapping[str, float] | None = None,
-        scores_every_ms: float = 0,
-        session_id: str | None = None,
-        **options: Any,
+        self, sample_rate: int = 16000, *, session_id: str | None = None, **options: Any
     ) -> SessionHandle:
-        """A new session; ``EngineFullError``, ``EngineClosedError`` or ``ValueError``."""
+        """A new session (options: ``StreamingEngine.session_spec``'s); ``EngineFullError``,
+        ``EngineClosedError`` or ``ValueError``."""
         ...
 
 
@@ -157,8 +152,9 @@ class Session(PushGuard):
         self._scheduler.set_notify(self._lane, callback)
 
     @property
-    def record_posteriors(self) -> bool:
-        return self._lane.spec.record_posteriors
+    def spec(self) -> SessionSpec:
+        """The session's options (detector, scores period, posteriors recording)."""
+        return self._lane.spec
 
     @property
     def state(self) -> SessionState:
@@ -169,11 +165,6 @@ class Session(PushGuard):
     def slot(self) -> int | None:
         """This session's row of the engine's state slab (None before its first step)."""
         return self._lane.state.slot
-
-    @property
-    def ended(self) -> bool:
-        """The stop was processed (the ``End`` is in the outbox or was polled)."""
-        return self._lane.ended
 
     @property
     def failed(self) -> bool:

@@ -148,12 +148,12 @@ class BatchStep:
         self.model = model
         self.runtime = runtime
         self.served = served
+        self.fbank = Fbank(served.features, normalize=True).to(device)
+        self.streaming_fbank = StreamingFbank(served.features, normalize=True)
         self.settings = settings
         self.device = device
         self.scores_top = scores_top
         self.metrics = metrics or EngineMetrics()
-        self.fbank = Fbank(served.features, normalize=True).to(device)
-        self.streaming_fbank = StreamingFbank(served.features, normalize=True)
         self.slab = StateSlab(model, capacity, device, pooling_frames=settings.pooling_frames)
 
     # -- states -----------------------------------------------------------------------------

@@ -183,9 +183,9 @@ class StreamConnection:
         try:
             session = self.service.sessions.create_session(
                 message.sample_rate,
-                message.keywords,
-                message.thresholds,
-                every,
+                keywords=message.keywords,
+                thresholds=message.thresholds,
+                scores_every_ms=every,
                 sensitivity=message.sensitivity,
                 wake_word=message.wake_word,
                 command_window_ms=message.command_window_ms,

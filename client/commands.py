@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from client.errors import ClientError, ConnectError, SessionRefusedError
-from client.exits import EXIT_OK, default_url, exit_code, report_error
+from client.exits import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    default_url,
+)
 from server.protocol import (
     ClassifyResult,
     DetectionMessage,
@@ -20,6 +27,25 @@ from server.protocol import (
     ReadyMessage,
     ScoresMessage,
 )
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for an error (``client.exits``)."""
+    if isinstance(error, SessionRefusedError):
+        return EXIT_TEMPFAIL
+    if isinstance(error, ConnectError):
+        return EXIT_UNAVAILABLE
+    if isinstance(error, ClientError):
+        return EXIT_FAILED
+    if isinstance(error, ValueError | OSError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def report_error(command: str, error: BaseException, stream: TextIO | None = None) -> int:
+    """Print ``lmukws COMMAND: error: ...`` and return the exit status."""
+    print(f"lmukws {command}: error: {error}", file=stream or sys.stderr)
+    return exit_code(error)
 
 
 def thresholds_of(args: argparse.Namespace) -> dict[str, float] | None:

@@ -1,4 +1,5 @@
-"""Exit codes and the default server URL of the ``lmukws`` client commands.
+"""Exit codes and the default server URL of the ``lmukws`` client commands (imports nothing,
+so ``client.cli`` stays light; ``client.commands.exit_code`` maps errors to these codes).
 
 Exit codes: 0 success, 1 the server failed or closed the session, 2 bad arguments or input
 files, 69 (EX_UNAVAILABLE) server unreachable / no audio input / PortAudio missing, 75
@@ -8,10 +9,6 @@ files, 69 (EX_UNAVAILABLE) server unreachable / no audio input / PortAudio missi
 from __future__ import annotations
 
 import os
-import sys
-from typing import TextIO
-
-from client.errors import ClientError, ConnectError, SessionRefusedError
 
 __all__ = [
     "DEFAULT_URL",
@@ -21,8 +18,6 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "default_url",
-    "exit_code",
-    "report_error",
 ]
 
 EXIT_OK = 0
@@ -37,22 +32,3 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 def default_url() -> str:
     """``LMUKWS_URL`` or ``http://127.0.0.1:8000`` (ws:// and http:// are interchangeable)."""
     return os.environ.get("LMUKWS_URL", DEFAULT_URL)
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit status for an error (see the module docstring)."""
-    if isinstance(error, SessionRefusedError):
-        return EXIT_TEMPFAIL
-    if isinstance(error, ConnectError):
-        return EXIT_UNAVAILABLE
-    if isinstance(error, ClientError):
-        return EXIT_FAILED
-    if isinstance(error, ValueError | OSError):
-        return EXIT_USAGE
-    return EXIT_FAILED
-
-
-def report_error(command: str, error: BaseException, stream: TextIO | None = None) -> int:
-    """Print ``lmukws COMMAND: error: ...`` and return the exit status."""
-    print(f"lmukws {command}: error: {error}", file=stream or sys.stderr)
-    return exit_code(error)

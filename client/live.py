@@ -22,9 +22,9 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from client.audio import level_dbfs
-from client.commands import thresholds_of
+from client.commands import report_error, thresholds_of
 from client.errors import ClientError
-from client.exits import EXIT_OK, EXIT_UNAVAILABLE, default_url, report_error
+from client.exits import EXIT_OK, EXIT_UNAVAILABLE, default_url
 from server.protocol import DetectionMessage, EndMessage, ReadyMessage, ScoresMessage
 
 LOG_LINES = 8

@@ -128,17 +128,17 @@ class RemoteSession(PushGuard):
         received_at = time.perf_counter() if received_at is None else received_at
         x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
         self._sent += x.size
-        self.owner._send(("audio", self.handle, received_at, x.tobytes()))
+        self.owner.send(("audio", self.handle, received_at, x.tobytes()))
 
     def push_reset(self) -> None:
         self.check_open()
-        self.owner._send(("reset", self.handle))
+        self.owner.send(("reset", self.handle))
 
     def push_stop(self, received_at: float | None = None) -> None:
         self.check_open()
         received_at = time.perf_counter() if received_at is None else received_at
         self.stopping = True
-        self.owner._send(("stop", self.handle, received_at))
+        self.owner.send(("stop", self.handle, received_at))
 
     def poll(self) -> list[Event]:
         events, self._outbox = self._outbox, []
@@ -146,7 +146,7 @@ class RemoteSession(PushGuard):
 
     def close(self) -> None:
         """Forget the session (idempotent); audio the child has not processed is dropped."""
-        self.owner._close_session(self)
+        self.owner.close_session(self)
 
     def _progress(self, read: int, queued: int) -> None:
         self._child_read, self._child_queued = read, queued
@@ -231,7 +231,7 @@ class EngineProcess:
         if process is None:
             return
         if self.alive:
-            self._send(("shutdown", timeout))
+            self.send(("shutdown", timeout))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closed_seen.wait(), timeout + 5.0)
         if self._writer is not None:
@@ -263,23 +263,25 @@ class EngineProcess:
         self._next_handle += 1
         session = RemoteSession(self, handle, session_id, spec, engine_rate)
         self.sessions[handle] = session
-        self._send(("open", handle, session_id, spec))
+        self.send(("open", handle, session_id, spec))
         self.metrics.active_sessions.inc()
         self.metrics.sessions_total.inc()
         return session
 
-    def _close_session(self, session: RemoteSession) -> None:
+    def close_session(self, session: RemoteSession) -> None:
+        """Forget ``session`` (idempotent) and tell the child."""
         if session.closed:
             return
         session.closed = True
         if self.sessions.pop(session.handle, None) is not None:
             self.metrics.active_sessions.dec()
         if self.alive:
-            self._send(("close", session.handle))
+            self.send(("close", session.handle))
 
     # -- link -------------------------------------------------------------------------------
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Queue one message to the child (never waits; dropped once the link is closed)."""
         if self._writer is None or self._writer.is_closing():
             return
         self._writer.write(encode_message(message))
@@ -334,7 +336,7 @@ class EngineProcess:
         request = self._next_request
         self._next_request += 1
         future = self._metrics_requests[request] = asyncio.get_running_loop().create_future()
-        self._send(("metrics", request))
+        self.send(("metrics", request))
         try:
             self.last_metrics = await asyncio.wait_for(future, METRICS_TIMEOUT_S)
         except asyncio.TimeoutError:

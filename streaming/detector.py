@@ -272,40 +272,45 @@ def detect(
         raise ValueError(
             f"posteriors must be [T, {len(config.labels)}], got shape {posteriors.shape}"
         )
-    (new_state,), (firings,), (smoothed,) = detect_batch([config], [state], [posteriors])
-    return new_state, firings, smoothed
+    if posteriors.shape[0] == 0:
+        return state, [], posteriors.copy()
+    (new_state,), (firings,), smoothed = detect_batch([config], [state], posteriors[None])
+    return new_state, firings, smoothed[0]
 
 
 def detect_batch(
     configs: Sequence[DetectorConfig],
     states: Sequence[DetectorState],
-    posteriors: Sequence[np.ndarray],
-) -> tuple[list[DetectorState], list[list[Firing]], list[np.ndarray]]:
-    """``detect`` for many sessions at once: posteriors [m_i, K] (float64) per session ->
-    (new states, firings, smoothed [m_i, K]) per session.
+    posteriors: np.ndarray,
+) -> tuple[list[DetectorState], list[list[Firing]], np.ndarray]:
+    """``detect`` for B sessions with the same number of new frames at once: posteriors
+    [B, m, K] (float64) -> (new states, firings per session, smoothed [B, m, K]).
 
-    Sessions with the same frame count and smoothing window are smoothed and ranked together
-    (numpy over [B, m, K]); the firing rules (``decide``) then run per session. Every session
-    gets the same bits as alone (``sliding_mean`` and ``top_labels`` are row-wise).
+    Sessions with the same smoothing window are smoothed and ranked together (numpy over
+    [B, m, K]); the firing rules (``decide``) then run per session. Every session gets the
+    same bits as alone (``sliding_mean`` and ``top_labels`` are row-wise).
     """
-    n = len(configs)
+    B, m = posteriors.shape[:2]
     new_states: list[DetectorState] = list(states)
-    firings: list[list[Firing]] = [[] for _ in range(n)]
-    smoothed: list[np.ndarray] = [np.asarray(p).copy() for p in posteriors]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, p in enumerate(posteriors):
-        if p.shape[0]:
-            groups.setdefault((p.shape[0], configs[i].smoothing_frames), []).append(i)
-    for (m, W), members in groups.items():
-        x = np.stack([posteriors[i] for i in members])  # [B, m, K]
-        rings = np.stack([states[i].ring for i in members])  # [B, W - 1, K]
+    firings: list[list[Firing]] = [[] for _ in range(B)]
+    windows: dict[int, list[int]] = {}
+    for i, config in enumerate(configs):
+        windows.setdefault(config.smoothing_frames, []).append(i)
+    smoothed = posteriors if m == 0 else np.empty_like(posteriors)
+    for W, members in windows.items() if m else ():
+        every = len(members) == B
+        x = posteriors if every else posteriors[members]
+        rings = np.stack([states[i].ring for i in members])  # [b, W - 1, K]
         filled = np.array([states[i].filled for i in members])
         smooth = sliding_mean(rings, x, filled, W)
         new_rings = np.concatenate((rings, x), axis=1)[:, m:] if W > 1 else rings
         thresholds = np.stack([configs[i].thresholds for i in members])
-        top, scores, above = top_labels(smooth, thresholds)  # [B, m] each
+        top, scores, above = top_labels(smooth, thresholds)  # [b, m] each
+        if every:
+            smoothed = smooth
+        else:
+            smoothed[members] = smooth
         for j, i in enumerate(members):
-            smoothed[i] = smooth[j]
             new_states[i], firings[i] = decide(
                 configs[i],
                 states[i],

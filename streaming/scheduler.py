@@ -163,8 +163,8 @@ class Scheduler:
                     if lane.in_flight or not self._has_work(lane):
                         return
                     self._ready.pop(lane, None)
-                    taken = [self._take(lane)]
-                self._run_step(taken)
+                    work = [self._take(lane)]
+                self._run_step([lane], work)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while lane.in_flight or self._has_work(lane):
@@ -211,10 +211,10 @@ class Scheduler:
         waiting for more; the number of sessions stepped. For a caller that drives the engine
         from its own loop instead of the worker thread."""
         with self._cv:
-            taken = self._take_batch()
-        if taken:
-            self._run_step(taken)
-        return len(taken)
+            lanes, work = self._take_batch()
+        if lanes:
+            self._run_step(lanes, work)
+        return len(lanes)
 
     def _worker(self) -> None:
         while True:
@@ -230,8 +230,8 @@ class Scheduler:
                         if remaining <= 0:
                             break
                         self._cv.wait(remaining)
-                taken = self._take_batch()
-            self._run_step(taken)
+                lanes, work = self._take_batch()
+            self._run_step(lanes, work)
 
     # -- under the lock ---------------------------------------------------------------------
 
@@ -251,15 +251,17 @@ class Scheduler:
         if lane.state.slot is not None:
             self._released.append(lane.state.slot)
 
-    def _take_batch(self) -> list[tuple[Lane, StepInput]]:
-        """The work of the first ``max_batch`` ready lanes."""
-        taken = []
-        while self._ready and len(taken) < self.max_batch:
+    def _take_batch(self) -> tuple[list[Lane], list[StepInput]]:
+        """The first ``max_batch`` ready lanes and their work."""
+        lanes: list[Lane] = []
+        work: list[StepInput] = []
+        while self._ready and len(lanes) < self.max_batch:
             lane, _ = self._ready.popitem(last=False)
-            taken.append(self._take(lane))
-        return taken
+            lanes.append(lane)
+            work.append(self._take(lane))
+        return lanes, work
 
-    def _take(self, lane: Lane) -> tuple[Lane, StepInput]:
+    def _take(self, lane: Lane) -> StepInput:
         """The audio of at most ``max_step_frames`` new frames (a power of two of them) and, if
         every sample before it was taken, the marker that follows."""
         L, hop = self._frame_length, self._frame_shift
@@ -308,19 +310,19 @@ class Scheduler:
             else np.zeros(0)
         )
         lane.in_flight = True
-        return lane, StepInput(lane.spec, lane.state, samples, frame_received, marker)
+        return StepInput(lane.spec, lane.state, samples, frame_received, marker)
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _run_step(self, taken: list[tuple[Lane, StepInput]]) -> None:
-        """Run the step for the taken work (outside the lock), then store the results."""
+    def _run_step(self, lanes: list[Lane], work: list[StepInput]) -> None:
+        """Run the step for the lanes' work (outside the lock), then store the results."""
         with self._cv:
             released, self._released = self._released, []
         self.step.release(released)
-        outputs = self.step.run([x for _, x in taken])
+        outputs = self.step.run(work)
         notify = []
         with self._cv:
-            for (lane, x), out in zip(taken, outputs, strict=True):
+            for lane, x, out in zip(lanes, work, outputs, strict=True):
                 lane.in_flight = False
                 if lane.closed:
                     lane.state = out.state

@@ -374,10 +374,10 @@ class BatchStep:
         step_start: float,
         compute_ms: float,
     ) -> list[StepOutput]:
-        """Pooling and posteriors for every session of the step at once (numpy over [B, m, K],
-        sessions grouped by m), the detector (``detect_batch``), then each session's events."""
-        B = len(inputs)
-        posteriors: list[np.ndarray] = [np.zeros((0, len(self.served.labels)))] * B
+        """Pooling, posteriors and the detector (``detect_batch``) for every session of the
+        step at once (numpy over [B, m, K], sessions grouped by m), then each session's
+        events."""
+        outputs: list[StepOutput | None] = [None] * len(states)
         groups: dict[int, list[int]] = collections.defaultdict(list)
         for i, logits in enumerate(final):
             if logits.shape[0]:
@@ -385,25 +385,26 @@ class BatchStep:
         for members in groups.values():
             logits = np.stack([final[i] for i in members]).astype(np.float64)  # [b, m, K]
             slots = np.array([states[i].slot for i in members])
-            pooled = self.posteriors(self.slab.pool(slots, logits))
-            for j, i in enumerate(members):
-                posteriors[i] = pooled[j]
-        detector_states, firings, smoothed = detect_batch(
-            [x.spec.detector for x in inputs], [s.detector for s in states], posteriors
-        )
-        return [
-            self._session_events(
-                inputs[i].spec,
-                states[i],
-                detector_states[i],
-                firings[i],
-                posteriors[i],
-                smoothed[i],
-                received[i],
-                step_start,
-                compute_ms,
+            posteriors = self.posteriors(self.slab.pool(slots, logits))
+            detectors, firings, smoothed = detect_batch(
+                [inputs[i].spec.detector for i in members],
+                [states[i].detector for i in members],
+                posteriors,
             )
-            for i in range(B)
+            for j, i in enumerate(members):
+                outputs[i] = self._session_events(
+                    inputs[i].spec,
+                    states[i],
+                    detectors[j],
+                    firings[j],
+                    posteriors[j],
+                    smoothed[j],
+                    received[i],
+                    step_start,
+                    compute_ms,
+                )
+        return [  # sessions without final frames keep their state
+            StepOutput(states[i]) if out is None else out for i, out in enumerate(outputs)
         ]
 
     def _session_events(
@@ -444,7 +445,7 @@ class BatchStep:
                     ),
                 )
             )
-        if spec.record_posteriors and m:
+        if spec.record_posteriors:
             events.append((first, -1, Posteriors(frame=first, values=posteriors.copy())))
         N = spec.scores_every_frames
         if N > 0:

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lmukws-setup
 
-.PHONY: setup serve test test-fast lint format bench clean
+.PHONY: setup serve test test-fast lint format bench clean data-recordings
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ format: setup
 
 bench: setup
 	$(VENV)/bin/lmukws bench --quick
+
+# Real recordings from Debian packages (about 1 GB of packages: not part of setup or test).
+data-recordings: setup
+	bash scripts/install-speech-data.sh
+	$(VENV)/bin/lmukws data recordings --out data/recordings
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -168,7 +168,7 @@ def score(
     for run in runs:
         stream = run.stream
         group = stream.kind if stream.kind == "mixed" else f"negatives/{stream.source}"
-        hours[group] += stream.scored_seconds / 3600
+        hours[group] += stream.scored_seconds_after(LATE_S) / 3600
         matched = [False] * len(stream.events)
         condition = (
             stream.background

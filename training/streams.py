@@ -105,7 +105,13 @@ class Stream:
     @property
     def scored_seconds(self) -> float:
         """Duration that false alarms are counted over (the excluded spans left out)."""
-        return self.seconds - sum(e - s for s, e in _merge(self.exclude))
+        return self.scored_seconds_after(0.0)
+
+    def scored_seconds_after(self, late_s: float) -> float:
+        """The scored duration when detections up to ``late_s`` after an excluded span are
+        not scored either."""
+        spans = [(s, min(self.seconds, e + late_s)) for s, e in self.exclude]
+        return self.seconds - sum(e - s for s, e in _merge(spans))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -403,7 +409,12 @@ def streams_from_recordings(
     records = read_recordings(root, use=use, kind="speech", allow_eval=allow_eval)
     by_speaker: dict[str, list] = defaultdict(list)
     for rec in records:
-        by_speaker[f"{rec.source}:{rec.speaker}"].append(rec)
+        name = (
+            rec.speaker
+            if rec.speaker.startswith(f"{rec.source}:")
+            else f"{rec.source}:{rec.speaker}"
+        )
+        by_speaker[name].append(rec)
     streams: list[Stream] = []
     for speaker in sorted(by_speaker):
         recs = sorted(by_speaker[speaker], key=lambda r: r.path)

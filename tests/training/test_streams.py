@@ -133,7 +133,8 @@ def test_excluded_spans_are_not_scored() -> None:
     run = StreamRun(stream, np.zeros((0, 4)), [Found("go", 14.5, 0.9), Found("go", 50.0, 0.9)])
     result = score([run])
     assert result["false_alarms"] == 1
-    assert result["sets"]["negatives/recorded"]["hours"] == pytest.approx(96 / 3600)
+    assert result["sets"]["negatives/recorded"]["hours"] == pytest.approx(95 / 3600)  # +1 s late
+    assert stream.scored_seconds == pytest.approx(96)
 
 
 def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_path: Path) -> None:

@@ -152,6 +152,13 @@ def _add_evaluate(subparsers: Any) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
     parser.add_argument(
+        "--recordings",
+        type=Path,
+        default=None,
+        help="an `lmukws data recordings` folder: also score its real-speech dev set (use=dev "
+        "keyword and word clips), reported separately",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,

@@ -11,6 +11,13 @@ For every clip (features [T, F], no augmentation) it computes
   the look-ahead delay for real. The authors' curve (cumulative mean of the parallel form's
   per-frame logits, whose convolutions see the future) is reported next to it.
 
+With ``recordings`` (an ``lmukws data recordings`` folder) it also scores the **real-speech dev
+set** (:func:`evaluate_recordings`): every ``use=dev`` clip of kind ``keyword`` or ``word``
+(real people saying digits and "no", and non-keyword words labelled ``_unknown_``), each put in
+the window exactly as the corpus's held-out clips are (window mode: centred in the 128-frame
+window; clip mode: from the start, padded) and scored by the parallel form's clip mean, so its
+accuracy compares with the synthetic test accuracy. ``use=eval`` rows are never read.
+
 ``evaluate_checkpoint`` returns an :class:`Evaluation`; ``training.report.write_report`` turns
 it into a report folder. Shapes: B batch, T frames, F mel bins, K labels, N clips.
 """
@@ -18,20 +25,65 @@ it into a report folder. Shapes: B batch, T frames, F mel bins, K labels, N clip
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from models import LMUFormer
+from training.labels import UNKNOWN
+
+if TYPE_CHECKING:
+    from training.dataset import ManifestDataset
 
 #: the paper: 99 % of the final accuracy after 87 of 128 frames ("32.03 % shorter sequences")
 PAPER_FRAMES_TO_99 = 87
 TARGET_FRACTION = 0.99
+#: the real-speech dev set: the ``use=dev`` recordings of these kinds (isolated words)
+DEV_KINDS = ("keyword", "word")
+
+
+@dataclass
+class DevEvaluation:
+    """The real-speech dev set, clip by clip (numpy arrays on the CPU).
+
+    root: the recordings folder; paths, speakers, kinds: [N] manifest path (relative to root),
+    speaker and kind (``keyword`` or ``word``) of each clip; targets, predictions: [N] class
+    indices into labels (a label the checkpoint lacks counts as ``_unknown_``); scores: [N]
+    softmax probability of the prediction; mode: how clips were put in the window (the
+    evaluated corpus's: ``window`` centred, ``clip`` from the start); packages: the Debian
+    package versions the recordings came from.
+    """
+
+    root: str
+    labels: list[str]
+    paths: list[str]
+    speakers: list[str]
+    kinds: list[str]
+    targets: np.ndarray
+    predictions: np.ndarray
+    scores: np.ndarray
+    mode: str
+    window_frames: int
+    packages: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def correct(self) -> np.ndarray:
+        """[N] bool: the prediction is the label."""
+        return self.predictions == self.targets
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if self.num_clips else 0.0
 
 
 @dataclass
@@ -43,7 +95,7 @@ class Evaluation:
     streaming_correct / parallel_correct: [T] clips right after k = 1..T input frames;
     ready_frames: [T] final frames known after k input frames; max_abs_diff: largest
     |streamed - parallel| per-frame logit; paths, voices: [N] manifest path and voice of each
-    clip ("" where unknown).
+    clip ("" where unknown); real_speech_dev: the real-speech dev set, when evaluated.
     """
 
     labels: list[str]
@@ -60,6 +112,8 @@ class Evaluation:
     num_parameters: int = 0
     paths: list[str] = field(default_factory=list)
     voices: list[str] = field(default_factory=list)
+    #: the real-speech dev set's results (``--recordings``), reported separately
+    real_speech_dev: DevEvaluation | None = None
 
     @property
     def num_clips(self) -> int:
@@ -198,6 +252,79 @@ def evaluate_batches(
     )
 
 
+def _dev_windows(clips: list[np.ndarray], like: ManifestDataset) -> np.ndarray:
+    """Windows [B, S] of float clips, placed as ``like`` places its held-out clips."""
+    from training.dataset import _centre, _fit
+
+    place = _fit if like.mode == "clip" else _centre
+    return np.stack([place(clip, like.window) for clip in clips])
+
+
+def evaluate_recordings(
+    model: LMUFormer,
+    recordings: str | Path,
+    like: ManifestDataset,
+    labels: list[str],
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> DevEvaluation:
+    """Score the real-speech dev set of the ``lmukws data recordings`` folder ``recordings``.
+
+    Every ``use=dev`` row of kind ``keyword`` or ``word`` is read (``use=eval`` rows never
+    are), windowed and featurised by ``like`` (the evaluated split's dataset) exactly as its
+    held-out clips, and scored by the parallel form's clip mean (argmax; score = softmax
+    probability), the paper's accuracy.
+    """
+    import soundfile as sf
+
+    from training.recordings import read_recordings
+
+    root = Path(recordings)
+    rows = read_recordings(root, use="dev", kind=DEV_KINDS)
+    if not rows:
+        raise ValueError(f"{root}: no use=dev clips of kind {' or '.join(DEV_KINDS)}")
+    index = {label: i for i, label in enumerate(labels)}
+    targets = []
+    for row in rows:
+        label = row.label if row.label in index else UNKNOWN
+        if label not in index:
+            raise ValueError(f"label {row.label!r} of {row.path} is not in the labels")
+        targets.append(index[label])
+    rate = like.feature_config.sample_rate
+    model = model.to(device).eval()
+    predictions, scores = [], []
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            clips = []
+            for row in rows[start : start + batch_size]:
+                x, clip_rate = sf.read(str(row.path), dtype="float32", always_2d=True)
+                if clip_rate != rate:
+                    raise ValueError(f"{row.path}: sample rate {clip_rate}, expected {rate}")
+                clips.append(x[:, 0])
+            feats = like.features(_dev_windows(clips, like)).to(device)
+            probs = model.frame_logits(feats).mean(dim=1).softmax(dim=-1)
+            best = probs.max(dim=-1)
+            predictions.append(best.indices.cpu())
+            scores.append(best.values.cpu())
+    packages: dict[str, Any] = {}
+    meta = root / "recordings.json"
+    if meta.is_file():
+        packages = json.loads(meta.read_text(encoding="utf-8")).get("packages") or {}
+    return DevEvaluation(
+        root=str(root),
+        labels=list(labels),
+        paths=[row.path.relative_to(root).as_posix() for row in rows],
+        speakers=[row.speaker for row in rows],
+        kinds=[row.kind for row in rows],
+        targets=np.asarray(targets, dtype=np.int64),
+        predictions=torch.cat(predictions).numpy(),
+        scores=torch.cat(scores).numpy(),
+        mode=like.mode,
+        window_frames=like.window_frames,
+        packages=packages,
+    )
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -211,8 +338,10 @@ def evaluate_checkpoint(
     device: str | None = None,
     limit: int | None = None,
     show_progress: bool = True,
+    recordings: str | Path | None = None,
 ) -> tuple[Evaluation, dict[str, Any], dict[str, Any]]:
-    """Load ``checkpoint`` and evaluate it on ``split`` of the corpus at ``data`` (clean).
+    """Load ``checkpoint`` and evaluate it on ``split`` of the corpus at ``data`` (clean), and
+    on the real-speech dev set of ``recordings`` when given (:func:`evaluate_recordings`).
 
     Returns (evaluation, checkpoint metadata, dataset provenance).
     """
@@ -248,6 +377,10 @@ def evaluate_checkpoint(
         )
     evaluation.paths = [row["path"] for row in dataset.rows]
     evaluation.voices = [row.get("voice") or "" for row in dataset.rows]
+    if recordings is not None:
+        evaluation.real_speech_dev = evaluate_recordings(
+            model, recordings, dataset, list(labels), batch_size=batch_size, device=device
+        )
     return evaluation, meta, dataset.provenance()
 
 
@@ -268,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
             chunk_frames=args.chunk_frames,
             device=args.device,
             limit=args.limit,
+            recordings=getattr(args, "recordings", None),
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -286,4 +420,16 @@ def run(args: argparse.Namespace) -> int:
         f"accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.num_clips} clips "
         f"({args.split}); streaming reaches 99 % of it after {reached}; report: {out}"
     )
+    dev = metrics.get("real_speech_dev")
+    if dev:
+        speakers = ", ".join(
+            f"{speaker} {100 * s['accuracy']:.1f} %" for speaker, s in dev["per_speaker"].items()
+        )
+        kinds = ", ".join(
+            f"{kind}s {s['correct']}/{s['count']}" for kind, s in dev["by_kind"].items()
+        )
+        print(
+            f"real-speech dev set: {100 * dev['accuracy']:.2f} % on {dev['clips']} clips "
+            f"({kinds}); {speakers}"
+        )
     return 0

@@ -5,7 +5,10 @@ Four sources, each a Debian package set (``scripts/install-speech-data.sh`` inst
 - ``kajongg``: 4 English voices (male1, male2, female1, female2), 42 clips each. The tile clips
   are two-word phrases, the keyword last ("bamboo one", "character five", "circle nine";
   checked with an ASR), so they are ``phrase`` rows labelled with their digit; "no choice" is a
-  ``phrase`` labelled ``no``; winds, dragons, pung/chow/kong and calls are ``_unknown_``. The
+  ``phrase`` labelled ``no``; winds, dragons, pung/chow/kong and calls are ``_unknown_``. Each
+  keyword phrase is also force-aligned to its transcript (:func:`align_pcm`) and, where the
+  alignment passes the sanity rule, its keyword (the digit, "no") with :data:`CUT_PAD_S`
+  on each side is cut into a ``keyword`` row of its own (:func:`cut_keywords`). The
   German voices (``voices/de``) are skipped: their clips are German number words, many of them
   cognates of English keywords (drei, sechs, sieben, acht, neun), so neither clean positives
   nor clean negatives.
@@ -49,13 +52,15 @@ be one person or several, and two sets may share a person.
 Layout of ``DIR``: ``manifest.csv`` (:data:`MANIFEST_COLUMNS`, paths relative to ``DIR``;
 ``exclude`` holds a uqm line's excluded spans as ``"0.520-1.100;2.400-2.950"`` seconds, empty
 elsewhere), ``recordings.json`` (package versions, counts and durations per source/kind/use,
-what was dropped and why, the uqm alignment summary), ``alignments/uqm/<set>/<line>.json``
-(the alignment cache: word timings keyed by a hash of the package file, the transcript and the
+what was dropped and why, the uqm alignment summary, the kajongg cuts per voice),
+``alignments/uqm/<set>/<line>.json`` and ``alignments/kajongg/<voice>/<clip>.json`` (the
+alignment cache: word timings keyed by a hash of the package file, the transcript and the
 aligner, so a rebuild aligns only what changed and does not extract a line it drops again) and
 ``audio/<source>/...wav``: 16 kHz mono PCM16, DC removed, peak-normalised to -3 dBFS; isolated
-words and phrases are trimmed of leading and trailing silence. Identical files (tuxpaint and
-hedgewars repeat many) are kept once. Deterministic; resumable (valid outputs of the same
-generator version and package version are kept).
+words and phrases are trimmed of leading and trailing silence (a keyword cut keeps its pad).
+Identical files (tuxpaint and hedgewars repeat many) are kept once. Deterministic; resumable
+(valid outputs of the same generator version and package version are kept; cached alignments
+are reused).
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ from training.voices import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CUT_PAD_S",
     "EXCLUDE_PAD_S",
     "KINDS",
     "MANIFEST_COLUMNS",
@@ -117,7 +123,10 @@ __all__ = [
     "align_pcm",
     "build_recordings",
     "check_alignment",
+    "cut_keywords",
+    "cut_path",
     "format_spans",
+    "keyword_cut",
     "keyword_spans",
     "merge_spans",
     "parse_spans",
@@ -306,7 +315,8 @@ class Item:
     origin: str
     #: keywords the transcript says (uqm: the fallback rule when the alignment is unusable)
     keywords: str = ""
-    #: uqm: the transcript to align ("" when the line cannot be aligned, see ``align_error``)
+    #: the transcript to align (uqm lines, kajongg keyword phrases; "" when there is none or
+    #: the line cannot be aligned, see ``align_error``)
     align_text: str = ""
     align_error: str = ""
 
@@ -438,6 +448,7 @@ def plan_kajongg(root: Path) -> SourcePlan:
                 plan.drop(_rel(ogg, root), "keyword only as a homophone or compound", text)
                 continue
             kind, label = kind_label
+            cut = kind == "phrase" and label != UNKNOWN  # its keyword is cut out after alignment
             plan.items.append(
                 Item(
                     path=f"audio/kajongg/{voice.name}/{stem}.wav",
@@ -449,6 +460,7 @@ def plan_kajongg(root: Path) -> SourcePlan:
                     text=text,
                     use="dev",
                     origin=_rel(ogg, root),
+                    align_text=text if cut else "",
                 )
             )
     return plan
@@ -1213,9 +1225,7 @@ def plan_alignments(
     for item in items:
         if uqm_set_of(item.origin.split(_ZIP_SEP, 1)[-1]) not in UQM_SETS:  # never a reserved set
             raise RecordingsError(f"refusing to align {item.origin}: not an allowed uqm set")
-    try:
-        import pocketsphinx  # noqa: F401
-    except ImportError:
+    if not _have_pocketsphinx():
         log.warning("pocketsphinx is not installed (pip install -e '.[dev]'): uqm lines are "
                     "not aligned; lines that say a keyword are dropped whole")  # fmt: skip
         return (
@@ -1223,6 +1233,24 @@ def plan_alignments(
             {},
             {},
         )
+    return _cached_alignments(root, out, items)
+
+
+def _have_pocketsphinx() -> bool:
+    """Whether the aligner can run (``pocketsphinx`` imports)."""
+    try:
+        import pocketsphinx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cached_alignments(
+    root: Path, out: Path, items: Sequence[Item]
+) -> tuple[dict[str, LineAlignment], dict[str, float], dict[str, str]]:
+    """(path -> alignment, path -> seconds) of the items whose alignment is cached in
+    ``out/alignments`` under their current key or cannot be made (no ``align_text``), and
+    path -> cache key of the items still to align."""
     aligner = _aligner_id()
     done: dict[str, LineAlignment] = {}
     seconds: dict[str, float] = {}
@@ -1379,6 +1407,145 @@ def _apply_alignments(
     return lines
 
 
+# ----------------------------------------------------------------------------- keyword cuts
+
+# What a keyword cut keeps before and after its aligned word (seconds; clipped to the clip): no
+# lead, since the word before the digit ends where it starts (50 ms of "bamboo" cost the shipped
+# lmuformer 13 points on the 97 cuts), and a tail for the digit's release.
+CUT_PAD_S = (0.0, 0.05)
+_CUT_SEP = "#"  # origin of a keyword cut: "<phrase origin>#<start>-<end>"
+
+
+def cut_path(phrase_path: str, keyword: str) -> str:
+    """Where the keyword cut of a phrase clip goes ("audio/kajongg/male1/b1.wav", "one" ->
+    "audio/kajongg/male1/b1-one.wav")."""
+    path = Path(phrase_path)
+    return (path.parent / f"{path.stem}-{keyword}{path.suffix}").as_posix()
+
+
+def keyword_cut(
+    alignment: LineAlignment,
+    seconds: float,
+    keyword: str,
+    pad: tuple[float, float] = CUT_PAD_S,
+) -> tuple[tuple[float, float] | None, str]:
+    """(span, "") of ``keyword``'s word in an aligned phrase of ``seconds``, with ``pad``
+    (before, after) seconds around it, clipped to the phrase and rounded outwards to the
+    millisecond; (None, why)
+    when the alignment fails the sanity rule (:func:`check_alignment`), does not place the
+    keyword exactly once, or leaves under :data:`MIN_SPEECH_S` of audio."""
+    problem = check_alignment(alignment, seconds)
+    if problem:
+        return None, problem
+    hits = [w for w in alignment.words if w.word == keyword]
+    if len(hits) != 1:
+        return None, f"keyword not placed once ({keyword!r} aligned {len(hits)} times)"
+    start = max(0.0, math.floor((hits[0].start - pad[0]) * 1000 + 1e-6) / 1000)
+    end = min(seconds, math.ceil((hits[0].end + pad[1]) * 1000 - 1e-6) / 1000)
+    if end - start < MIN_SPEECH_S:
+        return None, f"keyword too short ({end - start:.3f} s < {MIN_SPEECH_S} s)"
+    return (start, end), ""
+
+
+def _write_cut(out: Path, phrase: str, target: str, span: tuple[float, float]) -> float:
+    """Cut ``span`` (seconds) out of the phrase clip ``out/phrase``, peak-normalise it like
+    every clip and write it to ``out/target`` unless the file already holds exactly that audio
+    (a rebuild leaves it untouched); returns its duration."""
+    with wave.open(str(out / phrase), "rb") as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    piece = x[round(span[0] * SAMPLE_RATE) : round(span[1] * SAMPLE_RATE)]
+    y = normalize_peak(piece)
+    pcm = np.clip(np.round(y * 32767.0), -32768, 32767).astype("<i2").tobytes()
+    path = out / target
+    if is_valid_clip(path):
+        with wave.open(str(path), "rb") as w:
+            if w.readframes(w.getnframes()) == pcm:
+                return len(y) / SAMPLE_RATE
+    write_wav(path, y)
+    return len(y) / SAMPLE_RATE
+
+
+def cut_keywords(
+    root: Path,
+    out: Path,
+    plan: SourcePlan,
+    seconds: dict[str, float],
+    *,
+    jobs: int = 2,
+    progress: bool = True,
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Cut the keyword out of every extracted phrase of ``plan`` that has an ``align_text``
+    (kajongg's "bamboo one" ... "circle nine", "no choice") into a ``keyword`` row of its own.
+
+    Each phrase is force-aligned to its transcript (:func:`align_pcm`, cached in
+    ``out/alignments`` like the uqm lines); where the alignment passes the sanity rule, the
+    keyword's word with :data:`CUT_PAD_S` around it (:func:`keyword_cut`) becomes
+    ``<phrase>-<keyword>.wav``: same speaker, label and use, origin
+    ``<phrase origin>#<start>-<end>`` (seconds of the phrase's extracted clip). The phrase row
+    stays. Returns (manifest rows, a summary per speaker with why the others failed)."""
+    phrases = [it for it in plan.items if it.align_text and it.path in seconds]
+    aligner: dict[str, Any] = {}
+    if not phrases:
+        alignments: dict[str, LineAlignment] = {}
+    elif not _have_pocketsphinx():
+        log.warning("pocketsphinx is not installed (pip install -e '.[dev]'): %s phrases are "
+                    "not cut into keyword clips", plan.items[0].source)  # fmt: skip
+        missing = LineAlignment(error="pocketsphinx is not installed")
+        alignments = {it.path: missing for it in phrases}
+    else:
+        alignments, _, keys = _cached_alignments(root, out, phrases)
+        todo = [it for it in phrases if it.path in keys]
+        fresh, aligner = align_items(out, todo, keys, jobs=jobs, progress=progress)
+        alignments.update(fresh)
+        aligner["cached"] = len(phrases) - len(todo)
+    rows: list[dict[str, str]] = []
+    speakers: dict[str, dict[str, Any]] = {}
+    failed: list[dict[str, str]] = []
+    for item in phrases:
+        stats = speakers.setdefault(item.speaker, {"phrases": 0, "cut": 0, "failed": 0,
+                                                   "failed_reasons": Counter()})  # fmt: skip
+        stats["phrases"] += 1
+        target = cut_path(item.path, item.label)
+        span, problem = keyword_cut(alignments[item.path], seconds[item.path], item.label)
+        if span is None:
+            stats["failed"] += 1
+            stats["failed_reasons"][_failure_kind(problem)] += 1
+            failed.append({"origin": item.origin, "text": item.text, "reason": problem})
+            (out / target).unlink(missing_ok=True)  # a cut an earlier build made
+            continue
+        stats["cut"] += 1
+        rows.append(
+            {
+                "path": target,
+                "source": item.source,
+                "speaker": item.speaker,
+                "language": item.language,
+                "kind": "keyword",
+                "label": item.label,
+                "text": item.label,
+                "use": item.use,
+                "seconds": f"{_write_cut(out, item.path, target, span):.3f}",
+                "origin": f"{item.origin}{_CUT_SEP}{span[0]:.3f}-{span[1]:.3f}",
+                "exclude": "",
+            }
+        )
+    for stats in speakers.values():
+        stats["failed_reasons"] = dict(sorted(stats["failed_reasons"].items()))
+    total = {k: sum(s[k] for s in speakers.values()) for k in ("phrases", "cut", "failed")}
+    summary = {
+        "rule": f"each phrase labelled with a keyword is force-aligned to its transcript; if the "
+        f"alignment is usable (the uqm sanity rule) and places the keyword once, the keyword's "
+        f"word with {CUT_PAD_S[0]} s before and {CUT_PAD_S[1]} s after it (clipped to the "
+        "clip) becomes a keyword row",
+        "pad_seconds": CUT_PAD_S,
+        "speakers": dict(sorted(speakers.items())),
+        "total": total,
+        "failed": failed,
+        "alignment": aligner,
+    }
+    return rows, summary
+
+
 # ----------------------------------------------------------------------------- outputs
 
 
@@ -1532,6 +1699,14 @@ def build_recordings(
         for it in items
         if it.path in seconds
     ]
+    kajongg_cuts: dict[str, Any] = {}
+    if "kajongg" in plans:
+        cut_rows, kajongg_cuts = cut_keywords(
+            root, out, plans["kajongg"], seconds, jobs=jobs, progress=progress
+        )
+        rows += cut_rows
+        log.info("kajongg keyword cuts: %d of %d phrases", kajongg_cuts["total"]["cut"],
+                 kajongg_cuts["total"]["phrases"])  # fmt: skip
     rows.sort(key=lambda r: (USES.index(r["use"]), SOURCES.index(r["source"]), r["path"]))
     write_manifest(out, rows)
 
@@ -1555,7 +1730,10 @@ def build_recordings(
         "columns": list(MANIFEST_COLUMNS),
         "conventions": {
             "kinds": {
-                "keyword": "an isolated Speech Commands keyword; label = the keyword",
+                "keyword": "an isolated Speech Commands keyword; label = the keyword (kajongg: "
+                f"cut out of a phrase at its forced alignment, {CUT_PAD_S[0]} s kept before the "
+                f"word and {CUT_PAD_S[1]} s after; "
+                "origin '<phrase origin>#<start>-<end>', seconds of the phrase's clip)",
                 "word": "an isolated non-keyword word; label _unknown_",
                 "phrase": "a short English phrase; label = the keyword it says as a plain word, "
                 "else _unknown_",
@@ -1603,6 +1781,7 @@ def build_recordings(
         "labels": dict(sorted(Counter(r["label"] for r in rows if r["use"] == "dev").items())),
         "notes": {s: p.notes for s, p in plans.items() if p.notes},
         "uqm_sets": uqm_sets,
+        "kajongg_cuts": kajongg_cuts,
         "uqm_alignment": {
             **alignment_summary,
             "rule": {
@@ -1809,6 +1988,12 @@ def run_recordings(args: argparse.Namespace) -> int:
                 print(
                     f"{source:10} {kind:10} {use:6} {cell['clips']:6d} clips {cell['hours']:7.3f} h"
                 )
+    for speaker, cuts in (meta.get("kajongg_cuts") or {}).get("speakers", {}).items():
+        reasons = ", ".join(f"{k} {n}" for k, n in cuts["failed_reasons"].items())
+        print(
+            f"{speaker}: {cuts['cut']} of {cuts['phrases']} phrases cut into keyword clips"
+            + (f" (failed: {reasons})" if reasons else "")
+        )
     total = meta.get("uqm_sets", {}).get("total")
     if total:
         print(

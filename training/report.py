@@ -12,6 +12,9 @@
 - ``per_voice.md`` / ``per_voice.png`` (when the manifest names voices): accuracy per voice,
   weakest first, since held-out voices are what a keyword spotter has to generalise to;
 - ``predictions.csv``: path, label, voice, prediction, score per clip;
+- ``real_speech_dev.md`` / ``.csv`` (``lmukws evaluate --recordings``): the real-speech dev set,
+  reported apart from the split: accuracy overall, keyword clips vs non-keyword words, per
+  speaker, and every error (also ``real_speech_dev`` in metrics.json);
 - ``README.md``: the numbers with the plots embedded.
 
 Plots use matplotlib's Agg backend (no display needed).
@@ -26,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluate import PAPER_FRAMES_TO_99, TARGET_FRACTION, Evaluation, frames_to_fraction
+from training.evaluate import (
+    DEV_KINDS,
+    PAPER_FRAMES_TO_99,
+    TARGET_FRACTION,
+    DevEvaluation,
+    Evaluation,
+    frames_to_fraction,
+)
 
 #: window (ms) and hop (ms) of a frame: k frames cover 25 + 10 (k - 1) ms of audio
 WINDOW_MS = 25.0
@@ -188,6 +198,155 @@ def plot_per_voice(
     fig.savefig(path, dpi=120, bbox_inches="tight")  # long voice names stay readable
     plt.close(fig)
     return path
+
+
+def _tally(correct: np.ndarray) -> dict[str, Any]:
+    """count, correct, accuracy (None without clips) of a [n] bool array."""
+    n = int(correct.size)
+    return {
+        "count": n,
+        "correct": int(correct.sum()),
+        "accuracy": float(correct.mean()) if n else None,
+    }
+
+
+def _dev_method(dev: DevEvaluation) -> str:
+    placed = (
+        "from the start of a 1 s window, features padded or cut to"
+        if dev.mode == "clip"
+        else "centred in the zero-padded waveform window of"
+    )
+    return (
+        f"each clip {placed} {dev.window_frames} frames, exactly as the corpus's held-out clips; "
+        "prediction = argmax of the parallel form's mean of the per-frame logits (the paper's "
+        "clip score), score = its softmax probability"
+    )
+
+
+def real_speech_dev_stats(dev: DevEvaluation) -> dict[str, Any]:
+    """metrics.json's ``real_speech_dev``: accuracy overall, keyword clips vs non-keyword words
+    (``by_kind``), per speaker (with its kinds), and every error (speaker, path, label,
+    prediction, score)."""
+    correct = dev.correct
+    kinds = np.asarray(dev.kinds)
+    speakers = np.asarray(dev.speakers)
+    per_speaker: dict[str, dict[str, Any]] = {}
+    for speaker in sorted(set(dev.speakers)):
+        mine = speakers == speaker
+        per_speaker[speaker] = {
+            **_tally(correct[mine]),
+            **{kind: _tally(correct[mine & (kinds == kind)]) for kind in DEV_KINDS},
+        }
+    errors = [
+        {
+            "speaker": dev.speakers[i],
+            "path": dev.paths[i],
+            "kind": dev.kinds[i],
+            "label": dev.labels[dev.targets[i]],
+            "prediction": dev.labels[dev.predictions[i]],
+            "score": round(float(dev.scores[i]), 4),
+        }
+        for i in np.flatnonzero(~correct)
+    ]
+    errors.sort(key=lambda e: (e["speaker"], e["path"]))
+    return {
+        "recordings": dev.root,
+        "selection": "manifest.csv rows with use=dev and kind keyword (label: the keyword) or "
+        "word (a non-keyword word, label _unknown_); use=eval rows are never read",
+        "method": _dev_method(dev),
+        "clips": dev.num_clips,
+        "correct": int(correct.sum()),
+        "accuracy": dev.accuracy,
+        "speakers": len(per_speaker),
+        "by_kind": {kind: _tally(correct[kinds == kind]) for kind in DEV_KINDS},
+        "per_speaker": per_speaker,
+        "errors": errors,
+        "packages": dev.packages,
+    }
+
+
+def _share(s: dict[str, Any]) -> str:
+    """A share as "9/10 (90.0 %)", or "-" without clips."""
+    if not s["count"]:
+        return "-"
+    return f"{s['correct']}/{s['count']} ({100 * s['accuracy']:.1f} %)"
+
+
+def real_speech_dev_markdown(stats: dict[str, Any]) -> str:
+    """real_speech_dev.md: the per-speaker table, keywords vs words, and the errors."""
+    kinds = stats["by_kind"]
+    lines = [
+        f"# Real-speech dev set ({stats['clips']} clips, {stats['speakers']} speakers; accuracy "
+        f"{100 * stats['accuracy']:.2f} %)",
+        "",
+        f"Recordings: `{stats['recordings']}` ({stats['selection']}). Scoring: {stats['method']}.",
+        "",
+        f"Keyword clips: {_share(kinds['keyword'])}; non-keyword words (`_unknown_`): "
+        f"{_share(kinds['word'])}.",
+        "",
+        "| speaker | clips | correct | accuracy | keyword clips | non-keyword words |",
+        "|:--|--:|--:|--:|--:|--:|",
+    ]
+    for speaker, s in stats["per_speaker"].items():
+        lines.append(
+            f"| {speaker} | {s['count']} | {s['correct']} | {100 * s['accuracy']:.2f} % | "
+            f"{_share(s['keyword'])} | {_share(s['word'])} |"
+        )
+    lines.append(
+        f"| **all** | {stats['clips']} | {stats['correct']} | {100 * stats['accuracy']:.2f} % | "
+        f"{_share(kinds['keyword'])} | {_share(kinds['word'])} |"
+    )
+    errors = stats["errors"]
+    lines += ["", f"## Errors ({len(errors)})", ""]
+    if errors:
+        lines += [
+            "| speaker | path | label | prediction | score |",
+            "|:--|:--|:--|:--|--:|",
+            *(
+                f"| {e['speaker']} | {e['path']} | {e['label']} | {e['prediction']} | "
+                f"{e['score']:.3f} |"
+                for e in errors
+            ),
+        ]
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+def write_real_speech_dev(out: Path, dev: DevEvaluation, stats: dict[str, Any]) -> None:
+    """real_speech_dev.md (the tables) and real_speech_dev.csv (every clip)."""
+    (out / "real_speech_dev.md").write_text(real_speech_dev_markdown(stats), encoding="utf-8")
+    with (out / "real_speech_dev.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "speaker", "kind", "label", "prediction", "score", "correct"])
+        for i in range(dev.num_clips):
+            t, p = int(dev.targets[i]), int(dev.predictions[i])
+            writer.writerow([dev.paths[i], dev.speakers[i], dev.kinds[i], dev.labels[t],
+                             dev.labels[p], f"{dev.scores[i]:.4f}", int(t == p)])  # fmt: skip
+
+
+def _dev_readme(dev: dict[str, Any]) -> list[str]:
+    """The README's section on the real-speech dev set."""
+    kinds = dev["by_kind"]
+    speakers = ", ".join(
+        f"{speaker} {100 * s['accuracy']:.1f} % ({s['count']})"
+        for speaker, s in dev["per_speaker"].items()
+    )
+    return [
+        "## Real-speech dev set",
+        "",
+        f"Recorded people (`{dev['recordings']}`, from Debian packages), reported apart from the "
+        f"split: **accuracy {100 * dev['accuracy']:.2f} %** ({dev['correct']} / {dev['clips']} "
+        f"clips of {dev['speakers']} speakers); keyword clips {_share(kinds['keyword'])}, "
+        f"non-keyword words (`_unknown_`) {_share(kinds['word'])}.",
+        "",
+        f"Per speaker (clips): {speakers}.",
+        "",
+        f"Scoring: {dev['method']}. Table and the {len(dev['errors'])} errors: "
+        "[real_speech_dev.md](real_speech_dev.md); every clip: "
+        "[real_speech_dev.csv](real_speech_dev.csv).",
+        "",
+    ]
 
 
 def plot_confusion(
@@ -395,6 +554,15 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
         "[predictions.csv](predictions.csv); all numbers: [metrics.json](metrics.json).",
         "",
     ]
+    dev = metrics.get("real_speech_dev")
+    if dev:
+        lines.insert(
+            lines.index("## Accuracy vs frames seen") - 1,
+            f"- real-speech dev set (recorded people, apart from the split): **accuracy "
+            f"{100 * dev['accuracy']:.2f} %** on {dev['clips']} clips of {dev['speakers']} "
+            "speakers ([below](#real-speech-dev-set))",
+        )
+        lines += _dev_readme(dev)
     voices = metrics.get("per_voice") or {}
     if voices:
         weakest = list(voices.items())[:5]
@@ -443,6 +611,10 @@ def write_report(
         "checkpoint": checkpoint_summary(checkpoint, metadata, evaluation),
         "data": data,
     }
+    dev = evaluation.real_speech_dev
+    if dev is not None:
+        metrics["real_speech_dev"] = real_speech_dev_stats(dev)
+        write_real_speech_dev(out, dev, metrics["real_speech_dev"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "accuracy_vs_frames.json").write_text(
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"

@@ -29,6 +29,8 @@ REPORT_FILES = (
     "accuracy_vs_frames.png",
     "per_voice.md",
     "per_voice.png",
+    "real_speech_dev.md",
+    "real_speech_dev.csv",
 )
 # Large per-voice / per-word listings of corpus.json that the shipped metadata leaves out (they
 # stay in the corpus folder); the counts and engines stay.
@@ -104,6 +106,9 @@ def ship(
         "streaming_frames_to_99": curve.get("frames_to_99"),
         "streaming_prediction_agreement": curve.get("prediction_agreement_stream_vs_parallel"),
     }
+    dev = evaluation.get("real_speech_dev")
+    if dev:
+        metrics["real_speech_dev"] = dev_summary(dev)
     stream_report: dict[str, Any] | None = None
     if streams is not None:
         if not (streams / "streams.json").is_file():
@@ -172,6 +177,58 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
         f"DET curve: [reports/{name}/det.png](reports/{name}/det.png); details: "
         f"[reports/{name}/streams.md](reports/{name}/streams.md)."
     )
+    return lines
+
+
+def dev_summary(dev: dict[str, Any]) -> dict[str, Any]:
+    """What the shipped metadata keeps of a report's ``real_speech_dev``: clips and accuracy,
+    overall, per kind and per speaker (the errors stay in the report)."""
+    return {
+        "recordings": dev.get("recordings"),
+        "clips": dev.get("clips"),
+        "speakers": dev.get("speakers"),
+        "accuracy": dev.get("accuracy"),
+        "by_kind": {k: v.get("accuracy") for k, v in (dev.get("by_kind") or {}).items()},
+        "per_speaker": {
+            k: {"clips": v.get("count"), "accuracy": v.get("accuracy")}
+            for k, v in (dev.get("per_speaker") or {}).items()
+        },
+    }
+
+
+def _dev_section(name: str, evaluation: dict[str, Any]) -> list[str]:
+    """The card's section on the real-speech dev set (none for reports without it)."""
+    dev = evaluation.get("real_speech_dev")
+    if not dev:
+        return []
+    kinds = dev.get("by_kind") or {}
+
+    def share(s: dict[str, Any]) -> str:
+        return f"{_pct(s.get('accuracy'))} of {s.get('count', 0)}" if s.get("count") else "-"
+
+    lines = [
+        "",
+        "## Real-speech dev set",
+        "",
+        'Recorded people saying keywords (English digits, "no") and other single words, from '
+        "the Debian packages kajongg and tuxpaint-stamps-default (`lmukws evaluate "
+        "--recordings`), scored like the held-out clips: "
+        f"**{_pct(dev.get('accuracy'))}** of {dev.get('clips')} clips "
+        f"({dev.get('speakers')} speakers); keyword clips {share(kinds.get('keyword') or {})}, "
+        f"non-keyword words (`_unknown_`) {share(kinds.get('word') or {})}.",
+        "",
+        "| speaker | clips | accuracy | keyword clips | non-keyword words |",
+        "|---|---|---|---|---|",
+    ]
+    for speaker, s in (dev.get("per_speaker") or {}).items():
+        lines.append(
+            f"| {speaker} | {s.get('count')} | {_pct(s.get('accuracy'))} | "
+            f"{share(s.get('keyword') or {})} | {share(s.get('word') or {})} |"
+        )
+    lines += [
+        "",
+        f"Errors: [reports/{name}/real_speech_dev.md](reports/{name}/real_speech_dev.md).",
+    ]
     return lines
 
 
@@ -325,6 +382,7 @@ def model_card(
     params = sum(p.numel() for p in model.parameters())
     lookahead = model.lookahead_frames
     accuracy = evaluation.get("accuracy")
+    dev = evaluation.get("real_speech_dev") or {}
     bar = BARS.get(name)
     history = training.get("history") or []
     bar_line = ""
@@ -351,8 +409,15 @@ def model_card(
         "",
         "**Trained on synthetic speech.** This checkpoint was trained and tested only on speech "
         "made by offline text-to-speech engines (the `lmukws data synth` corpus), never on "
-        "recordings of people. Its accuracy on real microphones and real speakers is unknown; "
-        "the numbers below are for held-out synthetic voices.",
+        "recordings of people. "
+        + (
+            f"Its accuracy on real speakers is measured only on a small real-speech dev set "
+            f"({dev.get('clips')} clips of {dev.get('speakers')} speakers, below); the other "
+            "numbers are for held-out synthetic voices."
+            if dev
+            else "Its accuracy on real microphones and real speakers is unknown; the numbers "
+            "below are for held-out synthetic voices."
+        ),
         "",
         "## Model",
         "",
@@ -375,11 +440,20 @@ def model_card(
         f"{curve.get('frames_to_99')} of {curve.get('num_frames')} |",
         f"| streaming vs parallel prediction agreement | "
         f"{_pct(curve.get('prediction_agreement_stream_vs_parallel'))} |",
+        *(
+            [
+                f"| real-speech dev set accuracy ({dev.get('clips')} clips, "
+                f"{dev.get('speakers')} real speakers) | **{_pct(dev.get('accuracy'))}** |"
+            ]
+            if dev
+            else []
+        ),
         bar_line,
         f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
         "confusion matrix, accuracy vs frames seen through the streaming form, accuracy per "
         "voice).",
         *_weakest_voices(evaluation),
+        *_dev_section(name, evaluation),
         *_streams_section(name, meta),
         "",
         "## Data",
@@ -473,6 +547,11 @@ def model_card(
         synth_command(f, corpus if f == data and corpus else _corpus_on_disk(f)) + "\n"
         for f in folders
     )
+    recordings = ""
+    if dev:  # the dev set's folder, built from the Debian packages
+        folder = dev.get("recordings") or "data/recordings"
+        synths += f"lmukws data recordings --out {folder}  # scripts/install-speech-data.sh\n"
+        recordings = f"--recordings {folder} "
     lines += [
         "",
         "## Reproduce",
@@ -481,7 +560,7 @@ def model_card(
         reproduce
         or (
             synths + trains + averaging + f"lmukws evaluate {shipped_from} --data {data} "
-            f"--split test --out reports/{name}-synth\n"
+            f"--split test {recordings}--out reports/{name}-synth\n"
             f"lmukws ship-checkpoint {shipped_from} "
             f"--report reports/{name}-synth --name {name} {histories_args}"
         ),

@@ -206,3 +206,112 @@ def test_per_voice_groups_a_voices_jittered_renditions() -> None:
         "predicted_instead": "yes",  # clip 3 said "yes", clip 4 "up": ties go to the first label
     }
     assert stats["a:x"]["accuracy"] == 1.0 and stats["a:x"]["predicted_instead"] is None
+
+
+DEV_LABELS = ["yes", "no", "up", "_unknown_"]
+
+
+def make_recordings(root: Path, corpus: Path, labels: list[str] = DEV_LABELS) -> Path:
+    """A tiny ``lmukws data recordings`` folder: two speakers, a copy of the corpus's test clip
+    ``<label>/v0.wav`` as each keyword row, and (with ``_unknown_`` among the labels) a tone
+    word each; plus rows the dev set must skip: a dev phrase, a train word and an eval row
+    whose file does not exist (reading it would fail)."""
+    from training.recordings import MANIFEST_COLUMNS
+
+    rows = []
+
+    def add(path: str, speaker: str, kind: str, label: str, use: str = "dev") -> None:
+        rows.append({"path": path, "source": "kajongg", "speaker": speaker, "language": "en",
+                     "kind": kind, "label": label, "text": label, "use": use, "seconds": "0.5",
+                     "origin": f"usr/share/{path}", "exclude": ""})  # fmt: skip
+
+    keywords = [label for label in labels if not label.startswith("_")]
+    for s, speaker in enumerate(("kajongg:male1", "tuxpaint:en")):
+        for label in keywords:
+            path = f"audio/{s}/{label}.wav"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes((corpus / label / "v0.wav").read_bytes())
+            add(path, speaker, "keyword", label)
+        t = np.arange(6000) / 16000
+        tone = (0.3 * np.sin(2 * np.pi * (900 + 100 * s) * t)).astype(np.float32)
+        for kind, use, name in (("word", "dev", "east"), ("phrase", "dev", "phrase"),
+                                ("word", "train", "letter")):  # fmt: skip
+            if kind == "word" and use == "dev" and "_unknown_" not in labels:
+                continue
+            path = f"audio/{s}/{name}.wav"
+            sf.write(root / path, tone, 16000, subtype="PCM_16")
+            add(path, speaker, kind, "_unknown_", use)
+    add("audio/uqm/never-read.wav", "uqm:commander", "speech", "_unknown_", "eval")
+    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "recordings.json").write_text(json.dumps({"packages": {"kajongg": "1.0"}}))
+    return root
+
+
+def test_real_speech_dev_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--recordings scores the use=dev keyword and word clips as the held-out clips are scored
+    (a copy of a test clip gets the same prediction and score) and reports them apart."""
+    data = make_corpus(tmp_path / "corpus", labels=DEV_LABELS)
+    recordings = make_recordings(tmp_path / "recordings", data)
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, tiny(), {"labels": DEV_LABELS})
+    out = tmp_path / "report"
+    args = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(out)]
+    assert main([*args, "--recordings", str(recordings), "--batch-size", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "real-speech dev set:" in printed and "kajongg:male1" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    dev = metrics["real_speech_dev"]
+    assert metrics["num_clips"] == 12  # the split itself is unchanged
+    assert dev["clips"] == 8 and dev["speakers"] == 2  # 3 keywords + 1 word, per speaker
+    assert dev["by_kind"]["keyword"]["count"] == 6 and dev["by_kind"]["word"]["count"] == 2
+    assert dev["correct"] == sum(s["correct"] for s in dev["by_kind"].values())
+    assert dev["accuracy"] == pytest.approx(dev["correct"] / 8)
+    assert list(dev["per_speaker"]) == ["kajongg:male1", "tuxpaint:en"]
+    for s in dev["per_speaker"].values():
+        assert (s["count"], s["keyword"]["count"], s["word"]["count"]) == (4, 3, 1)
+        assert s["correct"] == s["keyword"]["correct"] + s["word"]["correct"]
+    assert dev["errors"] and len(dev["errors"]) == 8 - dev["correct"]
+    assert dev["packages"] == {"kajongg": "1.0"} and "centred" in dev["method"]
+    with (out / "predictions.csv").open() as handle:
+        held_out = {row["path"]: row for row in csv.DictReader(handle)}
+    with (out / "real_speech_dev.csv").open() as handle:
+        clips = list(csv.DictReader(handle))
+    assert len(clips) == 8 and not [
+        c for c in clips if "phrase" in c["path"] or "letter" in c["path"]
+    ]
+    for clip in clips:
+        if clip["kind"] == "keyword":  # a copy of <label>/v0.wav: scored alike
+            same = held_out[f"{clip['label']}/v0.wav"]
+            assert (clip["prediction"], clip["score"]) == (same["prediction"], same["score"])
+        else:
+            assert clip["label"] == "_unknown_"
+        wrong = [e for e in dev["errors"] if e["path"] == clip["path"]]
+        assert bool(wrong) == (clip["correct"] == "0")
+        if wrong:
+            assert wrong[0]["speaker"] == clip["speaker"]
+            assert (wrong[0]["label"], wrong[0]["prediction"]) == (
+                clip["label"],
+                clip["prediction"],
+            )
+    table = (out / "real_speech_dev.md").read_text()
+    assert "| kajongg:male1 | 4 |" in table and f"## Errors ({len(dev['errors'])})" in table
+    readme = (out / "README.md").read_text()
+    assert "## Real-speech dev set" in readme and "(real_speech_dev.md)" in readme
+    assert f"accuracy {100 * dev['accuracy']:.2f} %" in readme
+
+
+def test_real_speech_dev_needs_a_label_for_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A word (``_unknown_``) clip cannot be scored by a checkpoint without ``_unknown_``; the
+    CLI says so (exit 2) instead of guessing."""
+    data = make_corpus(tmp_path / "corpus")
+    recordings = make_recordings(tmp_path / "recordings", data, labels=[*LABELS, "_unknown_"])
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, tiny(), {"labels": LABELS})
+    args = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(tmp_path / "r")]
+    assert main([*args, "--recordings", str(recordings)]) == 2
+    assert "'_unknown_' of" in capsys.readouterr().err

@@ -71,11 +71,13 @@ def _ogg_bytes(seed: int, *, rate: int = 22050, channels: int = 1, peak: float =
 SENTENCE = "please go to the shop"
 
 
-def _espeak_cli(text: str) -> tuple[np.ndarray, int]:
-    """What ``espeak-ng -w out.wav TEXT`` writes (read from ``--stdout``): samples, rate."""
+def _espeak_cli(text: str, voice: str | None = None) -> tuple[np.ndarray, int]:
+    """What ``espeak-ng [-v VOICE] -w out.wav TEXT`` writes (read from ``--stdout``): samples,
+    rate."""
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is not installed: run scripts/install-system-packages.sh")
-    out = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True)
+    command = ["espeak-ng", "--stdout", *(["-v", voice] if voice else []), text]
+    out = subprocess.run(command, capture_output=True, check=True)
     x, rate = sf.read(io.BytesIO(out.stdout), dtype="float32")
     return x, int(rate)
 
@@ -94,9 +96,9 @@ class _EspeakEvent(ctypes.Structure):
     ]
 
 
-def _espeak_lib(text: str) -> tuple[np.ndarray, int, list[float]] | None:
-    """espeak-ng's own rendering through libespeak-ng, with each word's start (seconds) from
-    its word events; None when the library cannot be loaded."""
+def _espeak_lib(text: str, voice: str | None = None) -> tuple[np.ndarray, int, list[float]] | None:
+    """espeak-ng's own rendering through libespeak-ng (in ``voice``, else its default), with
+    each word's start (seconds) from its word events; None when the library cannot be loaded."""
     try:
         lib = ctypes.CDLL("libespeak-ng.so.1")
     except OSError:
@@ -122,6 +124,7 @@ def _espeak_lib(text: str) -> tuple[np.ndarray, int, list[float]] | None:
     if rate <= 0:
         return None
     lib.espeak_SetSynthCallback(callback)
+    lib.espeak_SetVoiceByName((voice or "en").encode())
     data = text.encode()
     lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 0, None, None)
     lib.espeak_Synchronize()
@@ -130,9 +133,9 @@ def _espeak_lib(text: str) -> tuple[np.ndarray, int, list[float]] | None:
     return np.concatenate(chunks).astype(np.float32) / 32768.0, int(rate), starts
 
 
-def _speech_ogg(text: str, rate: int = 11025) -> bytes:
+def _speech_ogg(text: str, rate: int = 11025, voice: str | None = None) -> bytes:
     """``text`` spoken by espeak-ng, as the game ships its lines (mono Vorbis, 11 kHz)."""
-    x, espeak_rate = _espeak_cli(text)
+    x, espeak_rate = _espeak_cli(text, voice)
     buf = io.BytesIO()
     sf.write(buf, resample(x, espeak_rate, rate), rate, format="OGG", subtype="VORBIS")
     return buf.getvalue()
@@ -148,10 +151,19 @@ def _put(root: Path, rel: str, data: bytes | str) -> Path:
     return path
 
 
+PHRASE = "bamboo one"  # kajongg's b1.ogg: the digit last
+# espeak-ng's default voice says it too unlike a person for the alignment's sanity rule; this
+# one passes it (score about -2.2 per frame)
+PHRASE_VOICE = "en-us+f3"
+
+
 def _fake_kajongg(root: Path) -> None:
+    """Tone bursts (their alignment fails: no keyword cut), but male1's "bamboo one" is speech
+    (espeak-ng), so its digit is cut out."""
     for i, (voice, peak) in enumerate((("male1", 0.01), ("female2", 0.4))):
         for j, stem in enumerate(("b1", "s9", "we", "nochoice", "pung")):
             _put(root, f"{KAJ}/{voice}/{stem}.ogg", _ogg_bytes(10 * i + j, channels=2, peak=peak))
+    _put(root, f"{KAJ}/male1/b1.ogg", _speech_ogg(PHRASE, rate=22050, voice=PHRASE_VOICE))
     _put(root, f"{KAJ}/de/male1/b1.ogg", _ogg_bytes(99))
 
 
@@ -353,6 +365,53 @@ def test_check_alignment_rule() -> None:
         rec.alignment_words("5 units")
 
 
+def test_keyword_cut_rule() -> None:
+    phrase = LineAlignment(words=(_w("bamboo", 0.0, 0.31), _w("one", 0.31, 0.74)), attempt=1)
+    assert rec.CUT_PAD_S == (0.0, 0.05)
+    assert rec.keyword_cut(phrase, 0.743, "one") == ((0.31, 0.743), "")  # clipped at the end
+    assert rec.keyword_cut(phrase, 0.9, "bamboo", pad=(0.05, 0.05)) == ((0.0, 0.36), "")
+    assert rec.keyword_cut(phrase, 0.9, "one", pad=(0.0, 0.0)) == ((0.31, 0.74), "")
+    span, problem = rec.keyword_cut(phrase, 0.9, "two")
+    assert span is None and problem.startswith("keyword not placed once")
+    span, problem = rec.keyword_cut(phrase, 3.0, "one")  # words cover a quarter of the clip
+    assert span is None and problem.startswith("low word coverage")
+    poor = LineAlignment(words=(_w("bamboo", 0.0, 0.31, -4.0), _w("one", 0.31, 0.74, -3.5)))
+    assert rec.keyword_cut(poor, 0.743, "one")[1].startswith("poor acoustic score")
+    assert rec.keyword_cut(LineAlignment(error="no alignment"), 1.0, "one") == (
+        None,
+        "no alignment",
+    )
+    assert rec.cut_path("audio/kajongg/male1/b1.wav", "one") == "audio/kajongg/male1/b1-one.wav"
+
+
+def test_cut_the_digit_of_an_espeak_phrase() -> None:
+    """The cut of "bamboo one" holds "one": where espeak-ng said it (its word events), and in
+    the last part of the clip, as the build trims and cuts it."""
+    rendered = _espeak_lib(PHRASE, PHRASE_VOICE)
+    if rendered is None:  # no library: the CLI's audio, without espeak's word timing
+        x, rate = _espeak_cli(PHRASE, PHRASE_VOICE)
+        starts = None
+    else:
+        x, rate, starts = rendered
+        assert len(starts) == 2
+    for kind in ("speech", "phrase"):  # untrimmed (espeak's timeline), trimmed (the build's)
+        y = rec.process(x, rate, kind)
+        pcm = np.clip(np.round(y * 32767), -32768, 32767).astype("<i2").tobytes()
+        seconds = len(y) / SAMPLE_RATE
+        alignment = align_pcm(pcm, PHRASE.split())
+        (start, end), problem = rec.keyword_cut(alignment, seconds, "one")
+        assert problem == ""
+        one = alignment.words[-1]
+        assert one.word == "one"
+        assert start == pytest.approx(max(0.0, one.start - rec.CUT_PAD_S[0]), abs=1e-3)
+        assert end == pytest.approx(min(seconds, one.end + rec.CUT_PAD_S[1]), abs=1e-3)
+        assert 0.45 * seconds < start < end and end > 0.85 * seconds, (kind, start, end, seconds)
+        assert end - start < 0.6 * seconds
+        if kind == "speech" and starts is not None:
+            assert abs(one.start - starts[1]) < 0.15, (one.start, starts)
+            assert start < starts[1] and alignment.words[0].start < starts[1] - 0.2
+
+
 def test_espeak_pronunciations() -> None:
     assert rec.ipa_to_arpabet("ʃˈɑːfɪkstˌi") == ["SH", "AA", "F", "IH", "K", "S", "T", "IY"]
     assert rec.ipa_to_arpabet("dʒˈuː tʃˈeɪ") == ["JH", "UW", "CH", "EY"]
@@ -431,7 +490,41 @@ def test_kajongg_rows(built: Path) -> None:
     assert (we["kind"], we["label"], we["text"]) == ("word", UNKNOWN, "east")
     assert _row(rows, "female2/pung.ogg")["kind"] == "word"
     assert not [o for o in rows if "/de/" in o]  # German voices skipped
-    assert sum(r["source"] == "kajongg" for r in rows.values()) == 10
+    assert sum(r["source"] == "kajongg" for r in rows.values()) == 11  # 10 clips and a cut
+
+
+def test_kajongg_keyword_cut(built: Path) -> None:
+    """male1's "bamboo one" (speech) gets a keyword row cut out of it; the tone bursts' phrases
+    fail the alignment's sanity rule and get none."""
+    rows = _rows(built)
+    cuts = {o: r for o, r in rows.items() if "#" in o}
+    assert len(cuts) == 1
+    ((origin, cut),) = cuts.items()
+    phrase = _row(rows, "male1/b1.ogg")
+    assert origin.startswith(f"{KAJ}/male1/b1.ogg#")
+    start, end = parse_spans(origin.split("#")[1])[0]
+    assert cut["path"] == "audio/kajongg/male1/b1-one.wav"
+    assert (cut["kind"], cut["label"], cut["text"], cut["use"]) == ("keyword", "one", "one", "dev")
+    assert (cut["speaker"], cut["language"], cut["source"]) == ("kajongg:male1", "en", "kajongg")
+    assert phrase["kind"] == "phrase"  # kept
+    assert 0.4 * float(phrase["seconds"]) < start < end <= float(phrase["seconds"])
+    assert float(cut["seconds"]) == pytest.approx(end - start, abs=2e-3)
+    words = json.loads((built / "alignments/kajongg/male1/b1.json").read_text())
+    assert [w[0] for w in words["words"]] == ["bamboo", "one"]
+    assert start == pytest.approx(max(0.0, words["words"][1][1] - rec.CUT_PAD_S[0]), abs=1e-3)
+    meta = json.loads((built / "recordings.json").read_text(encoding="utf-8"))
+    cuts_meta = meta["kajongg_cuts"]
+    assert cuts_meta["speakers"]["kajongg:male1"]["phrases"] == 3  # b1, s9, nochoice
+    assert cuts_meta["speakers"]["kajongg:male1"]["cut"] == 1
+    assert cuts_meta["speakers"]["kajongg:female2"] == {
+        "phrases": 3,
+        "cut": 0,
+        "failed": 3,
+        "failed_reasons": cuts_meta["speakers"]["kajongg:female2"]["failed_reasons"],
+    }
+    assert cuts_meta["total"] == {"phrases": 6, "cut": 1, "failed": 5}
+    assert len(cuts_meta["failed"]) == 5 and cuts_meta["alignment"]["aligned_now"] == 6
+    assert meta["counts"]["kajongg"]["keyword"]["dev"]["clips"] == 1
 
 
 def test_tuxpaint_rows(built: Path) -> None:
@@ -590,7 +683,7 @@ def test_read_recordings_eval_guard(built: Path) -> None:
     assert all(r.exclude == () for r in everything)  # spans only on (eval) uqm lines
     assert sum(bool(r.exclude) for r in evals) == 1
     dev_keywords = read_recordings(built, use="dev", kind="keyword")
-    assert {r.label for r in dev_keywords} == {"one"} and len(dev_keywords) == 2
+    assert {r.label for r in dev_keywords} == {"one"} and len(dev_keywords) == 3  # 2 + a cut
     assert all(r.path.is_file() and r.seconds > 0 for r in dev_keywords)
     assert {r.language for r in read_recordings(built, source="hedgewars")} == {"en", "es"}
     with pytest.raises(ValueError, match="unknown use"):
@@ -653,6 +746,8 @@ def test_deterministic_and_resumable(packages: Path, built: Path, tmp_path: Path
     build_recordings(out, root=packages, jobs=1, progress=False)
     meta = json.loads((out / "recordings.json").read_text(encoding="utf-8"))
     assert (meta["uqm_alignment"]["aligned_now"], meta["uqm_alignment"]["cached"]) == (0, 4)
+    cut_alignment = meta["kajongg_cuts"]["alignment"]
+    assert (cut_alignment["aligned_now"], cut_alignment["cached"]) == (0, 6)
     assert (out / first).read_bytes() == (built / first).read_bytes()  # re-made
     assert (out / corrupt).read_bytes() == (built / corrupt).read_bytes()  # re-made
     assert (out / kept).stat().st_mtime_ns == mtime  # kept as it was

@@ -11,7 +11,7 @@ import torch
 
 from lmukws.cli import main
 from models import FeatureConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
-from tests.training.test_evaluate import LABELS, make_corpus
+from tests.training.test_evaluate import LABELS, make_corpus, make_recordings
 from training.ship import checkpoint_record
 
 
@@ -44,12 +44,18 @@ def legacy_stage_record(path: Path) -> dict[str, object]:
     return {k: v for k, v in record.items() if k not in ("run", "data")}
 
 
-def evaluate_and_ship(checkpoint: Path, tmp_path: Path, *ship_options: str) -> Path:
-    """``lmukws evaluate`` on a tiny corpus into tmp_path/report, then ``ship-checkpoint`` as
-    lmuformer into tmp_path/shipped; returns the report folder."""
+def evaluate_and_ship(
+    checkpoint: Path, tmp_path: Path, *ship_options: str, recordings: bool = False
+) -> Path:
+    """``lmukws evaluate`` on a tiny corpus (and, with ``recordings``, a tiny real-speech dev
+    set) into tmp_path/report, then ``ship-checkpoint`` as lmuformer into tmp_path/shipped;
+    returns the report folder."""
     data = make_corpus(tmp_path / "corpus")
     report = tmp_path / "report"
     evaluate = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(report)]
+    if recordings:
+        folder = make_recordings(tmp_path / "recordings", data, labels=LABELS)
+        evaluate += ["--recordings", str(folder)]
     assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
     ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
     assert main([*ship, "--out-dir", str(tmp_path / "shipped"), *ship_options]) == 0
@@ -84,6 +90,34 @@ def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
     assert "does NOT yet meet" in card or "meets" in card
     assert "lmukws train --config training/configs/lmuformer-synth.json" in card
     assert model.num_classes == len(LABELS)
+    assert "Real-speech dev set" not in card and "real_speech_dev" not in meta["metrics"]
+    assert "Its accuracy on real microphones and real speakers is unknown" in card
+
+
+def test_the_card_shows_the_real_speech_dev_set(tmp_path: Path) -> None:
+    """An evaluation with --recordings: the card gives the real-speech dev accuracy, overall
+    and per speaker, the metadata keeps it, the report copy has its table."""
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    report = evaluate_and_ship(checkpoint, tmp_path, recordings=True)
+    dev = json.loads((report / "metrics.json").read_text())["real_speech_dev"]
+    out = tmp_path / "shipped"
+    card = (out / "lmuformer.md").read_text()
+    pct = f"{100 * dev['accuracy']:.2f} %"
+    assert f"| real-speech dev set accuracy (8 clips, 2 real speakers) | **{pct}** |" in card
+    assert "## Real-speech dev set" in card and f"**{pct}** of 8 clips (2 speakers)" in card
+    for speaker, stats in dev["per_speaker"].items():  # keywords only: no words, "-"
+        accuracy = f"{100 * stats['accuracy']:.2f} %"
+        assert f"| {speaker} | 4 | {accuracy} | {accuracy} of 4 | - |" in card
+    assert "measured only on a small real-speech dev set (8 clips of 2 speakers" in card
+    assert "reports/lmuformer/real_speech_dev.md" in card
+    assert f"--split test --recordings {tmp_path / 'recordings'} --out" in card
+    meta = read_metadata(out / "lmuformer.safetensors")
+    shipped = meta["metrics"]["real_speech_dev"]
+    assert shipped["accuracy"] == dev["accuracy"] and shipped["clips"] == 8
+    assert set(shipped["per_speaker"]) == {"kajongg:male1", "tuxpaint:en"}
+    assert {"real_speech_dev.md", "real_speech_dev.csv"} <= {
+        p.name for p in (out / "reports" / "lmuformer").iterdir()
+    }
 
 
 def test_ship_refuses_the_wrong_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

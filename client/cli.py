@@ -37,6 +37,16 @@ def _threshold(text: str) -> tuple[str, float]:
     return keyword, number
 
 
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keywords",
@@ -52,6 +62,27 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEYWORD=P",
         help="override a keyword's detection threshold (repeatable)",
+    )
+    parser.add_argument(
+        "--sensitivity",
+        type=_unit_interval,
+        default=None,
+        metavar="S",
+        help="0..1 along the model's calibrated DET curve: 0 fewest false alarms, 1 fewest "
+        "misses (default: the server's, 0.5)",
+    )
+    parser.add_argument(
+        "--wake-word",
+        default=None,
+        metavar="KEYWORD",
+        help="other keywords fire only within --command-window-ms after this one",
+    )
+    parser.add_argument(
+        "--command-window-ms",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="with --wake-word: how long commands are accepted (default: the server's)",
     )
 
 

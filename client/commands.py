@@ -52,6 +52,20 @@ def thresholds_of(args: argparse.Namespace) -> dict[str, float] | None:
     return dict(args.threshold) if getattr(args, "threshold", None) else None
 
 
+def session_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``start`` options of the session flags (``--keywords``, ``--threshold``,
+    ``--sensitivity``, ``--wake-word``, ``--command-window-ms``)."""
+    if args.command_window_ms is not None and args.wake_word is None:
+        raise ValueError("--command-window-ms needs --wake-word")
+    return {
+        "keywords": args.keywords,
+        "thresholds": thresholds_of(args),
+        "sensitivity": args.sensitivity,
+        "wake_word": args.wake_word,
+        "command_window_ms": args.command_window_ms,
+    }
+
+
 def format_latency(message: DetectionMessage) -> str:
     """``65 ms algorithmic + 3.5 ms server (queue 1.0, compute 2.0)``."""
     lat = message.latency
@@ -89,6 +103,10 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
     from client.stream import stream_file
 
     url = args.url or default_url()
+    try:
+        options = session_options(args)
+    except ValueError as error:
+        return report_error("stream", error)
     status = EXIT_OK
     for path in args.files:
         if not args.json:
@@ -99,9 +117,8 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
             realtime=args.realtime,
             chunk_ms=args.chunk_ms,
             encoding=args.encoding,
-            keywords=args.keywords,
-            thresholds=thresholds_of(args),
             scores_every_ms=args.scores_every_ms,
+            **options,
         )
         try:
             async with contextlib.aclosing(messages):

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from client.audio import level_dbfs
-from client.commands import report_error, thresholds_of
+from client.commands import report_error, session_options
 from client.errors import ClientError
 from client.exits import EXIT_OK, EXIT_UNAVAILABLE, default_url
 from server.protocol import DetectionMessage, EndMessage, ReadyMessage, ScoresMessage
@@ -271,11 +271,7 @@ def _no_audio(error: Exception) -> int:
 
 
 async def _open_session(args: argparse.Namespace, rate: int) -> tuple[LiveSession, str]:
-    options: dict[str, Any] = {
-        "keywords": args.keywords,
-        "thresholds": thresholds_of(args),
-        "scores_every_ms": SCORES_EVERY_MS,
-    }
+    options: dict[str, Any] = {**session_options(args), "scores_every_ms": SCORES_EVERY_MS}
     if args.local:
         from client.local import LocalSession, load_engine
 

@@ -106,6 +106,9 @@ class LocalSession:
         sample_rate: int,
         keywords: list[str] | None = None,
         thresholds: dict[str, float] | None = None,
+        sensitivity: float | None = None,
+        wake_word: str | None = None,
+        command_window_ms: int | None = None,
         scores_every_ms: int = 0,
     ) -> None:
         self.engine = engine
@@ -114,6 +117,9 @@ class LocalSession:
             sample_rate=sample_rate,
             keywords=keywords,
             thresholds=thresholds,
+            sensitivity=sensitivity,
+            wake_word=wake_word,
+            command_window_ms=command_window_ms,
             scores_every_ms=scores_every_ms,
         )
         self.ready = ready_message(engine.served, self.session, sample_rate)

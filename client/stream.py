@@ -343,7 +343,8 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
 
     ``url``: ``ws://host:port`` (the stream path is added) or a full ``ws://…/v1/stream``.
     ``sample_rate``: 8000–48000 Hz; ``encoding``: ``pcm_s16le`` or ``pcm_f32le``; ``keywords``,
-    ``thresholds`` and ``scores_every_ms`` as in the protocol's ``start``.
+    ``thresholds``, ``sensitivity``, ``wake_word``, ``command_window_ms`` and ``scores_every_ms``
+    as in the protocol's ``start``.
     """
 
     def __init__(
@@ -354,6 +355,9 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
         encoding: str = "pcm_s16le",
         keywords: list[str] | None = None,
         thresholds: dict[str, float] | None = None,
+        sensitivity: float | None = None,
+        wake_word: str | None = None,
+        command_window_ms: int | None = None,
         scores_every_ms: int = 0,
         open_timeout: float = DEFAULT_TIMEOUT_S,
         ready_timeout: float = DEFAULT_TIMEOUT_S,
@@ -364,6 +368,9 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
             encoding=encoding,  # type: ignore[arg-type]
             keywords=keywords,
             thresholds=thresholds,
+            sensitivity=sensitivity,
+            wake_word=wake_word,
+            command_window_ms=command_window_ms,
             scores_every_ms=scores_every_ms,
         )
         self._url = url
@@ -396,6 +403,9 @@ async def stream_audio(
     encoding: str = "pcm_s16le",
     keywords: list[str] | None = None,
     thresholds: dict[str, float] | None = None,
+    sensitivity: float | None = None,
+    wake_word: str | None = None,
+    command_window_ms: int | None = None,
     scores_every_ms: int = 0,
     open_timeout: float = DEFAULT_TIMEOUT_S,
     end_timeout: float = 60.0,
@@ -415,6 +425,9 @@ async def stream_audio(
         encoding=encoding,
         keywords=keywords,
         thresholds=thresholds,
+        sensitivity=sensitivity,
+        wake_word=wake_word,
+        command_window_ms=command_window_ms,
         scores_every_ms=scores_every_ms,
         open_timeout=open_timeout,
     ) as session:

@@ -65,6 +65,31 @@ def test_parsing() -> None:
         parse("mic", "--local", "--url", "ws://x")
     with pytest.raises(SystemExit):
         parse("stream", "a.wav", "--threshold", "yes=2")
+    args = parse(
+        "mic", "--sensitivity", "0.8", "--wake-word", "marvin", "--command-window-ms", "3000"
+    )
+    assert (args.sensitivity, args.wake_word, args.command_window_ms) == (0.8, "marvin", 3000)
+    with pytest.raises(SystemExit):
+        parse("stream", "a.wav", "--sensitivity", "1.5")
+
+
+def test_stream_sends_sensitivity_and_wake_word_in_start(
+    server: ProtocolServer, burst_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.behaviour = "normal"
+    flags = ("--sensitivity", "0.25", "--wake-word", "yes", "--command-window-ms", "2500")
+    assert (
+        run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags), io.StringIO()) == 0
+    )
+    start = server.sessions[-1].start
+    assert (start.sensitivity, start.wake_word, start.command_window_ms) == (0.25, "yes", 2500)
+    sessions = len(server.sessions)
+    assert (
+        run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags[4:]), io.StringIO())
+        == 2
+    )
+    assert "--command-window-ms needs --wake-word" in capsys.readouterr().err
+    assert len(server.sessions) == sessions  # refused before connecting
 
 
 def test_exit_codes() -> None:

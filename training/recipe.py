@@ -17,8 +17,11 @@ schedules BCE over 37 classes sits at the class prior for hundreds of steps (mea
 
 A config file is JSON (``.json``) or TOML (``.toml``, Python 3.11+): top-level keys are Recipe
 fields; ``augment`` (waveform augmentation) and ``model_config`` (ModelConfig keys) are tables.
-``--set key=value`` overrides any field after the file; values parse as JSON when they can
-(``--set epochs=20 --set augment.noise_prob=0.4 --set model_config.dim=64``).
+``base`` names another recipe file (relative to this one) that this file overlays: its keys
+first, then this file's, tables merged key by key (a stage of a run is its model's base recipe
+plus what the stage changes). ``--set key=value`` overrides any field after the file; values
+parse as JSON when they can (``--set epochs=20 --set augment.noise_prob=0.4
+--set model_config.dim=64``).
 """
 
 from __future__ import annotations
@@ -156,17 +159,39 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The keys of one recipe file, over those of its ``base`` file (and that file's base)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
         import tomllib
 
-        return tomllib.loads(text)
-    return json.loads(text)
+        data = tomllib.loads(text)
+    else:
+        data = json.loads(text)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / str(base)).resolve()
+    chain = (*seen, path.resolve())
+    if base_path in chain:
+        raise ValueError(f"recipe {path}: base {base!r} leads back to {base_path.name}")
+    return _overlay(_read_file(base_path, chain), data)
+
+
+def _overlay(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the keys of ``data`` over it; tables (dicts) merged key by key."""
+    merged = dict(base)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_recipe(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Recipe:
-    """The recipe from a JSON/TOML file (or the defaults), with ``key=value`` overrides."""
+    """The recipe from a JSON/TOML file over its ``base`` (or the defaults), with ``key=value``
+    overrides."""
     data: dict[str, Any] = _read_file(Path(path)) if path else {}
     for item in overrides:
         if "=" not in item:

@@ -1,8 +1,10 @@
-"""``lmukws data ...``, ``lmukws train`` and ``lmukws evaluate``.
+"""The training commands: ``lmukws data ...``, ``train``, ``evaluate``, ``evaluate-streams``,
+``calibrate``, ``mine-negatives``, ``ship-checkpoint`` and ``average-checkpoints``.
 
-Imports nothing heavy at import time: every command imports its module when it runs, and the
-parsers of other engineers' modules (``training.synth``, ``training.train``) are added only when
-those modules are present.
+The command layer: it imports the library modules of ``training``, and none of them imports it.
+Nothing heavy is imported at import time: every command imports its module when it runs, and a
+module that adds its own parser (``training.synth``, ``training.recordings``, ...) is skipped
+with a warning when it cannot be imported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from training.train_args import add_train_arguments
 
 
 def _optional(module_name: str) -> ModuleType | None:
@@ -43,28 +47,6 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.train import run
 
     return run(args)
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``lmukws train`` (and ``python -m training.train``)."""
-    parser.add_argument("--config", type=Path, help="recipe file (.json or .toml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key (JSON value; dotted keys for augment./model_config.)",
-    )
-    parser.add_argument("--data", help="corpus folder (overrides the recipe's data)")
-    parser.add_argument("--out", help="output folder (overrides the recipe's out)")
-    parser.add_argument("--model", help="lmuformer | spiking-lmuformer")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--no-resume", action="store_true", help="start over, ignoring last_state")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--print-recipe", action="store_true", help="print the recipe and exit")
 
 
 def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -41,6 +41,7 @@ from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
 from training.ship import checkpoint_record
 from training.stream_windows import StreamWindowConfig, StreamWindows, pooled_logits
+from training.train_args import add_train_arguments
 
 __all__ = ["main", "resolve_device", "run", "train"]
 
@@ -605,7 +606,7 @@ def _test_best(
 
 
 def run(args: argparse.Namespace) -> int:
-    """``lmukws train`` with parsed arguments (``training.cli.add_train_arguments``)."""
+    """``lmukws train`` with parsed arguments (``training.train_args.add_train_arguments``)."""
     overrides = list(args.overrides)
     for key in ("data", "out", "model", "device", "threads", "epochs"):
         value = getattr(args, key)
@@ -623,8 +624,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.train --config FILE``."""
-    from training.cli import add_train_arguments
-
     parser = argparse.ArgumentParser(prog="python -m training.train")
     add_train_arguments(parser)
     return run(parser.parse_args(argv))

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from models.config import RUNTIMES
 
@@ -23,6 +25,25 @@ PRESETS = ("full", "quick", "smoke")
 
 #: Frames of one second of 16 kHz audio (Kaldi snip_edges: 1 + (16000 - 400) // 160).
 ONE_SECOND_FRAMES = 98
+
+
+T = TypeVar("T")
+
+
+class SectionUnavailableError(RuntimeError):
+    """A section cannot run here (a package it measures is missing, or a tool is)."""
+
+
+def comma_list(cast: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    """An argparse ``type`` for the tuple fields: ``"1,64,256"`` -> ``(1, 64, 256)``."""
+
+    def parse(text: str) -> tuple[T, ...]:
+        try:
+            return tuple(cast(item) for item in text.split(",") if item.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {error}") from None
+
+    return parse
 
 
 @dataclass(frozen=True)

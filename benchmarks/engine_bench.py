@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.audio import RATE, speech_track
 from benchmarks.checkpoints import checkpoint_for, rss_bytes
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, SectionUnavailableError
 
 #: A run keeps up when the worst session's backlog and the feeder's lateness end under this.
 KEEP_UP_MS = 200.0
@@ -214,8 +214,6 @@ def bench_engine(
     try:
         import streaming.engine  # noqa: F401
     except ImportError as error:
-        from benchmarks.run import SectionUnavailableError
-
         raise SectionUnavailableError(f"streaming engine: {error}") from error
     track, source = speech_track(30.0, seed=config.seed)
     results: dict[str, Any] = {"audio": source, "chunk_ms": config.engine_chunk_ms}

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, SectionUnavailableError
 from benchmarks.timing import Timing, device_sync, interleaved, median_ratio
 
 #: Frames per second of audio (10 ms hop): a session is real time at 100 frames/s.
@@ -252,7 +252,6 @@ def bench_runtime(
 ) -> dict:
     """Section ``runtime``: the streaming step in torch vs its ONNX Runtime export, per
     (B, n), interleaved; µs per session-frame and the speed-up."""
-    from benchmarks.run import SectionUnavailableError
     from models.onnx_step import OnnxStreamStep, onnxruntime_available
     from models.runtime import TorchStreamStep
 

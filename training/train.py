@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
 from models.frontend import mel_band
+from streaming.detector import DetectorSettings
 from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
@@ -50,14 +51,18 @@ LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
 HISTORY_FILE = "history.json"
 
-#: detector defaults written into checkpoints (streaming.detector.DetectorConfig.build kwargs)
+#: the detector settings written into checkpoints, with ``DetectorSettings``' defaults (the one
+#: place they are written); the posterior is added per run, to match the loss
+DETECTOR_KEYS = (
+    "threshold",
+    "smoothing_frames",
+    "patience_frames",
+    "refractory_frames",
+    "warmup_frames",
+    "early_threshold",
+)
 DETECTOR_DEFAULTS: dict[str, Any] = {
-    "threshold": 0.5,
-    "smoothing_frames": 5,
-    "patience_frames": 3,
-    "refractory_frames": 100,
-    "warmup_frames": 30,
-    "early_threshold": 0.9,
+    name: getattr(DetectorSettings(), name) for name in DETECTOR_KEYS
 }
 
 

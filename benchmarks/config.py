@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.config import RUNTIMES
+from models.config import RUNTIMES, FeatureConfig
 
 MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
@@ -23,8 +23,9 @@ SERVICE_SECTIONS = ("engine", "rest", "load")
 SECTIONS = MODEL_SECTIONS + SERVICE_SECTIONS
 PRESETS = ("full", "quick", "smoke")
 
-#: Frames of one second of 16 kHz audio (Kaldi snip_edges: 1 + (16000 - 400) // 160).
-ONE_SECOND_FRAMES = 98
+_FEATURES = FeatureConfig()
+#: Frames of one second of audio (Kaldi snip_edges: 1 + (rate - window) // hop).
+ONE_SECOND_FRAMES = 1 + (_FEATURES.sample_rate - _FEATURES.frame_length) // _FEATURES.frame_shift
 
 
 T = TypeVar("T")

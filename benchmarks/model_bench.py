@@ -27,9 +27,10 @@ from torch import nn
 
 from benchmarks.config import BenchConfig, SectionUnavailableError
 from benchmarks.timing import Timing, device_sync, interleaved, median_ratio
+from models.config import FeatureConfig
 
-#: Frames per second of audio (10 ms hop): a session is real time at 100 frames/s.
-FRAMES_PER_SECOND = 100.0
+#: Frames per second of audio (one per hop): a session is real time at this many frames/s.
+FRAMES_PER_SECOND = 1000.0 / FeatureConfig().frame_shift_ms
 
 
 def build(name: str, config: BenchConfig, device: torch.device) -> nn.Module:

@@ -369,9 +369,10 @@ class StreamWindows:
             return self.index[max(whole)[1]]
         if kind == "silence":
             return self.index[SILENCE]
-        frames = (hi - lo) // 160
-        active = np.abs(audio[lo : lo + frames * 160]).reshape(frames, 160).max(axis=1) > 1e-3
-        speech = float(active.sum()) * 0.01  # seconds of 10 ms frames with sound
+        hop = self.feature_config.frame_shift
+        frames = (hi - lo) // hop
+        active = np.abs(audio[lo : lo + frames * hop]).reshape(frames, hop).max(axis=1) > 1e-3
+        speech = float(active.sum()) * hop / self.rate  # seconds of frames with sound
         return self.index[UNKNOWN if speech >= c.min_speech_s else SILENCE]
 
     # -- batches ----------------------------------------------------------------------------

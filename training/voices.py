@@ -40,11 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.config import FeatureConfig
 from training import kokoro
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
+#: every rendered file is written at the model's input rate
+SAMPLE_RATE = FeatureConfig().sample_rate
 ENGINES: tuple[str, ...] = (
     "espeak-ng",
     "espeak-ng-mbrola",

@@ -321,7 +321,7 @@ def _scheme_string(text: str) -> str:
 
 
 def _festival_batch(voice: Voice, texts: Sequence[str], outs: Sequence[Path]) -> str | None:
-    """Render every text with one festival process (loading a voice costs ~0.3 s)."""
+    """Render every text with one festival process (loading a voice is slow)."""
     stretch = voice.params.get("stretch", 1.0)
     pitch = voice.params.get("pitch", 1.0)
     lines = [f"(voice_{voice.base})"]

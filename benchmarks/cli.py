@@ -1,4 +1,4 @@
-"""``lmukws bench``: the performance harness (issues 2 and 5).
+"""``lmukws bench``: the performance harness.
 
 Imports nothing heavy at import time; the harness (torch, matplotlib) loads when the command
 runs.

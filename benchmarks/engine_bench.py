@@ -1,11 +1,11 @@
-"""Issue 5 item 1: N concurrent simulated real-time sessions through the real ``StreamingEngine``.
+"""Section ``engine``: N concurrent simulated real-time sessions through ``StreamingEngine``.
 
 For each model and each N: one engine (worker thread started, ``max_sessions`` = N, the
 service's batching defaults), N sessions, and one feeder thread that pushes ``engine_chunk_ms``
 of speech to every session at real-time pace (sessions staggered across the chunk period, as
 independent clients are). After ``engine_seconds`` of audio the run measures
 
-- frames/s scored, against the N × 100 frames/s that real time needs;
+- frames/s scored, against the N × frames per second of audio that real time needs;
 - the worker's duty cycle (model-step compute / wall time) and the real-time factor per stream
   (compute seconds per second of audio of one stream);
 - per-step compute, per-frame compute and queue wait, p50 and p99 (raw values recorded from the

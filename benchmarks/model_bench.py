@@ -1,7 +1,7 @@
-"""Benchmarks that need only the models: issue 2's model table and issue 5 items 2 and 5.
+"""The sections that need only the models: ``model``, ``window``, ``runtime`` and ``train``.
 
 - ``model``: parameters; the streaming step ``model.stream_frames(frames [B, 1, F], state)``
-  (one 10 ms hop for B sessions) per step and per frame, at each batch size; the parallel form's
+  (one hop for B sessions) per step and per frame, at each batch size; the parallel form's
   one-second clips/s at one batch size.
 - ``window``: the naive windowed alternative (re-run ``frame_logits`` on the last second of
   frames every hop) against the streaming step, same model, same batch, interleaved rounds;

@@ -25,7 +25,7 @@ from io import BytesIO
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks.cli import _csv
+from benchmarks.config import ONE_SECOND_FRAMES, comma_list
 
 BASELINE_PACKAGE = "models_baseline"
 
@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", required=True, help="git revision of the earlier step")
     parser.add_argument("--model", default="lmuformer", help="lmuformer or spiking-lmuformer")
     parser.add_argument(
-        "--batches", type=_csv(int), default=(64, 256), help="comma-separated session counts"
+        "--batches", type=comma_list(int), default=(64, 256), help="comma-separated session counts"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--window-frames", type=int, default=98)
+    parser.add_argument("--window-frames", type=int, default=ONE_SECOND_FRAMES)
     args = parser.parse_args(argv)
 
     import torch

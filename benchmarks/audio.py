@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-RATE = 16000
+from models.config import FeatureConfig
+
+#: the model's input rate: every track and word is at it
+RATE = FeatureConfig().sample_rate
 DEFAULT_CORPUS = Path("data/synth")
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 

@@ -1,4 +1,4 @@
-"""``lmukws bench``: the performance harness (issues 2 and 5).
+"""``lmukws bench``: the performance harness.
 
 Imports nothing heavy at import time; the harness (torch, matplotlib) loads when the command
 runs.
@@ -12,19 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import comma_list
 from models.config import RUNTIMES
 
 DEFAULT_OUT = Path("reports/bench")
-
-
-def _csv(cast):
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(cast(item) for item in text.split(",") if item.strip())
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {error}") from None
-
-    return parse
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,28 +79,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument(
-        "--models", type=_csv(str), default=None, help="comma-separated model names"
+        "--models", type=comma_list(str), default=None, help="comma-separated model names"
     )
     parser.add_argument(
         "--sections",
-        type=_csv(str),
+        type=comma_list(str),
         default=None,
         help="comma-separated: model,window,train,engine,rest,load (default: all)",
     )
     parser.add_argument(
-        "--stream-batches", type=_csv(int), default=None, help="batch sizes of the stream step"
+        "--stream-batches",
+        type=comma_list(int),
+        default=None,
+        help="batch sizes of the stream step",
     )
     parser.add_argument(
-        "--window-batches", type=_csv(int), default=None, help="batch sizes of the window test"
+        "--window-batches",
+        type=comma_list(int),
+        default=None,
+        help="batch sizes of the window test",
     )
     parser.add_argument(
         "--train-batch", type=int, default=None, help="batch of the training-step section"
     )
     parser.add_argument(
-        "--engine-sessions", type=_csv(int), default=None, help="concurrent engine sessions"
+        "--engine-sessions", type=comma_list(int), default=None, help="concurrent engine sessions"
     )
     parser.add_argument(
-        "--load-clients", type=_csv(int), default=None, help="websocket clients of the load test"
+        "--load-clients",
+        type=comma_list(int),
+        default=None,
+        help="websocket clients of the load test",
     )
     parser.add_argument(
         "--load-seconds", type=float, default=None, help="seconds each load-test client streams"

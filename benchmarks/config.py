@@ -1,18 +1,19 @@
 """What one benchmark run measures: a frozen config with three presets (full, quick, smoke).
 
-- ``full``: the complete table of issues 2 and 5 (tens of minutes on a loaded 2-core machine);
-- ``quick``: every section with fewer sizes, smaller batches and shorter rounds (< 2 minutes
-  for the model sections on an idle 2-core machine);
+- ``full``: every section at every size;
+- ``quick``: every section with fewer sizes, smaller batches and shorter rounds (a first look);
 - ``smoke``: a tiny model and tiny sizes, for the test suite (seconds; the numbers mean nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from models.config import RUNTIMES
+from models.config import RUNTIMES, FeatureConfig
 
 MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
@@ -21,8 +22,28 @@ SERVICE_SECTIONS = ("engine", "rest", "load")
 SECTIONS = MODEL_SECTIONS + SERVICE_SECTIONS
 PRESETS = ("full", "quick", "smoke")
 
-#: Frames of one second of 16 kHz audio (Kaldi snip_edges: 1 + (16000 - 400) // 160).
-ONE_SECOND_FRAMES = 98
+_FEATURES = FeatureConfig()
+#: Frames of one second of audio (Kaldi snip_edges: 1 + (rate - window) // hop).
+ONE_SECOND_FRAMES = 1 + (_FEATURES.sample_rate - _FEATURES.frame_length) // _FEATURES.frame_shift
+
+
+T = TypeVar("T")
+
+
+class SectionUnavailableError(RuntimeError):
+    """A section cannot run here (a package it measures is missing, or a tool is)."""
+
+
+def comma_list(cast: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    """An argparse ``type`` for the tuple fields: ``"1,64,256"`` -> ``(1, 64, 256)``."""
+
+    def parse(text: str) -> tuple[T, ...]:
+        try:
+            return tuple(cast(item) for item in text.split(",") if item.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {error}") from None
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -40,27 +61,27 @@ class BenchConfig:
     # timing
     rounds: int = 5
     round_seconds: float = 1.0
-    # issue 2: model benchmark
+    # section model: parameters, streaming step, parallel clips/s
     stream_batches: tuple[int, ...] = (1, 64, 256)
     parallel_batch: int = 128
     clip_frames: int = ONE_SECOND_FRAMES
-    # issue 5 item 5 / issue 2: training step
+    # section train: one training step
     train_batch: int = 128
     train_frames: int = 128
     train_rounds: int = 3
-    # issue 5 item 2: naive windowed recompute vs the streaming step
+    # section window: naive windowed recompute vs the streaming step
     window_frames: int = ONE_SECOND_FRAMES
     window_batches: tuple[int, ...] = (1, 64, 256)
-    # the streaming step in torch vs its ONNX Runtime export (models/onnx_step.py)
+    # section runtime: the streaming step in torch vs its ONNX Runtime export
     runtime_batches: tuple[int, ...] = (1, 8, 25, 100, 256)
     runtime_frames: tuple[int, ...] = (1, 4)
-    # issue 5 item 1: engine throughput
+    # section engine: engine throughput
     engine_sessions: tuple[int, ...] = (1, 16, 64, 256, 512)
     engine_seconds: float = 10.0
-    # issue 5 item 3: REST batch classification
+    # section rest: REST batch classification
     rest_batches: tuple[int, ...] = (1, 8, 32, 128)
     rest_requests: int = 4
-    # issue 5 item 4: websocket load on a real server
+    # section load: websocket load on a real server
     load_clients: tuple[int, ...] = (10, 50, 100, 200)
     load_seconds: float = 60.0
     load_chunk_ms: float = 40.0

@@ -1,11 +1,11 @@
-"""Issue 5 item 1: N concurrent simulated real-time sessions through the real ``StreamingEngine``.
+"""Section ``engine``: N concurrent simulated real-time sessions through ``StreamingEngine``.
 
 For each model and each N: one engine (worker thread started, ``max_sessions`` = N, the
 service's batching defaults), N sessions, and one feeder thread that pushes ``engine_chunk_ms``
 of speech to every session at real-time pace (sessions staggered across the chunk period, as
 independent clients are). After ``engine_seconds`` of audio the run measures
 
-- frames/s scored, against the N × 100 frames/s that real time needs;
+- frames/s scored, against the N × frames per second of audio that real time needs;
 - the worker's duty cycle (model-step compute / wall time) and the real-time factor per stream
   (compute seconds per second of audio of one stream);
 - per-step compute, per-frame compute and queue wait, p50 and p99 (raw values recorded from the
@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.audio import RATE, speech_track
 from benchmarks.checkpoints import checkpoint_for, rss_bytes
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, SectionUnavailableError
 
 #: A run keeps up when the worst session's backlog and the feeder's lateness end under this.
 KEEP_UP_MS = 200.0
@@ -214,8 +214,6 @@ def bench_engine(
     try:
         import streaming.engine  # noqa: F401
     except ImportError as error:
-        from benchmarks.run import SectionUnavailableError
-
         raise SectionUnavailableError(f"streaming engine: {error}") from error
     track, source = speech_track(30.0, seed=config.seed)
     results: dict[str, Any] = {"audio": source, "chunk_ms": config.engine_chunk_ms}

@@ -1,7 +1,7 @@
-"""Benchmarks that need only the models: issue 2's model table and issue 5 items 2 and 5.
+"""The sections that need only the models: ``model``, ``window``, ``runtime`` and ``train``.
 
 - ``model``: parameters; the streaming step ``model.stream_frames(frames [B, 1, F], state)``
-  (one 10 ms hop for B sessions) per step and per frame, at each batch size; the parallel form's
+  (one hop for B sessions) per step and per frame, at each batch size; the parallel form's
   one-second clips/s at one batch size.
 - ``window``: the naive windowed alternative (re-run ``frame_logits`` on the last second of
   frames every hop) against the streaming step, same model, same batch, interleaved rounds;
@@ -25,11 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, SectionUnavailableError
 from benchmarks.timing import Timing, device_sync, interleaved, median_ratio
+from models.config import FeatureConfig
 
-#: Frames per second of audio (10 ms hop): a session is real time at 100 frames/s.
-FRAMES_PER_SECOND = 100.0
+#: Frames per second of audio (one per hop): a session is real time at this many frames/s.
+FRAMES_PER_SECOND = 1000.0 / FeatureConfig().frame_shift_ms
 
 
 def build(name: str, config: BenchConfig, device: torch.device) -> nn.Module:
@@ -252,7 +253,6 @@ def bench_runtime(
 ) -> dict:
     """Section ``runtime``: the streaming step in torch vs its ONNX Runtime export, per
     (B, n), interleaved; µs per session-frame and the speed-up."""
-    from benchmarks.run import SectionUnavailableError
     from models.onnx_step import OnnxStreamStep, onnxruntime_available
     from models.runtime import TorchStreamStep
 

@@ -16,14 +16,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, SectionUnavailableError
 from benchmarks.report import summary_table, write_json, write_plots
 from benchmarks.timing import environment, load_average
-
-
-class SectionUnavailableError(RuntimeError):
-    """A section cannot run here (a package it measures is missing, or a tool is)."""
-
 
 #: section -> (module, function); imported when the section runs.
 SECTION_RUNNERS: dict[str, tuple[str, str]] = {

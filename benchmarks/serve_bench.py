@@ -1,4 +1,4 @@
-"""Issue 5 items 3 and 4: a real ``lmukws serve`` on 127.0.0.1, measured from outside.
+"""Sections ``rest`` and ``load``: a real ``lmukws serve`` on 127.0.0.1, measured from outside.
 
 - ``rest``: one-second clips/s through ``POST /v1/classify`` (B WAV files per request) and
   through the parallel form directly in this process (fbank + network on the same B clips),
@@ -50,6 +50,7 @@ from benchmarks.checkpoints import (
 )
 from benchmarks.config import BenchConfig
 from benchmarks.engine_bench import percentiles
+from models.config import FeatureConfig
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
@@ -358,9 +359,12 @@ async def _client(
 
 
 def _frames(audio_ms: float) -> int:
-    """Frames of the front end for ``audio_ms`` of 16 kHz audio (25 ms window, 10 ms hop)."""
+    """Frames of the front end (``FeatureConfig``'s window and hop) for ``audio_ms`` of audio."""
+    features = FeatureConfig()
     samples = round(audio_ms * RATE / 1000)
-    return 0 if samples < 400 else 1 + (samples - 400) // 160
+    if samples < features.frame_length:
+        return 0
+    return 1 + (samples - features.frame_length) // features.frame_shift
 
 
 async def _load(

@@ -262,8 +262,9 @@ class StreamLMU(nn.Module):
         return self.cell.stream(x, clock.mask, state)
 
 
-class Sequence(nn.Sequential):
-    """Layers in a row; the look-ahead adds up, and so does the streaming delay."""
+class StreamingSequential(nn.Sequential):
+    """Streaming layers in a row (``nn.Sequential`` with a streaming form): the look-ahead adds
+    up, and so does the streaming delay."""
 
     def __init__(self, layers: OrderedDict[str, nn.Module]) -> None:
         super().__init__(layers)
@@ -306,7 +307,7 @@ class Residual(nn.Module):
     """x + branch(x). When the branch looks ahead L frames, the skip path is delayed by L
     frames in streaming (kws_streaming's Delay), so both paths meet at the same frame."""
 
-    def __init__(self, branch: Sequence, channels: int) -> None:
+    def __init__(self, branch: StreamingSequential, channels: int) -> None:
         super().__init__()
         self.branch = branch
         self.channels = channels  # of x, for the skip path's delay line

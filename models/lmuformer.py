@@ -40,8 +40,8 @@ from models.layers import (
     PointwiseConv,
     ReLU,
     Residual,
-    Sequence,
     StreamClock,
+    StreamingSequential,
     StreamLIF,
     StreamLMU,
     TemporalConv,
@@ -61,7 +61,7 @@ class ModelState:
     layers: tuple
 
 
-def _embedding(config: ModelConfig) -> Sequence:
+def _embedding(config: ModelConfig) -> StreamingSequential:
     """The convolutional patch embedding ("Tokenizer" / membrane-shortcut variant)."""
     dim, causal = config.dim, config.causal
     layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -73,9 +73,9 @@ def _embedding(config: ModelConfig) -> Sequence:
             layers[f"relu{i}"] = ReLU()
             layers[f"bn{i}"] = BatchNorm(dim)
             channels = dim
-        rpe = Sequence(OrderedDict(conv=TemporalConv(dim, dim, causal=causal)))
+        rpe = StreamingSequential(OrderedDict(conv=TemporalConv(dim, dim, causal=causal)))
         layers["rpe"] = Residual(rpe, dim)
-        return Sequence(layers)
+        return StreamingSequential(layers)
     for i in range(n):
         layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
         channels = dim
@@ -85,11 +85,11 @@ def _embedding(config: ModelConfig) -> Sequence:
     rpe = OrderedDict(
         bn=BatchNorm(dim), lif=StreamLIF(dim), conv=TemporalConv(dim, dim, causal=causal)
     )
-    layers["rpe"] = Residual(Sequence(rpe), dim)
-    return Sequence(layers)
+    layers["rpe"] = Residual(StreamingSequential(rpe), dim)
+    return StreamingSequential(layers)
 
 
-def _block(config: ModelConfig) -> Sequence:
+def _block(config: ModelConfig) -> StreamingSequential:
     """One LMU block: token mixer (LMU) and channel mixer (1x1 convs), both residual."""
     dim, hidden, memory = config.dim, config.hidden_dim, config.resolved_memory_size
     lmu = StreamLMU(
@@ -129,18 +129,21 @@ def _block(config: ModelConfig) -> Sequence:
             fc2_lif=StreamLIF(hidden),
             fc2_conv=PointwiseConv(hidden, dim),
         )
-    return Sequence(
-        OrderedDict(mixer=Residual(Sequence(mixer), dim), ffn=Residual(Sequence(ffn), dim))
+    return StreamingSequential(
+        OrderedDict(
+            mixer=Residual(StreamingSequential(mixer), dim),
+            ffn=Residual(StreamingSequential(ffn), dim),
+        )
     )
 
 
-def _head(config: ModelConfig) -> Sequence:
+def _head(config: ModelConfig) -> StreamingSequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if config.spiking:
         layers["bn"] = BatchNorm(config.dim)
         layers["lif"] = StreamLIF(config.dim)
     layers["linear"] = Linear(config.dim, config.num_classes)
-    return Sequence(layers)
+    return StreamingSequential(layers)
 
 
 class LMUFormer(nn.Module):
@@ -150,8 +153,10 @@ class LMUFormer(nn.Module):
         super().__init__()
         self.config = config
         blocks = OrderedDict((f"block{i}", _block(config)) for i in range(config.depth))
-        self.network = Sequence(
-            OrderedDict(embed=_embedding(config), blocks=Sequence(blocks), head=_head(config))
+        self.network = StreamingSequential(
+            OrderedDict(
+                embed=_embedding(config), blocks=StreamingSequential(blocks), head=_head(config)
+            )
         )
         self.apply(_init_weights)
 

@@ -39,6 +39,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from models.config import FeatureConfig
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -47,13 +49,14 @@ CLASSIFY_PATH = "/v1/classify"
 MODEL_PATH = "/v1/model"
 
 # Audio
-TARGET_SAMPLE_RATE = 16000  # the model's rate; other rates are resampled to it
+_FEATURES = FeatureConfig()
+TARGET_SAMPLE_RATE = _FEATURES.sample_rate  # the model's rate; other rates are resampled to it
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 ENCODINGS = ("pcm_s16le", "pcm_f32le")
 BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4}
-FRAME_MS = 10.0  # frame shift of the front end
-WINDOW_MS = 25.0  # analysis window of the front end
+FRAME_MS = _FEATURES.frame_shift_ms  # frame shift of the front end
+WINDOW_MS = _FEATURES.frame_length_ms  # analysis window of the front end
 
 # Limits (defaults; the server's settings may lower or raise them)
 MAX_MESSAGE_BYTES = 1 << 20  # one websocket message, text or binary (1 MiB, ~5 s of 48 kHz f32)

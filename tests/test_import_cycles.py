@@ -1,5 +1,6 @@
-"""No import cycles between the service's modules (every import counts: top level, inside
-functions, under ``TYPE_CHECKING``), so each layer can be read, tested and replaced alone."""
+"""No import cycles between the project's modules (every import counts: top level, inside
+functions, under ``TYPE_CHECKING``), so each layer can be read, tested and replaced alone; and
+the command layer (each package's ``cli``) sits on top: only entry points import it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("models", "streaming", "server", "client", "lmukws")
+PACKAGES = ("models", "streaming", "server", "client", "lmukws", "training", "benchmarks")
 
 
 def import_graph(packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
@@ -72,10 +73,23 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_the_service_packages_have_no_import_cycles() -> None:
+def test_the_project_packages_have_no_import_cycles() -> None:
     graph = import_graph()
     assert "streaming.engine" in graph and "server.app" in graph
+    assert "training.train" in graph and "benchmarks.run" in graph
     assert cycles(graph) == []
+
+
+def test_only_entry_points_import_the_command_layer() -> None:
+    graph = import_graph()
+    assert "training.cli" in graph
+    offenders = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if target.rpartition(".")[2] == "cli" and name.rpartition(".")[2] not in ("cli", "__main__")
+    )
+    assert offenders == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

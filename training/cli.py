@@ -1,8 +1,10 @@
-"""``lmukws data ...``, ``lmukws train`` and ``lmukws evaluate``.
+"""The training commands: ``lmukws data ...``, ``train``, ``evaluate``, ``evaluate-streams``,
+``calibrate``, ``mine-negatives``, ``ship-checkpoint`` and ``average-checkpoints``.
 
-Imports nothing heavy at import time: every command imports its module when it runs, and the
-parsers of other engineers' modules (``training.synth``, ``training.train``) are added only when
-those modules are present.
+The command layer: it imports the library modules of ``training``, and none of them imports it.
+Nothing heavy is imported at import time: every command imports its module when it runs, and a
+module that adds its own parser (``training.synth``, ``training.recordings``, ...) is skipped
+with a warning when it cannot be imported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from training.train_args import add_train_arguments
 
 
 def _optional(module_name: str) -> ModuleType | None:
@@ -45,28 +49,6 @@ def _run_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``lmukws train`` (and ``python -m training.train``)."""
-    parser.add_argument("--config", type=Path, help="recipe file (.json or .toml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key (JSON value; dotted keys for augment./model_config.)",
-    )
-    parser.add_argument("--data", help="corpus folder (overrides the recipe's data)")
-    parser.add_argument("--out", help="output folder (overrides the recipe's out)")
-    parser.add_argument("--model", help="lmuformer | spiking-lmuformer")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--no-resume", action="store_true", help="start over, ignoring last_state")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--print-recipe", action="store_true", help="print the recipe and exit")
-
-
 def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train`` to the ``lmukws`` CLI (torch is imported only when it runs)."""
     parser = subparsers.add_parser(
@@ -81,9 +63,57 @@ def register_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import run
+    """``lmukws evaluate``: evaluate, write the report folder, print the headline numbers."""
+    import torch
 
-    return run(args)
+    from models import CheckpointError
+    from training.evaluate import evaluate_checkpoint
+    from training.report import write_report
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    out = args.out or Path("runs") / "eval" / f"{Path(args.checkpoint).stem}-{args.split}"
+    try:
+        evaluation, meta, provenance = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            split=args.split,
+            batch_size=args.batch_size,
+            chunk_frames=args.chunk_frames,
+            device=args.device,
+            limit=args.limit,
+            recordings=getattr(args, "recordings", None),
+        )
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metrics = write_report(
+        out,
+        evaluation,
+        checkpoint=Path(args.checkpoint),
+        metadata=meta,
+        data=provenance,
+        split=args.split,
+    )
+    k99 = metrics["streaming"]["frames_to_99"]
+    reached = f"{k99} of {evaluation.num_frames} frames" if k99 else "only after the clip ended"
+    print(
+        f"accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.num_clips} clips "
+        f"({args.split}); streaming reaches 99 % of it after {reached}; report: {out}"
+    )
+    dev = metrics.get("real_speech_dev")
+    if dev:
+        speakers = ", ".join(
+            f"{speaker} {100 * s['accuracy']:.1f} %" for speaker, s in dev["per_speaker"].items()
+        )
+        kinds = ", ".join(
+            f"{kind}s {s['correct']}/{s['count']}" for kind, s in dev["by_kind"].items()
+        )
+        print(
+            f"real-speech dev set: {100 * dev['accuracy']:.2f} % on {dev['clips']} clips "
+            f"({kinds}); {speakers}"
+        )
+    return 0
 
 
 def _add_speech_commands(data_subparsers: Any) -> None:

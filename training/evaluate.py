@@ -24,9 +24,7 @@ it into a report folder. Shapes: B batch, T frames, F mel bins, K labels, N clip
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,54 +380,3 @@ def evaluate_checkpoint(
             model, recordings, dataset, list(labels), batch_size=batch_size, device=device
         )
     return evaluation, meta, dataset.provenance()
-
-
-def run(args: argparse.Namespace) -> int:
-    """CLI entry of ``lmukws evaluate``: evaluate and write the report folder."""
-    from models import CheckpointError
-    from training.report import write_report
-
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    out = args.out or Path("runs") / "eval" / f"{Path(args.checkpoint).stem}-{args.split}"
-    try:
-        evaluation, meta, provenance = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            split=args.split,
-            batch_size=args.batch_size,
-            chunk_frames=args.chunk_frames,
-            device=args.device,
-            limit=args.limit,
-            recordings=getattr(args, "recordings", None),
-        )
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    metrics = write_report(
-        out,
-        evaluation,
-        checkpoint=Path(args.checkpoint),
-        metadata=meta,
-        data=provenance,
-        split=args.split,
-    )
-    k99 = metrics["streaming"]["frames_to_99"]
-    reached = f"{k99} of {evaluation.num_frames} frames" if k99 else "only after the clip ended"
-    print(
-        f"accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.num_clips} clips "
-        f"({args.split}); streaming reaches 99 % of it after {reached}; report: {out}"
-    )
-    dev = metrics.get("real_speech_dev")
-    if dev:
-        speakers = ", ".join(
-            f"{speaker} {100 * s['accuracy']:.1f} %" for speaker, s in dev["per_speaker"].items()
-        )
-        kinds = ", ".join(
-            f"{kind}s {s['correct']}/{s['count']}" for kind, s in dev["by_kind"].items()
-        )
-        print(
-            f"real-speech dev set: {100 * dev['accuracy']:.2f} % on {dev['clips']} clips "
-            f"({kinds}); {speakers}"
-        )
-    return 0

@@ -16,10 +16,10 @@ alone fixes the style table, so a voice id always renders the same audio.
 
 Held-out regions of blend space (the split is by speaker, the speaker of a blend being its
 dominant style): blends dominated by ``jf_tebukuro`` are test, and no other blend contains that
-style at all, so test speaks with a timbre no training voice has (tebukuro's nearest style is
-1.4x as far from it as gongitsune is from nezumi, and it is the style the shipped lmuformer
-recognised worst); blends dominated by ``jf_nezumi`` are validation: unseen blends of heard
-timbres, as its near twin ``jf_gongitsune`` trains and nezumi trains as a minority voice;
+style at all, so test speaks with a timbre no training voice has (even tebukuro's nearest
+style is farther from it than the near twins gongitsune and nezumi are from each other);
+blends dominated by ``jf_nezumi`` are validation: unseen blends of heard timbres, as its near
+twin ``jf_gongitsune`` trains and nezumi trains as a minority voice;
 blends dominated by ``jf_alpha`` (the most distinct style), ``jf_gongitsune`` or ``jm_kumo``
 (the only male one) train. See :func:`blend_split` and :func:`draw_blend`.
 """

@@ -9,13 +9,13 @@ frame. Stream training then draws them as ``hard`` scenes (label ``_unknown_``):
 false alarms the model makes become what it learns from.
 
 Writes ``DIR/audio/*.wav`` and ``DIR/hard_negatives.csv`` (path, stream, time_s, keyword,
-score). Never touches validation or test voices, nor evaluation-only recordings.
+score; the folder's format is ``training.hard_negatives``). Never touches validation or test
+voices, nor evaluation-only recordings.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HARD_COLUMNS", "mine_negatives", "read_hard_negatives", "register_mine_parser"]
+from training.hard_negatives import write_hard_negatives
 
-HARD_FILE = "hard_negatives.csv"
-HARD_COLUMNS = ("path", "stream", "time_s", "keyword", "score")
+__all__ = ["mine_negatives", "register_mine_parser"]
 
 
 def mine_negatives(
@@ -91,10 +90,7 @@ def mine_negatives(
                     "score": round(d.score, 4),
                 }
             )
-    with (folder / HARD_FILE).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HARD_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_hard_negatives(folder, rows)
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     summary = {
         "checkpoint": str(checkpoint),
@@ -107,15 +103,6 @@ def mine_negatives(
     }
     (folder / "mining.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
-
-
-def read_hard_negatives(folder: str | Path) -> list[Path]:
-    """The mined windows' WAV paths."""
-    path = Path(folder) / HARD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {HARD_FILE} in {folder}; make it with lmukws mine-negatives")
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [Path(folder) / row["path"] for row in csv.DictReader(handle)]
 
 
 def register_mine_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -1,10 +1,10 @@
 """Carry a corpus to a machine that takes few bytes: its training and validation clips packed
 into one Ogg Opus stream, and unpacked there into the same WAV layout.
 
-The lent GPU machines take at most 64 MiB of files; ``data/synth-xl``'s 36,190 training and
-validation clips (~5 h of speech) fit as one ~17 kbps stream (``--level 0.95``, ~37 MiB),
-where per-clip files would not. Opus is lossy: a model trained on the WAVs scores ~1.3 points
-lower on such a copy of validation, so evaluate on the WAVs.
+The lent GPU machines take at most 64 MiB of files; a large corpus's training and validation
+clips fit there as one low-bitrate Opus stream (``--level``), where per-clip files would not.
+Opus is lossy: a model scores lower on such a copy of validation than on the WAVs, so evaluate
+on the WAVs.
 
     python -m training.opus_pack pack data/synth-xl .gpu/xl-pack --level 0.95
     python -m training.opus_pack unpack .gpu/xl-pack data/synth-xl     # on the other machine

@@ -6,14 +6,14 @@ betas (0.95, 0.999) and weight decay 5e-7, BCE-with-logits on one-hot targets mi
 ±10-frame roll, batch 128, 200 epochs, LR ×0.85 every 10 epochs from epoch 10.
 ``clean_steps`` runs the first steps on clean, centred clips (no waveform augmentation, no
 mixup, no SpecAugment), so a short CPU schedule gets off the class prior quickly;
-``precision = "bf16"`` trains under bfloat16 autocast (about 2x faster on CPUs with
-AVX512-BF16; evaluation and the saved weights stay float32).
+``precision = "bf16"`` trains under bfloat16 autocast (faster on CPUs with AVX512-BF16;
+evaluation and the saved weights stay float32).
 ``init_from`` fine-tunes from a checkpoint of the same model (continuing a run under a new
 schedule); ``loader_workers`` builds batches in background processes, overlapping the waveform
 augmentation with the model step (one worker is enough on two cores). ``time_budget_s`` stops a
 run at an epoch boundary before it would overrun a lent machine's time (resume goes on).
 ``loss = "ce"`` swaps BCE for softmax cross-entropy on the same (mixed) targets: on short
-schedules BCE over 37 classes sits at the class prior for hundreds of steps (measured).
+schedules BCE over many classes can sit at the class prior for a long time.
 
 A config file is JSON (``.json``) or TOML (``.toml``, Python 3.11+): top-level keys are Recipe
 fields; ``augment`` (waveform augmentation) and ``model_config`` (ModelConfig keys) are tables.

@@ -936,9 +936,8 @@ def _collect(rel: str, secs: float | None, error: str | None, seconds: dict, fai
 EXCLUDE_PAD_S = 0.25
 # The aligner: pocketsphinx's en-us acoustic model and CMU dictionary, forced alignment (no
 # language model); words the dictionary lacks (alien names) are spelled by espeak-ng (IPA mapped
-# to ARPABET). Up to four attempts per line (:func:`align_pcm`): of the 1,180 digit-free lines
-# of the 14 sets the default beams completed 976, a half-second pad after the audio 38 more,
-# wide beams 23 more; 143 never completed.
+# to ARPABET). Up to four attempts per line (:func:`align_pcm`): the default beams, a
+# half-second pad after the audio, wide beams, both; a line that none completes is not used.
 ALIGNER_VERSION = "2"
 ALIGN_WIDE_BEAMS = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}
 ALIGN_PAD_S = 0.5
@@ -949,12 +948,10 @@ ALIGN_ATTEMPTS: tuple[tuple[bool, bool], ...] = (
 # Sanity rule (:func:`check_alignment`): an alignment is used only if it places every word of
 # the transcript, its words' mean acoustic score per frame (natural log, relative to the best
 # senone of each frame) is at least ALIGN_MIN_SCORE, and its words cover at least
-# ALIGN_MIN_COVERAGE of the line's audio. Chosen on the 1,180 digit-free lines of the 14 sets
-# (5.31 h), each aligned to its own transcript and, as a control, 394 of them to another line's
-# transcript through the same four attempts: 151 controls came out complete but every one
-# failed this rule (5th-90th percentiles: score -4.8 to -3.0, coverage 2-47 %), while 946 of
-# the 1,037 complete true ones (4.35 h) passed (score -3.25 to -1.6, coverage 60-96 %). At
-# -3.25 one control passes; without the coverage test, 12.
+# ALIGN_MIN_COVERAGE of the line's audio. Chosen on the digit-free lines, each aligned to its
+# own transcript and, as a control, to another line's transcript through the same attempts:
+# the rule rejects the control alignments that come out complete and keeps most true ones;
+# both tests are needed (score alone, or a lower score bound, lets controls through).
 ALIGN_MIN_SCORE = -3.0
 ALIGN_MIN_COVERAGE = 0.5
 _FRAME_S = 0.01
@@ -1410,8 +1407,9 @@ def _apply_alignments(
 # ----------------------------------------------------------------------------- keyword cuts
 
 # What a keyword cut keeps before and after its aligned word (seconds; clipped to the clip): no
-# lead, since the word before the digit ends where it starts (50 ms of "bamboo" cost the shipped
-# lmuformer 13 points on the 97 cuts), and a tail for the digit's release.
+# lead, since the word before the digit ends where it starts (a lead puts the end of that word
+# into the cut, which the model then hears as part of the keyword), and a tail for the digit's
+# release.
 CUT_PAD_S = (0.0, 0.05)
 _CUT_SEP = "#"  # origin of a keyword cut: "<phrase origin>#<start>-<end>"
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from models.config import FeatureConfig
 from training.evaluate import (
     DEV_KINDS,
     PAPER_FRAMES_TO_99,
@@ -38,9 +39,9 @@ from training.evaluate import (
     frames_to_fraction,
 )
 
-#: window (ms) and hop (ms) of a frame: k frames cover 25 + 10 (k - 1) ms of audio
-WINDOW_MS = 25.0
-HOP_MS = 10.0
+#: window (ms) and hop (ms) of a frame: k frames cover WINDOW_MS + HOP_MS (k - 1) ms of audio
+WINDOW_MS = FeatureConfig().frame_length_ms
+HOP_MS = FeatureConfig().frame_shift_ms
 
 
 def _pyplot() -> Any:

@@ -46,6 +46,7 @@ from models import Fbank, FeatureConfig
 from training.augment import AugmentConfig, WaveAugmenter, change_speed, item_rng
 from training.continuous import read_continuous
 from training.dataset import read_corpus_info, read_manifest, window_samples
+from training.hard_negatives import read_hard_negatives
 from training.labels import SILENCE, UNKNOWN
 
 __all__ = ["SCENE_SHARES", "StreamWindowConfig", "StreamWindows", "pooled_logits"]
@@ -199,8 +200,6 @@ class StreamWindows:
                 self.recordings.append(_read(Path(rec.path)))
         self.hard: list[np.ndarray] = []
         if hard_negatives is not None:
-            from training.mining import read_hard_negatives
-
             self.hard = [_read(path) for path in read_hard_negatives(hard_negatives)]
             if any(w.size != self.window for w in self.hard):
                 raise ValueError(f"{hard_negatives}: windows of another length than {self.window}")
@@ -370,9 +369,10 @@ class StreamWindows:
             return self.index[max(whole)[1]]
         if kind == "silence":
             return self.index[SILENCE]
-        frames = (hi - lo) // 160
-        active = np.abs(audio[lo : lo + frames * 160]).reshape(frames, 160).max(axis=1) > 1e-3
-        speech = float(active.sum()) * 0.01  # seconds of 10 ms frames with sound
+        hop = self.feature_config.frame_shift
+        frames = (hi - lo) // hop
+        active = np.abs(audio[lo : lo + frames * hop]).reshape(frames, hop).max(axis=1) > 1e-3
+        speech = float(active.sum()) * hop / self.rate  # seconds of frames with sound
         return self.index[UNKNOWN if speech >= c.min_speech_s else SILENCE]
 
     # -- batches ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from models.config import FeatureConfig
 from training.augment import colored_noise
 from training.continuous import read_continuous
 from training.dataset import read_manifest
@@ -44,7 +45,8 @@ __all__ = [
     "streams_from_recordings",
 ]
 
-RATE = 16000
+#: streams are at the model's input rate
+RATE = FeatureConfig().sample_rate
 #: (background, SNR dB) drawn per mixed stream, in turn
 BACKGROUNDS: tuple[tuple[str, float | None], ...] = (
     ("clean", None),

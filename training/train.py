@@ -36,11 +36,13 @@ from torch import Tensor, nn
 
 from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
 from models.frontend import mel_band
+from streaming.detector import DetectorSettings
 from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
 from training.dataset import ManifestDataset, read_corpus_info
 from training.recipe import Recipe, load_recipe
 from training.ship import checkpoint_record
 from training.stream_windows import StreamWindowConfig, StreamWindows, pooled_logits
+from training.train_args import add_train_arguments
 
 __all__ = ["main", "resolve_device", "run", "train"]
 
@@ -49,14 +51,18 @@ LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
 HISTORY_FILE = "history.json"
 
-#: detector defaults written into checkpoints (streaming.detector.DetectorConfig.build kwargs)
+#: the detector settings written into checkpoints, with ``DetectorSettings``' defaults (the one
+#: place they are written); the posterior is added per run, to match the loss
+DETECTOR_KEYS = (
+    "threshold",
+    "smoothing_frames",
+    "patience_frames",
+    "refractory_frames",
+    "warmup_frames",
+    "early_threshold",
+)
 DETECTOR_DEFAULTS: dict[str, Any] = {
-    "threshold": 0.5,
-    "smoothing_frames": 5,
-    "patience_frames": 3,
-    "refractory_frames": 100,
-    "warmup_frames": 30,
-    "early_threshold": 0.9,
+    name: getattr(DetectorSettings(), name) for name in DETECTOR_KEYS
 }
 
 
@@ -605,7 +611,7 @@ def _test_best(
 
 
 def run(args: argparse.Namespace) -> int:
-    """``lmukws train`` with parsed arguments (``training.cli.add_train_arguments``)."""
+    """``lmukws train`` with parsed arguments (``training.train_args.add_train_arguments``)."""
     overrides = list(args.overrides)
     for key in ("data", "out", "model", "device", "threads", "epochs"):
         value = getattr(args, key)
@@ -623,8 +629,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.train --config FILE``."""
-    from training.cli import add_train_arguments
-
     parser = argparse.ArgumentParser(prog="python -m training.train")
     add_train_arguments(parser)
     return run(parser.parse_args(argv))

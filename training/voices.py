@@ -40,11 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.config import FeatureConfig
 from training import kokoro
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
+#: every rendered file is written at the model's input rate
+SAMPLE_RATE = FeatureConfig().sample_rate
 ENGINES: tuple[str, ...] = (
     "espeak-ng",
     "espeak-ng-mbrola",
@@ -319,7 +321,7 @@ def _scheme_string(text: str) -> str:
 
 
 def _festival_batch(voice: Voice, texts: Sequence[str], outs: Sequence[Path]) -> str | None:
-    """Render every text with one festival process (loading a voice costs ~0.3 s)."""
+    """Render every text with one festival process (loading a voice is slow)."""
     stretch = voice.params.get("stretch", 1.0)
     pitch = voice.params.get("pitch", 1.0)
     lines = [f"(voice_{voice.base})"]

@@ -131,7 +131,8 @@ def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Pa
     model fires often at a low threshold), each a stream window long and ending with the
     triggering frame's look-ahead; stream windows then draw them as ``hard`` _unknown_ scenes."""
     from models import save_checkpoint
-    from training.mining import mine_negatives, read_hard_negatives
+    from training.hard_negatives import read_hard_negatives
+    from training.mining import mine_negatives
 
     labels = read_corpus_info(stream_corpus)["labels"]
     torch.manual_seed(3)

@@ -139,8 +139,23 @@ def ship(
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
     card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint)
-    (out_dir / f"{name}.md").write_text(card, encoding="utf-8")
+    card_path = out_dir / f"{name}.md"
+    history = history_section(card_path.read_text("utf-8")) if card_path.is_file() else ""
+    card_path.write_text(card + history, encoding="utf-8")
     return target
+
+
+HISTORY_HEADING = "## History"
+
+
+def history_section(card: str) -> str:
+    """A card's hand-written ``## History`` section (to the end of the card), or ""; shipping
+    a new checkpoint keeps it, since no metadata holds it."""
+    lines = card.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.rstrip() == HISTORY_HEADING:
+            return "\n" + "".join(lines[i:])
+    return ""
 
 
 def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:

@@ -92,6 +92,15 @@ def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
     assert model.num_classes == len(LABELS)
     assert "Real-speech dev set" not in card and "real_speech_dev" not in meta["metrics"]
     assert "Its accuracy on real microphones and real speakers is unknown" in card
+    assert "## History" not in card
+
+    # a hand-written History section survives the next ship
+    (out / "lmuformer.md").write_text(card + "\n## History\n\n| stage | result |\n| 1 | 80 % |\n")
+    ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
+    assert main([*ship, "--out-dir", str(out)]) == 0
+    card = (out / "lmuformer.md").read_text()
+    assert card.count("## History") == 1 and card.endswith("| 1 | 80 % |\n")
+    assert "Trained on synthetic speech" in card
 
 
 def test_the_card_shows_the_real_speech_dev_set(tmp_path: Path) -> None:

@@ -8,6 +8,16 @@ room impulse response), then on about half the items colored noise or babble (mi
 ``_silence_`` items are made from colored noise, digital zero or faint babble. The channel and
 reverb of a whole batch are applied with one batched FFT.
 
+Rooms, devices and codecs (off by default; ``room_prob``, ``device_prob``, ``telephone_prob``,
+``opus_prob``) follow a real signal path: the voice goes through a simulated room
+(:mod:`training.rooms`: an image-source RIR of a random shoebox, RT60 and talker distance, in
+place of the light reverb, in the same batched FFT, aligned on the direct path), then the
+background noise joins it at the drawn SNR (noise is in the room too, but diffuse: it is not
+convolved with the talker's RIR), then the random gain, and last the microphone, preamp and
+codec (:mod:`training.devices`: tilt, band limits, saturation, telephone or Opus) act on the
+mixture, speech and noise alike, as a device does; ``_silence_`` items pass the same device,
+so a codec's traces never tell speech from silence.
+
 Feature side (paper recipe, torch, on the normalised fbank [B, T, F]): SpecAugment frequency
 and time masks, uniform noise, a random roll of up to ±10 frames, and mixup. Beyond the paper,
 optional vocal-tract-length perturbation (:func:`vtlp`): each item's mel axis is warped by a
@@ -32,6 +42,8 @@ import torch
 from torch import Tensor
 
 from models.frontend import mel_scale
+from training.devices import Device, DeviceConfig, apply_device, draw_device, opus_available
+from training.rooms import RirPool, RoomConfig, rir_spectrum
 
 __all__ = [
     "AugmentConfig",
@@ -80,6 +92,49 @@ class AugmentConfig:
     silence_zero_share: float = 0.15
     silence_noise_dbfs: tuple[float, float] = (-75.0, -25.0)
     silence_babble_dbfs: tuple[float, float] = (-55.0, -30.0)
+    # rooms (training.rooms; 0 = off): an image-source RIR in place of the light reverb
+    room_prob: float = 0.0
+    room_rt60_s: tuple[float, float] = (0.15, 0.9)
+    #: talker-microphone distance (log-uniform): sets the DRR and the level (0 dB at the
+    #: range's geometric mean, -6 dB per doubling)
+    room_distance_m: tuple[float, float] = (0.3, 5.0)
+    #: distinct RIRs an augmenter renders (each once, cached; ~1 ms each)
+    room_pool: int = 512
+    # devices and codecs (training.devices; 0 = off), on the mixture after the gain
+    device_prob: float = 0.0
+    device_highpass_hz: tuple[float, float] = (50.0, 300.0)
+    device_lowpass_hz: tuple[float, float] = (3400.0, 8000.0)
+    device_tilt_db: float = 2.0
+    device_saturation_prob: float = 0.3
+    device_drive_db: tuple[float, float] = (0.0, 12.0)
+    telephone_prob: float = 0.0
+    opus_prob: float = 0.0
+    #: libsndfile Opus compression level: 0.95 ~ 19 kbps, 1.0 ~ 7 kbps of 16 kHz speech
+    opus_level: tuple[float, float] = (0.95, 1.0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.room_prob <= 1.0:
+            raise ValueError(f"room_prob must be in [0, 1], got {self.room_prob}")
+        self.room_config()
+        self.device_config()
+
+    def room_config(self) -> RoomConfig:
+        """The ranges rooms are drawn from."""
+        return RoomConfig(rt60_s=self.room_rt60_s, distance_m=self.room_distance_m)
+
+    def device_config(self) -> DeviceConfig:
+        """The microphone and codec knobs."""
+        return DeviceConfig(
+            device_prob=self.device_prob,
+            highpass_hz=self.device_highpass_hz,
+            lowpass_hz=self.device_lowpass_hz,
+            tilt_db_per_octave=self.device_tilt_db,
+            saturation_prob=self.device_saturation_prob,
+            drive_db=self.device_drive_db,
+            telephone_prob=self.telephone_prob,
+            opus_prob=self.opus_prob,
+            opus_level=self.opus_level,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,7 +219,18 @@ class WaveAugmenter:
         self.babble = list(babble)
         rir_len = max(1, int(config.rir_max_s * sample_rate))
         self.rir_len = rir_len
-        self.n_fft = _fast_len(window + rir_len)
+        self.rooms: RirPool | None = None
+        span = rir_len
+        if config.room_prob > 0:
+            self.rooms = RirPool(config.room_pool, sample_rate, config.room_config())
+            span = max(rir_len, self.rooms.max_len)
+        self.n_fft = _fast_len(window + span)
+        self.device = config.device_config()
+        if self.device.opus_prob > 0 and not opus_available():
+            raise ValueError(
+                f"opus_prob {self.device.opus_prob} needs Ogg Opus in libsndfile "
+                "(soundfile.available_subtypes('OGG') has no OPUS here)"
+            )
         self._freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
         self._logf = np.log2(np.maximum(self._freqs, 20.0))
         rel = np.maximum(self._freqs, self._freqs[1]) / self._freqs[1]
@@ -218,6 +284,23 @@ class WaveAugmenter:
             response *= np.fft.rfft(rir, self.n_fft).astype(np.complex64)
         return response
 
+    def _room(self, rng: np.random.Generator) -> tuple[np.ndarray, float, float] | None:
+        """With ``room_prob``, (RIR spectrum [n_fft // 2 + 1], RT60, distance) of a pool room;
+        draws nothing when rooms are off."""
+        if self.rooms is None or rng.random() >= self.config.room_prob:
+            return None
+        rir, lead, room = self.rooms.get(int(rng.integers(self.rooms.size)))
+        return rir_spectrum(rir, lead, self.n_fft), room.rt60_s, room.distance_m
+
+    def _device(self, rng: np.random.Generator) -> Device | None:
+        """This item's microphone and codec; draws nothing when they are off."""
+        return draw_device(rng, self.device) if self.device.active else None
+
+    def _through_device(self, x: np.ndarray, device: Device | None) -> np.ndarray:
+        if device is None or device.is_identity:
+            return x
+        return apply_device(x, device, self.sample_rate)
+
     # -- public -----------------------------------------------------------------------------
 
     def speech(
@@ -229,9 +312,9 @@ class WaveAugmenter:
         """Augmented windows [B, S] of trimmed utterances (float32 in [-1, 1]).
 
         With ``return_parts``: (mixture, speech, noise, info) where speech and noise are the two
-        components before the final gain and clipping, and info holds each item's draws
+        components before the final gain, device and clipping, and info holds each item's draws
         (``snr_db`` is NaN where no SNR noise was added; SNR is measured over the speech span
-        ``start:end``).
+        ``start:end``; ``rt60_s`` and ``distance_m`` are NaN where no room was simulated).
         """
         c = self.config
         B, S = len(utterances), self.window
@@ -239,6 +322,7 @@ class WaveAugmenter:
         responses = np.ones((2 * B, self.n_fft // 2 + 1), dtype=np.complex64)
         spans: list[tuple[int, int]] = []
         info: list[dict[str, float]] = []
+        devices: list[Device | None] = []
         for b, (utt, rng) in enumerate(zip(utterances, rngs, strict=True)):
             x = utt.astype(np.float32, copy=False)
             if rng.random() < c.speed_prob:
@@ -247,10 +331,14 @@ class WaveAugmenter:
             stacked[b, :S] = placed
             spans.append((start, end))
             reverb = bool(rng.random() < c.reverb_prob)
+            room = self._room(rng)
+            reverb = reverb and room is None  # a simulated room replaces the light reverb
             channel = self._channel(rng, reverb)
-            responses[b] = channel
+            responses[b] = channel if room is None else channel * room[0]
             item = {"snr_db": math.nan, "noise_dbfs": math.nan, "gain_db": 0.0}
             item.update(start=float(start), end=float(end))
+            item.update(rt60_s=math.nan if room is None else room[1])
+            item.update(distance_m=math.nan if room is None else room[2])
             if rng.random() < c.noise_prob:
                 item["snr_db"] = float(rng.uniform(*c.snr_db))
                 babble = rng.random() < c.babble_share
@@ -268,6 +356,7 @@ class WaveAugmenter:
                     response = response * np.exp(-alpha / 2.0 * self._log_rel).astype(np.float32)
                 responses[B + b] = response
             item["gain_db"] = float(rng.uniform(c.gain_db_min, c.gain_db_max))
+            devices.append(self._device(rng))
             info.append(item)
         spec = np.fft.rfft(stacked, axis=1) * responses
         filtered = np.fft.irfft(spec, self.n_fft, axis=1)[:, :S].astype(np.float32)
@@ -283,25 +372,29 @@ class WaveAugmenter:
                 continue
             noise[b] *= np.float32(target / _rms(noise[b]))
         gains = np.array([_db(i["gain_db"]) for i in info], dtype=np.float32)[:, None]
-        mixture = np.clip((speech + noise) * gains, -1.0, 1.0)
+        mixture = (speech + noise) * gains
+        for b, device in enumerate(devices):
+            mixture[b] = self._through_device(mixture[b], device)
+        mixture = np.clip(mixture, -1.0, 1.0)
         if return_parts:
             return mixture, speech, noise, info
         return mixture
 
     def silence(self, rng: np.random.Generator) -> np.ndarray:
-        """One ``_silence_`` window [S]: colored noise, digital zero or faint babble."""
+        """One ``_silence_`` window [S]: colored noise, digital zero or faint babble (through the
+        item's device, when devices are on)."""
         c = self.config
         S = self.window
         kind = rng.random()
         if kind < c.silence_zero_share:
-            return np.zeros(S, dtype=np.float32)
-        if kind < c.silence_zero_share + c.silence_noise_share or not self.babble:
+            x = np.zeros(S, dtype=np.float32)
+        elif kind < c.silence_zero_share + c.silence_noise_share or not self.babble:
             x = colored_noise(S, float(rng.uniform(*c.noise_alpha)), rng)
-            level = _db(rng.uniform(*c.silence_noise_dbfs))
+            x = x * np.float32(_db(rng.uniform(*c.silence_noise_dbfs)))
         else:
             x = self._babble(rng)
-            level = _db(rng.uniform(*c.silence_babble_dbfs))
-        return np.clip(x * np.float32(level), -1.0, 1.0)
+            x = x * np.float32(_db(rng.uniform(*c.silence_babble_dbfs)))
+        return np.clip(self._through_device(x, self._device(rng)), -1.0, 1.0)
 
 
 def _magnitude(response: np.ndarray) -> np.ndarray:

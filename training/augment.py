@@ -95,8 +95,8 @@ class AugmentConfig:
     # rooms (training.rooms; 0 = off): an image-source RIR in place of the light reverb
     room_prob: float = 0.0
     room_rt60_s: tuple[float, float] = (0.15, 0.9)
-    #: talker-microphone distance (log-uniform): sets the DRR and the level (0 dB at the
-    #: range's geometric mean, -6 dB per doubling)
+    #: talker-microphone distance (log-uniform): sets the DRR and the level (direct path -6 dB
+    #: per doubling; the dry clip's energy at the range's geometric mean)
     room_distance_m: tuple[float, float] = (0.3, 5.0)
     #: distinct RIRs an augmenter renders (each once, cached; ~1 ms each)
     room_pool: int = 512

@@ -11,8 +11,10 @@ time RT60, a microphone and a talker at a source-mic distance. :func:`room_rir` 
   direct-to-reverberant ratio (DRR) is ``20 log10(r_c / r)`` for the critical distance ``r_c``.
 
 Wall absorption follows RT60 through Eyring's formula, ``RT60 = 0.161 V / (-S ln(1 - a))``.
-The distance sets both the DRR and the level: the direct path has amplitude ``ref / r`` (-6 dB
-per doubling of distance, 0 dB at ``ref``).
+The distance sets both the DRR and the level: the direct path falls 6 dB per doubling of
+distance over a reverberant level that does not depend on it, and a talker at the reference
+distance ``ref`` (the range's geometric mean) keeps the dry clip's energy (direct plus
+reverberant), so rooms neither raise nor lower the corpus's level on average.
 
 The RIR keeps ``lead`` samples before the direct path (the left half of the sinc kernels of
 reflections that arrive within a few samples of it); :func:`reverberate` and
@@ -185,7 +187,8 @@ def room_rir(
     lead = SINC_HALF
     n = lead + math.ceil(length_s * fs) + SINC_HALF + 1
     rir = np.zeros(n, dtype=np.float64)
-    amp_ref = config.reference_m
+    ref, r_c = config.reference_m, room.critical_distance_m
+    amp_ref = ref / math.sqrt(1.0 + (ref / r_c) ** 2)  # energy 1 at ref: (ref/r)^2 + (ref/r_c)^2
 
     # early part: the direct path and the image sources (fractional delays, windowed sinc)
     dist, hits = _images(room, r0 + SOUND_SPEED * config.early_s)
@@ -206,7 +209,7 @@ def room_rir(
     if start < n:
         t = (np.arange(start, n) - lead) / fs
         tail = rng.standard_normal(t.size) * np.exp(-0.5 * decay * t)
-        e_rev = (amp_ref / room.critical_distance_m) ** 2
+        e_rev = (amp_ref / r_c) ** 2
         t0, t1 = t[0], t[-1] + 1.0 / fs
         target = e_rev * (math.exp(-decay * t0) - math.exp(-decay * t1))
         rir[start:] += tail * math.sqrt(target / (np.sum(tail**2) + EPS))

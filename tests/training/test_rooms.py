@@ -68,11 +68,17 @@ def test_distance_lowers_the_direct_to_reverberant_ratio_and_the_level() -> None
         drr.append(_drr_db(rir, lead))
         direct.append(float(rir[lead]))
     assert all(a > b + 3.0 for a, b in itertools.pairwise(drr))  # ~6 dB per doubling
-    ref = RoomConfig().reference_m
-    assert direct == pytest.approx([ref / d for d in (0.5, 1.0, 2.0, 4.0)], rel=1e-3)
+    assert [v * d for v, d in zip(direct, (0.5, 1.0, 2.0, 4.0), strict=True)] == pytest.approx(
+        [direct[0] * 0.5] * 4, rel=1e-3
+    )  # the direct path falls as 1 / r
     # far from the walls' first reflections, the diffuse-field DRR of Sabine's theory
     theory = 20.0 * math.log10(critical_distance((6.0, 5.0, 3.0), 0.5) / 4.0)
     assert drr[-1] == pytest.approx(theory, abs=3.0)
+
+
+def test_a_talker_at_the_reference_distance_keeps_the_dry_energy() -> None:
+    rir, _ = room_rir(_room(RoomConfig().reference_m), np.random.default_rng(0), FS)
+    assert 10 * math.log10(np.sum(rir.astype(np.float64) ** 2)) == pytest.approx(0.0, abs=2.0)
 
 
 def test_the_direct_path_keeps_a_click_in_place() -> None:

@@ -8,6 +8,7 @@ names it: 415 when it is not a readable audio file, 422 when it is audio the mod
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import numpy as np
@@ -41,7 +42,7 @@ def decode_audio(name: str, data: bytes, max_seconds: float) -> tuple[np.ndarray
         raise
     except Exception as error:  # libsndfile: not audio, unknown format, corrupt header
         raise HTTPException(
-            415, f"file {name!r} is not a readable audio file (WAV expected): {error}"
+            415, f"file {name!r} is not a readable audio file (WAV expected): {_reason(error)}"
         ) from None
     if audio.shape[0] == 0:
         raise HTTPException(422, f"file {name!r} has no samples")
@@ -52,6 +53,15 @@ def decode_audio(name: str, data: bytes, max_seconds: float) -> tuple[np.ndarray
     if not np.isfinite(audio).all():
         raise HTTPException(422, f"file {name!r} has NaN or infinite samples")
     return audio.mean(axis=1), rate, channels
+
+
+_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _reason(error: Exception) -> str:
+    """What libsndfile said, without the object reprs (heap addresses) it puts in messages."""
+    text = getattr(error, "error_string", None) or str(error)
+    return _REPR.sub("the file", str(text)).strip() or type(error).__name__
 
 
 @router.post(

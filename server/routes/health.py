@@ -22,7 +22,12 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     engine process is gone."""
     if service.serving:
         return JSONResponse(
-            {"status": "ready", "sessions": len(service.connections)}, status_code=200
+            {
+                "status": "ready",
+                "sessions": service.session_count,
+                "pending": service.pending_count,
+            },
+            status_code=200,
         )
     if service.shutting_down:
         reason = "shutting down"

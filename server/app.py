@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.origins import OriginMiddleware
 from server.routes import classify, health, metrics, model, stream
 from server.service import Service
 from server.settings import Settings
@@ -89,6 +90,11 @@ def create_app(settings: Settings | None = None, engine: StreamingEngine | None 
     )
     app.state.service = service
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(  # outermost: a foreign page is refused before anything else runs
+        OriginMiddleware,
+        allowed=settings.allowed_origins,
+        on_refused=lambda: service.metrics.errors_total.inc(code="forbidden_origin"),
+    )
 
     @app.exception_handler(BodyTooLargeError)
     async def _body_too_large(request: Request, error: BodyTooLargeError) -> JSONResponse:

@@ -141,3 +141,28 @@ def test_a_text_message_that_is_not_utf8_closes_1007_without_a_traceback(
     log = live.log.read_text(errors="replace")
     assert "not UTF-8" in log and "Traceback" not in log
     assert readyz(live)["sessions"] == 0
+
+
+def test_a_foreign_origin_is_refused_over_the_wire(live: LiveServer) -> None:
+    import asyncio
+
+    import websockets
+
+    async def connect(origin: str | None) -> int | None:
+        try:
+            async with websockets.connect(live.ws, origin=origin) as ws:  # type: ignore[arg-type]
+                await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+                assert json.loads(await ws.recv())["type"] == "ready"
+                return None
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    own = f"http://127.0.0.1:{live.port}"
+    results = [asyncio.run(connect(o)) for o in ("http://evil.example", "null", own, None)]
+    assert results == [403, 403, None, None]
+    response = httpx.post(
+        f"{live.http}/v1/classify",
+        files=[("files", ("a.wav", b"x", "audio/wav"))],
+        headers={"origin": "http://evil.example"},
+    )
+    assert response.status_code == 403

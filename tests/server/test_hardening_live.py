@@ -166,3 +166,26 @@ def test_a_foreign_origin_is_refused_over_the_wire(live: LiveServer) -> None:
         headers={"origin": "http://evil.example"},
     )
     assert response.status_code == 403
+
+
+def test_a_chunked_upload_over_the_limit_gets_413_over_the_wire(live: LiveServer) -> None:
+    boundary = "lmukws-boundary"
+
+    def chunked() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.wav"'
+            "\r\nContent-Type: audio/wav\r\n\r\n"
+        ).encode()
+        for _ in range(40):  # 320 kB, over the 200 kB limit
+            yield b"\x00" * 8192
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    before = metric(live, 'lmukws_errors_total{code="upload_too_large"}')
+    response = httpx.post(
+        f"{live.http}/v1/classify",
+        content=chunked(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "request body is over the upload limit of 200000 bytes"}
+    assert metric(live, 'lmukws_errors_total{code="upload_too_large"}') == before + 1

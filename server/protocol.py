@@ -17,6 +17,8 @@ Conversation::
 
 Every fatal error is an ``{"type":"error","code","message"}`` followed by a close whose code is
 ``ERROR_CLOSE_CODES[code]``. A server shutting down flushes, sends ``end`` and closes with 1001.
+The limits below are defaults of the server's settings; docs/hardening.md says what happens
+past each one (``slow_consumer``, pending connections, origins, upload budgets).
 
 Times are audio times in milliseconds of 16 kHz audio from the last ``start`` or ``reset``.
 """

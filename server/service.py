@@ -71,6 +71,15 @@ class Service:
         return self._pool.runtime if self._pool is not None else self.engine.runtime
 
     @property
+    def engines(self) -> tuple[int, int]:
+        """(live, total) engines: the engine processes, else the in-process engine's worker."""
+        if self._pool is not None:
+            return sum(1 for p in self._pool.processes if p.alive), len(self._pool.processes)
+        if self._engine is None:
+            return 0, 1
+        return int(self._engine.running), 1
+
+    @property
     def session_count(self) -> int:
         """Connections with a session (what ``max_sessions`` caps)."""
         return sum(1 for c in self.connections if c.started)

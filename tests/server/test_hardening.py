@@ -3,8 +3,11 @@ outside the session cap, error details, the settings and flags of every new limi
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,7 +114,14 @@ def test_connections_without_start_time_out_and_do_not_fill_the_cap(
         client.websocket_connect(STREAM_PATH) as silent_b,
     ):
         # two connections wait for their start; the one session slot is still free
-        assert client.get("/readyz").json() == {"status": "ready", "sessions": 0, "pending": 2}
+        ready = client.get("/readyz").json()
+        assert ready == {
+            "status": "ready",
+            "sessions": 0,
+            "pending": 2,
+            "engines": 1,
+            "engines_total": 1,
+        }
         with client.websocket_connect(STREAM_PATH) as ws:
             _, messages = stream_signal(ws, sequence([("low", 0.3)], 1.5), 1600)
         assert [k for k, _ in detections(messages)] == ["low"]
@@ -124,6 +134,28 @@ def test_connections_without_start_time_out_and_do_not_fill_the_cap(
                 message = expect_error(ws, "idle_timeout", 1008)
                 assert "no 'start' within 0.5 s" in message["message"]
     assert client.get("/readyz").json()["pending"] == 0
+
+
+# -- engines --------------------------------------------------------------------------------
+
+
+def test_healthz_fails_when_no_engine_process_is_live(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(engine_processes=1)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    ready = client.get("/readyz").json()
+    assert ready["engines"] == 1 and ready["engines_total"] == 1
+    assert client.get("/healthz").json() == {"status": "ok"}
+    os.kill(service.sessions.pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while service.sessions.processes[0].alive:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "no engine running"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["engines"] == 0
 
 
 # -- details that leaked ----------------------------------------------------------------------

@@ -8,13 +8,14 @@ knows how to drain them on shutdown. Routes take what they need through ``server
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.origins import OriginMiddleware
 from server.routes import classify, health, metrics, model, stream
 from server.service import Service
 from server.settings import Settings
@@ -30,11 +31,16 @@ class BodyTooLargeError(Exception):
 
 
 class BodyLimitMiddleware:
-    """Reject request bodies over ``max_bytes`` (413) by Content-Length or while streaming."""
+    """Reject request bodies over ``max_bytes`` with 413, by Content-Length or, for a chunked
+    body, as soon as the bytes received pass the limit: whatever the app answers then (the
+    form parser turns the error into a 400) is replaced by the 413; ``on_reject`` counts it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, on_reject: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,21 +53,42 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    response = _too_large(self.max_bytes)
-                    await response(scope, receive, send)
+                    await self._reject(scope, receive, send)
                     return
         received = 0
+        exceeded = started = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLargeError(self.max_bytes)
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to the error; the 413 follows
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not exceeded:
+                raise  # anything else the app raised; the limit's own error ends here
+        if exceeded and not started:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject()
+        await _too_large(self.max_bytes)(scope, receive, send)
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -88,12 +115,16 @@ def create_app(settings: Settings | None = None, engine: StreamingEngine | None 
         lifespan=lifespan,
     )
     app.state.service = service
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-
-    @app.exception_handler(BodyTooLargeError)
-    async def _body_too_large(request: Request, error: BodyTooLargeError) -> JSONResponse:
-        service.metrics.errors_total.inc(code="upload_too_large")
-        return _too_large(error.limit)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        on_reject=lambda: service.metrics.errors_total.inc(code="upload_too_large"),
+    )
+    app.add_middleware(  # outermost: a foreign page is refused before anything else runs
+        OriginMiddleware,
+        allowed=settings.allowed_origins,
+        on_refused=lambda: service.metrics.errors_total.inc(code="forbidden_origin"),
+    )
 
     for router in (stream.router, classify.router, model.router, health.router, metrics.router):
         app.include_router(router)

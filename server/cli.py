@@ -25,6 +25,21 @@ SERVE_FLAGS = (
     "max_sessions",
     "engine_processes",
     "log_level",
+    # limits (docs/hardening.md)
+    "max_message_bytes",
+    "idle_timeout_s",
+    "handshake_timeout_s",
+    "max_pending_connections",
+    "max_outbound_messages",
+    "slow_consumer_timeout_s",
+    "max_sample_magnitude",
+    "max_json_depth",
+    "max_upload_bytes",
+    "max_upload_files",
+    "max_upload_seconds",
+    "max_request_audio_s",
+    "classify_batch_s",
+    "allowed_origins",
 )
 #: choices of fields whose type does not list them
 CHOICES: Mapping[str, Sequence[str]] = {"model": ("spiking-lmuformer", "lmuformer")}
@@ -44,7 +59,7 @@ def add_settings_arguments(
         kind, listed = _argument_type(field.annotation)
         options = choices.get(name, listed)
         default = field.default
-        shown = "none" if default is None else default
+        shown = "none" if default is None or default == [] else default
         help_text = f"{field.description} (default {shown}; env LMUKWS_{name.upper()})"
         parser.add_argument(
             "--" + name.replace("_", "-"),

@@ -17,6 +17,8 @@ Conversation::
 
 Every fatal error is an ``{"type":"error","code","message"}`` followed by a close whose code is
 ``ERROR_CLOSE_CODES[code]``. A server shutting down flushes, sends ``end`` and closes with 1001.
+The limits below are defaults of the server's settings; docs/hardening.md says what happens
+past each one (``slow_consumer``, pending connections, origins, upload budgets).
 
 Times are audio times in milliseconds of 16 kHz audio from the last ``start`` or ``reset``.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -63,6 +66,13 @@ MAX_MESSAGE_BYTES = 1 << 20  # one websocket message, text or binary (1 MiB, ~5 
 MAX_UPLOAD_BYTES = 32 << 20  # one POST /v1/classify request
 MAX_SCORES_TOP = 5  # entries in ``scores.top``
 IDLE_TIMEOUT_S = 60.0  # no message for this long closes the session
+HANDSHAKE_TIMEOUT_S = 5.0  # no ``start`` this long after connecting closes the connection
+MAX_OUTBOUND_MESSAGES = 64  # unsent messages per session; ``scores`` beyond are dropped
+SLOW_CONSUMER_TIMEOUT_S = 10.0  # a message unsent this long closes the session (slow_consumer)
+MAX_SAMPLE_MAGNITUDE = 1e3  # |x| of pcm_f32le samples beyond this is bad_audio
+MAX_JSON_DEPTH = 16  # nesting of a text message (``start`` needs 3)
+MAX_REQUEST_AUDIO_S = 600.0  # audio seconds in one POST /v1/classify, all files together
+CLASSIFY_BATCH_S = 60.0  # audio seconds decoded and classified at once by POST /v1/classify
 
 
 class CloseCode(enum.IntEnum):
@@ -70,8 +80,9 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000  # after ``end``
     GOING_AWAY = 1001  # server shutting down
-    INVALID_DATA = 1007  # bad data: broken JSON, bad fields, odd byte counts, NaN/inf samples
-    POLICY_VIOLATION = 1008  # protocol misuse: audio before start, unknown type, bad rate...
+    INVALID_DATA = 1007  # bad data: broken or too deeply nested JSON, bad fields, bad samples
+    POLICY_VIOLATION = 1008  # protocol misuse: audio before start, unknown type, bad rate, a
+    # client that stopped reading (slow_consumer), no ``start`` in time...
     MESSAGE_TOO_BIG = 1009  # a message over the size limit
     INTERNAL_ERROR = 1011  # the server failed
     TRY_AGAIN_LATER = 1013  # server full (session cap)
@@ -80,7 +91,7 @@ class CloseCode(enum.IntEnum):
 class ErrorCode(str, enum.Enum):
     """``code`` of an ``error`` message."""
 
-    BAD_JSON = "bad_json"  # a text message that is not a JSON object
+    BAD_JSON = "bad_json"  # a text message that is not a JSON object, or nested too deeply
     INVALID_MESSAGE = "invalid_message"  # JSON of a known type with missing or bad fields
     UNKNOWN_TYPE = "unknown_type"  # ``type`` missing or not a client message type
     NOT_STARTED = "not_started"  # audio, reset or stop before ``start``
@@ -88,9 +99,15 @@ class ErrorCode(str, enum.Enum):
     UNSUPPORTED_SAMPLE_RATE = "unsupported_sample_rate"  # outside 8000..48000 Hz
     UNSUPPORTED_ENCODING = "unsupported_encoding"  # not one of ``ENCODINGS``
     UNKNOWN_KEYWORD = "unknown_keyword"  # a keyword or threshold key not among the labels
-    BAD_AUDIO = "bad_audio"  # byte count not a whole number of samples, or NaN/inf samples
+    # byte count not a whole number of samples; NaN/inf or float samples beyond
+    # ``MAX_SAMPLE_MAGNITUDE``
+    BAD_AUDIO = "bad_audio"
     MESSAGE_TOO_BIG = "message_too_big"
-    IDLE_TIMEOUT = "idle_timeout"  # no message for ``idle_timeout`` seconds
+    # no message for ``idle_timeout`` seconds, or no ``start`` within ``HANDSHAKE_TIMEOUT_S``
+    IDLE_TIMEOUT = "idle_timeout"
+    # the client took no message for ``SLOW_CONSUMER_TIMEOUT_S`` while some waited (new in
+    # 0.2; a client that does not know it reads an unknown code, then the 1008 close)
+    SLOW_CONSUMER = "slow_consumer"
     SERVER_FULL = "server_full"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal_error"
@@ -107,6 +124,7 @@ ERROR_CLOSE_CODES: dict[ErrorCode, CloseCode] = {
     ErrorCode.UNSUPPORTED_ENCODING: CloseCode.POLICY_VIOLATION,
     ErrorCode.UNKNOWN_KEYWORD: CloseCode.POLICY_VIOLATION,
     ErrorCode.IDLE_TIMEOUT: CloseCode.POLICY_VIOLATION,
+    ErrorCode.SLOW_CONSUMER: CloseCode.POLICY_VIOLATION,
     ErrorCode.MESSAGE_TOO_BIG: CloseCode.MESSAGE_TOO_BIG,
     ErrorCode.SERVER_FULL: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
@@ -374,11 +392,38 @@ _SERVER_ADAPTER: TypeAdapter[
 # helpers
 
 
-def _load_object(text: str | bytes) -> dict[str, Any]:
+def json_depth(text: str | bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings are
+    not counted), without parsing it: O(len(text)) and no recursion."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if text.count("[") + text.count("{") <= 1:
+        return text.count("[") + text.count("{")
+    brackets = _BRACKETS.sub("", _STRINGS.sub('""', text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[^\[\]{}]")
+
+
+def _load_object(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    count = text.count("[") + text.count("{") if isinstance(text, str) else max_depth + 1
+    if count > max_depth and json_depth(text) > max_depth:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is nested deeper than {max_depth} levels")
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:
         raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "message is nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(
             ErrorCode.BAD_JSON, f"message must be a JSON object, got {type(data).__name__}"
@@ -394,9 +439,12 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_client_message(text: str | bytes) -> StartMessage | ResetMessage | StopMessage:
-    """Parse one text message from a client; raises ``ProtocolError`` naming what was wrong."""
-    data = _load_object(text)
+def parse_client_message(
+    text: str | bytes, max_depth: int = MAX_JSON_DEPTH
+) -> StartMessage | ResetMessage | StopMessage:
+    """Parse one text message from a client; raises ``ProtocolError`` naming what was wrong
+    (``bad_json`` for JSON nested deeper than ``max_depth``, checked before parsing)."""
+    data = _load_object(text, max_depth)
     kind = data.get("type")
     if kind not in CLIENT_MESSAGE_TYPES:
         raise ProtocolError(
@@ -474,10 +522,13 @@ def error_message(code: ErrorCode, message: str) -> ErrorMessage:
     return ErrorMessage(code=code, message=message)
 
 
-def decode_pcm(data: bytes, encoding: str) -> np.ndarray:
+def decode_pcm(
+    data: bytes, encoding: str, max_magnitude: float = MAX_SAMPLE_MAGNITUDE
+) -> np.ndarray:
     """Binary audio message -> float32 samples [S] in [-1, 1]; raises ``ProtocolError``.
 
-    The byte count must be a whole number of samples and float samples must be finite.
+    The byte count must be a whole number of samples and float samples must be finite and at
+    most ``max_magnitude`` in absolute value (huge finite samples overflow the front end).
     """
     import numpy as np
 
@@ -498,6 +549,13 @@ def decode_pcm(data: bytes, encoding: str) -> np.ndarray:
         raise ProtocolError(
             ErrorCode.BAD_AUDIO, f"{bad} of {samples.size} pcm_f32le samples are NaN or infinite"
         )
+    if samples.size and float(np.abs(samples).max()) > max_magnitude:
+        bad = int(np.count_nonzero(np.abs(samples) > max_magnitude))
+        raise ProtocolError(
+            ErrorCode.BAD_AUDIO,
+            f"{bad} of {samples.size} pcm_f32le samples are beyond ±{max_magnitude:g} "
+            "(samples are expected in [-1, 1])",
+        )
     return samples
 
 
@@ -516,18 +574,25 @@ def encode_pcm(samples: np.ndarray, encoding: str) -> bytes:
 
 __all__ = [
     "BYTES_PER_SAMPLE",
+    "CLASSIFY_BATCH_S",
     "CLASSIFY_PATH",
     "CLIENT_MESSAGE_TYPES",
     "ENCODINGS",
     "ERROR_CLOSE_CODES",
     "FRAME_MS",
+    "HANDSHAKE_TIMEOUT_S",
     "IDLE_TIMEOUT_S",
+    "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
+    "MAX_OUTBOUND_MESSAGES",
+    "MAX_REQUEST_AUDIO_S",
+    "MAX_SAMPLE_MAGNITUDE",
     "MAX_SAMPLE_RATE",
     "MAX_SCORES_TOP",
     "MAX_UPLOAD_BYTES",
     "MIN_SAMPLE_RATE",
     "MODEL_PATH",
+    "SLOW_CONSUMER_TIMEOUT_S",
     "STREAM_PATH",
     "TARGET_SAMPLE_RATE",
     "WINDOW_MS",
@@ -552,6 +617,7 @@ __all__ = [
     "dump_message",
     "encode_pcm",
     "error_message",
+    "json_depth",
     "parse_client_message",
     "parse_server_message",
 ]

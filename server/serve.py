@@ -15,8 +15,11 @@ import socket
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from server.app import create_app
+from server.routes.stream import ABORT_EXTENSION
 from server.settings import Settings
 
 log = logging.getLogger("lmukws.server")
@@ -62,6 +65,31 @@ class GracefulServer(uvicorn.Server):
             self.should_exit = True
 
 
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol with two changes: the scope carries an ASGI extension
+    ``lmukws.abort`` (drop the TCP connection at once, for a client that stopped reading: no
+    close frame gets through its full buffers), and a text frame that is not UTF-8 closes with
+    1007 and one log line, not an ERROR traceback."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.transport.abort
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log.info("%s: text message is not UTF-8; closing with 1007", self.client)
+                self.conn.send_close(1007, "text message is not UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
+
 def _find_service(app: object) -> object | None:
     for _ in range(10):
         state = getattr(app, "state", None)
@@ -90,6 +118,7 @@ def serve(settings: Settings) -> int:
         # PCM audio barely compresses; inflating every chunk costs the event loop and the
         # clients CPU for nothing (profile: benchmarks/README.md)
         ws_per_message_deflate=settings.ws_compression,
+        ws=WebSocketProtocol,
     )
     server = GracefulServer(config, settings.shutdown_deadline_s)
     server.run()

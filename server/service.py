@@ -29,6 +29,10 @@ log = logging.getLogger("lmukws.server")
 class Connection(Protocol):
     """An open streaming connection, as the drain sees it (``server.routes.stream``)."""
 
+    @property
+    def started(self) -> bool:
+        """A session is open: the connection counts against ``max_sessions``."""
+
     async def go_away(self) -> None:
         """Flush what was received, send ``end``, close with 1001."""
 
@@ -65,6 +69,25 @@ class Service:
     def runtime(self) -> str | None:
         """What runs the streaming steps: the engine processes' runtime, else the engine's."""
         return self._pool.runtime if self._pool is not None else self.engine.runtime
+
+    @property
+    def engines(self) -> tuple[int, int]:
+        """(live, total) engines: the engine processes, else the in-process engine's worker."""
+        if self._pool is not None:
+            return sum(1 for p in self._pool.processes if p.alive), len(self._pool.processes)
+        if self._engine is None:
+            return 0, 1
+        return int(self._engine.running), 1
+
+    @property
+    def session_count(self) -> int:
+        """Connections with a session (what ``max_sessions`` caps)."""
+        return sum(1 for c in self.connections if c.started)
+
+    @property
+    def pending_count(self) -> int:
+        """Connections still waiting for their ``start`` (``max_pending_connections``)."""
+        return len(self.connections) - self.session_count
 
     @property
     def serving(self) -> bool:

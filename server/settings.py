@@ -10,10 +10,10 @@ help are made from these fields (``server.cli``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.config import DEFAULT_MODEL, FeatureConfig
 from server import protocol
@@ -109,11 +109,80 @@ class Settings(BaseSettings):
     )
 
     # protocol limits
-    max_message_bytes: int = Field(protocol.MAX_MESSAGE_BYTES, ge=1024)
-    max_upload_bytes: int = Field(protocol.MAX_UPLOAD_BYTES, ge=1024)
-    max_upload_files: int = Field(64, ge=1)
-    max_upload_seconds: float = Field(60.0, gt=0.0, description="per classified file")
-    idle_timeout_s: float = Field(protocol.IDLE_TIMEOUT_S, gt=0.0)
+    max_message_bytes: int = Field(
+        protocol.MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="largest websocket message, text or binary (bigger: 1009 message_too_big)",
+    )
+    max_upload_bytes: int = Field(
+        protocol.MAX_UPLOAD_BYTES,
+        ge=1024,
+        description="largest POST /v1/classify body, chunked or not (bigger: 413)",
+    )
+    max_upload_files: int = Field(64, ge=1, description="files in one POST /v1/classify")
+    max_upload_seconds: float = Field(
+        60.0, gt=0.0, description="longest file POST /v1/classify takes, in seconds (longer: 422)"
+    )
+    max_request_audio_s: float = Field(
+        protocol.MAX_REQUEST_AUDIO_S,
+        gt=0.0,
+        description="audio seconds in one POST /v1/classify, all files together (more: 413)",
+    )
+    classify_batch_s: float = Field(
+        protocol.CLASSIFY_BATCH_S,
+        gt=0.0,
+        description="audio seconds decoded and classified at once; bounds a request's memory",
+    )
+    idle_timeout_s: float = Field(
+        protocol.IDLE_TIMEOUT_S,
+        gt=0.0,
+        description="a started session with no message for this long is closed (1008)",
+    )
+    handshake_timeout_s: float = Field(
+        protocol.HANDSHAKE_TIMEOUT_S,
+        gt=0.0,
+        description="a connection without `start` this long after connecting is closed (1008)",
+    )
+    max_pending_connections: int = Field(
+        64,
+        ge=1,
+        description="connections waiting for their `start` (they do not count as sessions)",
+    )
+    max_outbound_messages: int = Field(
+        protocol.MAX_OUTBOUND_MESSAGES,
+        ge=1,
+        description="unsent messages per session; `scores` beyond it are dropped (never "
+        "detections or `end`)",
+    )
+    slow_consumer_timeout_s: float = Field(
+        protocol.SLOW_CONSUMER_TIMEOUT_S,
+        gt=0.0,
+        description="a client that takes no message for this long while some wait is closed "
+        "(1008 slow_consumer) and its session freed",
+    )
+    max_sample_magnitude: float = Field(
+        protocol.MAX_SAMPLE_MAGNITUDE,
+        gt=0.0,
+        description="pcm_f32le samples beyond this magnitude are bad_audio (1007)",
+    )
+    max_json_depth: int = Field(
+        protocol.MAX_JSON_DEPTH,
+        ge=2,
+        description="nesting of a JSON text message, checked before parsing (deeper: 1007)",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="browser origins allowed besides the server's own, comma-separated, e.g. "
+        "https://app.example (* allows any; clients without Origin are always allowed)",
+    )
     scores_every_ms: int = Field(0, ge=0, description="default for `start` without it")
     shutdown_deadline_s: float = Field(5.0, gt=0.0, description="SIGTERM to exit")
     log_level: str = Field("info", description="uvicorn log level")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        """``"https://a.example, https://b.example"`` (flag or environment) -> a list."""
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value

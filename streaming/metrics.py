@@ -260,6 +260,10 @@ class EngineMetrics:
         self.errors_total = r.counter(
             "lmukws_errors_total", "Errors reported to clients, per kind.", ("code",)
         )
+        self.scores_dropped_total = r.counter(
+            "lmukws_scores_dropped_total",
+            "Scores messages dropped because their client was not reading fast enough.",
+        )
         self.classify_files_total = r.counter(
             "lmukws_classify_files_total", "Files classified by POST /v1/classify."
         )

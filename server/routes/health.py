@@ -10,19 +10,35 @@ from server.deps import ServiceDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """Liveness: 200 while the process runs."""
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "no engine is running"}})
+async def healthz(service: ServiceDep) -> JSONResponse:
+    """Liveness: 200 while the process runs and, once loaded, at least one engine (process)
+    runs; 503 when none does, so a container health check restarts a server that can no
+    longer serve any session."""
+    live, total = service.engines
+    if service.ready and not service.shutting_down and live == 0:
+        return JSONResponse(
+            {"status": "no engine running", "engines": live, "engines_total": total},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok"}, status_code=200)
 
 
 @router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
 async def readyz(service: ServiceDep) -> JSONResponse:
-    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or when the
-    engine process is gone."""
+    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or when an
+    engine process is gone; ``engines`` says how many engines are live."""
+    live, total = service.engines
+    engines = {"engines": live, "engines_total": total}
     if service.serving:
         return JSONResponse(
-            {"status": "ready", "sessions": len(service.connections)}, status_code=200
+            {
+                "status": "ready",
+                "sessions": service.session_count,
+                "pending": service.pending_count,
+                **engines,
+            },
+            status_code=200,
         )
     if service.shutting_down:
         reason = "shutting down"
@@ -30,4 +46,4 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         reason = "engine stopped"
     else:
         reason = "loading"
-    return JSONResponse({"status": reason}, status_code=503)
+    return JSONResponse({"status": reason, **engines}, status_code=503)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from fastapi import APIRouter
 
 from server import protocol
@@ -19,6 +21,8 @@ async def model_info(service: ServiceDep) -> protocol.ModelInfo:
     detector = engine.detector_config()
     metadata = dict(served.metadata)
     checkpoint = metadata.pop("checkpoint", None)
+    if checkpoint is not None:  # its name, never where the server keeps it
+        checkpoint = PurePath(str(checkpoint)).name
     return protocol.ModelInfo(
         name=served.name,
         labels=list(served.labels),

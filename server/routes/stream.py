@@ -10,9 +10,12 @@ happens.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
@@ -29,10 +32,24 @@ log = logging.getLogger("lmukws.stream")
 router = APIRouter(tags=["streaming"])
 
 MAX_BACKLOG_S = 10.0  # queued audio per session before the server stops reading the socket
+SLOW_CONSUMER_GRACE_S = 1.0  # to send slow_consumer and the close before dropping the TCP link
+
+
+ABORT_EXTENSION = "lmukws.abort"  # ASGI scope extension: drop the TCP connection at once
+_CLOSE = object()  # the outbox's last entry: send the close frame
 
 
 class StreamConnection:
-    """One websocket and its session."""
+    """One websocket and its session.
+
+    Everything sent goes through a bounded outbox drained by one writer task, so a client
+    that stops reading never blocks the receive loop or the engine: ``scores`` are dropped
+    (and counted) while ``max_outbound_messages`` wait and the writer is stuck in a send (the
+    transport's buffers are full: the client lags), detections, errors and ``end`` never;
+    a message unsent ``slow_consumer_timeout_s`` after it was queued closes the connection
+    (``error`` slow_consumer, 1008; the TCP connection is dropped when even that cannot be
+    sent) and frees the session at once.
+    """
 
     def __init__(self, websocket: WebSocket, service: Service) -> None:
         self.ws = websocket
@@ -44,32 +61,123 @@ class StreamConnection:
         self.closed = False
         self.stopping = False
         self.going_away = False
-        self._send_lock = asyncio.Lock()
         self._events = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self._outbox: collections.deque[tuple[Any, float]] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        # the writer waits inside a send: a send to a writable transport completes without
+        # yielding, so the pump sees this only while the client lags
+        self._in_send = False
+        self._finished = asyncio.Event()  # the transport is closed or gone
+        extensions = websocket.scope.get("extensions") or {}
+        self._abort: Callable[[], None] | None = extensions.get(ABORT_EXTENSION)
+        self._close_code: int = CloseCode.NORMAL
+
+    @property
+    def started(self) -> bool:
+        """A session is open (the connection counts against ``max_sessions``)."""
+        return self.session is not None
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(self, message: BaseModel) -> bool:
-        """Send one message; False if the connection is gone."""
+    async def send(self, message: BaseModel, *, droppable: bool = False) -> bool:
+        """Queue one message for the client; False if the connection is closing, or if
+        ``droppable`` and the outbox is full (the message is dropped and counted)."""
         if self.closed:
             return False
-        async with self._send_lock:
-            try:
+        if droppable and self._in_send and len(self._outbox) >= self.settings.max_outbound_messages:
+            self.metrics.scores_dropped_total.inc()
+            return False
+        self._queue(protocol.dump_message(message))
+        return True
+
+    def _queue(self, item: Any) -> None:
+        self._outbox.append((item, self._loop.time()))
+        self._outbox_ready.set()
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        """Send the outbox in order; each message must leave within the slow-consumer
+        deadline counted from when it was queued."""
+        deadline = self.settings.slow_consumer_timeout_s
+        while True:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item, queued_at = self._outbox[0]
+            timeout = max(queued_at + deadline - self._loop.time(), 0.0)
+            self._in_send = True
+            try:  # in this task (no wait_for task): a writable transport never suspends it
+                async with asyncio.timeout(timeout):
+                    if item is _CLOSE:
+                        await self.ws.close(self._close_code)
+                    else:
+                        await self.ws.send_text(item)
+            except (asyncio.TimeoutError, TimeoutError):
+                await self._slow_consumer(deadline)
+                return
+            except Exception:  # the client went away mid-send
+                self._transport_gone()
+                return
+            finally:
+                self._in_send = False
+            self._outbox.popleft()
+            if item is _CLOSE:
+                self._finished.set()
+                return
+
+    async def _slow_consumer(self, deadline: float) -> None:
+        """The client took nothing for ``deadline`` seconds: free the session now, try to say
+        why (briefly), then drop the connection."""
+        self.metrics.errors_total.inc(code=ErrorCode.SLOW_CONSUMER.value)
+        log.info(
+            "session %s: slow consumer: %d messages unsent for %g s; closing",
+            self.session.id if self.session else "-",
+            len(self._outbox),
+            deadline,
+        )
+        self.closed = True
+        self._outbox.clear()
+        self.release()
+        message = protocol.ErrorMessage(
+            code=ErrorCode.SLOW_CONSUMER,
+            message=f"the client read nothing for {deadline:g} s; closing",
+        )
+        try:
+            async with asyncio.timeout(SLOW_CONSUMER_GRACE_S):
                 await self.ws.send_text(protocol.dump_message(message))
-                return True
-            except Exception:  # client went away mid-send
-                self.closed = True
-                return False
+                await self.ws.close(CloseCode.POLICY_VIOLATION)
+        except Exception:  # buffers still full, or gone: drop the TCP connection
+            if self._abort is not None:
+                self._abort()
+        self._finished.set()
+
+    def _transport_gone(self) -> None:
+        self.closed = True
+        self._outbox.clear()
+        self.release()
+        self._finished.set()
+
+    def release(self) -> None:
+        """Free the session and its slot at once (idempotent); the transport may linger."""
+        self.service.connections.discard(self)
+        if self.session is not None:
+            self.session.close()
 
     async def close(self, code: int) -> None:
+        """Send what is queued, then the close frame with ``code``; the session is freed at
+        once, and this returns when the close is sent or the slow-consumer deadline passed."""
         if self.closed:
             return
         self.closed = True
-        async with self._send_lock:
-            with contextlib.suppress(Exception):
-                await self.ws.close(code)
+        self.release()
+        self._close_code = code
+        self._queue(_CLOSE)
+        await self._finished.wait()
 
     async def fail(self, code: ErrorCode, message: str) -> None:
         """Send an ``error`` and close with the code of its kind."""
@@ -86,15 +194,30 @@ class StreamConnection:
         if service.shutting_down or not service.ready:
             await self.fail(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
             return
-        if len(service.connections) >= self.settings.max_sessions:
+        if service.session_count >= self.settings.max_sessions:
             await self.fail(
                 ErrorCode.SERVER_FULL,
                 f"server full: {self.settings.max_sessions} sessions; try again later",
             )
             return
+        if service.pending_count >= self.settings.max_pending_connections:
+            await self.fail(
+                ErrorCode.SERVER_FULL,
+                f"server full: {self.settings.max_pending_connections} connections are "
+                "waiting to start; try again later",
+            )
+            return
         service.connections.add(self)
+        receiver = asyncio.ensure_future(self._receive_loop())
+        finished = asyncio.ensure_future(self._finished.wait())
         try:
-            await self._receive_loop()
+            await asyncio.wait({receiver, finished}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiver.done():  # the transport went away while the receiver waited
+                receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiver
+            else:
+                receiver.result()
             if self._sender is not None and self.stopping and not self.closed:
                 # wait for ``end`` (the drain bounds this with its own deadline)
                 await asyncio.wait({self._sender}, timeout=self.settings.shutdown_deadline_s + 5)
@@ -102,13 +225,14 @@ class StreamConnection:
             log.exception("session failed")
             await self.fail(ErrorCode.INTERNAL, f"internal error: {type(error).__name__}")
         finally:
-            service.connections.discard(self)
-            if self.session is not None:
-                self.session.close()
+            finished.cancel()
+            self.release()
             if self._sender is not None and not self._sender.done():
                 self._sender.cancel()
             if not self.closed:
                 await self.close(CloseCode.NORMAL)
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
 
     async def go_away(self) -> None:
         """Server shutdown: flush what was received, send ``end``, close with 1001."""
@@ -129,16 +253,22 @@ class StreamConnection:
 
     async def _receive_loop(self) -> None:
         idle = self.settings.idle_timeout_s
+        handshake = self.settings.handshake_timeout_s
         limit = self.settings.max_message_bytes
         while not self.closed and not self.stopping:
+            timeout = idle if self.session is not None else handshake
             try:
-                message = await asyncio.wait_for(self.ws.receive(), timeout=idle)
+                message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
             except (asyncio.TimeoutError, TimeoutError):
-                await self.fail(ErrorCode.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                if self.session is None:
+                    text = f"no 'start' within {handshake:g} s of connecting"
+                else:
+                    text = f"no message for {idle:g} s"
+                await self.fail(ErrorCode.IDLE_TIMEOUT, text)
                 return
             received_at = time.perf_counter()
             if message["type"] == "websocket.disconnect":
-                self.closed = True
+                self._transport_gone()
                 return
             text, data = message.get("text"), message.get("bytes")
             size = len(data) if data is not None else len((text or "").encode("utf-8"))
@@ -159,7 +289,7 @@ class StreamConnection:
                 return
 
     async def _on_text(self, text: str, received_at: float) -> None:
-        message = protocol.parse_client_message(text)
+        message = protocol.parse_client_message(text, self.settings.max_json_depth)
         if isinstance(message, protocol.StartMessage):
             await self._on_start(message)
             return
@@ -180,6 +310,11 @@ class StreamConnection:
         if "scores_every_ms" not in message.model_fields_set:
             every = self.settings.scores_every_ms
         engine = self.service.engine
+        if self.service.session_count >= self.settings.max_sessions:
+            raise ProtocolError(
+                ErrorCode.SERVER_FULL,
+                f"server full: {self.settings.max_sessions} sessions; try again later",
+            )
         try:
             session = self.service.sessions.create_session(
                 message.sample_rate,
@@ -209,7 +344,7 @@ class StreamConnection:
             raise ProtocolError(
                 ErrorCode.NOT_STARTED, "audio before 'start'; send 'start' with the format first"
             )
-        samples = protocol.decode_pcm(data, self.encoding)
+        samples = protocol.decode_pcm(data, self.encoding, self.settings.max_sample_magnitude)
         self.metrics.audio_seconds_total.inc(samples.size / session.sample_rate)
         session.push(samples, received_at)
         backlog = MAX_BACKLOG_S * protocol.TARGET_SAMPLE_RATE
@@ -237,7 +372,8 @@ class StreamConnection:
                         self.metrics.detections_total.inc(keyword=event.keyword)
                         self.metrics.detection_seconds.observe(message.latency.server_ms / 1e3)
                 elif isinstance(event, Scores):
-                    await self.send(protocol.ScoresMessage(audio_ms=event.audio_ms, top=event.top))
+                    scores = protocol.ScoresMessage(audio_ms=event.audio_ms, top=event.top)
+                    await self.send(scores, droppable=True)
                 elif isinstance(event, End):
                     await self.send(protocol.end_message(event))
                     await self.close(CloseCode.GOING_AWAY if self.going_away else CloseCode.NORMAL)

@@ -567,6 +567,7 @@ def model_card(
         folder = dev.get("recordings") or "data/recordings"
         synths += f"lmukws data recordings --out {folder}  # scripts/install-speech-data.sh\n"
         recordings = f"--recordings {folder} "
+    calibrating, streams_args = _stream_commands(name, meta, shipped_from)
     lines += [
         "",
         "## Reproduce",
@@ -574,10 +575,10 @@ def model_card(
         "```sh",
         reproduce
         or (
-            synths + trains + averaging + f"lmukws evaluate {shipped_from} --data {data} "
-            f"--split test {recordings}--out reports/{name}-synth\n"
+            synths + trains + averaging + calibrating + f"lmukws evaluate {shipped_from} "
+            f"--data {data} --split test {recordings}--out reports/{name}-synth\n"
             f"lmukws ship-checkpoint {shipped_from} "
-            f"--report reports/{name}-synth --name {name} {histories_args}"
+            f"--report reports/{name}-synth --name {name} {streams_args}{histories_args}"
         ),
         "```",
         "",
@@ -593,6 +594,32 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[str, str]:
+    """The card's ``lmukws calibrate`` and ``evaluate-streams`` commands (from the metadata's
+    calibration and stream metrics), and the ``--streams`` option of its ship command."""
+    commands = ""
+    calibration = (meta.get("detector") or {}).get("calibration") or {}
+    if calibration:
+        data = calibration.get("data") or {}
+        options = f"--data {data.get('corpus') or DEFAULT_CORPUS} "
+        options += f"--target-fa-per-hour {calibration.get('target_fa_per_hour'):g}"
+        if data.get("recordings"):
+            options += f" --recordings {data['recordings']}"
+        commands += f"lmukws calibrate {checkpoint} {options}\n"
+    streams = (meta.get("metrics") or {}).get("streams") or {}
+    if not streams:
+        return commands, ""
+    report = f"reports/streams-{name}"
+    recordings = (calibration.get("data") or {}).get("recordings")
+    commands += (
+        f"lmukws evaluate-streams {checkpoint} --data {DEFAULT_CORPUS} --split "
+        f"{streams.get('split') or 'test'} "
+        + (f"--recordings {recordings} " if recordings else "")
+        + f"--out {report}\n"
+    )
+    return commands, f"--streams {report} "
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import torch
 from lmukws.cli import main
 from models import FeatureConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
 from tests.training.test_evaluate import LABELS, make_corpus, make_recordings
-from training.ship import checkpoint_record
+from training.ship import _stream_commands, checkpoint_record
 
 
 def trained_like_checkpoint(path: Path, val_acc: float = 0.5, **training: object) -> Path:
@@ -318,3 +318,25 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     card = (out / "lmuformer.md").read_text()
     assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
     assert "recall **90.00 %** of 100 keywords" in card
+    assert (
+        "best.safetensors --data data/synth --split test --out reports/streams-lmuformer\n" in card
+    )
+    assert "--name lmuformer --streams reports/streams-lmuformer " in card
+    assert "lmukws calibrate" not in card  # not calibrated
+
+
+def test_the_card_reproduces_the_calibration() -> None:
+    meta = {
+        "detector": {"calibration": {"target_fa_per_hour": 20.0, "data": {
+            "corpus": "data/synth", "split": "validation", "recordings": "data/recordings"}}},
+        "metrics": {"streams": {"split": "test", "recall": 0.3}},
+    }  # fmt: skip
+    commands, option = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert commands.splitlines() == [
+        "lmukws calibrate soup.safetensors --data data/synth --target-fa-per-hour 20 "
+        "--recordings data/recordings",
+        "lmukws evaluate-streams soup.safetensors --data data/synth --split test "
+        "--recordings data/recordings --out reports/streams-lmuformer",
+    ]
+    assert option == "--streams reports/streams-lmuformer "
+    assert _stream_commands("lmuformer", {}, "x.safetensors") == ("", "")

@@ -70,6 +70,8 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
         )
     )
     assert state["ready"]["sample_rate"] == state["rate"] and 8000 <= state["rate"] <= 48000
+    # the sensitivity slider's value goes out in start (0.5: the checkpoint's own thresholds)
+    assert page.evaluate("lmukws.startMessage.sensitivity") == 0.5
     for d in state["dets"]:
         assert d["latency"]["algorithmic_ms"] == 55.0
         assert d["e2e_ms"] is not None and d["e2e_ms"] >= d["latency"]["server_ms"]

@@ -251,6 +251,10 @@ class EngineMetrics:
         self.active_sessions = r.gauge("lmukws_active_sessions", "Open streaming sessions.")
         self.sessions_total = r.counter("lmukws_sessions_total", "Sessions opened.")
         self.frames_total = r.counter("lmukws_frames_total", "Frames scored by the model.")
+        self.state_resets_total = r.counter(
+            "lmukws_state_resets_total",
+            "Sessions whose model output turned non-finite and whose state was reset.",
+        )
         self.audio_seconds_total = r.counter(
             "lmukws_audio_seconds_total", "Seconds of audio received by streaming sessions."
         )

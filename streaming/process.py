@@ -70,7 +70,10 @@ PROGRESS_S = 0.05  # how often the child reports each session's backlog
 READY_TIMEOUT_S = 120.0
 METRICS_TIMEOUT_S = 2.0
 #: series the child's engine updates; the server copies them from the child's snapshots
-ENGINE_SERIES = ("step_seconds", "frame_seconds", "queue_seconds", "batch_size", "frames_total")
+ENGINE_SERIES = (
+    "step_seconds", "frame_seconds", "queue_seconds", "batch_size", "frames_total",
+    "state_resets_total",
+)  # fmt: skip
 
 
 def encode_message(message: tuple[Any, ...]) -> bytes:

@@ -24,7 +24,7 @@ import collections
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -123,6 +123,9 @@ class StepOutput:
     state: SessionState
     events: list[Event] = field(default_factory=list)
     failed: bool = False
+    #: the model's output turned non-finite (e.g. on extreme input): those frames were
+    #: dropped and ``run`` resets the session's state
+    poisoned: bool = False
 
 
 class BatchStep:
@@ -197,14 +200,30 @@ class BatchStep:
             else:
                 outputs = [self._compute_alone(x) for x in inputs]
         for x, out in zip(inputs, outputs, strict=True):
-            if isinstance(x.marker, Reset) and not out.failed:
-                # this step's frames were pooled: start afresh on the same slab row
+            if (isinstance(x.marker, Reset) or out.poisoned) and not out.failed:
+                # this step's frames were pooled (or were not finite): start afresh on the
+                # same slab row
                 slot = out.state.slot
-                out.state = SessionState(
-                    fbank=self.streaming_fbank.init_state(1),
-                    detector=DetectorState.initial(x.spec.detector),
-                    slot=slot,
-                )
+                fresh = DetectorState.initial(x.spec.detector)
+                if isinstance(x.marker, Reset):
+                    out.state = SessionState(
+                        fbank=self.streaming_fbank.init_state(1), detector=fresh, slot=slot
+                    )
+                else:  # poisoned: keep counting, so that audio times stay right; the reset
+                    # model's next output is input frame frames_in (the dropped frames and
+                    # the look-ahead count as output)
+                    old = out.state
+                    # the pending samples are dropped: count the whole hops they held
+                    frames = old.frames_in + old.fbank.pending.shape[-1] // self.fbank.frame_shift
+                    out.state = SessionState(
+                        fbank=self.streaming_fbank.init_state(1),
+                        detector=replace(fresh, frames=frames),
+                        samples_in=old.samples_in,
+                        frames_in=frames,
+                        frames_out=frames,
+                        detections=old.detections,
+                        slot=slot,
+                    )
                 if slot is not None:
                     self.slab.reset(torch.tensor([slot]))
         return outputs
@@ -314,6 +333,7 @@ class BatchStep:
         waits: list[float] = []  # each session's wait from its oldest new frame to the step
         lookahead = self.served.lookahead_frames
         empty = np.zeros((0, K), np.float32)
+        poisoned: set[int] = set()
         for i, x in enumerate(inputs):
             old = x.state
             m_in = counts[i]
@@ -343,10 +363,17 @@ class BatchStep:
             if tail is not None and isinstance(stop, Stop):
                 logits = np.concatenate((logits, tail))
                 when = np.concatenate((when, np.full(tail.shape[0], stop.received_at)))
+            if not np.isfinite(logits).all():  # never pool or report these frames
+                log.warning("session state turned non-finite; resetting it")
+                poisoned.add(i)
+                logits, when = empty, np.zeros(0)
             final.append(logits)
             received.append(when)
         self.metrics.queue_seconds.observe_many(waits)
         results = self._post_process(inputs, states, final, received, step_start, compute_s * 1e3)
+        for i in poisoned:
+            results[i].poisoned = True
+            self.metrics.state_resets_total.inc()
         frames_out = 0
         for x, out, logits in zip(inputs, results, final, strict=True):
             if isinstance(x.marker, Stop):

@@ -365,3 +365,32 @@ def test_sensitivity_wake_word_and_posteriors_of_a_session(engine: StreamingEngi
     _, firings, _ = detect(config, DetectorState.initial(config), posteriors)
     engine_found = [(e.keyword, e.frame) for e in events if isinstance(e, Detection)]
     assert [(f.keyword, f.frame) for f in firings] == engine_found
+
+
+def test_a_state_that_turns_non_finite_is_reset_and_counted(engine: StreamingEngine) -> None:
+    """Extreme samples (1e30: the fbank's power overflows) turn the model's output non-finite:
+    those frames are dropped (no scores, no detections), the session's state is reset and the
+    reset counted, and detections of what follows come at the right audio times."""
+    bad = np.full(16000, 1e30, np.float32)
+    good = sequence([("high", 0.5)], 2.0, seed=5)
+    clean = detections(run(engine, good, 1600))
+    assert clean
+    resets = engine.metrics.state_resets_total.value()
+    session = engine.create_session(16000, scores_every_ms=100)
+    events = session.accept(bad)
+    assert not any(isinstance(e, Detection) for e in events)
+    for e in events:
+        if isinstance(e, Scores):
+            assert all(np.isfinite(p) for _, p in e.top)
+    assert engine.metrics.state_resets_total.value() > resets
+    for i in range(0, good.size, 1600):
+        events += session.accept(good[i : i + 1600])
+    events += session.finish()
+    session.close()
+    after = [(k, ms - 1000.0) for k, ms in detections(events)]
+    assert [k for k, _ in after] == [k for k, _ in clean]
+    for (_, ms), (_, expected) in zip(after, clean, strict=True):
+        assert abs(ms - expected) <= 20.0  # the reset drops the < 10 ms of a partial hop
+    end = events[-1]
+    assert isinstance(end, End) and end.audio_ms == pytest.approx(3000.0)
+    assert all(np.isfinite(p) for e in events if isinstance(e, Scores) for _, p in e.top)

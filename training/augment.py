@@ -94,23 +94,24 @@ class AugmentConfig:
     silence_babble_dbfs: tuple[float, float] = (-55.0, -30.0)
     # rooms (training.rooms; 0 = off): an image-source RIR in place of the light reverb
     room_prob: float = 0.0
-    room_rt60_s: tuple[float, float] = (0.15, 0.9)
+    room_rt60_s: tuple[float, float] = RoomConfig.rt60_s
     #: talker-microphone distance (log-uniform): sets the DRR and the level (direct path -6 dB
     #: per doubling; the dry clip's energy at the range's geometric mean)
-    room_distance_m: tuple[float, float] = (0.3, 5.0)
+    room_distance_m: tuple[float, float] = RoomConfig.distance_m
     #: distinct RIRs an augmenter renders (each once, cached; ~1 ms each)
     room_pool: int = 512
-    # devices and codecs (training.devices; 0 = off), on the mixture after the gain
+    # devices and codecs (training.devices; 0 = off), on the mixture after the gain; the
+    # ranges' defaults are DeviceConfig's (and RoomConfig's above)
     device_prob: float = 0.0
-    device_highpass_hz: tuple[float, float] = (50.0, 300.0)
-    device_lowpass_hz: tuple[float, float] = (3400.0, 8000.0)
-    device_tilt_db: float = 2.0
-    device_saturation_prob: float = 0.3
-    device_drive_db: tuple[float, float] = (0.0, 12.0)
+    device_highpass_hz: tuple[float, float] = DeviceConfig.highpass_hz
+    device_lowpass_hz: tuple[float, float] = DeviceConfig.lowpass_hz
+    device_tilt_db: float = DeviceConfig.tilt_db_per_octave
+    device_saturation_prob: float = DeviceConfig.saturation_prob
+    device_drive_db: tuple[float, float] = DeviceConfig.drive_db
     telephone_prob: float = 0.0
     opus_prob: float = 0.0
     #: libsndfile Opus compression level: 0.95 ~ 19 kbps, 1.0 ~ 7 kbps of 16 kHz speech
-    opus_level: tuple[float, float] = (0.95, 1.0)
+    opus_level: tuple[float, float] = DeviceConfig.opus_level
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.room_prob <= 1.0:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lmukws needs (audio I/O, speech synthesisers for the synthetic
-# corpus, a headless microphone and a browser for the end-to-end tests). Idempotent: when every
-# package is already installed it returns at once without touching apt.
+# corpus, a headless microphone and a browser for the end-to-end tests), or the packages named as
+# arguments (scripts/install-speech-data.sh). Idempotent: when every package is already installed
+# it returns at once without touching apt. Enables contrib and non-free when it installs.
 set -euo pipefail
 
 PACKAGES=(
@@ -21,6 +22,7 @@ PACKAGES=(
   # Docker image test: a private engine and a debootstrap base (tests/docker, scripts/docker-*)
   docker.io debootstrap
 )
+[ $# -gt 0 ] && PACKAGES=("$@")
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -36,7 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-# mbrola*, festvox-us*, rhvoice, libttspico-utils live in contrib/non-free: add those components.
+# mbrola*, festvox-us*, rhvoice, libttspico-utils, uqm-* live in contrib/non-free: add those.
 if [ -f /etc/apt/sources.list.d/debian.sources ] \
    && ! grep -q "contrib" /etc/apt/sources.list.d/debian.sources; then
   $SUDO sed -i 's/^Components: main$/Components: main contrib non-free/' \

@@ -96,6 +96,9 @@ class Recipe:
     stream: dict[str, Any] = field(default_factory=dict)
     #: validation stream windows scored every epoch (0: none)
     val_stream_items: int = 0
+    #: clip targets mixed with the ``init_from`` model's softmax at this weight (0: off), so
+    #: fine-tuning for streams keeps the clip accuracy it started from
+    distill_weight: float = 0.0
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -140,6 +143,10 @@ class Recipe:
             raise ValueError(
                 f"stream_fraction must be in [0, 1], got {values['stream_fraction']!r}"
             )
+        if not 0.0 <= float(values.get("distill_weight", 0.0)) <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {values['distill_weight']!r}")
+        if float(values.get("distill_weight", 0.0)) > 0 and not values.get("init_from"):
+            raise ValueError("distill_weight needs init_from (the model it distils from)")
         if not 0.0 <= float(values.get("vtlp_warp", 0.0)) < 1.0:
             raise ValueError(f"vtlp_warp must be in [0, 1), got {values['vtlp_warp']!r}")
         if values.get("precision", "fp32") not in ("fp32", "bf16"):

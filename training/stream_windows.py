@@ -21,7 +21,9 @@ Each window is cut from a scene built at random (``SCENE_SHARES``):
 Label: the keyword whose clip lies inside the pooled span (at least ``whole_fraction`` of it;
 the one that ends last if several), else ``_unknown_`` when speech overlaps the pooled span by
 ``min_speech_s``, else ``_silence_``. A keyword that the window cuts is therefore ``_unknown_``:
-the model learns to fire once the word is complete, not on its first syllable. The scene then
+the model learns to fire once the word is complete, not on its first syllable. With
+``ambiguous_fraction`` a window holding most of a keyword, but not ``whole_fraction`` of it,
+gets ``IGNORE`` (-1) and no loss. The scene then
 goes through the corpus's waveform augmentation (EQ, band limits, reverb, noise, babble, gain;
 no speed change or placement, which would move the spans).
 
@@ -49,7 +51,10 @@ from training.dataset import read_corpus_info, read_manifest, window_samples
 from training.hard_negatives import read_hard_negatives
 from training.labels import SILENCE, UNKNOWN
 
-__all__ = ["SCENE_SHARES", "StreamWindowConfig", "StreamWindows", "pooled_logits"]
+__all__ = ["IGNORE", "SCENE_SHARES", "StreamWindowConfig", "StreamWindows", "pooled_logits"]
+
+#: the label of a window left out of the loss (``StreamWindowConfig.ambiguous_fraction``)
+IGNORE = -1
 
 SCENE_SHARES: dict[str, float] = {
     "keyword": 0.5,
@@ -76,6 +81,10 @@ class StreamWindowConfig:
     )
     lead_in_prob: float = 0.3  # a keyword scene starts with a sentence fragment of the voice
     whole_fraction: float = 0.9
+    #: a window whose pooled span holds at least this share of a keyword, but not
+    #: ``whole_fraction`` of it, is left out of the loss (``IGNORE``) instead of ``_unknown_``:
+    #: an almost whole word is neither clearly the keyword nor clearly not (0: off)
+    ambiguous_fraction: float = 0.0
     min_speech_s: float = 0.1
     speed: tuple[float, float] = (0.9, 1.1)
     hard_share: float = 0.15  # of all windows, when mined hard negatives are given
@@ -98,7 +107,13 @@ class StreamWindowConfig:
                 values[key] = tuple(tuple(x) for x in values[key])
         if isinstance(values.get("speed"), list):
             values["speed"] = tuple(values["speed"])
-        return cls(**values)
+        config = cls(**values)
+        if not 0.0 <= config.ambiguous_fraction < config.whole_fraction <= 1.0:
+            raise ValueError(
+                "stream needs 0 <= ambiguous_fraction < whole_fraction <= 1, got "
+                f"{config.ambiguous_fraction} and {config.whole_fraction}"
+            )
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -360,13 +375,17 @@ class StreamWindows:
     def _label(self, audio: np.ndarray, spans: list[tuple[str, int, int]], kind: str) -> int:
         c = self.config
         lo, hi = self.pool_span
-        whole = []
+        whole, ambiguous = [], False
         for label, s, e in spans:
             inside = max(0, min(e, hi) - max(s, lo))
             if inside >= c.whole_fraction * (e - s):
                 whole.append((e, label))
+            elif c.ambiguous_fraction > 0 and inside >= c.ambiguous_fraction * (e - s):
+                ambiguous = True
         if whole:
             return self.index[max(whole)[1]]
+        if ambiguous:
+            return IGNORE
         if kind == "silence":
             return self.index[SILENCE]
         hop = self.feature_config.frame_shift

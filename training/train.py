@@ -21,6 +21,7 @@ background processes that prepare the next batches while the model steps.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -169,6 +170,22 @@ def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
 
+def distilled_targets(
+    teacher: LMUFormer, feats: Tensor, targets: Tensor, recipe: Recipe, device: torch.device
+) -> Tensor:
+    """Clip targets [B, K] mixed with the frozen ``init_from`` model's probabilities on the
+    same features [B, T, F]: ``(1 - w) targets + w softmax(teacher)``, ``w =
+    distill_weight``. Keeps what the starting model knew of clips while stream windows teach
+    the rest (learning without forgetting, Li & Hoiem 2017)."""
+    with (
+        torch.no_grad(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"),
+    ):
+        probs = torch.softmax(teacher(feats.to(device)).float(), dim=1).cpu()
+    w = recipe.distill_weight
+    return (1.0 - w) * targets + w * probs
+
+
 def evaluate_features(
     model: LMUFormer,
     feats: Tensor,
@@ -225,6 +242,8 @@ def evaluate_stream_windows(
             x = feats[start : start + batch_size].to(device)
             predictions.append(pooled_logits(model.frame_logits(x), config).argmax(1).cpu())
     pred = torch.cat(predictions)
+    scored = labels >= 0  # IGNORE windows (ambiguous_fraction) are left out
+    pred, labels = pred[scored], labels[scored]
     K = model.num_classes
     non_keyword = labels >= K - 2  # the corpus's labels end with _unknown_, _silence_
     false_keyword = (pred[non_keyword] < K - 2).float().mean() if non_keyword.any() else 0.0
@@ -340,6 +359,9 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     history: list[dict[str, Any]] = []
     state_path = out / STATE_FILE
     init = _init_weights(model, recipe.init_from, labels) if recipe.init_from else None
+    teacher = None
+    if recipe.distill_weight > 0:  # the init_from weights, frozen (Recipe checks init_from)
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -451,6 +473,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 feats = feature_noise_roll(feats, recipe.roll_frames, gen)
             if full_recipe:
                 feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
+            if teacher is not None:
+                targets = distilled_targets(teacher, feats, targets, recipe, device)
             with torch.autocast(
                 device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"
             ):
@@ -469,11 +493,16 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             logits = logits.float()
             loss = clip_loss(logits, targets.to(device), recipe.loss)
             if stream_items:
-                stream_targets = nn.functional.one_hot(sy, K).float().to(device)
-                stream_loss = clip_loss(stream_logits.float(), stream_targets, recipe.loss)
-                loss = (loss * len(y) + stream_loss * len(sy)) / (len(y) + len(sy))
-                stream_correct += float((stream_logits.argmax(1).cpu() == sy).sum())
-                stream_seen += len(sy)
+                kept = sy >= 0  # IGNORE windows (ambiguous_fraction) carry no loss
+                n_kept = int(kept.sum())
+                if n_kept:
+                    kept_logits = stream_logits.float()[kept.to(device)]
+                    stream_targets = nn.functional.one_hot(sy[kept], K).float().to(device)
+                    stream_loss = clip_loss(kept_logits, stream_targets, recipe.loss)
+                    loss = (loss * len(y) + stream_loss * n_kept) / (len(y) + n_kept)
+                    hits = kept_logits.argmax(1).cpu() == sy[kept]
+                    stream_correct += float(hits.sum())
+                    stream_seen += n_kept
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -12,8 +12,8 @@ from models import build_model, load_checkpoint
 from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info
 from training.recipe import Recipe
-from training.stream_windows import StreamWindowConfig, StreamWindows, pooled_logits
-from training.train import train
+from training.stream_windows import IGNORE, StreamWindowConfig, StreamWindows, pooled_logits
+from training.train import distilled_targets, train
 
 
 @pytest.mark.parametrize("name", ["lmuformer", "spiking-lmuformer"])
@@ -95,6 +95,52 @@ def test_placed_keyword_is_where_the_label_says(windows: StreamWindows) -> None:
     assert checked > 20
 
 
+def test_an_almost_whole_keyword_is_left_out_of_the_loss(stream_corpus: Path) -> None:
+    """With ``ambiguous_fraction`` a window holding 50-90 % of a keyword is IGNORE; under
+    half of it stays ``_unknown_``; whole keywords keep their label; the bounds are checked."""
+    labels = read_corpus_info(stream_corpus)["labels"]
+    config = StreamWindowConfig.from_dict({"ambiguous_fraction": 0.5, "partial_share": 0.6})
+    windows = StreamWindows(stream_corpus, "train", labels, config=config, seed=1)
+    lo, hi = windows.pool_span
+    span = hi - lo
+    audio = np.zeros(windows.window, np.float32)
+    audio[lo:hi] = 0.1
+    word = ("yes", hi - span // 4, hi - span // 4 + span // 5)  # 1/5 s, ends past the span
+    for inside, want in ((0.95, "yes"), (0.7, IGNORE), (0.3, "_unknown_")):
+        length = word[2] - word[1]
+        start = hi - int(inside * length)
+        got = windows._label(audio, [("yes", start, start + length)], "keyword")
+        assert got == (want if want == IGNORE else windows.index[want])
+    counts = {"ignored": 0, "keyword": 0}
+    for i in range(200):
+        _, label, _ = windows.item(i)
+        counts["ignored" if label == IGNORE else "keyword"] += 1
+    assert counts["ignored"] > 5 and counts["keyword"] > 100
+    _, batch_labels = windows.batch(range(40))
+    assert int((batch_labels == IGNORE).sum()) == sum(
+        windows.item(i)[1] == IGNORE for i in range(40)
+    )
+    with pytest.raises(ValueError, match="ambiguous_fraction"):
+        StreamWindowConfig.from_dict({"ambiguous_fraction": 0.95})
+
+
+def test_distilled_targets_mix_labels_with_the_teachers_probabilities() -> None:
+    torch.manual_seed(0)
+    teacher = build_model("lmuformer", dim=16, num_classes=5).eval()
+    feats = torch.randn(3, 101, 128)
+    targets = torch.nn.functional.one_hot(torch.tensor([0, 2, 4]), 5).float()
+    recipe = Recipe.from_dict({"distill_weight": 0.25, "init_from": "x.safetensors"})
+    mixed = distilled_targets(teacher, feats, targets, recipe, torch.device("cpu"))
+    with torch.no_grad():
+        probs = torch.softmax(teacher(feats), dim=1)
+    torch.testing.assert_close(mixed, 0.75 * targets + 0.25 * probs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed.sum(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="init_from"):
+        Recipe.from_dict({"distill_weight": 0.5})
+    with pytest.raises(ValueError, match="distill_weight"):
+        Recipe.from_dict({"distill_weight": 1.5, "init_from": "x.safetensors"})
+
+
 def test_stream_training_runs_and_reports_stream_metrics(
     stream_corpus: Path, tmp_path: Path
 ) -> None:
@@ -124,6 +170,42 @@ def test_stream_training_runs_and_reports_stream_metrics(
     assert "val_stream" in meta["metrics"]
     with pytest.raises(ValueError, match="stream_fraction"):
         Recipe.from_dict({"stream_fraction": 1.5})
+
+
+def test_stream_training_from_a_teacher_with_ignored_windows(
+    stream_corpus: Path, tmp_path: Path
+) -> None:
+    """distill_weight + ambiguous_fraction: a fine-tune from a checkpoint runs, records both
+    and its validation stream accuracy counts only scored windows."""
+    base = {
+        "model": "lmuformer",
+        "model_config": {"dim": 16},
+        "data": str(stream_corpus),
+        "batch_size": 8,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "threads": 1,
+        "loss": "ce",
+        "test_split": None,
+    }
+    train(Recipe.from_dict({**base, "out": str(tmp_path / "first")}), progress=False)
+    recipe = Recipe.from_dict(
+        {
+            **base,
+            "out": str(tmp_path / "run"),
+            "init_from": str(tmp_path / "first" / "last.safetensors"),
+            "distill_weight": 0.5,
+            "stream_fraction": 0.5,
+            "stream": {"ambiguous_fraction": 0.5, "partial_share": 0.8},
+            "val_stream_items": 24,
+        }
+    )
+    summary = train(recipe, progress=False)
+    row = summary["history"][-1]
+    assert 0.0 <= row["val_stream_acc"] <= 1.0 and row["val_stream_items"] < 24
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["training"]["recipe"]["distill_weight"] == 0.5
+    assert meta["training"]["recipe"]["stream"]["ambiguous_fraction"] == 0.5
 
 
 def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ SERVE_FLAGS = (
     "runtime",
     "max_sessions",
     "engine_processes",
+    "engine_heartbeat_timeout_s",
     "log_level",
     # limits (docs/hardening.md)
     "max_message_bytes",

@@ -74,7 +74,7 @@ class Service:
     def engines(self) -> tuple[int, int]:
         """(live, total) engines: the engine processes, else the in-process engine's worker."""
         if self._pool is not None:
-            return sum(1 for p in self._pool.processes if p.alive), len(self._pool.processes)
+            return self._pool.live_count, len(self._pool.processes)
         if self._engine is None:
             return 0, 1
         return int(self._engine.running), 1
@@ -94,10 +94,17 @@ class Service:
         """Loaded, not shutting down, and the engine (process) is running."""
         return self.ready and not self.shutting_down and self.sessions.running
 
+    @property
+    def restarting(self) -> bool:
+        """An engine process is being replaced (``streaming.process.EnginePool``)."""
+        return self._pool is not None and self._pool.restarting > 0
+
     async def refresh_metrics(self) -> None:
-        """Bring the engine processes' series into ``metrics`` (no-op in process)."""
+        """Bring the engine processes' series into ``metrics``, and the live engine count."""
         if self._pool is not None:
             await self._pool.refresh_metrics()
+        if self.ready:
+            self.metrics.engines_live.set(self.engines[0])
 
     async def startup(self) -> None:
         if self._engine is None:
@@ -113,6 +120,7 @@ class Service:
                     self.settings.device,
                     self.metrics,
                     runtime=self.settings.runtime,
+                    heartbeat_timeout_s=self.settings.engine_heartbeat_timeout_s,
                 )
                 await self._pool.start()
         if self._pool is None:

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         "sessions, so the event loop keeps a core (0: a worker thread in the server process; "
         "see benchmarks/README.md)",
     )
+    engine_heartbeat_timeout_s: float = Field(
+        10.0,  # streaming.process.HEARTBEAT_TIMEOUT_S (not imported: it loads torch)
+        gt=1.0,  # streaming.process.RESPONSIVE_S
+        description="an engine process silent this long is hung: it is killed (its sessions "
+        "closed with 1011) and replaced, as a dead one is",
+    )
     max_sessions: int = Field(64, ge=1, description="concurrent streaming sessions")
     max_batch: int = Field(
         256, ge=1, description="sessions per model step (one step serves every ready session)"

@@ -255,6 +255,14 @@ class EngineMetrics:
             "lmukws_state_resets_total",
             "Sessions whose model output turned non-finite and whose state was reset.",
         )
+        self.engines_live = r.gauge(
+            "lmukws_engines_live", "Engine processes alive (or 1 for the in-process worker)."
+        )
+        self.engine_restarts_total = r.counter(
+            "lmukws_engine_restarts_total",
+            "Engine processes replaced, per reason (exited, hung).",
+            ("reason",),
+        )
         self.audio_seconds_total = r.counter(
             "lmukws_audio_seconds_total", "Seconds of audio received by streaming sessions."
         )

@@ -23,7 +23,8 @@ ends are this module, in processes it started). Server -> child:
 Child -> server: ``("ready", pid, runtime)``, ``("events", handle, [Event, ...])``,
 ``("progress", {handle: (input samples read, queued 16 kHz samples)})`` every ``PROGRESS_S``
 for the sessions that changed, ``("metrics", request, snapshot)`` (the engine's series after
-everything sent before the request), ``("closed",)``.
+everything sent before the request), ``("heartbeat",)`` when nothing else was sent for
+``HEARTBEAT_S``, ``("closed",)``.
 
 ``received_at`` is ``time.perf_counter()``: on Linux the system-wide monotonic clock, so the
 latencies measured across the two processes are real. Nothing is lost: per session the socket
@@ -32,6 +33,14 @@ work (every stopped session gets its ``End``) before it answers ``closed``. If t
 every open session gets a ``Failure`` and ``alive`` turns False. The child ignores SIGINT and
 SIGTERM (the server drains, then shuts it down) and exits when the socket closes, so it never
 outlives the server.
+
+Supervision (``EnginePool``): every message from a child is a sign of life, and an idle child
+sends a heartbeat. A child silent for ``RESPONSIVE_S`` gets no new sessions; one silent for
+the pool's ``heartbeat_timeout_s`` is hung (stopped, deadlocked, starved) and is killed; a
+killed or dead child is reaped (no zombie) and replaced by a new one, its sessions having got
+a ``Failure`` (the server closes them with 1011). Restarts are counted in
+``lmukws_engine_restarts_total{reason}``; a replacement that fails to start is retried with
+a growing delay.
 """
 
 from __future__ import annotations
@@ -67,6 +76,10 @@ log = logging.getLogger("lmukws.engine.process")
 
 HEADER = struct.Struct("<I")
 PROGRESS_S = 0.05  # how often the child reports each session's backlog
+HEARTBEAT_S = 0.25  # the longest a child stays silent when it is well
+RESPONSIVE_S = 1.0  # a child silent this long gets no new sessions
+HEARTBEAT_TIMEOUT_S = 10.0  # a child silent this long is hung: killed and replaced
+RESTART_DELAY_MAX_S = 60.0  # the longest wait between failed attempts to start a replacement
 READY_TIMEOUT_S = 120.0
 METRICS_TIMEOUT_S = 2.0
 #: series the child's engine updates; the server copies them from the child's snapshots
@@ -187,7 +200,10 @@ class EngineProcess:
         self._next_request = 0
         self.last_metrics: Mapping[str, Any] | None = None
         self._closing = False
+        self._failed = False
         self.alive = False
+        #: ``time.monotonic()`` of the child's last message (any message is a sign of life)
+        self.last_heard = 0.0
         #: what runs the child's streaming steps ("onnx" or "torch"), known once it is ready
         self.runtime: str | None = None
 
@@ -218,6 +234,7 @@ class EngineProcess:
             raise EngineProcessError(f"the engine process said {kind[0]!r} instead of ready")
         self.runtime = kind[2]
         self.alive = True
+        self.last_heard = time.monotonic()
         self._reader_task = asyncio.ensure_future(self._read_loop(reader))
         threads = self.config.torch_threads or "default"
         log.info(
@@ -249,9 +266,40 @@ class EngineProcess:
         self.alive = False
         self._process = None
 
+    def kill(self, reason: str) -> None:
+        """Stop the child at once (SIGKILL, which also ends a stopped process): every open
+        session gets ``Failure(reason)``. ``reap()`` then collects it."""
+        self.alive = False
+        self._fail_sessions(reason)
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+        if self._writer is not None:
+            self._writer.close()
+
+    async def reap(self) -> None:
+        """Collect a child that is gone or killed (no zombie) and release the link."""
+        process = self._process
+        if process is not None:
+            await asyncio.to_thread(process.join, 5.0)
+            if process.is_alive():  # it was not killed: a reaped child must not run on
+                process.kill()
+                await asyncio.to_thread(process.join, 5.0)
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+
+    def silent_s(self, now: float | None = None) -> float:
+        """Seconds since the child's last message."""
+        return (time.monotonic() if now is None else now) - self.last_heard
+
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._process is None else self._process.exitcode
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -298,6 +346,7 @@ class EngineProcess:
         try:
             while True:
                 message = await self._read(reader)
+                self.last_heard = time.monotonic()
                 kind = message[0]
                 if kind == "events":
                     session = self.sessions.get(message[1])
@@ -326,15 +375,22 @@ class EngineProcess:
         if was_alive and not self._closing:
             code = self._process.exitcode if self._process is not None else None
             log.error("the engine process exited (code %s): failing every session", code)
+        if not self._closing:
+            self._fail_sessions("the engine process exited")
+
+    def _fail_sessions(self, reason: str) -> None:
+        """Give every open session one ``Failure`` (the first reason wins)."""
+        if self._failed:
+            return
+        self._failed = True
         for session in list(self.sessions.values()):
-            if not self._closing:
-                session._deliver([Failure("the engine process exited")])
+            session._deliver([Failure(reason)])
 
     async def metrics_snapshot(self) -> Mapping[str, Any] | None:
         """The child engine's series (``ENGINE_SERIES``: steps, frames, queue wait, batch
         sizes) after everything sent before this call; the last one received if the child does
         not answer (None before the first)."""
-        if not self.alive:
+        if not self.alive or self.silent_s() > RESPONSIVE_S:  # no wait on a hung child
             return self.last_metrics
         request = self._next_request
         self._next_request += 1
@@ -369,13 +425,16 @@ def merge_metric_states(states: Sequence[Mapping[Any, Any]]) -> dict[Any, Any]:
 
 
 class EnginePool:
-    """``count`` engine processes behind one front end: a new session goes to the live process
-    with the fewest sessions; ``max_sessions`` counts them all. ``running`` is False as soon as
-    one process is gone (its sessions failed; the server needs a restart). ``local`` is the
+    """``count`` engine processes behind one front end: a new session goes to the responsive
+    process with the fewest sessions; ``max_sessions`` counts them all. ``local`` is the
     server's own engine (never started): it validates session settings. With ``torch_threads``
     0 each process gets ``cpu_count // count`` torch threads (at least 1). ``runtime``, if
     given, replaces the local engine's for the processes: the local engine never runs a step,
-    so it can be built with the cheap "torch" runtime while the processes export to ONNX."""
+    so it can be built with the cheap "torch" runtime while the processes export to ONNX.
+
+    A supervisor task (module docstring) replaces a process that dies or stays silent for
+    ``heartbeat_timeout_s``; ``running`` is True while every process is live, and
+    ``live_count`` says how many are."""
 
     def __init__(
         self,
@@ -385,39 +444,72 @@ class EnginePool:
         device: str = "cpu",
         metrics: EngineMetrics | None = None,
         runtime: str | None = None,
+        heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
     ) -> None:
         if count < 1:
             raise ValueError(f"an engine pool needs at least one process, got {count}")
+        if heartbeat_timeout_s <= RESPONSIVE_S:
+            raise ValueError(
+                f"heartbeat_timeout_s must exceed {RESPONSIVE_S} s, got {heartbeat_timeout_s}"
+            )
         self.local = local
         self.config = local.config
         self.metrics = metrics or local.metrics
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         child_config = self.config
         if runtime is not None:
             child_config = dataclasses.replace(child_config, runtime=runtime)
         if child_config.torch_threads == 0:  # share the cores instead of oversubscribing them
             threads = max(1, (os.cpu_count() or 1) // count)
             child_config = dataclasses.replace(child_config, torch_threads=threads)
-        self.processes = [
-            EngineProcess(checkpoint, child_config, self.metrics, device) for _ in range(count)
-        ]
+        self.child_config = child_config
+        self.processes = [self._new_process() for _ in range(count)]
         self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._restarts: dict[int, asyncio.Task[None]] = {}
+        #: engine series of replaced processes (their last snapshots), so counters never fall
+        self._retired: dict[str, Any] = {}
+
+    def _new_process(self) -> EngineProcess:
+        return EngineProcess(self.checkpoint, self.child_config, self.metrics, self.device)
 
     async def start(self) -> None:
-        """Start every process (in parallel); stops them all if one fails."""
+        """Start every process (in parallel) and the supervisor; stops them all if one
+        fails."""
         try:
             await asyncio.gather(*(p.start() for p in self.processes))
         except BaseException:
             await self.aclose(0.0)
             raise
+        self.metrics.engines_live.set(self.live_count)
+        self._supervisor = asyncio.ensure_future(self._supervise())
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Each process finishes its queued work (within ``timeout``), then stops."""
         self._closing = True
+        for task in [self._supervisor, *self._restarts.values()]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._supervisor, *self._restarts.values()] if t is not None),
+            return_exceptions=True,
+        )
         await asyncio.gather(*(p.aclose(timeout) for p in self.processes))
 
     @property
     def running(self) -> bool:
         return all(p.alive for p in self.processes)
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for p in self.processes if p.alive)
+
+    @property
+    def restarting(self) -> int:
+        """Processes being replaced now."""
+        return len(self._restarts)
 
     @property
     def pids(self) -> list[int | None]:
@@ -433,6 +525,84 @@ class EnginePool:
     def active_sessions(self) -> int:
         return sum(p.active_sessions for p in self.processes)
 
+    # -- supervision ------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Check every process ``interval`` seconds: replace the dead and the hung.
+
+        A tick that comes late means this event loop was blocked: the children's messages may
+        sit unread in the socket, so that tick judges no one as hung.
+        """
+        interval = min(0.5, self.heartbeat_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not self._closing:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            stalled = now - last > interval + RESPONSIVE_S
+            last = now
+            for index, process in enumerate(self.processes):
+                if index in self._restarts or self._closing:
+                    continue
+                if not process.alive:
+                    reason = "exited"
+                elif not stalled and process.silent_s() > self.heartbeat_timeout_s:
+                    reason = "hung"
+                else:
+                    continue
+                task = asyncio.ensure_future(self._replace(index, reason))
+                self._restarts[index] = task
+                task.add_done_callback(lambda _, i=index: self._restarts.pop(i, None))
+            self.metrics.engines_live.set(self.live_count)
+
+    async def _replace(self, index: int, reason: str) -> None:
+        """Kill (if hung) and reap process ``index``, then start a new one in its place,
+        retrying with a growing delay while starting fails."""
+        old = self.processes[index]
+        if reason == "hung":
+            log.error(
+                "engine process %s sent nothing for %.1f s: killing it and its sessions",
+                old.pid,
+                old.silent_s(),
+            )
+            old.kill("the engine process stopped responding")
+        else:
+            log.error("engine process %s exited (code %s): replacing it", old.pid, old.exitcode)
+        self.metrics.engine_restarts_total.inc(reason=reason)
+        await old.reap()
+        self._retire(old)
+        started = time.monotonic()
+        delay = 1.0
+        while not self._closing:
+            new = self._new_process()
+            try:
+                await new.start()
+            except EngineProcessError as error:
+                log.error("replacement engine process failed to start: %s; retry in %.0f s",
+                          error, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(RESTART_DELAY_MAX_S, 2 * delay)
+                continue
+            except asyncio.CancelledError:
+                await new.aclose(0.0)
+                raise
+            self.processes[index] = new
+            self.metrics.engines_live.set(self.live_count)
+            log.info(
+                "engine process %s replaced by %s in %.1f s",
+                old.pid, new.pid, time.monotonic() - started,
+            )  # fmt: skip
+            return
+
+    def _retire(self, process: EngineProcess) -> None:
+        snapshot = process.last_metrics
+        if snapshot is None:
+            return
+        for name in ENGINE_SERIES:
+            states = [snapshot[name]] + ([self._retired[name]] if name in self._retired else [])
+            self._retired[name] = merge_metric_states(states)
+        process.last_metrics = None  # counted once, in _retired
+
     def create_session(
         self, sample_rate: int = 16000, *, session_id: str | None = None, **options: Any
     ) -> RemoteSession:
@@ -442,8 +612,11 @@ class EnginePool:
         if self._closing:
             raise EngineClosedError("the engine is shutting down")
         live = [p for p in self.processes if p.alive]
-        if not live:  # no capacity left until the server restarts
-            raise EngineFullError("the engine process is not running")
+        if not live:  # no capacity until a replacement has started
+            raise EngineFullError("no engine process is running")
+        now = time.monotonic()
+        responsive = [p for p in live if p.silent_s(now) < RESPONSIVE_S]
+        live = responsive or live  # all silent: this event loop was blocked, not them
         if self.active_sessions >= self.config.max_sessions:
             raise EngineFullError(
                 f"server full: {self.active_sessions} of {self.config.max_sessions} sessions"
@@ -456,6 +629,8 @@ class EnginePool:
         """Copy the sum of every process's engine series into ``metrics``."""
         snapshots = await asyncio.gather(*(p.metrics_snapshot() for p in self.processes))
         known = [s for s in snapshots if s is not None]
+        if self._retired:
+            known.append(self._retired)
         if not known:
             return
         for name in ENGINE_SERIES:
@@ -515,6 +690,7 @@ class _ChildServer:
         self.sessions: dict[int, Any] = {}
         self.read: dict[int, int] = {}  # input samples read, per session
         self._reported: dict[int, tuple[int, int]] = {}
+        self._last_sent = time.monotonic()
 
     def run(self) -> float:
         """Serve until ``shutdown`` (returns its timeout) or the link closes (returns 0).
@@ -536,6 +712,8 @@ class _ChildServer:
             if now >= next_report:
                 self._report()
                 next_report = now + PROGRESS_S
+            if now - self._last_sent >= HEARTBEAT_S:
+                self._send(("heartbeat",))
         return 0.0
 
     def finish(self, timeout: float) -> None:
@@ -600,6 +778,7 @@ class _ChildServer:
             self.link.send(message)
         except OSError:
             self.link.closed = True
+        self._last_sent = time.monotonic()
 
 
 def freeze_startup_heap() -> None:

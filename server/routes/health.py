@@ -26,8 +26,8 @@ async def healthz(service: ServiceDep) -> JSONResponse:
 
 @router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
 async def readyz(service: ServiceDep) -> JSONResponse:
-    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or when an
-    engine process is gone; ``engines`` says how many engines are live."""
+    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or while an
+    engine process is gone (being replaced); ``engines`` says how many engines are live."""
     live, total = service.engines
     engines = {"engines": live, "engines_total": total}
     if service.serving:
@@ -42,6 +42,8 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         )
     if service.shutting_down:
         reason = "shutting down"
+    elif service.restarting:
+        reason = "engine restarting"
     elif service.ready:
         reason = "engine stopped"
     else:

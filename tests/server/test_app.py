@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,36 +87,78 @@ def test_engine_failure_closes_1011_and_the_server_survives(
     assert [m["keyword"] for m in messages if m["type"] == "detection"] == ["low"]
 
 
-def test_a_dead_engine_process_fails_its_sessions_1011_and_readyz_says_so(
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_dead_engine_process_fails_its_sessions_1011_and_is_replaced(
     make_client: Callable[..., TestClient],
 ) -> None:
+    """kill -9: its session closes 1011, /readyz says "engine restarting" until a new process
+    serves; with no process able to start, /healthz fails (Docker's HEALTHCHECK restarts)."""
     client = make_client(engine_processes=2)
     service = client.app.state.service  # type: ignore[attr-defined]
-    assert client.get("/readyz").status_code == 200
+    pool = service.sessions
+    assert client.get("/readyz").json()["engines"] == 2
     with client.websocket_connect(STREAM_PATH) as ws:
         ws.send_json({"type": "start", "sample_rate": 16000})
         assert ws.receive_json()["type"] == "ready"  # the first session goes to process 0
-        os.kill(service.sessions.pids[0], signal.SIGKILL)
+        dead = pool.pids[0]
+        os.kill(dead, signal.SIGKILL)
         message = ws.receive_json()
         assert message["code"] == "internal_error" and "engine process" in message["message"]
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 1011
-    ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["status"] == "engine stopped"
-    # the surviving process still serves new sessions until the server is restarted
+    wait_for(lambda: client.get("/readyz").status_code == 200, 60, "replaced")
+    ready = client.get("/readyz").json()
+    assert ready["engines"] == ready["engines_total"] == 2 and dead not in pool.pids
+    assert not Path(f"/proc/{dead}").exists()  # reaped, no zombie
     with client.websocket_connect(STREAM_PATH) as ws:
         _, messages = stream_signal(ws, sequence([("low", 0.3)], 1.5), 1600)
     assert [m["keyword"] for m in messages if m["type"] == "detection"] == ["low"]
-    os.kill(service.sessions.pids[1], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(p.alive for p in service.sessions.processes):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    pool.checkpoint = Path("/nonexistent/model.safetensors")  # replacements cannot start
+    for pid in pool.pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: client.get("/readyz").json()["status"] == "engine restarting", 30, "retry")
+    assert client.get("/healthz").status_code == 503
     with client.websocket_connect(STREAM_PATH) as ws:
         ws.send_json({"type": "start", "sample_rate": 16000})
         refused = ws.receive_json()
-        assert refused["code"] == "server_full" and "not running" in refused["message"]
+        assert refused["code"] == "server_full" and "no engine process" in refused["message"]
+    metrics = client.get("/metrics").text
+    assert 'lmukws_engine_restarts_total{reason="exited"} 3' in metrics
+    assert "lmukws_engines_live 0" in metrics
+
+
+def test_a_hung_engine_process_is_replaced_and_its_sessions_closed_1011(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """SIGSTOP: after ``engine_heartbeat_timeout_s`` the process is killed and replaced; its
+    session gets internal_error "stopped responding" and 1011; new sessions go elsewhere."""
+    client = make_client(engine_processes=2, engine_heartbeat_timeout_s=2.0)
+    pool = client.app.state.service.sessions  # type: ignore[attr-defined]
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000})
+        assert ws.receive_json()["type"] == "ready"
+        hung = pool.pids[0]
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            message = ws.receive_json()
+            assert message["code"] == "internal_error"
+            assert "stopped responding" in message["message"]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 1011
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung, signal.SIGCONT)
+    wait_for(lambda: client.get("/readyz").status_code == 200, 60, "replaced")
+    assert hung not in pool.pids
+    assert 'lmukws_engine_restarts_total{reason="hung"} 1' in client.get("/metrics").text
 
 
 def test_serving_freezes_the_startup_heap_and_gives_it_back(tone_checkpoint: Path) -> None:

@@ -4,7 +4,11 @@ spread over the pool, backlog estimates, metrics summed, nothing lost on shutdow
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +16,13 @@ import numpy as np
 import pytest
 
 from streaming.engine import EngineConfig, EngineFullError, StreamingEngine
-from streaming.process import EnginePool, RemoteSession, merge_metric_states
+from streaming.process import (
+    HEARTBEAT_S,
+    RESPONSIVE_S,
+    EnginePool,
+    RemoteSession,
+    merge_metric_states,
+)
 from streaming.session import Detection, End, Event
 from tests.streaming.tone_model import sequence
 from tests.tolerance import assert_same_events
@@ -138,3 +148,110 @@ def test_merge_metric_states_sums_counters_and_histograms() -> None:
     assert merge_metric_states(counters) == {(): 5.0, ("a",): 1.0}
     histograms = [{(): ([1, 0, 2], 0.5)}, {(): ([0, 1, 1], 0.25)}]
     assert merge_metric_states(histograms) == {(): ([1, 1, 3], 0.75)}
+
+
+def zombie_or_running(pid: int) -> bool:
+    """Whether ``pid`` still has a process-table entry (a zombie has one until reaped)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_an_idle_child_sends_heartbeats(tone_checkpoint: Path) -> None:
+    async def main() -> None:
+        pool = EnginePool(local_engine(tone_checkpoint), tone_checkpoint, count=1)
+        await pool.start()
+        try:
+            process = pool.processes[0]
+            before = process.last_heard
+            await asyncio.sleep(4 * HEARTBEAT_S)
+            assert process.last_heard > before and process.silent_s() < RESPONSIVE_S
+        finally:
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_hung_child_is_killed_reaped_and_replaced(tone_checkpoint: Path) -> None:
+    """SIGSTOP one of two children: it soon gets no new sessions, its session gets a Failure
+    after ``heartbeat_timeout_s``, it is reaped and a new child serves; the metrics count the
+    restart and the frame counter does not fall."""
+
+    async def main() -> None:
+        pool = EnginePool(
+            local_engine(tone_checkpoint), tone_checkpoint, count=2, heartbeat_timeout_s=1.5
+        )
+        await pool.start()
+        try:
+            warm = pool.create_session(16000)
+            warm.push(sequence([("low", 0.3)], 1.5))
+            warm.push_stop()
+            await until_end(warm)
+            warm.close()
+            await pool.refresh_metrics()
+            frames = pool.metrics.frames_total.value()
+            assert frames > 0
+            hung = pool.processes[0]
+            victim = pool.create_session(16000)
+            assert victim.owner is hung
+            os.kill(hung.pid, signal.SIGSTOP)
+            await until(lambda: hung.silent_s() > RESPONSIVE_S, 10, "silent")
+            other = pool.create_session(16000)  # not to the silent child
+            assert other.owner is pool.processes[1]
+            other.close()
+            await until(lambda: victim.poll() != [] or victim.closed, 15, "failure")
+            await until(lambda: pool.processes[0] is not hung, 60, "replaced")
+            assert not zombie_or_running(hung.pid)
+            assert pool.running and pool.live_count == 2 and pool.restarting == 0
+            assert pool.metrics.engine_restarts_total.value(reason="hung") == 1
+            await pool.refresh_metrics()
+            assert pool.metrics.frames_total.value() >= frames  # the dead child's frames kept
+            session = pool.create_session(16000)
+            session.push(sequence([("high", 0.3)], 1.5))
+            session.push_stop()
+            events = await until_end(session)
+            assert [e.keyword for e in events if isinstance(e, Detection)] == ["high"]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung.pid, signal.SIGCONT)
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_dead_child_is_reaped_and_replaced_until_it_can_be(tone_checkpoint: Path) -> None:
+    """SIGKILL: the session fails with "exited", the child is reaped; while a replacement
+    cannot start (its checkpoint is gone) the pool retries, with no process running, and
+    recovers once it can."""
+
+    async def main() -> None:
+        pool = EnginePool(local_engine(tone_checkpoint), tone_checkpoint, count=1)
+        await pool.start()
+        try:
+            dead = pool.processes[0]
+            session = pool.create_session(16000)
+            pool.checkpoint = tone_checkpoint.with_name("missing.safetensors")
+            os.kill(dead.pid, signal.SIGKILL)
+            await until(lambda: session.poll() != [], 10, "failure")
+            await until(lambda: not zombie_or_running(dead.pid), 10, "reaped")
+            assert pool.restarting == 1 and pool.live_count == 0 and not pool.running
+            with pytest.raises(EngineFullError, match="no engine process"):
+                pool.create_session(16000)
+            assert pool.metrics.engine_restarts_total.value(reason="exited") == 1
+            pool.checkpoint = tone_checkpoint
+            await until(lambda: pool.running, 90, "replaced after a failed start")
+            assert pool.processes[0] is not dead and pool.restarting == 0
+        finally:
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_heartbeat_timeout_must_exceed_the_responsive_window(tone_checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="heartbeat_timeout_s"):
+        EnginePool(local_engine(tone_checkpoint), tone_checkpoint, heartbeat_timeout_s=0.5)

@@ -30,6 +30,8 @@ SERVE_FLAGS = (
     "max_message_bytes",
     "idle_timeout_s",
     "handshake_timeout_s",
+    "http_header_timeout_s",
+    "http_body_timeout_s",
     "max_pending_connections",
     "max_outbound_messages",
     "slow_consumer_timeout_s",

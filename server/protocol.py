@@ -73,6 +73,8 @@ MAX_SAMPLE_MAGNITUDE = 1e3  # |x| of pcm_f32le samples beyond this is bad_audio
 MAX_JSON_DEPTH = 16  # nesting of a text message (``start`` needs 3)
 MAX_REQUEST_AUDIO_S = 600.0  # audio seconds in one POST /v1/classify, all files together
 CLASSIFY_BATCH_S = 60.0  # audio seconds decoded and classified at once by POST /v1/classify
+HTTP_HEADER_TIMEOUT_S = 10.0  # an HTTP request's headers must be complete this long after it began
+HTTP_BODY_TIMEOUT_S = 30.0  # an HTTP request body that receives no bytes this long is abandoned
 
 
 class CloseCode(enum.IntEnum):
@@ -581,6 +583,8 @@ __all__ = [
     "ERROR_CLOSE_CODES",
     "FRAME_MS",
     "HANDSHAKE_TIMEOUT_S",
+    "HTTP_BODY_TIMEOUT_S",
+    "HTTP_HEADER_TIMEOUT_S",
     "IDLE_TIMEOUT_S",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",

@@ -149,6 +149,19 @@ class Settings(BaseSettings):
         gt=0.0,
         description="a connection without `start` this long after connecting is closed (1008)",
     )
+    http_header_timeout_s: float = Field(
+        protocol.HTTP_HEADER_TIMEOUT_S,
+        gt=0.0,
+        description="an HTTP connection, or the next request on a kept-alive one, without "
+        "complete request headers this long after it opened (its first byte) gets 408 and is "
+        "closed",
+    )
+    http_body_timeout_s: float = Field(
+        protocol.HTTP_BODY_TIMEOUT_S,
+        gt=0.0,
+        description="an HTTP request body that receives no bytes for this long (not a total) "
+        "gets 408 and its connection is closed",
+    )
     max_pending_connections: int = Field(
         64,
         ge=1,

@@ -19,7 +19,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from server.protocol import encode_pcm
-from tests.server.test_serve import LiveServer, start_server, stop_server
+from tests.server.test_serve import LiveServer, running_server
 from tests.streaming.tone_model import sequence
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def live(tone_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("hardening")
-    server = start_server(
+    with running_server(
         tone_checkpoint,
-        folder,
+        tmp_path_factory.mktemp("hardening"),
         LMUKWS_MAX_SESSIONS="4",
         LMUKWS_ENGINE_PROCESSES="1",
         LMUKWS_MAX_OUTBOUND_MESSAGES="8",
         LMUKWS_SLOW_CONSUMER_TIMEOUT_S="1.5",
         LMUKWS_HANDSHAKE_TIMEOUT_S="2",
         LMUKWS_MAX_UPLOAD_BYTES="200000",
-    )
-    yield server
-    stop_server(server)
+    ) as server:
+        yield server
 
 
 def metric(server: LiveServer, name: str) -> float:

@@ -63,6 +63,16 @@ def start_server(checkpoint: Path, folder: Path, **env: str) -> LiveServer:
     raise RuntimeError(f"lmukws serve did not start:\n{log.read_text(errors='replace')}")
 
 
+@contextlib.contextmanager
+def running_server(checkpoint: Path, folder: Path, **env: str) -> Iterator[LiveServer]:
+    """``start_server`` for a ``with`` block, stopped (SIGTERM) when it ends."""
+    server = start_server(checkpoint, folder, **env)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 def wait_until_no_sessions(server: LiveServer, timeout: float = 10.0) -> int:
     """Sessions the server still holds once every client left (it frees them just after)."""
     deadline = time.monotonic() + timeout
@@ -86,14 +96,9 @@ def stop_server(server: LiveServer) -> None:
 @pytest.fixture(scope="module")
 def live(tone_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("serve")
-    server = start_server(
-        tone_checkpoint,
-        folder,
-        LMUKWS_MAX_SESSIONS="4",
-        LMUKWS_MAX_MESSAGE_BYTES="65536",
-    )
-    yield server
-    stop_server(server)
+    env = {"LMUKWS_MAX_SESSIONS": "4", "LMUKWS_MAX_MESSAGE_BYTES": "65536"}
+    with running_server(tone_checkpoint, folder, **env) as server:
+        yield server
 
 
 async def session(

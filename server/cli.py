@@ -42,6 +42,9 @@ SERVE_FLAGS = (
     "max_upload_seconds",
     "max_request_audio_s",
     "classify_batch_s",
+    "classify_process",
+    "classify_nice",
+    "classify_threads",
     "allowed_origins",
 )
 #: choices of fields whose type does not list them
@@ -83,6 +86,8 @@ def _argument_type(annotation: Any) -> tuple[Any, tuple[str, ...]]:
         return _argument_type(args[0])
     if annotation in (int, float):
         return annotation, ()
+    if annotation is bool:  # pydantic reads the text
+        return str, ("true", "false")
     return str, ()  # str, Path
 
 

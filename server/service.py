@@ -1,5 +1,6 @@
-"""What the routes share: the settings, the engine (or engine processes), the metrics and the
-open streaming connections; loading on startup, draining on shutdown.
+"""What the routes share: the settings, the engine (or engine processes and the
+classification worker), the metrics and the open streaming connections; loading on startup,
+draining on shutdown.
 
 ``server.app.create_app`` makes one ``Service`` per application (``app.state.service``); routes
 take it through ``server.deps``.
@@ -16,6 +17,7 @@ from typing import Protocol
 from server import protocol
 from server.loading import load_engine
 from server.settings import Settings
+from streaming.classify_process import ClassifyWorker
 from streaming.engine import StreamingEngine
 from streaming.metrics import EngineMetrics
 from streaming.process import EnginePool, freeze_startup_heap
@@ -48,6 +50,7 @@ class Service:
         self.metrics = engine.metrics if engine is not None else EngineMetrics()
         self._engine = engine
         self._pool: EnginePool | None = None
+        self._classifier: ClassifyWorker | None = None
         self.connections: set[Connection] = set()
         self.ready = False
         self.shutting_down = False
@@ -59,6 +62,12 @@ class Service:
         if self._engine is None:
             raise RuntimeError("the model is not loaded yet")
         return self._engine
+
+    @property
+    def classifier(self) -> ClassifyWorker | None:
+        """The worker process that runs ``POST /v1/classify`` (with engine processes and
+        ``classify_process``); None: the in-process engine classifies."""
+        return self._classifier
 
     @property
     def sessions(self) -> SessionBackend:
@@ -113,16 +122,30 @@ class Service:
                 load_engine, self.settings, self.metrics, "torch" if pooled else None
             )
             if pooled:
+                checkpoint = self._engine.metadata["checkpoint"]
+                if self.settings.classify_process:  # loads while the engines start
+                    self._classifier = ClassifyWorker(
+                        checkpoint,
+                        self._engine.config,
+                        self.settings.device,
+                        nice=self.settings.classify_nice,
+                        threads=self.settings.classify_threads,
+                    )
+                    await self._classifier.start()
                 self._pool = EnginePool(
                     self._engine,
-                    self._engine.metadata["checkpoint"],
+                    checkpoint,
                     self.settings.engine_processes,
                     self.settings.device,
                     self.metrics,
                     runtime=self.settings.runtime,
                     heartbeat_timeout_s=self.settings.engine_heartbeat_timeout_s,
                 )
-                await self._pool.start()
+                try:
+                    await self._pool.start()
+                except BaseException:
+                    await self._close_classifier(0.0)
+                    raise
         if self._pool is None:
             self._engine.start()
         log.info("streaming steps run on the %s runtime", self.runtime)
@@ -136,7 +159,12 @@ class Service:
             await self._pool.aclose(deadline)
         elif self._engine is not None:
             await asyncio.to_thread(self._engine.close, deadline)
+        await self._close_classifier(deadline)
         gc.unfreeze()  # an embedding process (tests) gets its ordinary collector back
+
+    async def _close_classifier(self, deadline: float) -> None:
+        if self._classifier is not None:
+            await asyncio.to_thread(self._classifier.close, deadline)
 
     async def drain(self, deadline_s: float | None = None) -> None:
         """Stop accepting sessions; flush each open one, send ``end`` and close with 1001.

@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         description="an engine process silent this long is hung: it is killed (its sessions "
         "closed with 1011) and replaced, as a dead one is",
     )
+    classify_process: bool = Field(
+        True,
+        description="with engine processes, POST /v1/classify runs in its own low-priority "
+        "worker process, so it never takes the event loop's interpreter lock and yields the "
+        "cores to the engine processes (false: in the server's threadpool, as without engine "
+        "processes)",
+    )
+    classify_nice: int = Field(
+        10, ge=0, le=19, description="niceness added to the classification worker (0: unchanged)"
+    )
+    classify_threads: int = Field(
+        1, ge=0, description="torch threads of the classification worker (0: torch's default)"
+    )
     max_sessions: int = Field(64, ge=1, description="concurrent streaming sessions")
     max_batch: int = Field(
         256, ge=1, description="sessions per model step (one step serves every ready session)"

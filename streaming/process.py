@@ -7,8 +7,9 @@ each step waits for the loop and the loop for the step (measurements: benchmarks
 (``create_session`` -> ``RemoteSession``, a ``streaming.session.SessionHandle`` like the
 in-process ``Session``).
 The server keeps its own engine (never started) for the model facts, the detector settings and
-the REST batch path. The child runs on one thread (``_ChildServer``): read what arrived, one
-batched step over every session with work, send the events.
+the REST batch path when there is no classification worker (``streaming.classify_process``).
+The child runs on one thread (``_ChildServer``): read what arrived, one batched step over every
+session with work, send the events.
 
 Link: one Unix socket pair; a message is a 4-byte little-endian length and a pickled tuple (both
 ends are this module, in processes it started). Server -> child:

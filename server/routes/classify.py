@@ -5,7 +5,10 @@ it: 415 when it is not a readable audio file, 422 when it is audio the model can
 (empty, unsupported rate, too long, NaN samples), 413 when the request is over the size limit,
 the file count or the audio budget (``max_request_audio_s``, all files together). Files are
 then decoded and classified in batches of at most ``classify_batch_s`` seconds of audio, off
-the event loop, so a request's decoded audio in memory stays within that bound.
+the event loop, so a request's decoded audio in memory stays within that bound. With engine
+processes the batches run in the low-priority classification worker
+(``streaming.classify_process``), so they never take the interpreter lock from the event loop
+of the live streams; 503 if that worker dies during the request (the next gets a new one).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from starlette.concurrency import run_in_threadpool
 
 from server import protocol
 from server.deps import ServiceDep
+from server.service import Service
+from streaming.classify_process import ClassifyWorkerExitedError
 
 router = APIRouter(tags=["classify"])
 
@@ -127,6 +132,7 @@ def _reason(error: Exception) -> str:
         413: {"description": "over the upload size, file count or audio seconds limit"},
         415: {"description": "a file is not a readable audio file"},
         422: {"description": "a file cannot be scored (empty, bad rate, too long, NaN)"},
+        503: {"description": "the classification worker exited during the request; retry"},
     },
 )
 async def classify(
@@ -167,7 +173,7 @@ async def classify(
                 meta.append((names[i], samples.size / rate, rate, channels))
             started = time.perf_counter()
             async with service.classify_lock:
-                posteriors = await run_in_threadpool(engine.classify, clips, rates)
+                posteriors = await _classify_batch(service, clips, rates)
             service.metrics.classify_seconds.observe(time.perf_counter() - started)
             service.metrics.classify_files_total.inc(len(clips))
             del clips
@@ -178,7 +184,26 @@ async def classify(
                     )
                 )
     except HTTPException as error:
-        code = {413: "upload_too_large", 415: "unsupported_media", 422: "invalid_audio"}
+        code = {
+            413: "upload_too_large",
+            415: "unsupported_media",
+            422: "invalid_audio",
+            503: "classify_worker_exited",
+        }
         service.metrics.errors_total.inc(code=code.get(error.status_code, "http_error"))
         raise
     return protocol.ClassifyResponse(model=engine.model_name, results=results)
+
+
+async def _classify_batch(
+    service: Service, clips: list[np.ndarray], rates: list[int]
+) -> list[np.ndarray]:
+    """Posteriors of one batch: in the classification worker when there is one, else by the
+    server's engine in the threadpool. 503 when the worker dies before answering."""
+    worker = service.classifier
+    if worker is None:
+        return await run_in_threadpool(service.engine.classify, clips, rates)
+    try:
+        return await worker.classify(clips, rates)
+    except ClassifyWorkerExitedError as error:
+        raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None

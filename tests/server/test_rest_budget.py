@@ -73,6 +73,7 @@ def test_files_are_decoded_and_classified_in_bounded_batches(
 ) -> None:
     assert batches([1.0, 1.0, 1.0, 5.0, 0.5], 2.5) == [[0, 1], [2], [3], [4]]
     client = make_client(classify_batch_s=2.5, engine_processes=0)
+    assert client.app.state.service.classifier is None  # type: ignore[attr-defined]
     engine = client.app.state.service.engine  # type: ignore[attr-defined]
     seen: list[float] = []
     original = engine.classify

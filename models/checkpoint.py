@@ -117,7 +117,8 @@ def default_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     path = CHECKPOINT_DIR / f"{name}.safetensors"
     if not path.is_file():
         raise CheckpointError(
-            f"no shipped checkpoint for {name} at {path}; train one (lmukws train) or pass a path"
+            f"no shipped checkpoint for {name} at {path}; train one (lmukws train) and pass "
+            "its file (--checkpoint PATH)"
         )
     return path
 

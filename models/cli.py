@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-MODEL_CHOICES = ("lmuformer", "spiking-lmuformer")
+from models.config import MODEL_NAMES
+
+MODEL_CHOICES = MODEL_NAMES
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -49,7 +51,8 @@ def register(subparsers: Any) -> None:
         "--model",
         required=True,
         choices=MODEL_CHOICES,
-        help="lmuformer (their lmu_rnn_conv1d) or spiking-lmuformer (slmu_rnn_ms_conv1d)",
+        help="lmuformer (their lmu_rnn_conv1d), spiking-lmuformer (slmu_rnn_ms_conv1d) or "
+        "spiking-lmu (slmu_rnn_conv1d)",
     )
     parser.add_argument(
         "--labels",

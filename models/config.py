@@ -9,7 +9,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
+MODEL_NAMES = ("lmuformer", "spiking-lmuformer", "spiking-lmu")
+#: the models with LIF neurons between their layers (the authors' act_type "spike")
+SPIKING_MODELS = ("spiking-lmuformer", "spiking-lmu")
 # The model served when no checkpoint is named. The design's default is the Spiking LMUFormer
 # (the paper's headline model); until its shipped checkpoint meets its accuracy bar (see
 # models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the
@@ -63,9 +65,12 @@ class FeatureConfig:
 class ModelConfig:
     """Sizes of an LMUFormer; the defaults are the paper's (dim 256, one block, theta 128).
 
-    ``memory_size`` of ``None`` means the paper's choice: dim for the non-spiking model and
-    2 * dim for the spiking one. ``causal`` pads every convolution on the left only, so the
-    network needs no future frames (``lookahead_frames == 0``).
+    ``name`` fixes the layout (``models.lmuformer`` builds it): ``lmuformer`` (the authors'
+    ``lmu_rnn_conv1d``), ``spiking-lmuformer`` (``slmu_rnn_ms_conv1d``: spiking, with membrane
+    shortcuts) and ``spiking-lmu`` (``slmu_rnn_conv1d``: spiking, without). ``memory_size`` of
+    ``None`` means the paper's choice: dim for the non-spiking model and 2 * dim for the
+    spiking ones. ``causal`` pads every convolution on the left only, so the network needs no
+    future frames (``lookahead_frames == 0``).
     """
 
     name: str = "lmuformer"
@@ -94,6 +99,16 @@ class ModelConfig:
 
     @property
     def spiking(self) -> bool:
+        """LIF neurons between the layers (``SPIKING_MODELS``)."""
+        return self.name in SPIKING_MODELS
+
+    @property
+    def membrane_shortcut(self) -> bool:
+        """The spiking LMUFormer's layout: each unit is BatchNorm, LIF, then the conv, so the
+        residual paths add membrane potentials (conv outputs) rather than spikes, and the
+        head has a BatchNorm and a LIF before its linear layer. Otherwise each conv comes first,
+        its BatchNorm and activation (a LIF in ``spiking-lmu``) after it, and the head is
+        linear."""
         return self.name == "spiking-lmuformer"
 
     @property

@@ -1,7 +1,7 @@
 """Convert the authors' released LMUFormer state dicts (``.pth``) into our checkpoints.
 
 The authors (github.com/zeyuliu1037/LMUFormer) save ``model.state_dict()`` of an
-``nn.DataParallel`` model: every key starts with ``module.``. Their two Speech Commands models:
+``nn.DataParallel`` model: every key starts with ``module.``. Their three LMU models:
 
 - ``lmu_rnn_conv1d`` -> our ``lmuformer``: ``patch_embed.conv_layers.{i}.0`` (conv k=3, no bias)
   and ``.3`` (BatchNorm), ``patch_embed.rpe_conv``, ``block.{j}.attn.lmu.{W_u,W_h}``,
@@ -11,7 +11,11 @@ The authors (github.com/zeyuliu1037/LMUFormer) save ``model.state_dict()`` of an
   ``proj_conv{1,2,3}``, ``proj_bn{1,2}``, ``proj_bn3`` + ``rpe_conv`` (the residual branch),
   ``block.{j}.attn.prev_bn``, ``block.{j}.attn.lmu.{W_u,W_h,bn_u,bn_m,bn_h}``,
   ``block.{j}.attn.{proj_conv,proj_bn}``, ``block.{j}.mlp.{fc1_bn,fc1_conv,fc2_bn,fc2_conv}``,
-  ``head_bn``, ``head``.
+  ``head_bn``, ``head``;
+- ``slmu_rnn_conv1d`` -> our ``spiking-lmu``: ``patch_embed.{proj_conv,proj_bn}``,
+  ``proj_conv{1,2,3}``, ``proj_bn{1,2,3}``, ``rpe_conv`` + ``rpe_bn`` (the residual branch),
+  ``block.{j}.attn.lmu.{W_u,W_h,bn_u,bn_m,bn_h}``, ``block.{j}.attn.{proj_conv,proj_bn}``,
+  ``block.{j}.mlp.{fc1_conv,fc1_bn,fc2_conv,fc2_bn}``, ``head``.
 
 Their LIF nodes (spikingjelly) have no parameters. The LMU buffers ``A``, ``B``, ``H`` and
 ``fft_H`` are recomputed by our cell and dropped; ``A`` and ``B`` are checked against ours so a
@@ -31,13 +35,18 @@ from typing import Any
 import torch
 
 from models.checkpoint import save_checkpoint
-from models.config import MODEL_NAMES, FeatureConfig, ModelConfig
+from models.config import MODEL_NAMES, SPIKING_MODELS, FeatureConfig, ModelConfig
 from models.lmuformer import LMUFormer
 
 #: our model name -> the authors' model (timm registry name in their src/lmu_rnn.py)
-AUTHORS_MODELS = {"lmuformer": "lmu_rnn_conv1d", "spiking-lmuformer": "slmu_rnn_ms_conv1d"}
+AUTHORS_MODELS = {
+    "lmuformer": "lmu_rnn_conv1d",
+    "spiking-lmuformer": "slmu_rnn_ms_conv1d",
+    "spiking-lmu": "slmu_rnn_conv1d",
+}
 AUTHORS_REPO = "https://github.com/zeyuliu1037/LMUFormer"
-#: the paper's Speech Commands V2 test accuracy of each model (not measured by us)
+#: the paper's Speech Commands V2 test accuracy of each model (not measured by us); the paper
+#: reports none for slmu_rnn_conv1d
 PAPER_ACCURACY = {"lmuformer": 0.9653, "spiking-lmuformer": 0.9612}
 #: LMU buffers that our cell recomputes
 LMU_BUFFERS = ("A", "B", "H", "fft_H")
@@ -65,29 +74,25 @@ def _module_map(model: str, depth: int) -> list[tuple[str, str]]:
         attn = ("lmu.W_u", "lmu.W_h", "proj_conv", "proj_bn")
         mlp = ("fc1_conv", "fc1_bn", "fc2_conv", "fc2_bn")
         head = [("head", "network.head.linear")]
-    elif model == "spiking-lmuformer":
-        pairs = [
-            ("patch_embed.proj_conv", "network.embed.conv0"),
-            ("patch_embed.proj_bn", "network.embed.bn0"),
-        ]
-        pairs += [(f"patch_embed.proj_conv{i}", f"network.embed.conv{i}") for i in (1, 2, 3)]
-        pairs += [(f"patch_embed.proj_bn{i}", f"network.embed.bn{i}") for i in (1, 2)]
+    elif model in ("spiking-lmuformer", "spiking-lmu"):
+        shortcut = model == "spiking-lmuformer"  # Conv1d4EBMs: proj_bn3 opens the rpe branch
+        convs = ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3")
+        bns = ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3")
+        pairs = [(f"patch_embed.{name}", f"network.embed.conv{i}") for i, name in enumerate(convs)]
         pairs += [
-            ("patch_embed.proj_bn3", "network.embed.rpe.branch.bn"),
-            ("patch_embed.rpe_conv", "network.embed.rpe.branch.conv"),
+            (f"patch_embed.{name}", f"network.embed.bn{i}")
+            for i, name in enumerate(bns[:-1] if shortcut else bns)
         ]
-        attn = (
-            "prev_bn",
-            "lmu.W_u",
-            "lmu.W_h",
-            "lmu.bn_u",
-            "lmu.bn_m",
-            "lmu.bn_h",
-            "proj_conv",
-            "proj_bn",
-        )
+        pairs += [("patch_embed.rpe_conv", "network.embed.rpe.branch.conv")]
+        pairs += [
+            (f"patch_embed.{'proj_bn3' if shortcut else 'rpe_bn'}", "network.embed.rpe.branch.bn")
+        ]
+        lmu = ("lmu.W_u", "lmu.W_h", "lmu.bn_u", "lmu.bn_m", "lmu.bn_h", "proj_conv", "proj_bn")
+        attn = ("prev_bn", *lmu) if shortcut else lmu
         mlp = ("fc1_bn", "fc1_conv", "fc2_bn", "fc2_conv")
-        head = [("head_bn", "network.head.bn"), ("head", "network.head.linear")]
+        head = [("head", "network.head.linear")]
+        if shortcut:
+            head.insert(0, ("head_bn", "network.head.bn"))
     else:
         raise ConversionError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     for j in range(depth):
@@ -170,7 +175,7 @@ def infer_config(model: str, state: dict[str, torch.Tensor], theta: float) -> Mo
     conv0 = (
         "patch_embed.conv_layers.0.0.weight"
         if model == "lmuformer"
-        else ("patch_embed.proj_conv.weight")
+        else "patch_embed.proj_conv.weight"
     )
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"block\.(\d+)\.", k))}
     depth = max(blocks) + 1 if blocks else 0
@@ -185,7 +190,7 @@ def infer_config(model: str, state: dict[str, torch.Tensor], theta: float) -> Mo
     h = state.get("block.0.attn.lmu.H")
     if h is not None and h.dim() == 2:
         window = int(h.shape[1])
-    default_memory = 2 * dim if model == "spiking-lmuformer" else dim
+    default_memory = 2 * dim if model in SPIKING_MODELS else dim
     try:
         return ModelConfig(
             name=model,
@@ -325,7 +330,7 @@ def convert_checkpoint(
             "authors_repo": AUTHORS_REPO,
             "original_file": {"name": src.name, "sha256": digest},
             "data": "Google Speech Commands V2 (35 words), official split (the authors' training)",
-            "paper_reported_test_accuracy": PAPER_ACCURACY[model],
+            "paper_reported_test_accuracy": PAPER_ACCURACY.get(model),
             "conversion_notes": notes,
         },
         "metrics": {},

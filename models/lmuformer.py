@@ -4,6 +4,12 @@ The network is a convolutional patch embedding (four k=3 convs over frames plus 
 conv), ``depth`` LMU blocks (token mixer: LMU cell, 1x1 conv, BatchNorm; channel mixer: two 1x1
 convs, ratio 4), and a linear head per frame. Clip logits are the mean of the per-frame logits.
 
+The three models differ only in where the activations sit (``ModelConfig.spiking`` and
+``membrane_shortcut``): ``lmuformer`` has ReLU / GELU; ``spiking-lmu`` puts a LIF layer where
+those are (after each conv's BatchNorm, and after the token mixer's); ``spiking-lmuformer``
+puts BatchNorm and LIF before each conv instead, so its residual paths add membrane potentials
+(the membrane shortcuts), and adds a BatchNorm and a LIF to the head.
+
 Two entry points, no mode flags:
 
 - parallel: ``model(feats)`` -> [B, K] and ``model.frame_logits(feats)`` -> [B, T, K];
@@ -62,86 +68,99 @@ class ModelState:
 
 
 def _embedding(config: ModelConfig) -> StreamingSequential:
-    """The convolutional patch embedding ("Tokenizer" / membrane-shortcut variant)."""
-    dim, causal = config.dim, config.causal
+    """The convolutional patch embedding: ``num_embed_convs`` k=3 convs and a residual "rpe"
+    conv. The authors' ``Tokenizer`` (conv, ReLU, BatchNorm), ``Conv1d4EB`` (conv, BatchNorm,
+    LIF; the rpe branch likewise) and ``Conv1d4EBMs`` (the last conv's BatchNorm and LIF open
+    the rpe branch, so its shortcut adds the conv's output, a membrane potential)."""
+    dim, causal, n = config.dim, config.causal, config.num_embed_convs
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     channels = config.in_features
-    n = config.num_embed_convs
-    if not config.spiking:
-        for i in range(n):
-            layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
-            layers[f"relu{i}"] = ReLU()
-            layers[f"bn{i}"] = BatchNorm(dim)
-            channels = dim
-        rpe = StreamingSequential(OrderedDict(conv=TemporalConv(dim, dim, causal=causal)))
-        layers["rpe"] = Residual(rpe, dim)
-        return StreamingSequential(layers)
     for i in range(n):
         layers[f"conv{i}"] = TemporalConv(channels, dim, causal=causal)
         channels = dim
-        if i < n - 1:
+        if not config.spiking:
+            layers[f"relu{i}"] = ReLU()
             layers[f"bn{i}"] = BatchNorm(dim)
-            layers[f"lif{i}"] = StreamLIF(dim)
-    rpe = OrderedDict(
-        bn=BatchNorm(dim), lif=StreamLIF(dim), conv=TemporalConv(dim, dim, causal=causal)
-    )
+        elif i < n - 1 or not config.membrane_shortcut:
+            layers.update(_bn_lif(f"bn{i}", f"lif{i}", dim))
+    rpe: OrderedDict[str, nn.Module] = OrderedDict(conv=TemporalConv(dim, dim, causal=causal))
+    if config.spiking:
+        rpe.update(_bn_lif("bn", "lif", dim))
+        if config.membrane_shortcut:  # BatchNorm and LIF before the conv
+            rpe.move_to_end("conv")
     layers["rpe"] = Residual(StreamingSequential(rpe), dim)
+    return StreamingSequential(layers)
+
+
+def _bn_lif(
+    bn: str, lif: str, channels: int, v_threshold: float = 1.0
+) -> OrderedDict[str, nn.Module]:
+    """A BatchNorm and a LIF layer, named ``bn`` and ``lif``."""
+    return OrderedDict(
+        [(bn, BatchNorm(channels)), (lif, StreamLIF(channels, v_threshold=v_threshold))]
+    )
+
+
+def _token_mixer(config: ModelConfig) -> StreamingSequential:
+    """The LMU (u, memory, h), a 1x1 conv and a BatchNorm: the authors' ``LMU``; ``SLMUMs``
+    puts a BatchNorm and a LIF (threshold 0.5) in front, ``SLMU`` a LIF after."""
+    dim = config.dim
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if config.membrane_shortcut:
+        layers.update(_bn_lif("prev_bn", "prev_lif", dim, v_threshold=0.5))
+    layers["lmu"] = StreamLMU(
+        input_size=dim,
+        hidden_size=dim,
+        memory_size=config.resolved_memory_size,
+        theta=config.theta,
+        window=config.window,
+        spiking=config.spiking,
+    )
+    layers["proj_conv"] = conv = PointwiseConv(dim, dim)
+    layers["proj_bn"] = bn = BatchNorm(dim)
+    if not config.spiking:
+        fold_in_streaming(conv, bn)
+    elif not config.membrane_shortcut:
+        layers["proj_lif"] = StreamLIF(dim)
+    return StreamingSequential(layers)
+
+
+def _channel_mixer(config: ModelConfig) -> StreamingSequential:
+    """Two 1x1 convs (ratio ``mlp_ratio``). The authors' ``ConvFFN``: conv, BatchNorm, then
+    GELU / ReLU (LIF / LIF when spiking); ``ConvFFNMs``: BatchNorm, LIF, then conv."""
+    dim, hidden = config.dim, config.hidden_dim
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, c_in, c_out, act in (("fc1", dim, hidden, GELU), ("fc2", hidden, dim, ReLU)):
+        conv = PointwiseConv(c_in, c_out)
+        if config.membrane_shortcut:  # BatchNorm and LIF of the conv's input
+            layers.update(_bn_lif(f"{name}_bn", f"{name}_lif", c_in))
+            layers[f"{name}_conv"] = conv
+        elif config.spiking:
+            layers[f"{name}_conv"] = conv
+            layers.update(_bn_lif(f"{name}_bn", f"{name}_lif", c_out))
+        else:
+            layers[f"{name}_conv"] = conv
+            layers[f"{name}_bn"] = bn = BatchNorm(c_out)
+            layers[f"{name}_act"] = act()
+            fold_in_streaming(conv, bn)
     return StreamingSequential(layers)
 
 
 def _block(config: ModelConfig) -> StreamingSequential:
     """One LMU block: token mixer (LMU) and channel mixer (1x1 convs), both residual."""
-    dim, hidden, memory = config.dim, config.hidden_dim, config.resolved_memory_size
-    lmu = StreamLMU(
-        input_size=dim,
-        hidden_size=dim,
-        memory_size=memory,
-        theta=config.theta,
-        window=config.window,
-        spiking=config.spiking,
-    )
-    if not config.spiking:
-        mixer = OrderedDict(lmu=lmu, proj_conv=PointwiseConv(dim, dim), proj_bn=BatchNorm(dim))
-        ffn = OrderedDict(
-            fc1_conv=PointwiseConv(dim, hidden),
-            fc1_bn=BatchNorm(hidden),
-            fc1_act=GELU(),
-            fc2_conv=PointwiseConv(hidden, dim),
-            fc2_bn=BatchNorm(dim),
-            fc2_act=ReLU(),
-        )
-        fold_in_streaming(mixer["proj_conv"], mixer["proj_bn"])
-        fold_in_streaming(ffn["fc1_conv"], ffn["fc1_bn"])
-        fold_in_streaming(ffn["fc2_conv"], ffn["fc2_bn"])
-    else:
-        mixer = OrderedDict(
-            prev_bn=BatchNorm(dim),
-            prev_lif=StreamLIF(dim, v_threshold=0.5),
-            lmu=lmu,
-            proj_conv=PointwiseConv(dim, dim),
-            proj_bn=BatchNorm(dim),
-        )
-        ffn = OrderedDict(
-            fc1_bn=BatchNorm(dim),
-            fc1_lif=StreamLIF(dim),
-            fc1_conv=PointwiseConv(dim, hidden),
-            fc2_bn=BatchNorm(hidden),
-            fc2_lif=StreamLIF(hidden),
-            fc2_conv=PointwiseConv(hidden, dim),
-        )
     return StreamingSequential(
         OrderedDict(
-            mixer=Residual(StreamingSequential(mixer), dim),
-            ffn=Residual(StreamingSequential(ffn), dim),
+            mixer=Residual(_token_mixer(config), config.dim),
+            ffn=Residual(_channel_mixer(config), config.dim),
         )
     )
 
 
 def _head(config: ModelConfig) -> StreamingSequential:
+    """A linear layer per frame; the spiking LMUFormer's has a BatchNorm and a LIF before it."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    if config.spiking:
-        layers["bn"] = BatchNorm(config.dim)
-        layers["lif"] = StreamLIF(config.dim)
+    if config.membrane_shortcut:
+        layers.update(_bn_lif("bn", "lif", config.dim))
     layers["linear"] = Linear(config.dim, config.num_classes)
     return StreamingSequential(layers)
 
@@ -279,5 +298,6 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def build_model(name: str = "lmuformer", **config: Any) -> LMUFormer:
-    """Build ``"lmuformer"`` or ``"spiking-lmuformer"``; the defaults are the paper's sizes."""
+    """Build one of ``MODEL_NAMES`` (``"lmuformer"``, ``"spiking-lmuformer"``,
+    ``"spiking-lmu"``); the defaults are the paper's sizes."""
     return LMUFormer(ModelConfig(name=name, **config))

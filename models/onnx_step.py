@@ -13,7 +13,7 @@ whose frame count a graph covers runs the graph; any other (or on a non-CPU devi
 torch model. Ending a stream (``finish``) stays in torch. Outputs equal the torch step's to float
 rounding: a self-check against torch, on sessions inside and past the start-up delay,
 runs on every load. The non-spiking model exports with a symbolic frame count (one graph for any n);
-the spiking model's LIF scan unrolls over n, so it gets one graph per power of two up to
+the spiking models' LIF scans unroll over n, so they get one graph per power of two up to
 ``max_static_frames``.
 
 Graphs are cached on disk, keyed by the weights, the config, the model code and the exporter's

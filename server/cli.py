@@ -13,6 +13,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from models.config import MODEL_NAMES
+
 #: the ``Settings`` fields that ``lmukws serve`` takes as flags
 SERVE_FLAGS = (
     "checkpoint",
@@ -48,7 +50,7 @@ SERVE_FLAGS = (
     "allowed_origins",
 )
 #: choices of fields whose type does not list them
-CHOICES: Mapping[str, Sequence[str]] = {"model": ("spiking-lmuformer", "lmuformer")}
+CHOICES: Mapping[str, Sequence[str]] = {"model": MODEL_NAMES}
 
 
 def add_settings_arguments(

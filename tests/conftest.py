@@ -45,12 +45,23 @@ def tone_checkpoint(request: pytest.FixtureRequest) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny untrained spiking LMUFormer with 4 labels (seeded)."""
+def _random_checkpoint(name: str, folder: Path) -> Path:
+    """A tiny untrained ``name`` model with 4 labels (seeded), saved in ``folder``."""
     from models import build_model, save_checkpoint
 
     torch.manual_seed(0)
-    model = build_model("spiking-lmuformer", dim=16, num_classes=4, num_embed_convs=2)
-    path = tmp_path_factory.mktemp("ckpt") / "random.safetensors"
+    model = build_model(name, dim=16, num_classes=4, num_embed_convs=2)
+    path = folder / f"random-{name}.safetensors"
     return save_checkpoint(path, model, {"labels": ["yes", "no", "_unknown_", "_silence_"]})
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained spiking LMUFormer with 4 labels (seeded)."""
+    return _random_checkpoint("spiking-lmuformer", tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="session")
+def random_spiking_lmu_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained spiking-lmu (no trained one is shipped yet) with 4 labels (seeded)."""
+    return _random_checkpoint("spiking-lmu", tmp_path_factory.mktemp("ckpt"))

@@ -10,11 +10,19 @@ import pytest
 import torch
 
 from lmukws.cli import main
-from models import load_checkpoint
-from models.convert import PAPER_LABELS, ConversionError, convert_checkpoint, key_map
+from models import MODEL_NAMES, load_checkpoint
+from models.convert import (
+    AUTHORS_MODELS,
+    PAPER_LABELS,
+    ConversionError,
+    convert_checkpoint,
+    key_map,
+)
 from models.lmu import impulse_response, legendre_discrete
+from tests.models.test_streaming import authors_parameter_count
 
-PAPER_PARAMS = {"lmuformer": 1_621_796, "spiking-lmuformer": 1_689_894}
+#: buffers of the authors' state dicts (everything else is a parameter)
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "A", "B", "H", "fft_H")
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +42,24 @@ def _bn(sd: dict[str, torch.Tensor], prefix: str, n: int, g: torch.Generator) ->
     sd[f"{prefix}.num_batches_tracked"] = torch.tensor(1234)
 
 
-def _lmu(sd: dict[str, torch.Tensor], p: str, dim: int, memory: int, g: torch.Generator) -> None:
+def _conv(
+    sd: dict[str, torch.Tensor],
+    p: str,
+    c_out: int,
+    c_in: int,
+    k: int,
+    g: torch.Generator,
+    bias: bool,
+) -> None:
+    sd[f"{p}.weight"] = torch.randn(c_out, c_in, k, generator=g)
+    if bias:
+        sd[f"{p}.bias"] = torch.randn(c_out, generator=g)
+
+
+def _lmu(
+    sd: dict[str, torch.Tensor], p: str, dim: int, memory: int, g: torch.Generator, spiking: bool
+) -> None:
+    """``LMUFFTCell`` (``SpikingLMUFFTCell`` adds bn_u, bn_m, bn_h)."""
     sd[f"{p}.W_u.weight"] = torch.randn(1, dim, generator=g)
     sd[f"{p}.W_u.bias"] = torch.randn(1, generator=g)
     sd[f"{p}.W_h.weight"] = torch.randn(dim, memory + dim, generator=g)
@@ -43,54 +68,45 @@ def _lmu(sd: dict[str, torch.Tensor], p: str, dim: int, memory: int, g: torch.Ge
     sd[f"{p}.A"], sd[f"{p}.B"] = a.float(), b.float()  # buffers, recomputed by us
     sd[f"{p}.H"] = impulse_response(a, b, 128).float()
     sd[f"{p}.fft_H"] = torch.fft.rfft(sd[f"{p}.H"], n=256, dim=-1)
+    if spiking:
+        for name, n in (("bn_u", 1), ("bn_m", memory), ("bn_h", dim)):
+            _bn(sd, f"{p}.{name}", n, g)
 
 
 def authors_state_dict(
     model: str, dim: int = 256, classes: int = 35, depth: int = 1, seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """The authors' key names and shapes (src/lmu_rnn.py, src/blocks/*.py), random values,
-    saved from nn.DataParallel (``module.`` prefix)."""
+    saved from nn.DataParallel (``module.`` prefix). lmu_rnn_conv1d: Tokenizer, LMU, ConvFFN;
+    slmu_rnn_ms_conv1d: Conv1d4EBMs, SLMUMs, ConvFFNMs, head_bn; slmu_rnn_conv1d: Conv1d4EB,
+    SLMU, ConvFFN."""
     g = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
     hidden = 4 * dim
-    if model == "lmuformer":  # lmu_rnn_conv1d: Tokenizer, LMU, ConvFFN
-        for i, cin in enumerate((128, dim, dim, dim)):
-            sd[f"patch_embed.conv_layers.{i}.0.weight"] = torch.randn(dim, cin, 3, generator=g)
+    spiking = model != "lmuformer"
+    shortcut = model == "spiking-lmuformer"  # the membrane-shortcut modules (*Ms)
+    for i, c_in in enumerate((128, dim, dim, dim)):
+        if spiking:  # Conv1d4EBMs / Conv1d4EB
+            suffix = str(i) if i else ""
+            _conv(sd, f"patch_embed.proj_conv{suffix}", dim, c_in, 3, g, bias=False)
+            _bn(sd, f"patch_embed.proj_bn{suffix}", dim, g)
+        else:  # Tokenizer
+            _conv(sd, f"patch_embed.conv_layers.{i}.0", dim, c_in, 3, g, bias=False)
             _bn(sd, f"patch_embed.conv_layers.{i}.3", dim, g)
-        sd["patch_embed.rpe_conv.weight"] = torch.randn(dim, dim, 3, generator=g)
-        for j in range(depth):
-            _lmu(sd, f"block.{j}.attn.lmu", dim, dim, g)
-            sd[f"block.{j}.attn.proj_conv.weight"] = torch.randn(dim, dim, 1, generator=g)
-            sd[f"block.{j}.attn.proj_conv.bias"] = torch.randn(dim, generator=g)
-            _bn(sd, f"block.{j}.attn.proj_bn", dim, g)
-            sd[f"block.{j}.mlp.fc1_conv.weight"] = torch.randn(hidden, dim, 1, generator=g)
-            sd[f"block.{j}.mlp.fc1_conv.bias"] = torch.randn(hidden, generator=g)
-            _bn(sd, f"block.{j}.mlp.fc1_bn", hidden, g)
-            sd[f"block.{j}.mlp.fc2_conv.weight"] = torch.randn(dim, hidden, 1, generator=g)
-            sd[f"block.{j}.mlp.fc2_conv.bias"] = torch.randn(dim, generator=g)
-            _bn(sd, f"block.{j}.mlp.fc2_bn", dim, g)
-    else:  # slmu_rnn_ms_conv1d: Conv1d4EBMs, SLMUMs, ConvFFNMs, head_bn
-        sd["patch_embed.proj_conv.weight"] = torch.randn(dim, 128, 3, generator=g)
-        _bn(sd, "patch_embed.proj_bn", dim, g)
-        for i in (1, 2, 3):
-            sd[f"patch_embed.proj_conv{i}.weight"] = torch.randn(dim, dim, 3, generator=g)
-            _bn(sd, f"patch_embed.proj_bn{i}", dim, g)
-        sd["patch_embed.rpe_conv.weight"] = torch.randn(dim, dim, 3, generator=g)
-        for j in range(depth):
+    _conv(sd, "patch_embed.rpe_conv", dim, dim, 3, g, bias=False)
+    if spiking and not shortcut:
+        _bn(sd, "patch_embed.rpe_bn", dim, g)
+    for j in range(depth):
+        if shortcut:
             _bn(sd, f"block.{j}.attn.prev_bn", dim, g)
-            _lmu(sd, f"block.{j}.attn.lmu", dim, 2 * dim, g)
-            _bn(sd, f"block.{j}.attn.lmu.bn_u", 1, g)
-            _bn(sd, f"block.{j}.attn.lmu.bn_m", 2 * dim, g)
-            _bn(sd, f"block.{j}.attn.lmu.bn_h", dim, g)
-            sd[f"block.{j}.attn.proj_conv.weight"] = torch.randn(dim, dim, 1, generator=g)
-            sd[f"block.{j}.attn.proj_conv.bias"] = torch.randn(dim, generator=g)
-            _bn(sd, f"block.{j}.attn.proj_bn", dim, g)
-            _bn(sd, f"block.{j}.mlp.fc1_bn", dim, g)
-            sd[f"block.{j}.mlp.fc1_conv.weight"] = torch.randn(hidden, dim, 1, generator=g)
-            sd[f"block.{j}.mlp.fc1_conv.bias"] = torch.randn(hidden, generator=g)
-            _bn(sd, f"block.{j}.mlp.fc2_bn", hidden, g)
-            sd[f"block.{j}.mlp.fc2_conv.weight"] = torch.randn(dim, hidden, 1, generator=g)
-            sd[f"block.{j}.mlp.fc2_conv.bias"] = torch.randn(dim, generator=g)
+        _lmu(sd, f"block.{j}.attn.lmu", dim, 2 * dim if spiking else dim, g, spiking)
+        _conv(sd, f"block.{j}.attn.proj_conv", dim, dim, 1, g, bias=True)
+        _bn(sd, f"block.{j}.attn.proj_bn", dim, g)
+        for name, c_in, c_out in (("fc1", dim, hidden), ("fc2", hidden, dim)):
+            _conv(sd, f"block.{j}.mlp.{name}_conv", c_out, c_in, 1, g, bias=True)
+            # ConvFFNMs normalises the conv's input, ConvFFN its output
+            _bn(sd, f"block.{j}.mlp.{name}_bn", c_in if shortcut else c_out, g)
+    if shortcut:
         _bn(sd, "head_bn", dim, g)
     sd["head.weight"] = torch.randn(classes, dim, generator=g)
     sd["head.bias"] = torch.randn(classes, generator=g)
@@ -102,14 +118,17 @@ def save(sd: dict[str, torch.Tensor], path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("model", ["lmuformer", "spiking-lmuformer"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_paper_sized_conversion(model: str, tmp_path: Path) -> None:
     theirs = authors_state_dict(model)
+    # their parameters (not buffers) add up to the count from their module definitions
+    params = sum(v.numel() for k, v in theirs.items() if k.rpartition(".")[2] not in BUFFERS)
+    assert params == authors_parameter_count(model)
     src = save(theirs, tmp_path / f"{model}_authors.pth")
     dst = tmp_path / f"{model}.safetensors"
     assert main(["convert-checkpoint", str(src), str(dst), "--model", model]) == 0
     net, meta = load_checkpoint(dst)
-    assert sum(p.numel() for p in net.parameters()) == PAPER_PARAMS[model]
+    assert sum(p.numel() for p in net.parameters()) == params
     ours = net.state_dict()
     mapping = key_map(model)
     assert set(mapping.values()) == set(ours)
@@ -130,6 +149,14 @@ def test_paper_sized_conversion(model: str, tmp_path: Path) -> None:
             ("patch_embed.proj_bn3.weight", "network.embed.rpe.branch.bn.weight"),
             ("head_bn.running_mean", "network.head.bn.running_mean"),
         ],
+        "spiking-lmu": [
+            ("patch_embed.proj_conv.weight", "network.embed.conv0.weight"),
+            ("patch_embed.proj_bn3.weight", "network.embed.bn3.weight"),
+            ("patch_embed.rpe_conv.weight", "network.embed.rpe.branch.conv.weight"),
+            ("patch_embed.rpe_bn.running_var", "network.embed.rpe.branch.bn.running_var"),
+            ("block.0.mlp.fc1_bn.weight", "network.blocks.block0.ffn.branch.fc1_bn.weight"),
+            ("head.weight", "network.head.linear.weight"),
+        ],
     }[model]
     pairs.append(
         ("block.0.attn.lmu.W_h.weight", "network.blocks.block0.mixer.branch.lmu.cell.W_h.weight")
@@ -139,7 +166,7 @@ def test_paper_sized_conversion(model: str, tmp_path: Path) -> None:
     assert meta["labels"] == list(PAPER_LABELS)
     assert meta["features"]["num_mel_bins"] == 128
     assert meta["provenance"] == f"converted from {src.name}"
-    assert meta["training"]["authors_model"] in ("lmu_rnn_conv1d", "slmu_rnn_ms_conv1d")
+    assert meta["training"]["authors_model"] == AUTHORS_MODELS[model]
     assert any("fft_H" in note for note in meta["training"]["conversion_notes"])
     with torch.inference_mode():
         assert net(torch.randn(1, 16, 128)).shape == (1, 35)
@@ -210,3 +237,27 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(ConversionError, match="not found"):
         convert_checkpoint(tmp_path / "nope.pth", out, "lmuformer")
     assert not out.exists()
+
+
+def test_the_two_spiking_models_are_told_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """slmu_rnn_conv1d (rpe_bn, no head_bn) and slmu_rnn_ms_conv1d share most names: a file of
+    one given as the other is refused with the right flag; a tiny spiking-lmu converts with
+    its sizes read from the tensors."""
+    out = tmp_path / "out.safetensors"
+    for theirs, wrong in (
+        ("spiking-lmu", "spiking-lmuformer"),
+        ("spiking-lmuformer", "spiking-lmu"),
+    ):
+        src = save(authors_state_dict(theirs, dim=16), tmp_path / f"{theirs}.pth")
+        assert main(["convert-checkpoint", str(src), str(out), "--model", wrong]) == 2
+        err = capsys.readouterr().err
+        assert AUTHORS_MODELS[theirs] in err and err.rstrip().endswith(f"use --model {theirs}")
+        assert "Traceback" not in err and not out.exists()
+    src = save(authors_state_dict("spiking-lmu", dim=16, classes=3, depth=2), tmp_path / "t.pth")
+    net, meta = convert_checkpoint(src, out, "spiking-lmu", "a,b,c")
+    config = net.config
+    assert (config.name, config.dim, config.depth, net.num_classes) == ("spiking-lmu", 16, 2, 3)
+    assert net.config.resolved_memory_size == 32 and net.lookahead_frames == 5
+    assert meta["training"]["paper_reported_test_accuracy"] is None  # the paper reports none

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models import onnx_step
+from models.config import SPIKING_MODELS
 from models.onnx_step import OnnxStreamStep
 from tests.models.conftest import make_model
 
@@ -63,11 +64,12 @@ def test_lmuformer_exports_one_graph_for_any_frame_count(
         assert len(counting.stream(step, feats, chunk)) == -(-70 // chunk)
 
 
+@pytest.mark.parametrize("name", SPIKING_MODELS)
 @torch.inference_mode()
 def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = make_model("spiking-lmuformer", "tiny")
+    model = make_model(name, "tiny")
     step = OnnxStreamStep(model, threads=1, cache_dir=tmp_path, max_static_frames=2)
     assert sorted(step.graphs) == [1, 2]  # the LIF scan unrolls over frames
     assert any(p.suffix == ".static" for p in tmp_path.iterdir())

@@ -1,7 +1,7 @@
 """The heart of the suite: streaming a clip in any chunking equals the parallel form.
 
 Invariant (design.md): concatenating ``stream`` outputs over any chunking, then ``finish``,
-equals ``frame_logits`` of the whole clip — within 1e-4 for LMUFormer; for the spiking model the
+equals ``frame_logits`` of the whole clip — within 1e-4 for LMUFormer; for the spiking models the
 spikes are identical (logits equal up to float rounding) except at float ties.
 """
 
@@ -10,11 +10,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import select_state, stack_states
+from models import MODEL_NAMES, select_state, stack_states
+from models.config import SPIKING_MODELS
 from models.state import state_nbytes as state_nbytes_for_test
 from tests.models.conftest import make_model, randomise_batchnorm
 
 TOLERANCE = 1e-4
+#: the LIF layers of each spiking model (every one of them must fire, and not always)
+LIF_LAYERS = {
+    "spiking-lmuformer": 11,  # 4 embedding, LMU input, u, m, h, 2 channel mixer, head
+    "spiking-lmu": 11,  # 5 embedding (4 convs, rpe), u, m, h, token mixer output, 2 channel mixer
+}
 
 
 def stream_clip(model, feats: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -58,9 +64,9 @@ def test_streaming_equals_parallel(model_name: str, size: str, chunk) -> None:
     streamed = stream_clip(model, feats, frames if chunk == "whole" else chunk)
     assert streamed.shape == expected.shape
     assert (streamed - expected).abs().max().item() <= TOLERANCE
-    if model_name == "spiking-lmuformer":
+    if model_name in SPIKING_MODELS:
         rates = spike_rates(model, feats)
-        assert len(rates) == 11  # 4 embedding, LMU input, u, m, h, 2 channel mixer, head
+        assert len(rates) == LIF_LAYERS[model_name]
         assert all(0.0 < r < 1.0 for r in rates), rates
 
 
@@ -132,11 +138,12 @@ def test_lookahead_is_the_true_dependence(causal: bool) -> None:
     assert earliest_changed_output(model, s=40) == 40 - expected
 
 
+@pytest.mark.parametrize("name", SPIKING_MODELS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_spiking_lookahead_bounds_the_dependence(causal: bool) -> None:
+def test_spiking_lookahead_bounds_the_dependence(name: str, causal: bool) -> None:
     """Same convolutions, so the same look-ahead; a change only reaches back as far as spikes
-    flip, so for the spiking model the declared look-ahead is an upper bound that holds."""
-    model = make_model("spiking-lmuformer", "tiny", causal=causal)
+    flip, so for the spiking models the declared look-ahead is an upper bound that holds."""
+    model = make_model(name, "tiny", causal=causal)
     assert model.lookahead_frames == (0 if causal else 5)
     earliest = earliest_changed_output(model, s=40)
     assert earliest is not None and earliest >= 40 - model.lookahead_frames
@@ -198,7 +205,7 @@ def test_reset_state_behaves_like_a_fresh_one(model_name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lmuformer", "spiking-lmuformer"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
 @torch.inference_mode()
 def test_unbounded_stream_keeps_state_bounded_and_finite(name: str) -> None:
     model = make_model(name, "paper")
@@ -222,14 +229,56 @@ def test_long_stream_behaves_like_the_training_window(model_name: str) -> None:
     assert (stream_clip(model, feats, 13) - expected).abs().max().item() <= TOLERANCE
 
 
+def authors_parameter_count(name: str) -> int:
+    """Parameters of the authors' model at the paper's sizes, summed from their module
+    definitions (github.com/zeyuliu1037/LMUFormer, src/lmu_rnn.py and src/blocks/*.py):
+    ``Tokenizer`` / ``Conv1d4EBMs`` / ``Conv1d4EB``, ``LMU`` / ``SLMUMs`` / ``SLMU`` (with
+    ``LMUFFTCell`` / ``SpikingLMUFFTCell``), ``ConvFFN`` / ``ConvFFNMs`` / ``ConvFFN``, and the
+    head (``head_bn`` only with ``with_head_lif``). LIF nodes have no parameters."""
+    dim, mels, classes, hidden = 256, 128, 35, 4 * 256
+    memory = dim if name == "lmuformer" else 2 * dim  # LMU: dim, SLMU / SLMUMs: dim * 2
+
+    def conv3(c_in: int) -> int:  # nn.Conv1d(c_in, dim, 3, bias=False)
+        return c_in * dim * 3
+
+    def dense(c_in: int, c_out: int) -> int:  # nn.Linear or a 1x1 nn.Conv1d with bias
+        return c_in * c_out + c_out
+
+    def bn(channels: int) -> int:  # nn.BatchNorm1d: weight and bias
+        return 2 * channels
+
+    convs = conv3(mels) + 3 * conv3(dim) + conv3(dim)  # proj_conv..proj_conv3 (conv_layers), rpe
+    lmu = dense(dim, 1) + dense(memory + dim, dim)  # W_u, W_h
+    mixer = dense(dim, dim) + bn(dim)  # proj_conv, proj_bn
+    ffn = dense(dim, hidden) + dense(hidden, dim)  # fc1_conv, fc2_conv
+    head = dense(dim, classes)
+    spiking_lmu_bns = bn(1) + bn(memory) + bn(dim)  # bn_u, bn_m, bn_h
+    norms = {
+        # conv_layers.{0..3}.3, fc1_bn, fc2_bn
+        "lmuformer": 4 * bn(dim) + bn(hidden) + bn(dim),
+        # proj_bn..proj_bn3, prev_bn, the cell's, fc1_bn (before fc1_conv), fc2_bn, head_bn
+        "spiking-lmuformer": 4 * bn(dim)
+        + bn(dim)
+        + spiking_lmu_bns
+        + bn(dim)
+        + bn(hidden)
+        + bn(dim),
+        # proj_bn..proj_bn3, rpe_bn, the cell's, fc1_bn (after fc1_conv), fc2_bn
+        "spiking-lmu": 5 * bn(dim) + spiking_lmu_bns + bn(hidden) + bn(dim),
+    }[name]
+    return convs + lmu + mixer + ffn + head + norms
+
+
 def test_paper_sizes_match_the_authors_parameter_counts() -> None:
     from models import build_model
 
-    counts = {
-        name: sum(p.numel() for p in build_model(name).parameters())
-        for name in ("lmuformer", "spiking-lmuformer")
+    counts = {name: sum(p.numel() for p in build_model(name).parameters()) for name in MODEL_NAMES}
+    assert counts == {name: authors_parameter_count(name) for name in MODEL_NAMES}
+    assert counts == {
+        "lmuformer": 1_621_796,
+        "spiking-lmuformer": 1_689_894,
+        "spiking-lmu": 1_689_382,
     }
-    assert counts == {"lmuformer": 1_621_796, "spiking-lmuformer": 1_689_894}
 
 
 def test_memory_size_follows_the_paper() -> None:
@@ -237,11 +286,11 @@ def test_memory_size_follows_the_paper() -> None:
 
     cell = build_model("lmuformer").network.embed  # noqa: F841 - built to check it constructs
     sizes = {}
-    for name in ("lmuformer", "spiking-lmuformer"):
+    for name in MODEL_NAMES:
         model = build_model(name)
         lmu = next(m for m in model.modules() if m.__class__.__name__ == "LMUCell")
         sizes[name] = lmu.memory_size
-    assert sizes == {"lmuformer": 256, "spiking-lmuformer": 512}
+    assert sizes == {"lmuformer": 256, "spiking-lmuformer": 512, "spiking-lmu": 512}
 
 
 def test_bad_features_name_the_shape(model_name: str) -> None:
@@ -287,3 +336,44 @@ def test_streaming_follows_in_place_weight_changes(model_name: str) -> None:
     after = stream_clip(model, feats, 4)
     assert (after - before).abs().max().item() > 1e-3
     assert (after - expected).abs().max().item() <= TOLERANCE
+
+
+def test_layer_order_follows_the_authors_forward() -> None:
+    """Where the activations and the LIF layers sit, as in the authors' ``forward`` of each
+    module: after each conv's BatchNorm in ``spiking-lmu``, before each conv (membrane
+    shortcuts) in ``spiking-lmuformer``."""
+    from models import build_model
+
+    def order(name: str) -> dict[str, list[str]]:
+        net = build_model(name, dim=8, num_classes=2).network
+        block = net.blocks.block0
+        return {
+            "embed": [n for n in net.embed._modules if n != "rpe"],
+            "rpe": list(net.embed.rpe.branch._modules),
+            "mixer": list(block.mixer.branch._modules),
+            "ffn": list(block.ffn.branch._modules),
+            "head": list(net.head._modules),
+        }
+
+    convs = [f"conv{i}" for i in range(4)]
+    assert order("lmuformer") == {
+        "embed": [f"{layer}{i}" for i in range(4) for layer in ("conv", "relu", "bn")],
+        "rpe": ["conv"],
+        "mixer": ["lmu", "proj_conv", "proj_bn"],
+        "ffn": ["fc1_conv", "fc1_bn", "fc1_act", "fc2_conv", "fc2_bn", "fc2_act"],
+        "head": ["linear"],
+    }
+    assert order("spiking-lmu") == {
+        "embed": [f"{layer}{i}" for i in range(4) for layer in ("conv", "bn", "lif")],
+        "rpe": ["conv", "bn", "lif"],
+        "mixer": ["lmu", "proj_conv", "proj_bn", "proj_lif"],
+        "ffn": ["fc1_conv", "fc1_bn", "fc1_lif", "fc2_conv", "fc2_bn", "fc2_lif"],
+        "head": ["linear"],
+    }
+    assert order("spiking-lmuformer") == {
+        "embed": [f"{layer}{i}" for i in range(3) for layer in ("conv", "bn", "lif")] + convs[3:],
+        "rpe": ["bn", "lif", "conv"],
+        "mixer": ["prev_bn", "prev_lif", "lmu", "proj_conv", "proj_bn"],
+        "ffn": ["fc1_bn", "fc1_lif", "fc1_conv", "fc2_bn", "fc2_lif", "fc2_conv"],
+        "head": ["bn", "lif", "linear"],
+    }

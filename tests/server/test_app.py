@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from models.config import DEFAULT_MODEL
+from server.app import create_app
 from server.loading import engine_config
 from server.protocol import STREAM_PATH, encode_pcm
 from server.settings import Settings
@@ -58,6 +59,49 @@ def test_serve_reports_a_missing_checkpoint_cleanly(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert f"checkpoint not found: {missing}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_spiking_lmu_from_a_checkpoint(
+    random_spiking_lmu_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lmukws serve --model spiking-lmu --checkpoint X`` loads the checkpoint and streams
+    through it (no trained spiking-lmu is shipped yet: a random one stands in)."""
+    import server.serve
+    from lmukws.cli import main
+    from models import load_checkpoint
+
+    served: list[Settings] = []
+    monkeypatch.setattr(server.serve, "serve", lambda settings: served.append(settings) or 0)
+    args = ["serve", "--model", "spiking-lmu", "--checkpoint", str(random_spiking_lmu_checkpoint)]
+    args += ["--engine-processes", "0", "--runtime", "torch", "--torch-threads", "1"]
+    assert main([*args, "--classify-process", "false"]) == 0
+    (settings,) = served
+    model, _ = load_checkpoint(random_spiking_lmu_checkpoint)
+    with TestClient(create_app(settings)) as client:
+        info = client.get("/v1/model").json()
+        assert info["name"] == "spiking-lmu"
+        assert info["lookahead_frames"] == model.lookahead_frames
+        assert info["parameters"] == sum(p.numel() for p in model.parameters())
+        with client.websocket_connect(STREAM_PATH) as ws:
+            ready, messages = stream_signal(ws, sequence([("low", 0.3)], 1.0), 1600)
+    assert ready["model"] == "spiking-lmu" and ready["labels"] == info["labels"]
+    assert messages[-1]["type"] == "end" and messages[-1]["frames"] == 98
+
+
+def test_serve_names_a_model_without_a_shipped_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--model spiking-lmu`` with no checkpoint named and none shipped (none is, until one
+    is trained; an empty checkpoint folder keeps this true): a one-line error, status 2."""
+    import models.checkpoint
+    from lmukws.cli import main
+
+    monkeypatch.setattr(models.checkpoint, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.delenv("LMUKWS_CHECKPOINT", raising=False)
+    assert main(["serve", "--model", "spiking-lmu"]) == 2
+    err = capsys.readouterr().err
+    assert "no shipped checkpoint for spiking-lmu" in err and "--checkpoint" in err
+    assert "Traceback" not in err
 
 
 def test_engine_failure_closes_1011_and_the_server_survives(

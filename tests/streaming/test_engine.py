@@ -90,14 +90,16 @@ def test_chunkings_give_identical_detections(engine: StreamingEngine) -> None:
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
-@pytest.mark.parametrize("which", ["tone_checkpoint", "random_checkpoint"])
+@pytest.mark.parametrize(
+    "which", ["tone_checkpoint", "random_checkpoint", "random_spiking_lmu_checkpoint"]
+)
 def test_frames_are_exactly_the_offline_frames(
     which: str, runtime: str, request: pytest.FixtureRequest
 ) -> None:
     """No frame dropped or processed twice: with no pooling or smoothing, the per-frame
     posteriors of any chunking equal the parallel form on the whole clip (the tone model is
-    an LMUFormer, the random one a Spiking LMUFormer), with the model's steps run by torch or
-    by its ONNX export."""
+    an LMUFormer, the random ones a Spiking LMUFormer and a spiking-lmu), with the model's
+    steps run by torch or by its ONNX export."""
     checkpoint = request.getfixturevalue(which)
     config = EngineConfig(pooling_frames=1, smoothing_frames=1, max_step_frames=7, runtime=runtime)
     engine = StreamingEngine.from_checkpoint(checkpoint, config)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model, select_state, stack_states
+from models import MODEL_NAMES, build_model, select_state, stack_states
 from models.state import flatten_state, state_shapes
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.slab import StateSlab
@@ -23,7 +23,7 @@ def _states_equal(a: object, b: object) -> bool:
     return len(la) == len(lb) and all(torch.equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
-@pytest.mark.parametrize("name", ["lmuformer", "spiking-lmuformer"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_gather_scatter_match_stacked_per_session_states(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, dim=16).eval()

@@ -13,7 +13,8 @@ import soundfile as sf
 import torch
 
 from lmukws.cli import main
-from models import FeatureConfig, build_model, save_checkpoint
+from models import MODEL_NAMES, FeatureConfig, build_model, save_checkpoint
+from models.config import SPIKING_MODELS
 from training.evaluate import evaluate_batches, frames_to_fraction, stream_lockstep
 from training.report import per_voice_stats, voice_group, write_report
 
@@ -61,7 +62,7 @@ def test_stream_lockstep_matches_parallel(chunk: int) -> None:
         assert all(ready[ends == k] == np.clip(k - L, 0, None)[ends == k])
 
 
-@pytest.mark.parametrize("name", ["lmuformer", "spiking-lmuformer"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_curve_pays_the_lookahead(name: str) -> None:
     model = tiny(name)
     feats = torch.randn(24, T, 128)
@@ -84,7 +85,7 @@ def test_curve_pays_the_lookahead(name: str) -> None:
         assert ev.streaming_correct[k - 1] == expected, k
         assert ev.parallel_correct[k - 1] == int((cum[:, k - 1] == targets).sum())
     assert (ev.streaming_correct[:L] == 0).all()
-    assert ev.max_abs_diff < 1e-4 or name == "spiking-lmuformer"
+    assert ev.max_abs_diff < 1e-4 or name in SPIKING_MODELS
 
 
 def test_frames_to_fraction() -> None:

@@ -93,6 +93,10 @@ def _run_stream(args: argparse.Namespace) -> int:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", None) is not None:
+        from client.ray_batch import run_ray_classify
+
+        return run_ray_classify(args)
     from client.commands import run_classify
 
     return run_classify(args)
@@ -141,14 +145,16 @@ def register(subparsers: Any) -> None:
         help="label whole audio files (over REST, or in-process without --url)",
         description=(
             "Label whole clips: with --url over POST /v1/classify, otherwise in this process "
-            "with the shipped default checkpoint (or --checkpoint)."
+            "with the shipped default checkpoint (or --checkpoint). With --ray, a folder or "
+            "glob of files on Ray Data into --out, resumable."
         ),
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, ...)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (WAV, FLAC, ...)")
     p.add_argument("--url", default=None, help="server URL (default: classify in this process)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--top", type=int, default=3, help="scores shown per file (default 3)")
     _add_local_model_options(p)
+    _add_ray_options(p)
     p.set_defaults(func=_run_classify)
 
     p = subparsers.add_parser(
@@ -200,6 +206,40 @@ def _add_local_model_options(parser: argparse.ArgumentParser) -> None:
         help="shipped model to use without --checkpoint (default: $LMUKWS_MODEL or the service's)",
     )
     group.add_argument("--torch-device", default="cpu", help="torch device (default cpu)")
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "batch classification on Ray Data (pip install 'lmukws[ray]'; docs/ray.md)"
+    )
+    group.add_argument(
+        "--ray",
+        default=None,
+        metavar="DIR_OR_GLOB",
+        help="classify a folder's audio files (recursively) or a glob's on Ray; needs --out",
+    )
+    group.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="with --ray: JSON lines, appended; files already in it are skipped (resume)",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="a running Ray cluster (auto, HEAD:6379; default: start a local Ray)",
+    )
+    group.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="classifying actors, one torch thread each (default: the cluster's CPUs less one)",
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=64, metavar="B", help="files per model call (default 64)"
+    )
 
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TEMPFAIL", "EXIT_UNAVAILABLE", "EXIT_USAGE", "register"]

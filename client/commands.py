@@ -161,15 +161,20 @@ async def _classify_remote(url: str, paths: list[str]) -> list[ClassifyResult]:
         return await rest.classify(paths)
 
 
+def classification_record(result: ClassifyResult, top: int) -> dict[str, Any]:
+    """The JSON object of one file in ``lmukws classify --json``: the result, ``top`` scores."""
+    record = result.model_dump(mode="json")
+    record["top"] = record["top"][:top]
+    return record
+
+
 def print_classifications(
     results: list[ClassifyResult], top: int, as_json: bool, out: TextIO
 ) -> None:
     """A table (rich) or JSON lines."""
     if as_json:
         for result in results:
-            record = result.model_dump(mode="json")
-            record["top"] = record["top"][:top]
-            print(json.dumps(record), file=out, flush=True)
+            print(json.dumps(classification_record(result, top)), file=out, flush=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -194,6 +199,10 @@ def print_classifications(
 def run_classify(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``lmukws classify``: over REST with ``--url``, in this process otherwise."""
     out = out or sys.stdout
+    if not args.files:
+        return report_error("classify", ValueError("give audio files, or --ray DIR_OR_GLOB"))
+    if getattr(args, "out", None):
+        return report_error("classify", ValueError("--out goes with --ray"))
     paths = [str(p) for p in args.files]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
@@ -213,4 +222,11 @@ def run_classify(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return EXIT_OK
 
 
-__all__ = ["exit_code", "format_message", "report_error", "run_classify", "run_stream"]
+__all__ = [
+    "classification_record",
+    "exit_code",
+    "format_message",
+    "report_error",
+    "run_classify",
+    "run_stream",
+]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -64,6 +64,54 @@ def load_engine(
     return loading.load_engine(local_settings(checkpoint, model, device))
 
 
+class Clip(NamedTuple):
+    """A decoded file: mono float32 ``samples`` [S] at ``rate``, and what its header says
+    (``duration_s``, ``sample_rate`` and ``channels`` of the file as it is on disk)."""
+
+    name: str
+    samples: np.ndarray
+    rate: int
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+def decode_file(path: str | Path, rate: int | None = None) -> Clip:
+    """Read an audio file into a ``Clip``, resampled to ``rate`` when given (else the engine
+    resamples it). ``ValueError`` naming the file when it is not audio, holds no samples or
+    has NaN samples, as ``POST /v1/classify`` refuses them."""
+    import soundfile as sf
+
+    samples, clip_rate = read_audio(path)
+    if samples.size == 0:
+        raise ValueError(f"audio file {str(path)!r} has no samples")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"audio file {str(path)!r} has NaN or infinite samples")
+    info = sf.info(str(path))
+    if rate is not None and rate != clip_rate:
+        from streaming.resample import resample
+
+        samples, clip_rate = resample(samples, clip_rate, rate), rate
+    duration = info.frames / info.samplerate
+    return Clip(Path(path).name, samples, clip_rate, duration, info.samplerate, info.channels)
+
+
+def classify_clips(engine: StreamingEngine, clips: Sequence[Clip]) -> list[ClassifyResult]:
+    """Label decoded clips with the engine's parallel form (one batch per clip length)."""
+    posteriors = engine.classify([c.samples for c in clips], [c.rate for c in clips])
+    return [
+        ClassifyResult.from_posteriors(
+            c.name,
+            p,
+            engine.labels,
+            duration_s=c.duration_s,
+            sample_rate=c.sample_rate,
+            channels=c.channels,
+        )
+        for c, p in zip(clips, posteriors, strict=True)
+    ]
+
+
 def classify_files(
     paths: Sequence[str | Path],
     *,
@@ -73,26 +121,8 @@ def classify_files(
     engine: StreamingEngine | None = None,
 ) -> list[ClassifyResult]:
     """Label whole files in this process, with the same results as ``POST /v1/classify``."""
-    import soundfile as sf
-
-    clips, rates, infos = [], [], []
-    for path in paths:
-        samples, rate = read_audio(path)
-        info = sf.info(str(path))
-        clips.append(samples)
-        rates.append(rate)
-        duration = info.frames / info.samplerate
-        infos.append((Path(path).name, duration, info.samplerate, info.channels))
-    engine = engine or load_engine(checkpoint, model, device)
-    posteriors = engine.classify(clips, rates)
-    results = []
-    for (name, duration, rate, channels), p in zip(infos, posteriors, strict=True):
-        results.append(
-            ClassifyResult.from_posteriors(
-                name, p, engine.labels, duration_s=duration, sample_rate=rate, channels=channels
-            )
-        )
-    return results
+    clips = [decode_file(path) for path in paths]
+    return classify_clips(engine or load_engine(checkpoint, model, device), clips)
 
 
 class LocalSession:
@@ -172,4 +202,12 @@ class LocalSession:
         self.engine.close()
 
 
-__all__ = ["LocalSession", "classify_files", "load_engine", "local_settings"]
+__all__ = [
+    "Clip",
+    "LocalSession",
+    "classify_clips",
+    "classify_files",
+    "decode_file",
+    "load_engine",
+    "local_settings",
+]

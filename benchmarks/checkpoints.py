@@ -66,13 +66,20 @@ def work_dir() -> Path:
     return path
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (every thread's, from Linux /proc; [] elsewhere)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in task.read_text().split()]
+    return found
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (e.g. the server and its engine processes; Linux /proc)."""
     tree, index = [pid], 0
     while index < len(tree):
-        for task in Path(f"/proc/{tree[index]}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                tree += [int(c) for c in task.read_text().split()]
+        tree += children(tree[index])
         index += 1
     return tree
 

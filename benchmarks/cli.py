@@ -33,6 +33,10 @@ def _run(args: argparse.Namespace) -> int:
         "load_clients",
         "load_seconds",
         "load_chunk_ms",
+        "soak_seconds",
+        "soak_clients",
+        "soak_slow_readers",
+        "soak_rest_files",
         "engine_chunk_ms",
         "engine_max_batch",
         "engine_processes",
@@ -85,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sections",
         type=comma_list(str),
         default=None,
-        help="comma-separated: model,window,train,engine,rest,load (default: all)",
+        help="comma-separated: model,window,runtime,train,engine,rest,load,soak (default: all)",
     )
     parser.add_argument(
         "--stream-batches",
@@ -120,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="audio per websocket message in the load test (default 40, the browser demo's)",
     )
+    soak_options: tuple[tuple[str, type, str], ...] = (
+        ("--soak-seconds", float, "length of the soak run (default 60)"),
+        ("--soak-clients", int, "normal real-time clients of the soak (default 8)"),
+        ("--soak-slow-readers", int, "soak clients that never read their scores (default 4)"),
+        ("--soak-rest-files", int, "60 s files per POST /v1/classify of the soak (default 10)"),
+    )
+    for flag, cast, text in soak_options:
+        parser.add_argument(flag, type=cast, default=None, help=text)
     parser.add_argument(
         "--engine-chunk-ms",
         type=float,

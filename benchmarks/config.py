@@ -18,7 +18,7 @@ from models.config import RUNTIMES, FeatureConfig
 MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
 MODEL_SECTIONS = ("model", "window", "runtime", "train")
-SERVICE_SECTIONS = ("engine", "rest", "load")
+SERVICE_SECTIONS = ("engine", "rest", "load", "soak")
 SECTIONS = MODEL_SECTIONS + SERVICE_SECTIONS
 PRESETS = ("full", "quick", "smoke")
 
@@ -87,6 +87,17 @@ class BenchConfig:
     load_chunk_ms: float = 40.0
     load_force_detections: bool = True  # thresholds 0 and a reset every load_reset_s
     load_reset_s: float = 2.0
+    # section soak: normal clients (streaming as the load section's) beside slow readers, heavy
+    # REST requests, connection churn and one engine process killed, for a bounded time
+    soak_seconds: float = 60.0
+    soak_clients: int = 8  # normal real-time clients, each streaming sessions back to back
+    soak_session_s: float = 10.0  # length of a normal client's session
+    soak_slow_readers: int = 4  # clients that ask for scores every 10 ms and never read them
+    soak_rest_files: int = 10  # files per POST /v1/classify, requests sent back to back
+    soak_rest_file_s: float = 60.0  # seconds of audio per file (serve's max_upload_seconds)
+    soak_churn_per_s: float = 5.0  # connections opened and dropped per second
+    soak_kill_at: float = 1 / 3  # when one engine process is SIGKILLed, as a fraction of the run
+    soak_slow_consumer_timeout_s: float = 3.0  # the soak server's slow_consumer_timeout_s
     # engine and server: checkpoints to serve (else shipped ones, else random weights)
     checkpoints: tuple[str, ...] = ()
     engine_max_batch: int = 0  # 0: the service's default (server.settings.Settings.max_batch)
@@ -104,6 +115,10 @@ class BenchConfig:
         for name in ("load_chunk_ms", "engine_chunk_ms"):
             if not 1.0 <= getattr(self, name) <= 1000.0:
                 raise ValueError(f"{name} must be 1..1000 ms, got {getattr(self, name)}")
+        if not 0.0 < self.soak_kill_at < 1.0:
+            raise ValueError(f"soak_kill_at must be within (0, 1), got {self.soak_kill_at}")
+        if self.soak_seconds <= 0 or self.soak_session_s <= 0 or self.soak_churn_per_s <= 0:
+            raise ValueError("soak_seconds, soak_session_s and soak_churn_per_s must be > 0")
         if self.train_batch < 1:
             raise ValueError(f"train_batch must be >= 1, got {self.train_batch}")
         if self.runtime and self.runtime not in RUNTIMES:
@@ -136,6 +151,12 @@ class BenchConfig:
                 rest_requests=2,
                 load_clients=(10,),
                 load_seconds=8.0,
+                soak_seconds=15.0,
+                soak_clients=4,
+                soak_session_s=5.0,
+                soak_slow_readers=2,
+                soak_rest_files=2,
+                soak_churn_per_s=2.0,
             )
         elif preset == "smoke":
             base = cls(
@@ -160,6 +181,13 @@ class BenchConfig:
                 rest_requests=1,
                 load_clients=(2,),
                 load_seconds=2.0,
+                soak_seconds=6.0,
+                soak_clients=2,
+                soak_session_s=2.5,
+                soak_slow_readers=1,
+                soak_rest_files=1,
+                soak_rest_file_s=1.0,
+                soak_churn_per_s=2.0,
             )
         else:
             raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")

@@ -205,6 +205,102 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
     return rows
 
 
+def _soak_rows(section: dict, models: list[str]) -> list[Row]:
+    runs = {m: section[m] for m in models if m in section}
+    if not runs:
+        return []
+    first = next(iter(runs.values()))
+    rest = first["rest"]
+
+    def cells(fmt: Callable[[dict], str]) -> dict[str, str]:
+        return {m: fmt(r) for m, r in runs.items()}
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "**no**"
+
+    return [
+        (
+            f"soak {_fmt(first['seconds'])} s: {first['normal']['clients']} real-time clients, "
+            f"{first['slow']['readers']} slow readers, REST {rest['files']} × "
+            f"{_fmt(rest['file_s'])} s files, churn {_fmt(first['churn']['per_s'])}/s, one "
+            "engine killed: sessions served normal / slow / churn",
+            cells(
+                lambda r: (
+                    f"{r['normal']['sessions']} / {r['slow']['sessions']} / "
+                    f"{r['churn']['sessions']} ({r['churn']['connections']} connections); "
+                    f"{r['normal']['failed_by_kill']} failed by the kill, "
+                    f"{r['normal']['failed']} otherwise"
+                )
+            ),
+        ),
+        (
+            "soak: audio lost by normal clients (all but the kill's sessions; checked: the "
+            "audio after each session's last reset)",
+            cells(
+                lambda r: (
+                    f"{_fmt(r['normal']['audio_lost_ms'])} ms of "
+                    f"{_fmt(r['normal']['audio_checked_s'])} s checked, "
+                    f"{r['normal']['frames_missing']} frames missing"
+                )
+            ),
+        ),
+        (
+            "soak: normal clients' detection server_ms p50/p99 (client-side p50/p99)",
+            cells(
+                lambda r: (
+                    f"{_fmt(r['normal']['server_ms']['p50'])} / "
+                    f"{_fmt(r['normal']['server_ms']['p99'])} ms "
+                    f"({_fmt(r['normal']['client_ms']['p50'])} / "
+                    f"{_fmt(r['normal']['client_ms']['p99'])} ms), "
+                    f"{r['normal']['detections']} detections"
+                )
+            ),
+        ),
+        (
+            "soak: slow readers closed `slow_consumer` (server); links dropped / stalled "
+            "(client); scores dropped",
+            cells(
+                lambda r: (
+                    f"{_fmt(r['server']['slow_consumer_errors'])}; "
+                    f"{r['slow']['dropped_by_server']} / {r['slow']['stalled']}; "
+                    f"{_fmt(r['server']['scores_dropped'])}"
+                )
+            ),
+        ),
+        (
+            "soak: heavy REST requests done / failed, mean duration",
+            cells(
+                lambda r: (
+                    f"{r['rest']['done']} / {r['rest']['failed']}, {_fmt(r['rest']['mean_s'])} s"
+                )
+            ),
+        ),
+        (
+            "soak: engine kill → ready again; engine restarts; /healthz always 200",
+            cells(
+                lambda r: (
+                    f"{_fmt(r['kill'].get('recovery_s'))} s; "
+                    f"{_fmt(r['server']['engine_restarts'])}; "
+                    f"{yes(r['server']['healthz_always_200'])} "
+                    f"({r['server']['healthz_samples']} samples)"
+                )
+            ),
+        ),
+        (
+            "soak: server tree RSS start / peak / end; sessions left at the end; host busy "
+            "cores (the clients' share)",
+            cells(
+                lambda r: (
+                    f"{_fmt(r['server']['rss_mb_start'])} / "
+                    f"{_fmt(r['server']['rss_mb_peak'])} / {_fmt(r['server']['rss_mb_end'])} MiB; "
+                    f"{_fmt(r['server']['sessions_left'])}; {_fmt(r.get('host_busy_cpu'))} "
+                    f"({_fmt(r.get('clients_cpu'))})"
+                )
+            ),
+        ),
+    ]
+
+
 #: Table rows of each section.
 ROW_BUILDERS: dict[str, Callable[[dict, list[str]], list[Row]]] = {
     "model": _model_rows,
@@ -214,6 +310,7 @@ ROW_BUILDERS: dict[str, Callable[[dict, list[str]], list[Row]]] = {
     "engine": _engine_rows,
     "rest": _rest_rows,
     "load": _load_rows,
+    "soak": _soak_rows,
 }
 
 
@@ -252,7 +349,7 @@ def summary_table(results: dict[str, Any]) -> str:
         f"load average {env['load_average_start']} at start, "
         f"{results.get('load_average_end', '–')} at end; {results.get('elapsed_s', '–')} s"
     )
-    if {"rest", "load"} & set(results["sections"]):
+    if {"rest", "load", "soak"} & set(results["sections"]):
         processes = results["config"].get("engine_processes", -1)
         served = "serve's default" if processes < 0 else str(processes)
         if processes < 0:
@@ -260,7 +357,7 @@ def summary_table(results: dict[str, Any]) -> str:
 
             served += f" ({Settings().engine_processes})"
         lines.append(f"server: engine processes {served} (0: the engine in the server process)")
-    if {"engine", "rest", "load"} & set(results["sections"]):
+    if {"engine", "rest", "load", "soak"} & set(results["sections"]):
         runtime = results["config"].get("runtime") or "serve's default"
         if runtime == "serve's default":
             from server.settings import Settings
@@ -454,6 +551,48 @@ def _plot_load(section: dict, models: list[str], out: Path, title: str) -> Path:
     return _save(plt, fig, out / "load_latency.png")
 
 
+def _plot_soak(section: dict, models: list[str], out: Path, title: str) -> Path:
+    """Per model: the server tree's RSS and its live sessions, and the normal clients'
+    detection latency, over the run; the engine kill and the recovery marked."""
+    plt = _pyplot()
+    runs = [m for m in models if m in section]
+    fig, axes = plt.subplots(
+        2, max(1, len(runs)), figsize=(7 * max(1, len(runs)), 6), sharex="col", squeeze=False
+    )
+    for column, m in enumerate(runs):
+        run = section[m]
+        top, bottom = axes[0][column], axes[1][column]
+        timeline = run["timeline"]
+        t = [s["t"] for s in timeline]
+        top.plot(t, [s["rss_mb"] for s in timeline], color="C0", label="server tree RSS")
+        top.set_ylabel("RSS, MiB", color="C0")
+        live = top.twinx()
+        sessions = [s["sessions"] if s["sessions"] is not None else math.nan for s in timeline]
+        live.step(t, sessions, where="post", color="C1", label="live sessions (/readyz)")
+        live.set_ylabel("live sessions (gap: not ready)", color="C1")
+        detections = run["detections"]
+        if detections:
+            bottom.plot(*zip(*detections, strict=True), ".", color="C2", markersize=3)
+        _log_y(bottom)
+        for i, (begin, end) in enumerate(run["rest"].get("spans", [])):
+            bottom.axvspan(begin, end, color="grey", alpha=0.12 if i % 2 else 0.22, lw=0)
+        bottom.set_ylabel("normal clients' detection server_ms\n(grey: REST requests)")
+        bottom.set_xlabel("seconds into the run")
+        kill = run["kill"]
+        for ax in (top, bottom):
+            ax.grid(True, alpha=0.3)
+            if kill.get("at_s") is not None:
+                ax.axvline(kill["at_s"], color="red", ls="--", label="engine killed")
+                if kill.get("recovery_s") is not None:
+                    ready = kill["at_s"] + kill["recovery_s"]
+                    ax.axvline(ready, color="green", ls=":", label="ready again")
+        handles = top.get_legend_handles_labels()[0] + live.get_legend_handles_labels()[0]
+        top.legend(handles=handles, fontsize=7, loc="lower right")
+        top.set_title(m)
+    fig.suptitle(title)
+    return _save(plt, fig, out / "soak_timeline.png")
+
+
 #: Plots of each section.
 PLOTTERS: dict[str, Callable[[dict, list[str], Path, str], Path]] = {
     "model": _plot_stream,
@@ -463,6 +602,7 @@ PLOTTERS: dict[str, Callable[[dict, list[str], Path, str], Path]] = {
     "engine": _plot_engine,
     "rest": _plot_rest,
     "load": _plot_load,
+    "soak": _plot_soak,
 }
 
 

@@ -29,6 +29,7 @@ SECTION_RUNNERS: dict[str, tuple[str, str]] = {
     "engine": ("benchmarks.engine_bench", "bench_engine"),
     "rest": ("benchmarks.serve_bench", "bench_rest"),
     "load": ("benchmarks.serve_bench", "bench_load"),
+    "soak": ("benchmarks.soak_bench", "bench_soak"),
 }
 
 

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,10 @@ def served(
     max_sessions: int,
     log: Callable[[str], None],
     out: Path,
+    env_changes: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``lmukws serve`` on 127.0.0.1 for the duration of the block: (base URL, process)."""
+    """Run ``lmukws serve`` on 127.0.0.1 for the duration of the block: (base URL, process).
+    ``env_changes``: more ``LMUKWS_*`` settings for this server (e.g. the soak's deadlines)."""
     import httpx
 
     port = free_port()
@@ -89,6 +91,7 @@ def served(
         env["LMUKWS_ENGINE_PROCESSES"] = str(config.engine_processes)
     if config.runtime:
         env["LMUKWS_RUNTIME"] = config.runtime
+    env.update(env_changes or {})
     command = [
         sys.executable,
         "-m",
@@ -255,7 +258,7 @@ def _rest_row(
 # websocket load
 
 
-async def _client(
+async def stream_client(
     url: str,
     pcm: np.ndarray,
     offset: int,
@@ -266,7 +269,8 @@ async def _client(
     reset_every_s: float = 0.0,
 ) -> dict[str, Any]:
     """One websocket client: start, stream at real time (a ``reset`` every ``reset_every_s``
-    seconds if > 0), stop, read until ``end``."""
+    seconds if > 0), stop, read until ``end``. Returns its detections' ``latency`` (and when each
+    arrived, ``time.perf_counter()``), client-side latencies, audio sent, ``end`` and error."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -274,6 +278,7 @@ async def _client(
     n_chunks = round(seconds * 1000 / chunk_ms)
     result: dict[str, Any] = {
         "detections": [],
+        "detected_at": [],
         "client_ms": [],
         "late_ms": 0.0,
         "sent_ms": 0.0,
@@ -304,6 +309,7 @@ async def _client(
                         kind = message.get("type")
                         if kind == "detection":
                             result["detections"].append(message["latency"])
+                            result["detected_at"].append(now)
                             # the audio that made the triggering frame final, in the
                             # newest reset epoch where it has been sent already
                             since = (message["audio_ms"] + lookahead_ms) * RATE / 1000
@@ -358,13 +364,36 @@ async def _client(
     return result
 
 
-def _frames(audio_ms: float) -> int:
+def frames_for(audio_ms: float) -> int:
     """Frames of the front end (``FeatureConfig``'s window and hop) for ``audio_ms`` of audio."""
     features = FeatureConfig()
     samples = round(audio_ms * RATE / 1000)
     if samples < features.frame_length:
         return 0
     return 1 + (samples - features.frame_length) // features.frame_shift
+
+
+def stream_url(base: str) -> str:
+    """The websocket endpoint of the server at ``base`` (``http://host:port``)."""
+    return base.replace("http://", "ws://") + "/v1/stream"
+
+
+def pcm16(track: np.ndarray) -> np.ndarray:
+    """The track twice over as 16-bit PCM: clients read chunks from any offset without
+    wrapping mid-chunk."""
+    return (np.clip(np.concatenate((track, track)), -1, 1) * 32767).astype("<i2")
+
+
+async def forced_thresholds(base: str, config: BenchConfig) -> dict[str, float] | None:
+    """Thresholds of 0 for every keyword of the served model when ``load_force_detections``
+    (clients then get a detection after each reset whatever the weights), else None."""
+    import httpx
+
+    if not config.load_force_detections:
+        return None
+    async with httpx.AsyncClient() as http:
+        info = (await http.get(base + "/v1/model", timeout=30)).json()
+    return dict.fromkeys(info["keywords"], 0.0)
 
 
 async def _load(
@@ -374,15 +403,9 @@ async def _load(
     config: BenchConfig,
     process: subprocess.Popen,
 ) -> dict[str, Any]:
-    import httpx
-
-    url = base.replace("http://", "ws://") + "/v1/stream"
-    thresholds = None
-    if config.load_force_detections:
-        async with httpx.AsyncClient() as http:
-            info = (await http.get(base + "/v1/model", timeout=30)).json()
-        thresholds = dict.fromkeys(info["keywords"], 0.0)
-    pcm = (np.clip(np.concatenate((track, track)), -1, 1) * 32767).astype("<i2")
+    url = stream_url(base)
+    thresholds = await forced_thresholds(base, config)
+    pcm = pcm16(track)
     rng = np.random.default_rng(clients)
     offsets = rng.integers(0, track.size, size=clients)
     ramp = min(2.0, 0.02 * clients)  # connections spread over the first seconds
@@ -401,7 +424,7 @@ async def _load(
     sampler = asyncio.create_task(sample_rss())
     own_cpu = time.process_time()
     tasks = [
-        _client(
+        stream_client(
             url,
             pcm,
             int(offsets[i]),
@@ -428,7 +451,7 @@ async def _load(
     ended = [r for r in results if r["end"] is not None]
     dropped = [r["sent_ms"] - r["end"]["audio_ms"] for r in ended]
     # every frame of the audio sent since the last reset must have been scored
-    missing = [_frames(r["sent_ms"]) - r["end"]["frames"] for r in ended]
+    missing = [frames_for(r["sent_ms"]) - r["end"]["frames"] for r in ended]
     errors = [r["error"] for r in results if r["error"]]
     algorithmic = next((r.get("algorithmic_ms") for r in results if r.get("algorithmic_ms")), None)
     return {

@@ -98,6 +98,53 @@ def test_rest_and_load_sections_against_a_real_server(tmp_path: Path) -> None:
         assert (tmp_path / name).is_file()
 
 
+@pytest.mark.slow
+def test_soak_section_serves_through_an_engine_kill(tmp_path: Path) -> None:
+    """A few seconds of soak on the tiny model: normal clients, a slow reader, tiny REST
+    requests, churn and one engine process killed; the server keeps serving and recovers."""
+    from server.settings import Settings
+
+    config = BenchConfig.preset_config(
+        "smoke", sections=("soak",), models=("lmuformer",), threads=1
+    )
+    results = run(config, tmp_path, log=lambda _: None)
+    soak = results["sections"]["soak"]["lmuformer"]
+    normal, server, kill = soak["normal"], soak["server"], soak["kill"]
+    assert normal["sessions"] > normal["failed_by_kill"] and normal["completed"] > 0
+    assert normal["failed"] == 0, normal["error_examples"]
+    assert normal["audio_lost_ms"] == 0 and normal["frames_missing"] == 0
+    assert normal["detections"] > 0 and normal["server_ms"]["p99"] is not None
+    assert soak["slow"]["sessions"] >= 1 and soak["slow"]["errors"] == 0
+    assert soak["churn"]["sessions"] > 0 and soak["churn"]["errors"] == 0
+    assert soak["rest"]["done"] > 0 and soak["rest"]["failed"] == 0
+    # the engine processes were told apart from the classification worker, one was killed
+    assert kill["engines_found"] == Settings().engine_processes
+    assert kill["pid"] > 0 and kill["recovery_s"] > 0
+    assert server["engine_restarts"] == 1
+    assert server["healthz_always_200"]  # the other engine process kept serving
+    assert server["rss_mb_peak"] >= server["rss_mb_start"] > 0
+    assert server["sessions_left"] == 0
+    assert soak["timeline"] and len(soak["detections"]) == normal["detections"]
+    assert (tmp_path / "soak_timeline.png").is_file()
+    assert "soak: engine kill" in (tmp_path / "summary.md").read_text()
+
+
+def test_metric_total_sums_the_series_of_a_prometheus_metric() -> None:
+    from benchmarks.soak_bench import metric_total
+
+    text = (
+        "# TYPE lmukws_errors_total counter\n"
+        'lmukws_errors_total{code="slow_consumer"} 3\n'
+        'lmukws_errors_total{code="internal_error"} 2\n'
+        "lmukws_errors_total_created 1.7e9\n"
+        "lmukws_scores_dropped_total 41\n"
+    )
+    assert metric_total(text, "lmukws_errors_total") == 5
+    assert metric_total(text, "lmukws_errors_total", 'code="slow_consumer"') == 3
+    assert metric_total(text, "lmukws_scores_dropped_total") == 41
+    assert metric_total(text, "lmukws_engine_restarts_total") == 0
+
+
 def test_a_missing_section_is_recorded_not_fatal(tmp_path: Path, monkeypatch) -> None:
     from benchmarks import run as run_module
 

@@ -147,14 +147,18 @@ class StreamConnection:
             code=ErrorCode.SLOW_CONSUMER,
             message=f"the client read nothing for {deadline:g} s; closing",
         )
+        said = False
         try:
             async with asyncio.timeout(SLOW_CONSUMER_GRACE_S):
                 await self.ws.send_text(protocol.dump_message(message))
                 await self.ws.close(CloseCode.POLICY_VIOLATION)
-        except Exception:  # buffers still full, or gone: drop the TCP connection
-            if self._abort is not None:
-                self._abort()
-        self._finished.set()
+            said = True
+        except Exception:  # buffers still full, or gone
+            pass
+        finally:  # also when the route is cancelled meanwhile (the client went on sending)
+            if not said and self._abort is not None:
+                self._abort()  # drop the TCP connection
+            self._finished.set()
 
     def _transport_gone(self) -> None:
         self.closed = True

@@ -127,6 +127,32 @@ def test_a_client_that_stops_reading_is_closed_and_its_session_freed(live: LiveS
     assert readyz(live)["status"] == "ready"
 
 
+def test_a_slow_reader_that_goes_on_sending_is_dropped(live: LiveServer) -> None:
+    """The receive loop ends on the next audio once the session is freed: the connection must
+    still be dropped (it used to stay open, unread, for as long as the client sent)."""
+    x = sequence([], 400.0, seed=4)
+    burst = 300 * 16000  # enough scores to fill the socket buffers at once
+    client = RawClient(live)
+    client.send_json({"type": "start", "sample_rate": 16000, "scores_every_ms": 10})
+    client.sock.settimeout(30)
+    for i in range(0, burst, 16000):
+        client.send_bytes(encode_pcm(x[i : i + 16000], "pcm_s16le"))
+    started = time.monotonic()
+    dropped = None
+    for i in range(burst, x.size, 1600):
+        try:
+            client.send_bytes(encode_pcm(x[i : i + 1600], "pcm_s16le"))
+        except (ConnectionResetError, BrokenPipeError):
+            dropped = time.monotonic() - started
+            break
+        time.sleep(0.02)  # 100 ms of audio every 20 ms: the client never stops sending
+        if time.monotonic() - started > 60:
+            break
+    client.sock.close()
+    assert dropped is not None, "the connection was never dropped"
+    assert readyz(live)["sessions"] == 0
+
+
 def test_a_text_message_that_is_not_utf8_closes_1007_without_a_traceback(
     live: LiveServer,
 ) -> None:

@@ -4,7 +4,7 @@ The network is a convolutional patch embedding (four k=3 convs over frames plus 
 conv), ``depth`` LMU blocks (token mixer: LMU cell, 1x1 conv, BatchNorm; channel mixer: two 1x1
 convs, ratio 4), and a linear head per frame. Clip logits are the mean of the per-frame logits.
 
-The three models differ only in where the activations sit (``ModelConfig.spiking`` and
+The three LMU models differ only in where the activations sit (``ModelConfig.spiking`` and
 ``membrane_shortcut``): ``lmuformer`` has ReLU / GELU; ``spiking-lmu`` puts a LIF layer where
 those are (after each conv's BatchNorm, and after the token mixer's); ``spiking-lmuformer``
 puts BatchNorm and LIF before each conv instead, so its residual paths add membrane potentials

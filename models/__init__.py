@@ -15,13 +15,24 @@ Streaming a clip frame by frame gives exactly the parallel form's per-frame logi
     tail, state = model.finish(state)                  # the last lookahead_frames frames
     streamed = torch.cat(outputs + [tail], dim=1)      # == model.frame_logits(feats)
 
+The window models (``WINDOW_MODELS``: ``spiking-attention``, global self-attention over the
+window) have the parallel form only: ``model(feats)`` over a window; their streaming entry
+points raise ``NoStreamingFormError``.
+
 Shapes: B batch, T frames, F mel bins (128), K labels.
 """
 
 import importlib
 from typing import Any
 
-from models.config import DEFAULT_MODEL, MODEL_NAMES, FeatureConfig, ModelConfig
+from models.config import (
+    DEFAULT_MODEL,
+    MODEL_NAMES,
+    STREAMING_MODELS,
+    WINDOW_MODELS,
+    FeatureConfig,
+    ModelConfig,
+)
 
 # Everything else is imported on first use (PEP 562), so that reading the configs (the CLI,
 # the settings) does not import torch.
@@ -36,6 +47,7 @@ _LAZY = {
     "StreamingFbank": "models.frontend",
     "LMUFormer": "models.lmuformer",
     "ModelState": "models.lmuformer",
+    "NoStreamingFormError": "models.attention",
     "build_model": "models.lmuformer",
     "select_state": "models.state",
     "stack_states": "models.state",
@@ -55,6 +67,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_MODEL",
     "MODEL_NAMES",
+    "STREAMING_MODELS",
+    "WINDOW_MODELS",
     "CheckpointError",
     "Fbank",
     "FbankState",
@@ -62,6 +76,7 @@ __all__ = [
     "LMUFormer",
     "ModelConfig",
     "ModelState",
+    "NoStreamingFormError",
     "StreamingFbank",
     "build_model",
     "default_checkpoint",

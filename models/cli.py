@@ -20,16 +20,25 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     try:
         model, metadata = convert_checkpoint(
-            args.src, args.dst, args.model, labels=args.labels, theta=args.theta
+            args.src,
+            args.dst,
+            args.model,
+            labels=args.labels,
+            theta=args.theta,
+            num_heads=args.num_heads,
         )
     except (ConversionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     params = sum(p.numel() for p in model.parameters())
+    form = (
+        f"look-ahead {model.lookahead_frames} frames"
+        if model.streaming
+        else f"parallel only (window {model.config.window} frames)"
+    )
     print(
         f"wrote {args.dst}: {args.model} ({metadata['training']['authors_model']}), "
-        f"{params:,} parameters, {len(metadata['labels'])} labels, "
-        f"look-ahead {model.lookahead_frames} frames"
+        f"{params:,} parameters, {len(metadata['labels'])} labels, {form}"
     )
     return 0
 
@@ -51,8 +60,8 @@ def register(subparsers: Any) -> None:
         "--model",
         required=True,
         choices=MODEL_CHOICES,
-        help="lmuformer (their lmu_rnn_conv1d), spiking-lmuformer (slmu_rnn_ms_conv1d) or "
-        "spiking-lmu (slmu_rnn_conv1d)",
+        help="lmuformer (their lmu_rnn_conv1d), spiking-lmuformer (slmu_rnn_ms_conv1d), "
+        "spiking-lmu (slmu_rnn_conv1d) or spiking-attention (attn_ms_conv1d)",
     )
     parser.add_argument(
         "--labels",
@@ -61,5 +70,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--theta", type=float, default=128.0, help="LMU theta the model used (default 128)"
+    )
+    parser.add_argument(
+        "--num-heads",
+        type=int,
+        default=16,
+        help="self-attention heads of spiking-attention (not in the tensors; default 16, "
+        "the authors' gsc.yml)",
     )
     parser.set_defaults(func=_run_convert)

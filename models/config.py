@@ -9,9 +9,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MODEL_NAMES = ("lmuformer", "spiking-lmuformer", "spiking-lmu")
+MODEL_NAMES = ("lmuformer", "spiking-lmuformer", "spiking-lmu", "spiking-attention")
 #: the models with LIF neurons between their layers (the authors' act_type "spike")
-SPIKING_MODELS = ("spiking-lmuformer", "spiking-lmu")
+SPIKING_MODELS = ("spiking-lmuformer", "spiking-lmu", "spiking-attention")
+#: the models with the membrane-shortcut layout (the authors' ``*Ms`` modules)
+MEMBRANE_SHORTCUT_MODELS = ("spiking-lmuformer", "spiking-attention")
+#: the models whose token mixer is global self-attention over the window: a parallel form only
+#: (``forward`` over a whole window), no frame-by-frame streaming form
+WINDOW_MODELS = ("spiking-attention",)
+#: the models with a streaming form (an LMU token mixer)
+STREAMING_MODELS = tuple(name for name in MODEL_NAMES if name not in WINDOW_MODELS)
 # The model served when no checkpoint is named. The design's default is the Spiking LMUFormer
 # (the paper's headline model); until its shipped checkpoint meets its accuracy bar (see
 # models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the
@@ -67,10 +74,14 @@ class ModelConfig:
 
     ``name`` fixes the layout (``models.lmuformer`` builds it): ``lmuformer`` (the authors'
     ``lmu_rnn_conv1d``), ``spiking-lmuformer`` (``slmu_rnn_ms_conv1d``: spiking, with membrane
-    shortcuts) and ``spiking-lmu`` (``slmu_rnn_conv1d``: spiking, without). ``memory_size`` of
-    ``None`` means the paper's choice: dim for the non-spiking model and 2 * dim for the
-    spiking ones. ``causal`` pads every convolution on the left only, so the network needs no
-    future frames (``lookahead_frames == 0``).
+    shortcuts), ``spiking-lmu`` (``slmu_rnn_conv1d``: spiking, without) and
+    ``spiking-attention`` (``attn_ms_conv1d``: the spiking LMUFormer with spiking self-attention
+    over the whole window in place of the LMU; no streaming form). ``memory_size`` of ``None``
+    means the paper's choice: dim for the non-spiking model and 2 * dim for the spiking ones
+    (LMU models only). ``num_heads`` is the self-attention's (the authors' 16; attention model
+    only). ``window`` is the LMU's training window, or the attention model's window in frames.
+    ``causal`` pads every convolution on the left only, so the network needs no future frames
+    (``lookahead_frames == 0``).
     """
 
     name: str = "lmuformer"
@@ -83,6 +94,7 @@ class ModelConfig:
     window: int = 128
     mlp_ratio: float = 4.0
     num_embed_convs: int = 4
+    num_heads: int = 16
     causal: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +108,10 @@ class ModelConfig:
             raise ValueError(f"memory_size must be >= 1, got {self.memory_size!r}")
         if self.theta <= 0:
             raise ValueError(f"theta must be > 0, got {self.theta!r}")
+        if not self.streaming and (self.num_heads < 1 or self.dim % self.num_heads):
+            raise ValueError(
+                f"num_heads must be >= 1 and divide dim {self.dim}, got {self.num_heads!r}"
+            )
 
     @property
     def spiking(self) -> bool:
@@ -109,7 +125,13 @@ class ModelConfig:
         head has a BatchNorm and a LIF before its linear layer. Otherwise each conv comes first,
         its BatchNorm and activation (a LIF in ``spiking-lmu``) after it, and the head is
         linear."""
-        return self.name == "spiking-lmuformer"
+        return self.name in MEMBRANE_SHORTCUT_MODELS
+
+    @property
+    def streaming(self) -> bool:
+        """The model has an exact frame-by-frame streaming form (an LMU token mixer); the
+        ``WINDOW_MODELS`` (global self-attention over the window) have a parallel form only."""
+        return self.name not in WINDOW_MODELS
 
     @property
     def resolved_memory_size(self) -> int:

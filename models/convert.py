@@ -1,7 +1,7 @@
 """Convert the authors' released LMUFormer state dicts (``.pth``) into our checkpoints.
 
 The authors (github.com/zeyuliu1037/LMUFormer) save ``model.state_dict()`` of an
-``nn.DataParallel`` model: every key starts with ``module.``. Their three LMU models:
+``nn.DataParallel`` model: every key starts with ``module.``. Their four Speech Commands models:
 
 - ``lmu_rnn_conv1d`` -> our ``lmuformer``: ``patch_embed.conv_layers.{i}.0`` (conv k=3, no bias)
   and ``.3`` (BatchNorm), ``patch_embed.rpe_conv``, ``block.{j}.attn.lmu.{W_u,W_h}``,
@@ -15,7 +15,11 @@ The authors (github.com/zeyuliu1037/LMUFormer) save ``model.state_dict()`` of an
 - ``slmu_rnn_conv1d`` -> our ``spiking-lmu``: ``patch_embed.{proj_conv,proj_bn}``,
   ``proj_conv{1,2,3}``, ``proj_bn{1,2,3}``, ``rpe_conv`` + ``rpe_bn`` (the residual branch),
   ``block.{j}.attn.lmu.{W_u,W_h,bn_u,bn_m,bn_h}``, ``block.{j}.attn.{proj_conv,proj_bn}``,
-  ``block.{j}.mlp.{fc1_conv,fc1_bn,fc2_conv,fc2_bn}``, ``head``.
+  ``block.{j}.mlp.{fc1_conv,fc1_bn,fc2_conv,fc2_bn}``, ``head``;
+- ``attn_ms_conv1d`` -> our ``spiking-attention``: ``slmu_rnn_ms_conv1d``'s embedding, channel
+  mixer and head, with ``SSA`` in ``block.{j}.attn``: ``pre_bn``, ``{q,k,v}_conv`` (no bias),
+  ``{q,k,v}_bn``, ``proj_conv``, ``proj_bn``. Its head count leaves no trace in the tensors:
+  ``--num-heads`` (default 16, their ``gsc.yml``).
 
 Their LIF nodes (spikingjelly) have no parameters. The LMU buffers ``A``, ``B``, ``H`` and
 ``fft_H`` are recomputed by our cell and dropped; ``A`` and ``B`` are checked against ours so a
@@ -43,10 +47,11 @@ AUTHORS_MODELS = {
     "lmuformer": "lmu_rnn_conv1d",
     "spiking-lmuformer": "slmu_rnn_ms_conv1d",
     "spiking-lmu": "slmu_rnn_conv1d",
+    "spiking-attention": "attn_ms_conv1d",
 }
 AUTHORS_REPO = "https://github.com/zeyuliu1037/LMUFormer"
-#: the paper's Speech Commands V2 test accuracy of each model (not measured by us); the paper
-#: reports none for slmu_rnn_conv1d
+#: the paper's Speech Commands V2 test accuracy of each model (not measured by us); none here
+#: for slmu_rnn_conv1d and attn_ms_conv1d
 PAPER_ACCURACY = {"lmuformer": 0.9653, "spiking-lmuformer": 0.9612}
 #: LMU buffers that our cell recomputes
 LMU_BUFFERS = ("A", "B", "H", "fft_H")
@@ -74,8 +79,8 @@ def _module_map(model: str, depth: int) -> list[tuple[str, str]]:
         attn = ("lmu.W_u", "lmu.W_h", "proj_conv", "proj_bn")
         mlp = ("fc1_conv", "fc1_bn", "fc2_conv", "fc2_bn")
         head = [("head", "network.head.linear")]
-    elif model in ("spiking-lmuformer", "spiking-lmu"):
-        shortcut = model == "spiking-lmuformer"  # Conv1d4EBMs: proj_bn3 opens the rpe branch
+    elif model in SPIKING_MODELS:
+        shortcut = model != "spiking-lmu"  # Conv1d4EBMs: proj_bn3 opens the rpe branch
         convs = ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3")
         bns = ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3")
         pairs = [(f"patch_embed.{name}", f"network.embed.conv{i}") for i, name in enumerate(convs)]
@@ -89,6 +94,9 @@ def _module_map(model: str, depth: int) -> list[tuple[str, str]]:
         ]
         lmu = ("lmu.W_u", "lmu.W_h", "lmu.bn_u", "lmu.bn_m", "lmu.bn_h", "proj_conv", "proj_bn")
         attn = ("prev_bn", *lmu) if shortcut else lmu
+        if model == "spiking-attention":  # SSA
+            qkv = tuple(f"{x}_{part}" for x in "qkv" for part in ("conv", "bn"))
+            attn = tuple(f"attn.{name}" for name in ("pre_bn", *qkv, "proj_conv", "proj_bn"))
         mlp = ("fc1_bn", "fc1_conv", "fc2_bn", "fc2_conv")
         head = [("head", "network.head.linear")]
         if shortcut:
@@ -99,14 +107,16 @@ def _module_map(model: str, depth: int) -> list[tuple[str, str]]:
         ours = f"network.blocks.block{j}"
         for name in attn:
             target = name.replace("lmu.", "lmu.cell.")
-            pairs.append((f"block.{j}.attn.{name}", f"{ours}.mixer.branch.{target}"))
+            theirs = name.removeprefix("attn.")
+            pairs.append((f"block.{j}.attn.{theirs}", f"{ours}.mixer.branch.{target}"))
         pairs += [(f"block.{j}.mlp.{name}", f"{ours}.ffn.branch.{name}") for name in mlp]
     return pairs + head
 
 
 def key_map(model: str, depth: int = 1) -> dict[str, str]:
     """Authors' state-dict key -> our key, for every tensor of our ``model`` (paper sizes)."""
-    ours = LMUFormer(ModelConfig(name=model, dim=8, depth=depth, num_classes=2)).state_dict()
+    config = ModelConfig(name=model, dim=8, depth=depth, num_classes=2, num_heads=2)
+    ours = LMUFormer(config).state_dict()
     modules = dict(_module_map(model, depth))
     reverse = {v: k for k, v in modules.items()}
     mapping: dict[str, str] = {}
@@ -159,8 +169,11 @@ def detect_variant(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def infer_config(model: str, state: dict[str, torch.Tensor], theta: float) -> ModelConfig:
-    """Our ModelConfig with the sizes found in the authors' tensors."""
+def infer_config(
+    model: str, state: dict[str, torch.Tensor], theta: float, num_heads: int = 16
+) -> ModelConfig:
+    """Our ModelConfig with the sizes found in the authors' tensors (and ``num_heads``, which
+    they do not show, for the attention model)."""
     variant = detect_variant(state)
     expected = AUTHORS_MODELS.get(model)
     if expected is None:
@@ -179,18 +192,20 @@ def infer_config(model: str, state: dict[str, torch.Tensor], theta: float) -> Mo
     )
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"block\.(\d+)\.", k))}
     depth = max(blocks) + 1 if blocks else 0
-    needed = [conv0, "block.0.attn.lmu.W_h.weight", "block.0.mlp.fc1_conv.weight", "head.weight"]
+    attention = model == "spiking-attention"
+    mixer = "block.0.attn.q_conv.weight" if attention else "block.0.attn.lmu.W_h.weight"
+    needed = [conv0, mixer, "block.0.mlp.fc1_conv.weight", "head.weight"]
     missing = [k for k in needed if k not in state]
     if missing or depth < 1:
         raise ConversionError(f"the file lacks {missing or ['block.0.*']}")
     dim, in_features = int(state[conv0].shape[0]), int(state[conv0].shape[1])
-    memory = int(state["block.0.attn.lmu.W_h.weight"].shape[1]) - dim
+    default_memory = 2 * dim if model in SPIKING_MODELS else dim
+    memory = default_memory if attention else int(state[mixer].shape[1]) - dim
     hidden = int(state["block.0.mlp.fc1_conv.weight"].shape[0])
     window = 128
     h = state.get("block.0.attn.lmu.H")
     if h is not None and h.dim() == 2:
         window = int(h.shape[1])
-    default_memory = 2 * dim if model in SPIKING_MODELS else dim
     try:
         return ModelConfig(
             name=model,
@@ -202,20 +217,21 @@ def infer_config(model: str, state: dict[str, torch.Tensor], theta: float) -> Mo
             theta=theta,
             window=window,
             mlp_ratio=hidden / dim,
+            **({"num_heads": num_heads} if attention else {}),
         )
     except ValueError as error:
         raise ConversionError(f"inconsistent sizes in the file: {error}") from error
 
 
 def convert_state_dict(
-    state: dict[str, torch.Tensor], model: str, theta: float = 128.0
+    state: dict[str, torch.Tensor], model: str, theta: float = 128.0, num_heads: int = 16
 ) -> tuple[LMUFormer, list[str]]:
     """Build our model and load the authors' tensors into it.
 
     Returns (model, notes): notes name the dropped buffers. Raises ConversionError on unknown,
     missing or wrongly shaped tensors, and on LMU matrices made with another theta.
     """
-    config = infer_config(model, state, theta)
+    config = infer_config(model, state, theta, num_heads)
     net = LMUFormer(config)
     ours = net.state_dict()
     mapping = key_map(model, config.depth)
@@ -310,6 +326,7 @@ def convert_checkpoint(
     model: str,
     labels: str | None = None,
     theta: float = 128.0,
+    num_heads: int = 16,
 ) -> tuple[LMUFormer, dict[str, Any]]:
     """Convert the authors' ``src`` (.pth) into our ``dst`` (.safetensors); returns
     (model, metadata)."""
@@ -317,7 +334,7 @@ def convert_checkpoint(
     if model not in MODEL_NAMES:
         raise ConversionError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     state = load_authors_state_dict(src)
-    net, notes = convert_state_dict(state, model, theta)
+    net, notes = convert_state_dict(state, model, theta, num_heads)
     label_list = parse_labels(labels, net.num_classes)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     metadata: dict[str, Any] = {

@@ -4,11 +4,14 @@ The network is a convolutional patch embedding (four k=3 convs over frames plus 
 conv), ``depth`` LMU blocks (token mixer: LMU cell, 1x1 conv, BatchNorm; channel mixer: two 1x1
 convs, ratio 4), and a linear head per frame. Clip logits are the mean of the per-frame logits.
 
-The three models differ only in where the activations sit (``ModelConfig.spiking`` and
+The three LMU models differ only in where the activations sit (``ModelConfig.spiking`` and
 ``membrane_shortcut``): ``lmuformer`` has ReLU / GELU; ``spiking-lmu`` puts a LIF layer where
 those are (after each conv's BatchNorm, and after the token mixer's); ``spiking-lmuformer``
 puts BatchNorm and LIF before each conv instead, so its residual paths add membrane potentials
-(the membrane shortcuts), and adds a BatchNorm and a LIF to the head.
+(the membrane shortcuts), and adds a BatchNorm and a LIF to the head. ``spiking-attention``
+is the spiking LMUFormer with the authors' spiking self-attention (``models.attention``) in
+place of the LMU: global over the window, so it has the parallel form only (``streaming``
+False).
 
 Two entry points, no mode flags:
 
@@ -37,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.attention import NoStreamingFormError, SpikingSelfAttention
 from models.config import ModelConfig
 from models.layers import (
     GELU,
@@ -103,9 +107,13 @@ def _bn_lif(
 
 def _token_mixer(config: ModelConfig) -> StreamingSequential:
     """The LMU (u, memory, h), a 1x1 conv and a BatchNorm: the authors' ``LMU``; ``SLMUMs``
-    puts a BatchNorm and a LIF (threshold 0.5) in front, ``SLMU`` a LIF after."""
+    puts a BatchNorm and a LIF (threshold 0.5) in front, ``SLMU`` a LIF after. The window
+    models' is the authors' ``SSA`` (``models.attention``) instead."""
     dim = config.dim
     layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if not config.streaming:
+        layers["attn"] = SpikingSelfAttention(dim, config.num_heads)
+        return StreamingSequential(layers)
     if config.membrane_shortcut:
         layers.update(_bn_lif("prev_bn", "prev_lif", dim, v_threshold=0.5))
     layers["lmu"] = StreamLMU(
@@ -147,7 +155,8 @@ def _channel_mixer(config: ModelConfig) -> StreamingSequential:
 
 
 def _block(config: ModelConfig) -> StreamingSequential:
-    """One LMU block: token mixer (LMU) and channel mixer (1x1 convs), both residual."""
+    """One block: token mixer (LMU, or self-attention) and channel mixer (1x1 convs), both
+    residual."""
     return StreamingSequential(
         OrderedDict(
             mixer=Residual(_token_mixer(config), config.dim),
@@ -166,7 +175,9 @@ def _head(config: ModelConfig) -> StreamingSequential:
 
 
 class LMUFormer(nn.Module):
-    """LMUFormer / Spiking LMUFormer with a parallel and an exact streaming form."""
+    """LMUFormer / Spiking LMUFormer with a parallel and an exact streaming form; the window
+    models (``streaming`` False) have the parallel form only, and their streaming entry points
+    raise ``NoStreamingFormError``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -180,8 +191,23 @@ class LMUFormer(nn.Module):
         self.apply(_init_weights)
 
     @property
+    def streaming(self) -> bool:
+        """Whether the model has a streaming form (``ModelConfig.streaming``)."""
+        return self.config.streaming
+
+    def _require_streaming(self) -> None:
+        if not self.config.streaming:
+            raise NoStreamingFormError(
+                f"{self.config.name} has no streaming form: its self-attention is global over "
+                f"the window, so run the parallel form (model(feats) over a window of "
+                f"{self.config.window} frames)"
+            )
+
+    @property
     def lookahead_frames(self) -> int:
-        """Frames of future context needed before a frame's logits are final."""
+        """Frames of future context needed before a frame's logits are final (streaming
+        models only)."""
+        self._require_streaming()
         return self.network.lookahead
 
     @property
@@ -205,6 +231,7 @@ class LMUFormer(nn.Module):
 
     def init_state(self, batch_size: int = 1) -> ModelState:
         """A fresh streaming state for ``batch_size`` sessions."""
+        self._require_streaming()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         param = next(self.parameters())
@@ -222,6 +249,7 @@ class LMUFormer(nn.Module):
         session b is the logits of frame positions[b, j] of that session's stream; positions
         below 0 are not frames yet (the start-up delay of the look-ahead) and must be dropped.
         """
+        self._require_streaming()
         self._check_feats(frames)
         if frames.shape[0] != state.frames_in.shape[0]:
             raise ValueError(
@@ -238,6 +266,7 @@ class LMUFormer(nn.Module):
         frame position, whether or not a session is in its start-up delay (same results). No
         data-dependent branch, so it traces and exports (``models.onnx_step``).
         frames: [B, n, F] -> (logits [B, n, K], positions [B, n] int64, state)."""
+        self._require_streaming()
         return self._stream_clocked(frames, state, False)
 
     def _stream_clocked(
@@ -259,6 +288,7 @@ class LMUFormer(nn.Module):
     def finish(self, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """End the clip: logits [B, m, K] of the frames still waiting for look-ahead, as if the
         clip ended here (zero padding, as in the parallel form), and a fresh state."""
+        self._require_streaming()
         batch = state.frames_in.shape[0]
         lookahead = self.lookahead_frames
         param = next(self.parameters())
@@ -299,5 +329,5 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_model(name: str = "lmuformer", **config: Any) -> LMUFormer:
     """Build one of ``MODEL_NAMES`` (``"lmuformer"``, ``"spiking-lmuformer"``,
-    ``"spiking-lmu"``); the defaults are the paper's sizes."""
+    ``"spiking-lmu"``, ``"spiking-attention"``); the defaults are the paper's sizes."""
     return LMUFormer(ModelConfig(name=name, **config))

@@ -18,6 +18,7 @@ from server import protocol
 from server.settings import Settings
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.metrics import EngineMetrics
+from streaming.served import not_servable
 
 __all__ = [
     "DETECTOR_SETTINGS",
@@ -47,14 +48,22 @@ DETECTOR_SETTINGS = (
 
 def resolve_checkpoint(settings: Settings) -> Path:
     """The checkpoint to serve: ``settings.checkpoint`` or the shipped one of ``settings.model``;
-    ``models.CheckpointError`` (a ``ValueError``) when it is missing or the name is unknown."""
-    from models.checkpoint import CheckpointError, default_checkpoint
+    ``models.CheckpointError`` (a ``ValueError``) when it is missing or the name is unknown, and
+    a ``ValueError`` when it is a window model (``models.WINDOW_MODELS``: not servable yet)."""
+    from models import WINDOW_MODELS
+    from models.checkpoint import CheckpointError, default_checkpoint, read_metadata
 
-    if settings.checkpoint is not None:
-        if not Path(settings.checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {settings.checkpoint}")
-        return Path(settings.checkpoint)
-    return default_checkpoint(settings.model)
+    if settings.checkpoint is None:
+        if settings.model in WINDOW_MODELS:
+            raise ValueError(not_servable(settings.model))
+        return default_checkpoint(settings.model)
+    path = Path(settings.checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {settings.checkpoint}")
+    name = (read_metadata(path).get("model") or {}).get("name")
+    if name in WINDOW_MODELS:
+        raise ValueError(not_servable(name))
+    return path
 
 
 def engine_config(settings: Settings, metadata: Mapping[str, Any]) -> EngineConfig:

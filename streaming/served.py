@@ -25,7 +25,16 @@ from models import FeatureConfig, LMUFormer
 from streaming.detector import DetectorSettings
 from streaming.sensitivity import SensitivityCurve
 
-__all__ = ["ServedModel"]
+__all__ = ["ServedModel", "not_servable"]
+
+
+def not_servable(name: str) -> str:
+    """Why a window model (``models.WINDOW_MODELS``: no streaming form) is not served."""
+    return (
+        f"{name} is a window model (global self-attention over the window, no streaming form); "
+        "window models are not servable yet: serve a streaming model "
+        "(lmuformer, spiking-lmuformer or spiking-lmu)"
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class ServedModel:
     @classmethod
     def from_model(cls, model: LMUFormer, metadata: Mapping[str, Any] | None = None) -> ServedModel:
         """The description of ``model`` with its checkpoint ``metadata``; ``ValueError`` when
-        they disagree (label count)."""
+        they disagree (label count) or the model has no streaming form (a window model)."""
+        if not model.streaming:
+            raise ValueError(not_servable(model.config.name))
         metadata = dict(metadata or {})
         K = model.num_classes
         labels = metadata.get("labels") or [f"class{i}" for i in range(K)]

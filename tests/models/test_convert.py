@@ -79,12 +79,12 @@ def authors_state_dict(
     """The authors' key names and shapes (src/lmu_rnn.py, src/blocks/*.py), random values,
     saved from nn.DataParallel (``module.`` prefix). lmu_rnn_conv1d: Tokenizer, LMU, ConvFFN;
     slmu_rnn_ms_conv1d: Conv1d4EBMs, SLMUMs, ConvFFNMs, head_bn; slmu_rnn_conv1d: Conv1d4EB,
-    SLMU, ConvFFN."""
+    SLMU, ConvFFN; attn_ms_conv1d: Conv1d4EBMs, SSA, ConvFFNMs, head_bn."""
     g = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
     hidden = 4 * dim
     spiking = model != "lmuformer"
-    shortcut = model == "spiking-lmuformer"  # the membrane-shortcut modules (*Ms)
+    shortcut = model in ("spiking-lmuformer", "spiking-attention")  # the *Ms modules
     for i, c_in in enumerate((128, dim, dim, dim)):
         if spiking:  # Conv1d4EBMs / Conv1d4EB
             suffix = str(i) if i else ""
@@ -97,9 +97,15 @@ def authors_state_dict(
     if spiking and not shortcut:
         _bn(sd, "patch_embed.rpe_bn", dim, g)
     for j in range(depth):
-        if shortcut:
-            _bn(sd, f"block.{j}.attn.prev_bn", dim, g)
-        _lmu(sd, f"block.{j}.attn.lmu", dim, 2 * dim if spiking else dim, g, spiking)
+        if model == "spiking-attention":  # SSA: pre_bn, bias-free q/k/v convs, their BNs
+            _bn(sd, f"block.{j}.attn.pre_bn", dim, g)
+            for name in "qkv":
+                _conv(sd, f"block.{j}.attn.{name}_conv", dim, dim, 1, g, bias=False)
+                _bn(sd, f"block.{j}.attn.{name}_bn", dim, g)
+        else:
+            if shortcut:
+                _bn(sd, f"block.{j}.attn.prev_bn", dim, g)
+            _lmu(sd, f"block.{j}.attn.lmu", dim, 2 * dim if spiking else dim, g, spiking)
         _conv(sd, f"block.{j}.attn.proj_conv", dim, dim, 1, g, bias=True)
         _bn(sd, f"block.{j}.attn.proj_bn", dim, g)
         for name, c_in, c_out in (("fc1", dim, hidden), ("fc2", hidden, dim)):
@@ -157,17 +163,35 @@ def test_paper_sized_conversion(model: str, tmp_path: Path) -> None:
             ("block.0.mlp.fc1_bn.weight", "network.blocks.block0.ffn.branch.fc1_bn.weight"),
             ("head.weight", "network.head.linear.weight"),
         ],
+        "spiking-attention": [
+            ("patch_embed.proj_bn3.weight", "network.embed.rpe.branch.bn.weight"),
+            (
+                "block.0.attn.pre_bn.running_var",
+                "network.blocks.block0.mixer.branch.attn.pre_bn.running_var",
+            ),
+            ("block.0.attn.k_conv.weight", "network.blocks.block0.mixer.branch.attn.k_conv.weight"),
+            (
+                "block.0.attn.proj_conv.bias",
+                "network.blocks.block0.mixer.branch.attn.proj_conv.bias",
+            ),
+            ("head_bn.running_mean", "network.head.bn.running_mean"),
+        ],
     }[model]
-    pairs.append(
-        ("block.0.attn.lmu.W_h.weight", "network.blocks.block0.mixer.branch.lmu.cell.W_h.weight")
-    )
+    if model != "spiking-attention":
+        pairs.append(
+            (
+                "block.0.attn.lmu.W_h.weight",
+                "network.blocks.block0.mixer.branch.lmu.cell.W_h.weight",
+            )
+        )
     for their_key, our_key in pairs:
         assert torch.equal(ours[our_key], stripped[their_key])
     assert meta["labels"] == list(PAPER_LABELS)
     assert meta["features"]["num_mel_bins"] == 128
     assert meta["provenance"] == f"converted from {src.name}"
     assert meta["training"]["authors_model"] == AUTHORS_MODELS[model]
-    assert any("fft_H" in note for note in meta["training"]["conversion_notes"])
+    notes = meta["training"]["conversion_notes"]
+    assert any("fft_H" in note for note in notes) == (model != "spiking-attention")
     with torch.inference_mode():
         assert net(torch.randn(1, 16, 128)).shape == (1, 35)
 
@@ -239,25 +263,54 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert not out.exists()
 
 
+def assert_told_apart(a: str, b: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A file of model ``a`` given as ``b``, and one of ``b`` given as ``a``, are refused with
+    the right flag and write nothing; returns the output path they did not write."""
+    out = tmp_path / "out.safetensors"
+    for theirs, wrong in ((a, b), (b, a)):
+        src = save(authors_state_dict(theirs, dim=16), tmp_path / f"{theirs}.pth")
+        assert main(["convert-checkpoint", str(src), str(out), "--model", wrong]) == 2
+        err = capsys.readouterr().err
+        assert AUTHORS_MODELS[theirs] in err and err.rstrip().endswith(f"use --model {theirs}")
+        assert "Traceback" not in err and not out.exists()
+    return out
+
+
 def test_the_two_spiking_models_are_told_apart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """slmu_rnn_conv1d (rpe_bn, no head_bn) and slmu_rnn_ms_conv1d share most names: a file of
     one given as the other is refused with the right flag; a tiny spiking-lmu converts with
     its sizes read from the tensors."""
-    out = tmp_path / "out.safetensors"
-    for theirs, wrong in (
-        ("spiking-lmu", "spiking-lmuformer"),
-        ("spiking-lmuformer", "spiking-lmu"),
-    ):
-        src = save(authors_state_dict(theirs, dim=16), tmp_path / f"{theirs}.pth")
-        assert main(["convert-checkpoint", str(src), str(out), "--model", wrong]) == 2
-        err = capsys.readouterr().err
-        assert AUTHORS_MODELS[theirs] in err and err.rstrip().endswith(f"use --model {theirs}")
-        assert "Traceback" not in err and not out.exists()
+    out = assert_told_apart("spiking-lmu", "spiking-lmuformer", tmp_path, capsys)
     src = save(authors_state_dict("spiking-lmu", dim=16, classes=3, depth=2), tmp_path / "t.pth")
     net, meta = convert_checkpoint(src, out, "spiking-lmu", "a,b,c")
     config = net.config
     assert (config.name, config.dim, config.depth, net.num_classes) == ("spiking-lmu", 16, 2, 3)
     assert net.config.resolved_memory_size == 32 and net.lookahead_frames == 5
     assert meta["training"]["paper_reported_test_accuracy"] is None  # the paper reports none
+
+
+def test_the_attention_model_converts_and_is_told_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """attn_ms_conv1d shares slmu_rnn_ms_conv1d's embedding, channel mixer and head: a file of
+    one given as the other is refused with the right flag. Its sizes come from the tensors,
+    its head count (not in the tensors) from --num-heads, and the converted model computes the
+    same arithmetic as the authors' SSA (checked in tests/models/test_attention.py)."""
+    out = assert_told_apart("spiking-attention", "spiking-lmuformer", tmp_path, capsys)
+    src = save(authors_state_dict("spiking-attention", dim=16, classes=3, depth=2), tmp_path / "a")
+    args = ["convert-checkpoint", str(src), str(out), "--model", "spiking-attention"]
+    assert main([*args, "--labels", "a,b,c", "--num-heads", "4"]) == 0
+    assert "parallel only (window 128 frames)" in capsys.readouterr().out
+    net, meta = load_checkpoint(out)
+    config = net.config
+    assert (config.name, config.dim, config.depth, config.num_heads) == (
+        "spiking-attention",
+        16,
+        2,
+        4,
+    )
+    assert not net.streaming and meta["training"]["authors_model"] == "attn_ms_conv1d"
+    assert main([*args, "--labels", "a,b,c", "--num-heads", "5"]) == 2  # 5 does not divide 16
+    assert "num_heads must be >= 1 and divide dim 16, got 5" in capsys.readouterr().err

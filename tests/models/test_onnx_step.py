@@ -11,7 +11,7 @@ import torch
 from models import onnx_step
 from models.config import SPIKING_MODELS
 from models.onnx_step import OnnxStreamStep
-from tests.models.conftest import make_model
+from tests.models.conftest import make_model, streaming_params
 
 TOLERANCE = 1e-4  # as tests/models/test_streaming.py
 
@@ -64,7 +64,7 @@ def test_lmuformer_exports_one_graph_for_any_frame_count(
         assert len(counting.stream(step, feats, chunk)) == -(-70 // chunk)
 
 
-@pytest.mark.parametrize("name", SPIKING_MODELS)
+@pytest.mark.parametrize("name", streaming_params(SPIKING_MODELS))
 @torch.inference_mode()
 def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

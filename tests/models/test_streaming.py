@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import MODEL_NAMES, select_state, stack_states
+from models import MODEL_NAMES, STREAMING_MODELS, select_state, stack_states
 from models.config import SPIKING_MODELS
 from models.state import state_nbytes as state_nbytes_for_test
-from tests.models.conftest import make_model, randomise_batchnorm
+from tests.models.conftest import make_model, randomise_batchnorm, streaming_params
 
 TOLERANCE = 1e-4
 #: the LIF layers of each spiking model (every one of them must fire, and not always)
@@ -56,17 +56,17 @@ def spike_rates(model, feats: torch.Tensor) -> list[float]:
 @pytest.mark.parametrize("size", ["tiny", "paper"])
 @pytest.mark.parametrize("chunk", [1, 3, 7, "whole"])
 @torch.inference_mode()
-def test_streaming_equals_parallel(model_name: str, size: str, chunk) -> None:
-    model = make_model(model_name, size)
+def test_streaming_equals_parallel(streaming_model_name: str, size: str, chunk) -> None:
+    model = make_model(streaming_model_name, size)
     frames = 128 if size == "paper" else 61
     feats = torch.randn(2, frames, 128, generator=torch.Generator().manual_seed(1))
     expected = model.frame_logits(feats)
     streamed = stream_clip(model, feats, frames if chunk == "whole" else chunk)
     assert streamed.shape == expected.shape
     assert (streamed - expected).abs().max().item() <= TOLERANCE
-    if model_name in SPIKING_MODELS:
+    if streaming_model_name in SPIKING_MODELS:
         rates = spike_rates(model, feats)
-        assert len(rates) == LIF_LAYERS[model_name]
+        assert len(rates) == LIF_LAYERS[streaming_model_name]
         assert all(0.0 < r < 1.0 for r in rates), rates
 
 
@@ -78,8 +78,8 @@ def test_clip_logits_are_the_mean_of_frame_logits(model_name: str) -> None:
 
 
 @torch.inference_mode()
-def test_causal_variant_has_no_lookahead_and_streams_exactly(model_name: str) -> None:
-    model = make_model(model_name, "tiny", causal=True)
+def test_causal_variant_has_no_lookahead_and_streams_exactly(streaming_model_name: str) -> None:
+    model = make_model(streaming_model_name, "tiny", causal=True)
     assert model.lookahead_frames == 0
     feats = torch.randn(1, 50, 128)
     expected = model.frame_logits(feats)
@@ -93,8 +93,8 @@ def test_causal_variant_has_no_lookahead_and_streams_exactly(model_name: str) ->
 
 
 @torch.inference_mode()
-def test_stream_returns_fewer_frames_only_during_lookahead(model_name: str) -> None:
-    model = make_model(model_name, "tiny")
+def test_stream_returns_fewer_frames_only_during_lookahead(streaming_model_name: str) -> None:
+    model = make_model(streaming_model_name, "tiny")
     lookahead = model.lookahead_frames
     state = model.init_state(1)
     counts = []
@@ -138,7 +138,7 @@ def test_lookahead_is_the_true_dependence(causal: bool) -> None:
     assert earliest_changed_output(model, s=40) == 40 - expected
 
 
-@pytest.mark.parametrize("name", SPIKING_MODELS)
+@pytest.mark.parametrize("name", streaming_params(SPIKING_MODELS))
 @pytest.mark.parametrize("causal", [False, True])
 def test_spiking_lookahead_bounds_the_dependence(name: str, causal: bool) -> None:
     """Same convolutions, so the same look-ahead; a change only reaches back as far as spikes
@@ -150,9 +150,9 @@ def test_spiking_lookahead_bounds_the_dependence(name: str, causal: bool) -> Non
 
 
 @torch.inference_mode()
-def test_sessions_at_different_positions_batch_together(model_name: str) -> None:
+def test_sessions_at_different_positions_batch_together(streaming_model_name: str) -> None:
     """The engine's case: stack states of sessions that started at different times."""
-    model = make_model(model_name, "tiny")
+    model = make_model(streaming_model_name, "tiny")
     a = torch.randn(1, 50, 128)
     b = torch.randn(1, 30, 128)
     expected_a = model.frame_logits(a)[0]
@@ -179,8 +179,8 @@ def test_sessions_at_different_positions_batch_together(model_name: str) -> None
 
 
 @torch.inference_mode()
-def test_stream_refuses_a_batch_of_unaligned_sessions(model_name: str) -> None:
-    model = make_model(model_name, "tiny")
+def test_stream_refuses_a_batch_of_unaligned_sessions(streaming_model_name: str) -> None:
+    model = make_model(streaming_model_name, "tiny")
     _, _, early = model.stream_frames(torch.randn(1, 10, 128), model.init_state(1))
     state = stack_states([early, model.init_state(1)])
     with pytest.raises(ValueError, match="different points"):
@@ -188,8 +188,8 @@ def test_stream_refuses_a_batch_of_unaligned_sessions(model_name: str) -> None:
 
 
 @torch.inference_mode()
-def test_reset_state_behaves_like_a_fresh_one(model_name: str) -> None:
-    model = make_model(model_name, "tiny")
+def test_reset_state_behaves_like_a_fresh_one(streaming_model_name: str) -> None:
+    model = make_model(streaming_model_name, "tiny")
     clip = torch.randn(1, 40, 128)
     fresh = stream_clip(model, clip, 4)
     state = model.init_state(1)
@@ -205,7 +205,7 @@ def test_reset_state_behaves_like_a_fresh_one(model_name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", streaming_params(MODEL_NAMES))
 @torch.inference_mode()
 def test_unbounded_stream_keeps_state_bounded_and_finite(name: str) -> None:
     model = make_model(name, "paper")
@@ -220,10 +220,10 @@ def test_unbounded_stream_keeps_state_bounded_and_finite(name: str) -> None:
 
 
 @torch.inference_mode()
-def test_long_stream_behaves_like_the_training_window(model_name: str) -> None:
+def test_long_stream_behaves_like_the_training_window(streaming_model_name: str) -> None:
     """Past the window, the LMU memory sees exactly the last ``window`` frames: streaming a
     long clip equals the parallel form with the truncated impulse response."""
-    model = make_model(model_name, "tiny", window=16)
+    model = make_model(streaming_model_name, "tiny", window=16)
     feats = torch.randn(1, 200, 128)
     expected = model.frame_logits(feats)
     assert (stream_clip(model, feats, 13) - expected).abs().max().item() <= TOLERANCE
@@ -232,9 +232,10 @@ def test_long_stream_behaves_like_the_training_window(model_name: str) -> None:
 def authors_parameter_count(name: str) -> int:
     """Parameters of the authors' model at the paper's sizes, summed from their module
     definitions (github.com/zeyuliu1037/LMUFormer, src/lmu_rnn.py and src/blocks/*.py):
-    ``Tokenizer`` / ``Conv1d4EBMs`` / ``Conv1d4EB``, ``LMU`` / ``SLMUMs`` / ``SLMU`` (with
-    ``LMUFFTCell`` / ``SpikingLMUFFTCell``), ``ConvFFN`` / ``ConvFFNMs`` / ``ConvFFN``, and the
-    head (``head_bn`` only with ``with_head_lif``). LIF nodes have no parameters."""
+    ``Tokenizer`` / ``Conv1d4EBMs`` / ``Conv1d4EB`` / ``Conv1d4EBMs``, ``LMU`` / ``SLMUMs`` /
+    ``SLMU`` (with ``LMUFFTCell`` / ``SpikingLMUFFTCell``) / ``SSA``, ``ConvFFN`` /
+    ``ConvFFNMs`` / ``ConvFFN`` / ``ConvFFNMs``, and the head (``head_bn`` only with
+    ``with_head_lif``). LIF nodes have no parameters; neither has SSA's unused dropout."""
     dim, mels, classes, hidden = 256, 128, 35, 4 * 256
     memory = dim if name == "lmuformer" else 2 * dim  # LMU: dim, SLMU / SLMUMs: dim * 2
 
@@ -250,6 +251,8 @@ def authors_parameter_count(name: str) -> int:
     convs = conv3(mels) + 3 * conv3(dim) + conv3(dim)  # proj_conv..proj_conv3 (conv_layers), rpe
     lmu = dense(dim, 1) + dense(memory + dim, dim)  # W_u, W_h
     mixer = dense(dim, dim) + bn(dim)  # proj_conv, proj_bn
+    if name == "spiking-attention":  # SSA: pre_bn; q, k, v: bias-free 1x1 conv and BatchNorm
+        lmu = bn(dim) + 3 * (dim * dim + bn(dim))
     ffn = dense(dim, hidden) + dense(hidden, dim)  # fc1_conv, fc2_conv
     head = dense(dim, classes)
     spiking_lmu_bns = bn(1) + bn(memory) + bn(dim)  # bn_u, bn_m, bn_h
@@ -265,6 +268,8 @@ def authors_parameter_count(name: str) -> int:
         + bn(dim),
         # proj_bn..proj_bn3, rpe_bn, the cell's, fc1_bn (after fc1_conv), fc2_bn
         "spiking-lmu": 5 * bn(dim) + spiking_lmu_bns + bn(hidden) + bn(dim),
+        # proj_bn..proj_bn3, fc1_bn (before fc1_conv), fc2_bn, head_bn (SSA's are above)
+        "spiking-attention": 4 * bn(dim) + bn(dim) + bn(hidden) + bn(dim),
     }[name]
     return convs + lmu + mixer + ffn + head + norms
 
@@ -278,6 +283,7 @@ def test_paper_sizes_match_the_authors_parameter_counts() -> None:
         "lmuformer": 1_621_796,
         "spiking-lmuformer": 1_689_894,
         "spiking-lmu": 1_689_382,
+        "spiking-attention": 1_689_379,
     }
 
 
@@ -286,7 +292,7 @@ def test_memory_size_follows_the_paper() -> None:
 
     cell = build_model("lmuformer").network.embed  # noqa: F841 - built to check it constructs
     sizes = {}
-    for name in MODEL_NAMES:
+    for name in STREAMING_MODELS:  # the attention model has no LMU
         model = build_model(name)
         lmu = next(m for m in model.modules() if m.__class__.__name__ == "LMUCell")
         sizes[name] = lmu.memory_size
@@ -297,17 +303,21 @@ def test_bad_features_name_the_shape(model_name: str) -> None:
     model = make_model(model_name, "tiny")
     with pytest.raises(ValueError, match=r"expected features \[B, T, 128\], got \(2, 10, 64\)"):
         model.frame_logits(torch.randn(2, 10, 64))
+
+
+def test_bad_batch_names_the_sizes(streaming_model_name: str) -> None:
+    model = make_model(streaming_model_name, "tiny")
     with pytest.raises(ValueError, match="batch 2 but the state has 1"):
         model.stream(torch.randn(2, 1, 128), model.init_state(1))
 
 
 @torch.inference_mode()
-def test_masked_step_equals_the_step(model_name: str) -> None:
+def test_masked_step_equals_the_step(streaming_model_name: str) -> None:
     """``stream_frames_masked`` (what models.onnx_step exports) gives ``stream_frames``'s
     outputs from the first frame on, through the start-up delay and past it."""
     from models.state import flatten_state
 
-    model = make_model(model_name, "tiny")
+    model = make_model(streaming_model_name, "tiny")
     feats = torch.randn(2, 30, 128, generator=torch.Generator().manual_seed(6))
     plain, masked = model.init_state(2), model.init_state(2)
     for piece in feats.split(3, dim=1):
@@ -321,12 +331,12 @@ def test_masked_step_equals_the_step(model_name: str) -> None:
 
 
 @torch.inference_mode()
-def test_streaming_follows_in_place_weight_changes(model_name: str) -> None:
+def test_streaming_follows_in_place_weight_changes(streaming_model_name: str) -> None:
     """The streaming step's folded weights (conv windows, the LMU's taps, BatchNorms folded into
     1x1 convs: models.fold) are derived per weight version: after an in-place change of every
     parameter and BatchNorm statistic (an optimiser step, a load), streaming still equals the
     parallel form."""
-    model = make_model(model_name, "tiny")
+    model = make_model(streaming_model_name, "tiny")
     feats = torch.randn(2, 40, 128, generator=torch.Generator().manual_seed(3))
     before = stream_clip(model, feats, 4)
     for parameter in model.parameters():
@@ -341,11 +351,11 @@ def test_streaming_follows_in_place_weight_changes(model_name: str) -> None:
 def test_layer_order_follows_the_authors_forward() -> None:
     """Where the activations and the LIF layers sit, as in the authors' ``forward`` of each
     module: after each conv's BatchNorm in ``spiking-lmu``, before each conv (membrane
-    shortcuts) in ``spiking-lmuformer``."""
+    shortcuts) in ``spiking-lmuformer`` and ``spiking-attention``."""
     from models import build_model
 
     def order(name: str) -> dict[str, list[str]]:
-        net = build_model(name, dim=8, num_classes=2).network
+        net = build_model(name, dim=8, num_classes=2, num_heads=2).network
         block = net.blocks.block0
         return {
             "embed": [n for n in net.embed._modules if n != "rpe"],
@@ -377,3 +387,14 @@ def test_layer_order_follows_the_authors_forward() -> None:
         "ffn": ["fc1_bn", "fc1_lif", "fc1_conv", "fc2_bn", "fc2_lif", "fc2_conv"],
         "head": ["bn", "lif", "linear"],
     }
+    # the authors' attn_ms_conv1d: spiking-lmuformer's layout, SSA in place of SLMUMs
+    attention = order("spiking-lmuformer") | {"mixer": ["attn"]}
+    assert order("spiking-attention") == attention
+    ssa = build_model("spiking-attention", dim=8, num_classes=2, num_heads=2)
+    assert list(ssa.network.blocks.block0.mixer.branch.attn._modules) == [
+        "pre_bn", "pre_lif",
+        "q_conv", "q_bn", "q_lif",
+        "k_conv", "k_bn", "k_lif",
+        "v_conv", "v_bn", "v_lif",
+        "attn_lif", "proj_conv", "proj_bn",
+    ]  # fmt: skip

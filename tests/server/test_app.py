@@ -104,6 +104,30 @@ def test_serve_names_a_model_without_a_shipped_checkpoint(
     assert "Traceback" not in err
 
 
+def test_serve_refuses_a_window_model_by_name_and_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spiking-attention has no streaming form and no engine path yet: ``--model`` naming it,
+    or a checkpoint of it under any ``--model``, stops with a one-line error (status 2); the
+    engine refuses it too."""
+    import server.serve
+    from lmukws.cli import main
+    from models import build_model, save_checkpoint
+    from streaming.engine import StreamingEngine
+
+    monkeypatch.setattr(server.serve, "serve", lambda settings: pytest.fail("served"))
+    monkeypatch.delenv("LMUKWS_CHECKPOINT", raising=False)
+    model = build_model("spiking-attention", dim=16, num_classes=4, num_heads=4)
+    path = save_checkpoint(tmp_path / "attention.safetensors", model, {"labels": META["labels"]})
+    for args in (["--model", "spiking-attention"], ["--checkpoint", str(path)]):
+        assert main(["serve", *args]) == 2
+        err = capsys.readouterr().err
+        assert "spiking-attention is a window model" in err and "not servable yet" in err
+        assert "Traceback" not in err
+    with pytest.raises(ValueError, match="not servable yet"):
+        StreamingEngine.from_checkpoint(path)
+
+
 def test_engine_failure_closes_1011_and_the_server_survives(
     make_client: Callable[..., TestClient],
 ) -> None:

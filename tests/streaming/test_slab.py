@@ -12,6 +12,7 @@ from models import MODEL_NAMES, build_model, select_state, stack_states
 from models.state import flatten_state, state_shapes
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.slab import StateSlab
+from tests.models.conftest import streaming_params
 from tests.streaming.test_engine import EVENTS, run, without_latency
 from tests.streaming.tone_model import sequence
 from tests.tolerance import assert_same_events
@@ -23,7 +24,7 @@ def _states_equal(a: object, b: object) -> bool:
     return len(la) == len(lb) and all(torch.equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", streaming_params(MODEL_NAMES))
 def test_gather_scatter_match_stacked_per_session_states(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, dim=16).eval()

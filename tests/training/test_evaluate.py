@@ -15,6 +15,7 @@ import torch
 from lmukws.cli import main
 from models import MODEL_NAMES, FeatureConfig, build_model, save_checkpoint
 from models.config import SPIKING_MODELS
+from tests.models.conftest import streaming_params
 from training.evaluate import evaluate_batches, frames_to_fraction, stream_lockstep
 from training.report import per_voice_stats, voice_group, write_report
 
@@ -62,7 +63,7 @@ def test_stream_lockstep_matches_parallel(chunk: int) -> None:
         assert all(ready[ends == k] == np.clip(k - L, 0, None)[ends == k])
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", streaming_params(MODEL_NAMES))
 def test_curve_pays_the_lookahead(name: str) -> None:
     model = tiny(name)
     feats = torch.randn(24, T, 128)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models import MODEL_NAMES, build_model, load_checkpoint
+from tests.models.conftest import streaming_params
 from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info
 from training.recipe import Recipe
@@ -16,7 +17,7 @@ from training.stream_windows import IGNORE, StreamWindowConfig, StreamWindows, p
 from training.train import distilled_targets, train
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", streaming_params(MODEL_NAMES))
 def test_a_windows_pooled_logits_are_the_served_ones_after_any_history(name: str) -> None:
     """The window's history suffices: the frames it pools have the same logits when the window
     is the end of a much longer stream (what the server sees)."""

@@ -9,6 +9,8 @@
 #   TORCH_REQUIREMENT  what to install from it: "torch", "torch==2.5.1+cpu", or a wheel URL,
 #                      e.g. http://127.0.0.1:8080/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 #                      (with `docker build --network=host` and a local `python3 -m http.server`)
+#   EXTRAS             optional dependency groups of pyproject.toml, comma-separated, e.g.
+#                      "ray" for an image that runs as a Ray head or worker node (docs/ray.md)
 # Runtime: every setting is an LMUKWS_* variable (LMUKWS_HOST, LMUKWS_PORT, LMUKWS_MODEL,
 # LMUKWS_CHECKPOINT, LMUKWS_MAX_SESSIONS, LMUKWS_TORCH_THREADS, ...); see `lmukws serve --help`.
 # Classic builder syntax only (no BuildKit features).
@@ -30,9 +32,11 @@ ENV PATH=/opt/venv/bin:$PATH
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "$TORCH_REQUIREMENT"
 
-# the other dependencies, in a layer of their own that only pyproject.toml invalidates
+# the other dependencies (and those of the EXTRAS groups), in a layer of their own that only
+# pyproject.toml and EXTRAS invalidate
+ARG EXTRAS=""
 COPY pyproject.toml /src/pyproject.toml
-RUN python3 -c "import tomllib; deps = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" > /tmp/requirements.txt \
+RUN python3 -c "import os, tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; extras = [d for e in os.environ['EXTRAS'].split(',') if e.strip() for d in p['optional-dependencies'][e.strip()]]; print('\n'.join(p['dependencies'] + extras))" > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # the project as a wheel, with the shipped checkpoints (package data of `models`) and the web page

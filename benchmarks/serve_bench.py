@@ -77,8 +77,6 @@ def served(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``lmukws serve`` on 127.0.0.1 for the duration of the block: (base URL, process).
     ``env_changes``: more ``LMUKWS_*`` settings for this server (e.g. the soak's deadlines)."""
-    import httpx
-
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -115,27 +113,42 @@ def served(
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         base = f"http://{HOST}:{port}"
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while True:
-                if process.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise ServerError(f"lmukws serve exited with {process.returncode}: {tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + "/readyz", timeout=2.0).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise ServerError(f"lmukws serve not ready after {READY_TIMEOUT_S:g} s")
-                time.sleep(0.2)
+            wait_until_ready(base, process, log_path, READY_TIMEOUT_S)
             log(f"lmukws serve ready on {base} (pid {process.pid})")
             yield base, process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
+            stop_server(process, 15.0)
+
+
+def wait_until_ready(
+    base: str, process: subprocess.Popen, log_path: Path, timeout_s: float
+) -> None:
+    """Poll ``base``'s ``/readyz`` until it answers 200; ``ServerError`` (with the end of the
+    server's log) when the process exits first or ``timeout_s`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise ServerError(f"lmukws serve exited with {process.returncode}: {tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/readyz", timeout=2.0).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise ServerError(f"lmukws serve not ready after {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def stop_server(process: subprocess.Popen, wait_s: float) -> None:
+    """SIGTERM (the server drains), then SIGKILL after ``wait_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 _SERVERS: dict[str, tuple[str, subprocess.Popen, contextlib.ExitStack]] = {}

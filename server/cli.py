@@ -11,7 +11,10 @@ import argparse
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from server.settings import Settings
 
 from models.config import MODEL_NAMES
 
@@ -48,6 +51,12 @@ SERVE_FLAGS = (
     "classify_nice",
     "classify_threads",
     "allowed_origins",
+    # Ray Serve (docs/ray.md)
+    "ray_replicas",
+    "ray_address",
+    "ray_min_replicas",
+    "ray_max_replicas",
+    "ray_replica_cpus",
 )
 #: choices of fields whose type does not list them
 CHOICES: Mapping[str, Sequence[str]] = {"model": MODEL_NAMES}
@@ -128,7 +137,28 @@ def _serve(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError) as error:
         print(f"lmukws serve: {error}", file=sys.stderr)
         return 2
+    if settings.ray_replicas or settings.ray_min_replicas or settings.ray_max_replicas:
+        return _serve_on_ray(settings)
     return serve(settings)
+
+
+def _serve_on_ray(settings: Settings) -> int:
+    """``--ray-replicas``: serve on Ray Serve (``server.ray_serve``); 2 when Ray is missing or
+    the replica counts do not fit together."""
+    import sys
+
+    from server.ray_serve import deployment_options, ray_missing, serve_on_ray
+
+    missing = ray_missing()
+    if missing:
+        print(f"lmukws serve: {missing}", file=sys.stderr)
+        return 2
+    try:
+        deployment_options(settings)
+    except ValueError as error:
+        print(f"lmukws serve: {error}", file=sys.stderr)
+        return 2
+    return serve_on_ray(settings)
 
 
 __all__ = ["CHOICES", "SERVE_FLAGS", "add_settings_arguments", "register"]

@@ -36,9 +36,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -244,7 +246,8 @@ class ReadyMessage(_ServerMessage):
 
     ``sample_rate`` is the accepted input rate (the one announced in ``start``); the model works
     at 16 kHz with one frame every ``frame_ms``. ``keywords`` and ``thresholds`` are the ones in
-    force for this session.
+    force for this session. ``replica`` names the Ray Serve replica that holds the session, and
+    is left out of the JSON when there is none (a plain ``lmukws serve``).
     """
 
     type: Literal["ready"] = "ready"
@@ -259,6 +262,14 @@ class ReadyMessage(_ServerMessage):
     thresholds: dict[str, float] = Field(default_factory=dict)
     wake_word: str | None = None
     command_window_ms: float | None = None
+    replica: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_replica(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("replica") is None:
+            data.pop("replica", None)
+        return data
 
 
 class Latency(_ServerMessage):
@@ -480,8 +491,11 @@ def dump_message(message: BaseModel) -> str:
     return message.model_dump_json()
 
 
-def ready_message(served: Any, session: Any, sample_rate: int) -> ReadyMessage:
-    """``ready`` for a new engine session (``streaming.ServedModel``, a ``SessionHandle``)."""
+def ready_message(
+    served: Any, session: Any, sample_rate: int, replica: str | None = None
+) -> ReadyMessage:
+    """``ready`` for a new engine session (``streaming.ServedModel``, a ``SessionHandle``) on
+    ``replica`` (the Ray Serve replica, or None)."""
     detector = session.detector_config
     return ReadyMessage(
         session_id=session.id,
@@ -497,6 +511,7 @@ def ready_message(served: Any, session: Any, sample_rate: int) -> ReadyMessage:
         command_window_ms=detector.command_frames * served.frame_ms
         if detector.wake_label >= 0
         else None,
+        replica=replica,
     )
 
 

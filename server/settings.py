@@ -211,6 +211,40 @@ class Settings(BaseSettings):
     shutdown_deadline_s: float = Field(5.0, gt=0.0, description="SIGTERM to exit")
     log_level: str = Field("info", description="uvicorn log level")
 
+    # Ray Serve (server.ray_serve, docs/ray.md)
+    ray_replicas: int = Field(
+        0,
+        ge=0,
+        description="serve through Ray Serve's HTTP proxy with this many replicas, each with "
+        "its own engine, max_sessions sessions each (0: one uvicorn server, no Ray; needs "
+        "pip install 'lmukws[ray]')",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="with ray_replicas: join this Ray cluster (e.g. HEAD:6379, or auto) instead "
+        "of starting a local one",
+    )
+    ray_min_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="with ray_replicas: autoscale on active sessions, down to this many replicas",
+    )
+    ray_max_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="with ray_replicas: autoscale on active sessions, up to this many replicas",
+    )
+    ray_replica_cpus: float = Field(
+        2.0,
+        gt=0.0,
+        description="CPUs each replica reserves; they set its engine processes (one per whole "
+        "CPU from 2 up, else 0) and torch threads, unless those are set",
+    )
+    replica: str | None = Field(
+        None,
+        description="this server's replica name, sent in `ready` (set per replica by Ray Serve)",
+    )
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # Default buckets in seconds: 0.1 ms .. 10 s.
 LATENCY_BUCKETS = (
@@ -282,3 +283,35 @@ class EngineMetrics:
         self.classify_seconds = r.histogram(
             "lmukws_classify_seconds", "Compute time of one POST /v1/classify batch."
         )
+
+
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{?)(.*)")
+
+
+def merge_expositions(texts: Mapping[str, str], label: str) -> str:
+    """One exposition of several of ``Registry.render()``'s, each sample labelled
+    ``label="<key>"`` (e.g. the replica that rendered it); each family's HELP and TYPE once."""
+    families: dict[str, list[str]] = {}
+    samples: dict[str, list[str]] = {}
+    for key, text in sorted(texts.items()):
+        family = ""
+        extra = f'{label}="{_escape(key)}"'
+        for line in text.splitlines():
+            if line.startswith("# HELP "):
+                family = line.split(" ", 3)[2]
+                if family not in families:
+                    families[family] = [line]
+                    samples[family] = []
+            elif line.startswith("# TYPE "):
+                if len(families.get(family, ())) == 1:
+                    families[family].append(line)
+            elif line and family:
+                name, brace, rest = _SAMPLE.match(line).groups()  # type: ignore[union-attr]
+                if brace:
+                    samples[family].append(f"{name}{{{extra},{rest}")
+                else:
+                    samples[family].append(f"{name}{{{extra}}}{rest}")
+    lines: list[str] = []
+    for family, header in families.items():
+        lines += header + samples[family]
+    return "\n".join(lines) + "\n"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from server.deps import ServiceDep
+from server.service import Service
 
 router = APIRouter(tags=["health"])
 
@@ -24,22 +27,20 @@ async def healthz(service: ServiceDep) -> JSONResponse:
     return JSONResponse({"status": "ok"}, status_code=200)
 
 
-@router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
-async def readyz(service: ServiceDep) -> JSONResponse:
-    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or while an
-    engine process is gone (being replaced); ``engines`` says how many engines are live."""
+def readiness(service: Service) -> tuple[bool, dict[str, Any]]:
+    """(ready, ``/readyz`` body): ready once the model is loaded; not while loading, shutting
+    down, or while an engine process is gone (being replaced)."""
     live, total = service.engines
     engines = {"engines": live, "engines_total": total}
     if service.serving:
-        return JSONResponse(
-            {
-                "status": "ready",
-                "sessions": service.session_count,
-                "pending": service.pending_count,
-                **engines,
-            },
-            status_code=200,
-        )
+        return True, {
+            "status": "ready",
+            "sessions": service.session_count,
+            "pending": service.pending_count,
+            **engines,
+        }
+    if service.shutting_down:  # the drain's progress
+        engines = {"sessions": service.session_count, "pending": service.pending_count, **engines}
     if service.shutting_down:
         reason = "shutting down"
     elif service.restarting:
@@ -48,4 +49,12 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         reason = "engine stopped"
     else:
         reason = "loading"
-    return JSONResponse({"status": reason, **engines}, status_code=503)
+    return False, {"status": reason, **engines}
+
+
+@router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """Readiness: 200 once the model is loaded, 503 while loading, shutting down, or while an
+    engine process is gone (being replaced); ``engines`` says how many engines are live."""
+    ready, body = readiness(service)
+    return JSONResponse(body, status_code=200 if ready else 503)

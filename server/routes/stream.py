@@ -337,7 +337,9 @@ class StreamConnection:
             raise ProtocolError(ErrorCode.UNKNOWN_KEYWORD, str(error)) from None
         self.session = session
         self.encoding = message.encoding
-        ready = protocol.ready_message(engine.served, session, message.sample_rate)
+        ready = protocol.ready_message(
+            engine.served, session, message.sample_rate, self.settings.replica
+        )
         await self.send(ready)
         session.notify = self._notify
         self._sender = asyncio.ensure_future(self._send_loop())

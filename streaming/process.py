@@ -578,7 +578,7 @@ class EnginePool:
             new = self._new_process()
             try:
                 await new.start()
-            except EngineProcessError as error:
+            except (EngineProcessError, OSError) as error:
                 log.error("replacement engine process failed to start: %s; retry in %.0f s",
                           error, delay)  # fmt: skip
                 await asyncio.sleep(delay)

@@ -238,8 +238,9 @@ def test_a_dead_child_is_reaped_and_replaced_until_it_can_be(tone_checkpoint: Pa
             pool.checkpoint = tone_checkpoint.with_name("missing.safetensors")
             os.kill(dead.pid, signal.SIGKILL)
             await until(lambda: session.poll() != [], 10, "failure")
+            await until(lambda: pool.restarting == 1, 10, "a replacement under way")
             await until(lambda: not zombie_or_running(dead.pid), 10, "reaped")
-            assert pool.restarting == 1 and pool.live_count == 0 and not pool.running
+            assert pool.live_count == 0 and not pool.running
             with pytest.raises(EngineFullError, match="no engine process"):
                 pool.create_session(16000)
             assert pool.metrics.engine_restarts_total.value(reason="exited") == 1

@@ -27,6 +27,7 @@ SERVE_FLAGS = (
     "device",
     "torch_threads",
     "runtime",
+    "window_hop_ms",
     "max_sessions",
     "engine_processes",
     "engine_heartbeat_timeout_s",

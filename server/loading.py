@@ -18,7 +18,6 @@ from server import protocol
 from server.settings import Settings
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.metrics import EngineMetrics
-from streaming.served import not_servable
 
 __all__ = [
     "DETECTOR_SETTINGS",
@@ -31,7 +30,14 @@ __all__ = [
 log = logging.getLogger("lmukws.server")
 
 #: ``Settings`` fields that are ``EngineConfig``'s own
-ENGINE_SETTINGS = ("max_sessions", "max_batch", "max_wait_ms", "torch_threads", "runtime")
+ENGINE_SETTINGS = (
+    "max_sessions",
+    "max_batch",
+    "max_wait_ms",
+    "torch_threads",
+    "runtime",
+    "window_hop_ms",
+)
 #: ``Settings`` fields that override the checkpoint's detector defaults when set explicitly
 DETECTOR_SETTINGS = (
     "threshold",
@@ -48,21 +54,16 @@ DETECTOR_SETTINGS = (
 
 def resolve_checkpoint(settings: Settings) -> Path:
     """The checkpoint to serve: ``settings.checkpoint`` or the shipped one of ``settings.model``;
-    ``models.CheckpointError`` (a ``ValueError``) when it is missing or the name is unknown, and
-    a ``ValueError`` when it is a window model (``models.WINDOW_MODELS``: not servable yet)."""
-    from models import WINDOW_MODELS
-    from models.checkpoint import CheckpointError, default_checkpoint, read_metadata
+    ``models.CheckpointError`` (a ``ValueError``) when it is missing or the name is unknown. A
+    window model (``models.WINDOW_MODELS``) is served by windowed recompute (``streaming.window``,
+    every ``settings.window_hop_ms``)."""
+    from models.checkpoint import CheckpointError, default_checkpoint
 
     if settings.checkpoint is None:
-        if settings.model in WINDOW_MODELS:
-            raise ValueError(not_servable(settings.model))
         return default_checkpoint(settings.model)
     path = Path(settings.checkpoint)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {settings.checkpoint}")
-    name = (read_metadata(path).get("model") or {}).get("name")
-    if name in WINDOW_MODELS:
-        raise ValueError(not_servable(name))
     return path
 
 

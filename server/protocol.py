@@ -275,7 +275,8 @@ class ReadyMessage(_ServerMessage):
 class Latency(_ServerMessage):
     """Latency of one detection, in milliseconds.
 
-    ``algorithmic_ms``: analysis window + look-ahead frames × frame shift (fixed by the model);
+    ``algorithmic_ms``: analysis window + look-ahead frames × frame shift (fixed by the model;
+    a window model's: analysis window + (hop - 1 frame), its worst wait for the next hop);
     ``queue_ms``: wait of the triggering frame before its model step; ``compute_ms``: that
     step's compute; ``server_ms``: receipt of the audio that completed the triggering frame to
     the event being sent (includes queue and compute).
@@ -348,6 +349,11 @@ class ModelInfo(_ServerMessage):
     window_ms: float = WINDOW_MS
     lookahead_frames: int
     algorithmic_latency_ms: float
+    # false for a window model, served by recomputing its last model_window_ms of audio every
+    # hop_ms (both null for a streaming model)
+    streaming: bool = True
+    model_window_ms: float | None = None
+    hop_ms: float | None = None
     runtime: str = "torch"  # what runs the streaming steps: "torch" or "onnx"
     checkpoint: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from models.config import DEFAULT_MODEL, FeatureConfig
 from server import protocol
 from streaming.detector import DetectorSettings
+from streaming.served import DEFAULT_WINDOW_HOP_MS
 
 _DETECTOR = DetectorSettings()
 _FRAME_MS = FeatureConfig().frame_shift_ms
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
         description="what runs the model's streaming steps: onnx = the step exported to ONNX "
         "Runtime (CPU; exported once per checkpoint into $LMUKWS_CACHE_DIR), torch = the model "
         "itself, auto = onnx on the CPU when onnxruntime is installed",
+    )
+    window_hop_ms: float = Field(
+        DEFAULT_WINDOW_HOP_MS,
+        gt=0,
+        description="a window model (spiking-attention) recomputes its window this often",
     )
 
     # network

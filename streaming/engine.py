@@ -43,10 +43,11 @@ from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
 from streaming.scheduler import Scheduler
 from streaming.sensitivity import SensitivityCurve
-from streaming.served import ServedModel
+from streaming.served import DEFAULT_WINDOW_HOP_MS, ServedModel
 from streaming.session import Session
 from streaming.slab import StateSlab
 from streaming.step import BatchStep, SessionSpec
+from streaming.window import WindowStep
 
 __all__ = [
     "EngineClosedError",
@@ -70,6 +71,7 @@ class EngineConfig(DetectorSettings):
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
     runtime: str = "torch"  # one of models.config.RUNTIMES (the server defaults to "auto")
+    window_hop_ms: float = DEFAULT_WINDOW_HOP_MS  # a window model's recompute period
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,6 +80,8 @@ class EngineConfig(DetectorSettings):
         for name in ("max_sessions", "max_batch", "max_step_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.window_hop_ms > 0:
+            raise ValueError(f"window_hop_ms must be > 0, got {self.window_hop_ms}")
 
     @classmethod
     def from_metadata(
@@ -125,14 +129,19 @@ class StreamingEngine:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         #: what the checkpoint is: labels, features, look-ahead, detector defaults, calibration
-        self.served = ServedModel.from_model(self.model, metadata)
+        hop_ms = config.window_hop_ms if config is not None else DEFAULT_WINDOW_HOP_MS
+        self.served = ServedModel.from_model(self.model, metadata, window_hop_ms=hop_ms)
         self.config = config or EngineConfig.with_detector(self.served.detector)
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         self.metrics = metrics or EngineMetrics()
-        runtime: StepRuntime = load_runtime(
-            self.model, self.config.runtime, self.device, self.config.torch_threads
-        )
+        runtime: StepRuntime
+        if self.served.streaming:
+            runtime = load_runtime(
+                self.model, self.config.runtime, self.device, self.config.torch_threads
+            )
+        else:  # a window model: recompute its window every hop, in torch
+            runtime = WindowStep(self.model, self.served.hop_frames, self.served.pad_value)
         self.step = BatchStep(
             self.model,
             runtime,

@@ -25,16 +25,10 @@ from models import FeatureConfig, LMUFormer
 from streaming.detector import DetectorSettings
 from streaming.sensitivity import SensitivityCurve
 
-__all__ = ["ServedModel", "not_servable"]
+__all__ = ["DEFAULT_WINDOW_HOP_MS", "ServedModel"]
 
-
-def not_servable(name: str) -> str:
-    """Why a window model (``models.WINDOW_MODELS``: no streaming form) is not served."""
-    return (
-        f"{name} is a window model (global self-attention over the window, no streaming form); "
-        "window models are not servable yet: serve a streaming model "
-        "(lmuformer, spiking-lmuformer or spiking-lmu)"
-    )
+#: how often a window model's window is recomputed by default (ms)
+DEFAULT_WINDOW_HOP_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +37,10 @@ class ServedModel:
 
     ``metadata`` is the checkpoint's JSON metadata as read (``checkpoint``: the file it came
     from, when known); ``parameters`` counts the network's weights.
+
+    A window model (``streaming`` False, ``models.WINDOW_MODELS``) is served by recomputing its
+    last ``window_frames`` frames every ``hop_frames`` frames (``streaming.window``); it has no
+    look-ahead (0) and both are 0 for a streaming model.
     """
 
     name: str
@@ -53,17 +51,24 @@ class ServedModel:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     calibration: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    streaming: bool = True
+    window_frames: int = 0
+    hop_frames: int = 0
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"the model's labels are not unique: {list(self.labels)}")
 
     @classmethod
-    def from_model(cls, model: LMUFormer, metadata: Mapping[str, Any] | None = None) -> ServedModel:
+    def from_model(
+        cls,
+        model: LMUFormer,
+        metadata: Mapping[str, Any] | None = None,
+        window_hop_ms: float = DEFAULT_WINDOW_HOP_MS,
+    ) -> ServedModel:
         """The description of ``model`` with its checkpoint ``metadata``; ``ValueError`` when
-        they disagree (label count) or the model has no streaming form (a window model)."""
-        if not model.streaming:
-            raise ValueError(not_servable(model.config.name))
+        they disagree (label count). A window model is recomputed every ``window_hop_ms``
+        (rounded to whole frames, at least one)."""
         metadata = dict(metadata or {})
         K = model.num_classes
         labels = metadata.get("labels") or [f"class{i}" for i in range(K)]
@@ -75,11 +80,16 @@ class ServedModel:
             name=model.config.name,
             labels=tuple(labels),
             features=features,
-            lookahead_frames=model.lookahead_frames,
+            lookahead_frames=model.lookahead_frames if model.streaming else 0,
             parameters=sum(p.numel() for p in model.parameters()),
             detector=DetectorSettings().updated(section, features.frame_shift_ms, labels),
             calibration=section.get("calibration") or None,
             metadata=metadata,
+            streaming=model.streaming,
+            window_frames=0 if model.streaming else model.config.window,
+            hop_frames=0
+            if model.streaming
+            else max(1, round(window_hop_ms / features.frame_shift_ms)),
         )
 
     @property
@@ -98,9 +108,30 @@ class ServedModel:
         return self.features.frame_length_ms
 
     @property
+    def hop_ms(self) -> float | None:
+        """How often a window model's window is recomputed (ms); None for a streaming model."""
+        return None if self.streaming else self.hop_frames * self.frame_ms
+
+    @property
+    def model_window_ms(self) -> float | None:
+        """The audio a window model scores at each hop (ms, frames × shift); None when
+        streaming."""
+        return None if self.streaming else self.window_frames * self.frame_ms
+
+    @property
     def algorithmic_latency_ms(self) -> float:
-        """Analysis window + look-ahead frames × frame shift (the conv delay analysis)."""
+        """Analysis window + look-ahead frames × frame shift (the conv delay analysis). For a
+        window model (no look-ahead: the window ends at the hop's frame), the worst case: a
+        keyword whose last frame falls just after a hop waits ``hop_frames - 1`` frames for the
+        next hop, so analysis window + (hop_frames - 1) × frame shift."""
+        if not self.streaming:
+            return self.window_ms + (self.hop_frames - 1) * self.frame_ms
         return self.window_ms + self.lookahead_frames * self.frame_ms
+
+    @property
+    def pad_value(self) -> float:
+        """A zero log-mel after normalisation: what clips were padded with in training."""
+        return (0.0 - self.features.norm_mean) / (2.0 * self.features.norm_std)
 
     @property
     def checkpoint(self) -> str | None:

@@ -21,6 +21,8 @@ state tensor is [C, ...] in the slab.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -33,7 +35,9 @@ __all__ = ["StateSlab"]
 class StateSlab:
     """The model states and pooling windows of up to ``capacity`` sessions (grows on demand).
 
-    ``pooling_frames`` W: the sliding mean of per-frame logits that ``pool`` computes.
+    ``pooling_frames`` W: the sliding mean of per-frame logits that ``pool`` computes;
+    ``initial``: one session's fresh state (batch 1), ``model.init_state(1)`` by default (a
+    window model's is its runtime's, ``streaming.window.WindowState``).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class StateSlab:
         capacity: int = 16,
         device: torch.device | None = None,
         pooling_frames: int = 100,
+        initial: Any = None,
     ):
         if pooling_frames < 1:
             raise ValueError(f"pooling_frames must be >= 1, got {pooling_frames}")
@@ -51,7 +56,8 @@ class StateSlab:
         self.pool_head = np.zeros(0, dtype=np.int64)  # [C] ring index of the oldest logits
         self.pool_sum = np.zeros((0, model.num_classes))  # [C, K] sum of the ring
         self.pool_seen = np.zeros(0, dtype=np.int64)  # [C] frames pooled since start/reset
-        initial = model.init_state(1)
+        if initial is None:
+            initial = model.init_state(1)
         leaves, self.layout = flatten_state(initial)
         device = device or next(model.parameters()).device
         #: one session's fresh state, per tensor: [1, ...]
@@ -145,6 +151,10 @@ class StateSlab:
     def pool_window(self, slot: int) -> np.ndarray:
         """The last W - 1 logits of ``slot``, oldest first: [W - 1, K]."""
         return np.roll(self.pool_ring[slot], -int(self.pool_head[slot]), axis=0)
+
+    def initial(self) -> ModelState:
+        """A fresh state of one session (batch 1), a copy."""
+        return self.layout.unflatten([t.clone() for t in self._initial])
 
     @torch.inference_mode()
     def gather(self, slots: torch.Tensor) -> ModelState:

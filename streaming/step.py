@@ -37,6 +37,7 @@ from streaming.events import Detection, End, Event, Failure, Posteriors, Scores
 from streaming.metrics import EngineMetrics
 from streaming.served import ServedModel
 from streaming.slab import StateSlab
+from streaming.window import WindowStep
 
 __all__ = [
     "BatchStep",
@@ -131,7 +132,8 @@ class StepOutput:
 class BatchStep:
     """Front end, model, pooling and detector for a batch of sessions (module docstring).
 
-    ``runtime`` runs the network's steps (``models.runtime.load_runtime``); ``settings`` are
+    ``runtime`` runs the network's steps (``models.runtime.load_runtime``, or a window model's
+    ``streaming.window.WindowStep``: its window replaces the pooling); ``settings`` are
     the engine's detector settings (pooling and posterior are read here, the rest is in each
     session's ``DetectorConfig``); ``capacity``: initial slab rows (it grows on demand).
     """
@@ -157,7 +159,15 @@ class BatchStep:
         self.device = device
         self.scores_top = scores_top
         self.metrics = metrics or EngineMetrics()
-        self.slab = StateSlab(model, capacity, device, pooling_frames=settings.pooling_frames)
+        #: a window model (``streaming.window``): its window replaces the pooling, no tail
+        self.window = isinstance(runtime, WindowStep)
+        self.slab = StateSlab(
+            model,
+            capacity,
+            device,
+            pooling_frames=1 if self.window else settings.pooling_frames,
+            initial=runtime.init_state(1) if isinstance(runtime, WindowStep) else None,
+        )
 
     # -- states -----------------------------------------------------------------------------
 
@@ -171,7 +181,7 @@ class BatchStep:
     def model_state(self, state: SessionState) -> ModelState:
         """A copy of a session's network state (batch 1); call between steps."""
         if state.slot is None:
-            return self.model.init_state(1)
+            return self.slab.initial()
         return self.slab.gather(torch.tensor([state.slot]))
 
     def release(self, slots: Sequence[int]) -> None:
@@ -315,7 +325,10 @@ class BatchStep:
         return slots, outputs, tails
 
     def _tail(self, state: ModelState) -> np.ndarray:
-        """The look-ahead tail [lookahead, K] of one stopping session (state of batch 1)."""
+        """The look-ahead tail [lookahead, K] of one stopping session (state of batch 1); a
+        window model has none (its frames' logits are final at once)."""
+        if self.window:
+            return np.zeros((0, len(self.served.labels)), np.float32)
         tail, _ = self.model.finish(state)
         return tail[0].float().cpu().numpy()
 

@@ -104,28 +104,47 @@ def test_serve_names_a_model_without_a_shipped_checkpoint(
     assert "Traceback" not in err
 
 
-def test_serve_refuses_a_window_model_by_name_and_by_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_serve_spiking_attention_from_a_checkpoint_by_window_recompute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """spiking-attention has no streaming form and no engine path yet: ``--model`` naming it,
-    or a checkpoint of it under any ``--model``, stops with a one-line error (status 2); the
-    engine refuses it too."""
+    """A window model serves by recomputing its window every hop (streaming.window): a random
+    tiny spiking-attention checkpoint streams through ``lmukws serve --window-hop-ms 50``, and
+    ``/v1/model`` says it is not streaming, with its window, hop and algorithmic latency."""
     import server.serve
     from lmukws.cli import main
     from models import build_model, save_checkpoint
-    from streaming.engine import StreamingEngine
 
-    monkeypatch.setattr(server.serve, "serve", lambda settings: pytest.fail("served"))
-    monkeypatch.delenv("LMUKWS_CHECKPOINT", raising=False)
-    model = build_model("spiking-attention", dim=16, num_classes=4, num_heads=4)
+    served: list[Settings] = []
+    monkeypatch.setattr(server.serve, "serve", lambda settings: served.append(settings) or 0)
+    model = build_model("spiking-attention", dim=16, num_classes=4, num_heads=4, window=32)
     path = save_checkpoint(tmp_path / "attention.safetensors", model, {"labels": META["labels"]})
-    for args in (["--model", "spiking-attention"], ["--checkpoint", str(path)]):
-        assert main(["serve", *args]) == 2
-        err = capsys.readouterr().err
-        assert "spiking-attention is a window model" in err and "not servable yet" in err
-        assert "Traceback" not in err
-    with pytest.raises(ValueError, match="not servable yet"):
-        StreamingEngine.from_checkpoint(path)
+    args = ["serve", "--checkpoint", str(path), "--window-hop-ms", "50"]
+    args += ["--engine-processes", "0", "--torch-threads", "1", "--classify-process", "false"]
+    assert main(args) == 0
+    (settings,) = served
+    with TestClient(create_app(settings)) as client:
+        info = client.get("/v1/model").json()
+        with client.websocket_connect(STREAM_PATH) as ws:
+            ready, messages = stream_signal(ws, sequence([("low", 0.3)], 1.0), 1600)
+    assert info["name"] == "spiking-attention" and info["streaming"] is False
+    assert info["model_window_ms"] == 320.0 and info["hop_ms"] == 50.0
+    assert info["lookahead_frames"] == 0
+    # a keyword ending just after a hop waits 4 frames for the next: 25 + 4 x 10 ms
+    assert info["algorithmic_latency_ms"] == 65.0 == ready["algorithmic_latency_ms"]
+    assert messages[-1]["type"] == "end" and messages[-1]["frames"] == 98
+
+
+def test_serve_names_a_window_model_without_a_shipped_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import models.checkpoint
+    from lmukws.cli import main
+
+    monkeypatch.setattr(models.checkpoint, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.delenv("LMUKWS_CHECKPOINT", raising=False)
+    assert main(["serve", "--model", "spiking-attention"]) == 2
+    err = capsys.readouterr().err
+    assert "no shipped checkpoint for spiking-attention" in err and "Traceback" not in err
 
 
 def test_engine_failure_closes_1011_and_the_server_survives(

@@ -457,7 +457,8 @@ def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Pat
 
 def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Path:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    bars = sum(len(section[m]) for m in models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * bars), 4))
     labels, window, stream, ratios = [], [], [], []
     for m in models:
         for row in section[m]:
@@ -471,11 +472,11 @@ def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Pat
     for i, r in zip(x, ratios, strict=True):
         text = "no step" if r is None else f"{r:.0f}×"
         ax.annotate(text, (i, max(window[i], stream[i])), ha="center", va="bottom")
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xticks(x, labels, fontsize=7)
     _log_y(ax)
     ax.set_ylabel("ms per 10 ms hop")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left")
     return _save(plt, fig, out / "window_vs_stream.png")
 
 

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.config import RUNTIMES, FeatureConfig
+from models.config import MODEL_NAMES, RUNTIMES, WINDOW_MODELS, FeatureConfig
 
-MODEL_NAMES = ("lmuformer", "spiking-lmuformer")
+#: The models a run measures unless ``--models`` names others (any of ``MODEL_NAMES``): the two
+#: shipped ones. Window models (``WINDOW_MODELS``) have no streaming step; see model_bench.
+DEFAULT_MODELS = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
 MODEL_SECTIONS = ("model", "window", "runtime", "train")
 SERVICE_SECTIONS = ("engine", "rest", "load", "soak")
@@ -52,7 +54,7 @@ class BenchConfig:
     models for tests); ``threads`` 0 keeps torch's default intra-op thread count."""
 
     preset: str = "full"
-    models: tuple[str, ...] = MODEL_NAMES
+    models: tuple[str, ...] = DEFAULT_MODELS
     sections: tuple[str, ...] = SECTIONS
     model_overrides: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
@@ -126,6 +128,14 @@ class BenchConfig:
         bad = set(self.models) - set(MODEL_NAMES)
         if bad:
             raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")
+        window = [m for m in self.models if m in WINDOW_MODELS]
+        service = [s for s in self.sections if s in SERVICE_SECTIONS]
+        if window and service:
+            raise ValueError(
+                f"sections {service} serve models through the streaming engine, which cannot "
+                f"serve {window} (no streaming form); run them with --sections "
+                f"{','.join(MODEL_SECTIONS)} or ask the service sections for streaming models only"
+            )
 
     @classmethod
     def preset_config(cls, preset: str, **changes: Any) -> BenchConfig:

@@ -12,6 +12,12 @@
 - ``train``: one training step (forward, BCE-with-logits on one-hot targets, backward, Adam as
   in the paper's recipe) at one batch size for each model, interleaved; spiking / non-spiking.
 
+Window models (``models.config.WINDOW_MODELS``: global self-attention, no streaming form) get
+no streaming-step or runtime rows (``None`` / ``[]``); their cost per session per hop is the
+parallel forward over one window (``window_frames``) every hop, measured in ``window``. Each
+``window`` row's ``hop`` is the model's own per-hop cost (the streaming step, else the window
+forward) and ``vs_lmuformer_step`` its ratio to ``lmuformer``'s streaming step at that batch.
+
 Weights are random (costs do not depend on them: every layer is dense). Shapes: B batch,
 T frames, F mel bins (128), K labels.
 """
@@ -61,16 +67,21 @@ def stream_case(model: Any, batch: int, device: torch.device) -> Callable[[], No
 
 def window_case(model: Any, batch: int, window: int, device: torch.device) -> Callable[[], None]:
     """One naive hop: shift a one-second window of frames by one frame, re-run the network on
-    all of it (``frame_logits``) and keep the last frame's logits."""
+    all of it (``frame_logits``) and keep the last frame's logits; a window model (no streaming
+    form) runs its parallel form (clip logits of the window) instead."""
     features = model.config.in_features
     generator = torch.Generator().manual_seed(batch)
     frame = torch.randn(batch, 1, features, generator=generator).to(device)
     holder = {"window": torch.randn(batch, window, features, generator=generator).to(device)}
+    streaming = model.config.streaming
 
     def hop() -> None:
         with torch.inference_mode():
             holder["window"] = torch.cat((holder["window"][:, 1:], frame), dim=1)
-            model.frame_logits(holder["window"])[:, -1]
+            if streaming:
+                model.frame_logits(holder["window"])[:, -1]
+            else:
+                model(holder["window"])
 
     return hop
 
@@ -133,17 +144,21 @@ def bench_models(
     """Section ``model``: parameters, streaming cost per frame, parallel clips/s."""
     sync = device_sync(device)
     models = {name: build(name, config, device) for name in config.models}
+    streaming = {name: model for name, model in models.items() if model.config.streaming}
     results: dict[str, Any] = {
         name: {
             "parameters": count_parameters(model),
-            "lookahead_frames": model.lookahead_frames,
+            "lookahead_frames": model.lookahead_frames if model.config.streaming else None,
+            "streaming": model.config.streaming,
             "config": model.config.to_dict(),
         }
         for name, model in models.items()
     }
-    for batch in config.stream_batches:
+    for name in models.keys() - streaming.keys():
+        results[name]["stream"] = None  # no streaming form
+    for batch in config.stream_batches if streaming else ():
         log(f"streaming step, batch {batch}")
-        cases = {name: stream_case(model, batch, device) for name, model in models.items()}
+        cases = {name: stream_case(model, batch, device) for name, model in streaming.items()}
         timings = interleaved(
             cases, rounds=config.rounds, round_seconds=config.round_seconds, warmup=3, sync=sync
         )
@@ -187,42 +202,67 @@ def bench_window(
     Beside the measured ratio, ``flop_ratio`` is the ratio of the two hops' counted FLOPs
     (batch 1; both scale with the batch): the ratio a machine running both at the same FLOP
     rate would measure. A measured ratio above it means the window runs less efficiently per
-    FLOP than the step, below it the reverse.
+    FLOP than the step, below it the reverse. A window model has only the window forward
+    (stream fields ``None``); see the module docstring for ``hop`` and ``vs_lmuformer_step``.
     """
     sync = device_sync(device)
     results: dict[str, Any] = {}
     for name in config.models:
         model = build(name, config, device)
+        streaming = model.config.streaming
         window_flops = count_flops(window_case(model, 1, config.window_frames, device))
-        stream_flops = count_flops(stream_case(model, 1, device))
-        flop_ratio = round(window_flops / stream_flops, 1)
+        stream_flops = count_flops(stream_case(model, 1, device)) if streaming else None
         rows = []
         for batch in config.window_batches:
             log(f"{name}: window of {config.window_frames} frames vs streaming, batch {batch}")
+            cases = {"window": window_case(model, batch, config.window_frames, device)}
+            if streaming:
+                cases["stream"] = stream_case(model, batch, device)
             timings = interleaved(
-                {
-                    "window": window_case(model, batch, config.window_frames, device),
-                    "stream": stream_case(model, batch, device),
-                },
+                cases,
                 rounds=config.rounds,
                 round_seconds=config.round_seconds,
                 warmup=2,
                 sync=sync,
             )
             rows.append(
-                {
-                    "batch": batch,
-                    "window_frames": config.window_frames,
-                    "window_hop": timings["window"].to_dict(),
-                    "stream_hop": timings["stream"].to_dict(),
-                    "ratio": round(median_ratio(timings["window"], timings["stream"]), 1),
-                    "window_mflop": round(window_flops / 1e6, 2),
-                    "stream_mflop": round(stream_flops / 1e6, 3),
-                    "flop_ratio": flop_ratio,
-                }
+                _window_row(timings, batch, config.window_frames, window_flops, stream_flops)
             )
         results[name] = rows
+    _compare_to_lmuformer(results)
     return results
+
+
+def _window_row(
+    timings: dict[str, Timing], batch: int, frames: int, window_flops: int, stream_flops: int | None
+) -> dict[str, Any]:
+    """One ``window`` row; ``hop`` is the streaming step when there is one, else the window."""
+    stream = timings.get("stream")
+    hop = (stream or timings["window"]).median
+    return {
+        "batch": batch,
+        "window_frames": frames,
+        "window_hop": timings["window"].to_dict(),
+        "stream_hop": stream.to_dict() if stream else None,
+        "ratio": round(median_ratio(timings["window"], stream), 1) if stream else None,
+        "window_mflop": round(window_flops / 1e6, 2),
+        "stream_mflop": round(stream_flops / 1e6, 3) if stream_flops else None,
+        "flop_ratio": round(window_flops / stream_flops, 1) if stream_flops else None,
+        "hop": "stream" if stream else "window",
+        "hop_ms": round(hop * 1e3, 4),
+        "us_per_session_hop": round(hop / batch * 1e6, 2),
+        "realtime_sessions": round(batch / hop / FRAMES_PER_SECOND, 1),
+    }
+
+
+def _compare_to_lmuformer(results: dict[str, Any]) -> None:
+    """Add ``vs_lmuformer_step`` to each row: its per-hop cost over ``lmuformer``'s streaming
+    step at the same batch (medians of separate interleaved groups), when lmuformer ran."""
+    base = {row["batch"]: row["hop_ms"] for row in results.get("lmuformer", ())}
+    for rows in results.values():
+        for row in rows:
+            ref = base.get(row["batch"])
+            row["vs_lmuformer_step"] = round(row["hop_ms"] / ref, 2) if ref else None
 
 
 def runtime_case(
@@ -264,6 +304,9 @@ def bench_runtime(
     results: dict[str, Any] = {}
     for name in config.models:
         model = build(name, config, device)
+        if not model.config.streaming:
+            results[name] = []  # no streaming step to export
+            continue
         log(f"{name}: exporting the streaming step to ONNX (cached after the first run)")
         onnx = OnnxStreamStep(
             model, threads=torch.get_num_threads(), max_static_frames=max(config.runtime_frames)
@@ -329,4 +372,8 @@ def bench_train(
         results["spiking_ratio"] = round(
             median_ratio(timings["spiking-lmuformer"], timings["lmuformer"]), 2
         )
+    if "lmuformer" in timings:
+        results["vs_lmuformer"] = {
+            name: round(median_ratio(t, timings["lmuformer"]), 2) for name, t in timings.items()
+        }
     return results

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 Row = tuple[str, dict[str, str]]
+#: The cell of a streaming-step row for a model without a streaming form (a window model).
+NO_STREAM = "— (no streaming form)"
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -34,15 +36,17 @@ def _model_rows(section: dict, models: list[str]) -> list[Row]:
         ("parameters", {m: _fmt(section[m]["parameters"]) for m in models}),
         ("look-ahead frames", {m: _fmt(section[m]["lookahead_frames"]) for m in models}),
     ]
-    batches = [r["batch"] for r in section[models[0]].get("stream", [])]
+    streams = {m: section[m].get("stream") for m in models}
+    batches = [r["batch"] for r in next((s for s in streams.values() if s), [])]
     for i, batch in enumerate(batches):
         rows.append(
             (
                 f"streaming step, B={batch}: ms/step (µs/frame)",
                 {
-                    m: f"{_fmt(section[m]['stream'][i]['step']['median_ms'])} "
-                    f"({_fmt(section[m]['stream'][i]['us_per_frame'])})"
-                    for m in models
+                    m: f"{_fmt(s[i]['step']['median_ms'])} ({_fmt(s[i]['us_per_frame'])})"
+                    if s
+                    else NO_STREAM
+                    for m, s in streams.items()
                 },
             )
         )
@@ -50,7 +54,10 @@ def _model_rows(section: dict, models: list[str]) -> list[Row]:
         rows.append(
             (
                 f"model-only real-time streams at B={batches[-1]}",
-                {m: _fmt(section[m]["stream"][-1]["realtime_sessions"]) for m in models},
+                {
+                    m: _fmt(s[-1]["realtime_sessions"]) if s else NO_STREAM
+                    for m, s in streams.items()
+                },
             )
         )
     par = section[models[0]].get("parallel")
@@ -75,6 +82,8 @@ def _window_rows(section: dict, models: list[str]) -> list[Row]:
                 {
                     m: f"{_fmt(row['window_mflop'])} / {_fmt(row['stream_mflop'])} MFLOP → "
                     f"{_fmt(row['flop_ratio'])}×"
+                    if row["stream_mflop"] is not None
+                    else f"{_fmt(row['window_mflop'])} MFLOP / {NO_STREAM}"
                     for m, row in first.items()
                 },
             )
@@ -84,11 +93,35 @@ def _window_rows(section: dict, models: list[str]) -> list[Row]:
             (
                 f"window recompute ({row['window_frames']} frames) / streaming step, "
                 f"B={row['batch']}: ms/hop → ratio",
+                {m: _window_cell(section[m][i]) for m in models},
+            )
+        )
+    if all("us_per_session_hop" in section[m][0] for m in models):
+        rows += _per_hop_rows(section, models)
+    return rows
+
+
+def _window_cell(row: dict) -> str:
+    window = _fmt(row["window_hop"]["median_ms"])
+    if row["stream_hop"] is None:
+        return f"{window} / {NO_STREAM}"
+    return f"{window} / {_fmt(row['stream_hop']['median_ms'])} → {_fmt(row['ratio'])}×"
+
+
+def _per_hop_rows(section: dict, models: list[str]) -> list[Row]:
+    """Each model's own cost per session per hop (streaming step, else window forward) and its
+    ratio to lmuformer's streaming step: the "why LMUFormer" rows."""
+    rows: list[Row] = []
+    for i, row in enumerate(section[models[0]]):
+        rows.append(
+            (
+                f"cost per session per hop (step, or window forward), B={row['batch']}: "
+                "µs (real-time sessions) → × lmuformer's step",
                 {
-                    m: f"{_fmt(section[m][i]['window_hop']['median_ms'])} / "
-                    f"{_fmt(section[m][i]['stream_hop']['median_ms'])} → "
-                    f"{_fmt(section[m][i]['ratio'])}×"
+                    m: f"{_fmt(r['us_per_session_hop'])} ({_fmt(r['realtime_sessions'])}) → "
+                    f"{_fmt(r.get('vs_lmuformer_step'))}×"
                     for m in models
+                    for r in (section[m][i],)
                 },
             )
         )
@@ -97,7 +130,8 @@ def _window_rows(section: dict, models: list[str]) -> list[Row]:
 
 def _runtime_rows(section: dict, models: list[str]) -> list[Row]:
     rows: list[Row] = []
-    for i, row in enumerate(section[models[0]]):
+    first = next((section[m] for m in models if section[m]), [])
+    for i, row in enumerate(first):
         rows.append(
             (
                 f"streaming step B={row['batch']} × {row['frames']} frames, torch / ONNX Runtime: "
@@ -106,6 +140,8 @@ def _runtime_rows(section: dict, models: list[str]) -> list[Row]:
                     m: f"{_fmt(section[m][i]['torch_us_per_frame'])} / "
                     f"{_fmt(section[m][i]['onnx_us_per_frame'])} → "
                     f"{_fmt(section[m][i]['speedup'])}×"
+                    if section[m]
+                    else NO_STREAM
                     for m in models
                 },
             )
@@ -121,7 +157,10 @@ def _train_rows(section: dict, models: list[str]) -> list[Row]:
             {m: _fmt(section[m]["step"]["median_ms"]) for m in models},
         )
     ]
-    if "spiking_ratio" in section:
+    if "vs_lmuformer" in section:
+        ratios = section["vs_lmuformer"]
+        rows.append(("training step / lmuformer's", {m: _fmt(ratios.get(m)) for m in models}))
+    elif "spiking_ratio" in section:
         rows.append(
             (
                 "training step / lmuformer's",
@@ -402,7 +441,9 @@ def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Pat
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
-        rows = section[m].get("stream", [])
+        rows = section[m].get("stream") or []
+        if not rows:
+            continue  # no streaming form
         ax.plot([r["batch"] for r in rows], [r["us_per_frame"] for r in rows], marker="o", label=m)
     ax.set_xscale("log", base=2)
     _log_y(ax)
@@ -416,24 +457,26 @@ def _plot_stream(section: dict, models: list[str], out: Path, title: str) -> Pat
 
 def _plot_window(section: dict, models: list[str], out: Path, title: str) -> Path:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    bars = sum(len(section[m]) for m in models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * bars), 4))
     labels, window, stream, ratios = [], [], [], []
     for m in models:
         for row in section[m]:
             labels.append(f"{m}\nB={row['batch']}")
             window.append(row["window_hop"]["median_ms"])
-            stream.append(row["stream_hop"]["median_ms"])
+            stream.append(row["stream_hop"]["median_ms"] if row["stream_hop"] else 0.0)
             ratios.append(row["ratio"])
     x = list(range(len(labels)))
     ax.bar([i - 0.2 for i in x], window, width=0.4, label="window recompute")
     ax.bar([i + 0.2 for i in x], stream, width=0.4, label="streaming step")
     for i, r in zip(x, ratios, strict=True):
-        ax.annotate(f"{r:.0f}×", (i, max(window[i], stream[i])), ha="center", va="bottom")
-    ax.set_xticks(x, labels, fontsize=8)
+        text = "no step" if r is None else f"{r:.0f}×"
+        ax.annotate(text, (i, max(window[i], stream[i])), ha="center", va="bottom")
+    ax.set_xticks(x, labels, fontsize=7)
     _log_y(ax)
     ax.set_ylabel("ms per 10 ms hop")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left")
     return _save(plt, fig, out / "window_vs_stream.png")
 
 
@@ -463,7 +506,7 @@ def _plot_train(section: dict, models: list[str], out: Path, title: str) -> Path
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     values = [section[m]["step"]["median_ms"] for m in models]
-    ax.bar(models, values, color=["tab:blue", "tab:orange"][: len(models)])
+    ax.bar(models, values, color=[f"C{i}" for i in range(len(models))])
     for i, v in enumerate(values):
         ax.annotate(f"{v:,.0f} ms", (i, v), ha="center", va="bottom")
     ax.set_ylabel(f"ms per step (batch {section[models[0]]['batch']})")

@@ -132,9 +132,10 @@ class BenchConfig:
         service = [s for s in self.sections if s in SERVICE_SECTIONS]
         if window and service:
             raise ValueError(
-                f"sections {service} serve models through the streaming engine, which cannot "
-                f"serve {window} (no streaming form); run them with --sections "
-                f"{','.join(MODEL_SECTIONS)} or ask the service sections for streaming models only"
+                f"sections {service} measure streaming models only; {window} (no streaming form) "
+                "is served by window recompute every hop, which they do not measure yet; run "
+                f"it with --sections {','.join(MODEL_SECTIONS)} or ask the service sections for "
+                "streaming models only"
             )
 
     @classmethod

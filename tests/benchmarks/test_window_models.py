@@ -78,4 +78,4 @@ def test_service_sections_refuse_window_models(section: str) -> None:
 
 def test_the_cli_names_the_refusal(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--preset", "smoke", "--models", "spiking-attention"]) == 2
-    assert "cannot serve ['spiking-attention']" in capsys.readouterr().err
+    assert "streaming models only; ['spiking-attention']" in capsys.readouterr().err

@@ -19,6 +19,8 @@ MEMBRANE_SHORTCUT_MODELS = ("spiking-lmuformer", "spiking-attention")
 WINDOW_MODELS = ("spiking-attention",)
 #: the models with a streaming form (an LMU token mixer)
 STREAMING_MODELS = tuple(name for name in MODEL_NAMES if name not in WINDOW_MODELS)
+#: how often a served window model's window is recomputed by default (ms)
+DEFAULT_WINDOW_HOP_MS = 100.0
 # The model served when no checkpoint is named. The design's default is the Spiking LMUFormer
 # (the paper's headline model); until its shipped checkpoint meets its accuracy bar (see
 # models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the

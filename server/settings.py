@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.config import DEFAULT_MODEL, FeatureConfig
+from models.config import DEFAULT_MODEL, DEFAULT_WINDOW_HOP_MS, FeatureConfig
 from server import protocol
 from streaming.detector import DetectorSettings
-from streaming.served import DEFAULT_WINDOW_HOP_MS
 
 _DETECTOR = DetectorSettings()
 _FRAME_MS = FeatureConfig().frame_shift_ms

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from models import Fbank, FeatureConfig, LMUFormer, StreamingFbank, load_checkpoint
-from models.config import RUNTIMES
+from models.config import DEFAULT_WINDOW_HOP_MS, RUNTIMES
 from models.runtime import StepRuntime, load_runtime
 from streaming.detector import NEVER_FIRE, DetectorConfig, DetectorSettings
 from streaming.errors import EngineClosedError, EngineFullError, SessionClosedError
@@ -43,7 +43,7 @@ from streaming.metrics import EngineMetrics
 from streaming.resample import StreamingResampler, resample
 from streaming.scheduler import Scheduler
 from streaming.sensitivity import SensitivityCurve
-from streaming.served import DEFAULT_WINDOW_HOP_MS, ServedModel
+from streaming.served import ServedModel
 from streaming.session import Session
 from streaming.slab import StateSlab
 from streaming.step import BatchStep, SessionSpec

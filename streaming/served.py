@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import FeatureConfig, LMUFormer
+from models.config import DEFAULT_WINDOW_HOP_MS
 from streaming.detector import DetectorSettings
 from streaming.sensitivity import SensitivityCurve
 
-__all__ = ["DEFAULT_WINDOW_HOP_MS", "ServedModel"]
-
-#: how often a window model's window is recomputed by default (ms)
-DEFAULT_WINDOW_HOP_MS = 100.0
+__all__ = ["ServedModel"]
 
 
 @dataclass(frozen=True)

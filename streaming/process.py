@@ -484,7 +484,6 @@ class EnginePool:
         except BaseException:
             await self.aclose(0.0)
             raise
-        self.metrics.engines_live.set(self.live_count)
         self._supervisor = asyncio.ensure_future(self._supervise())
 
     async def aclose(self, timeout: float = 10.0) -> None:
@@ -554,7 +553,6 @@ class EnginePool:
                 task = asyncio.ensure_future(self._replace(index, reason))
                 self._restarts[index] = task
                 task.add_done_callback(lambda _, i=index: self._restarts.pop(i, None))
-            self.metrics.engines_live.set(self.live_count)
 
     async def _replace(self, index: int, reason: str) -> None:
         """Kill (if hung) and reap process ``index``, then start a new one in its place,
@@ -588,7 +586,6 @@ class EnginePool:
                 await new.aclose(0.0)
                 raise
             self.processes[index] = new
-            self.metrics.engines_live.set(self.live_count)
             log.info(
                 "engine process %s replaced by %s in %.1f s",
                 old.pid, new.pid, time.monotonic() - started,

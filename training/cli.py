@@ -1,5 +1,5 @@
 """The training commands: ``lmukws data ...``, ``train``, ``evaluate``, ``evaluate-streams``,
-``calibrate``, ``mine-negatives``, ``ship-checkpoint`` and ``average-checkpoints``.
+``calibrate``, ``mine-negatives``, ``ship-checkpoint``, ``average-checkpoints`` and ``ablate``.
 
 The command layer: it imports the library modules of ``training``, and none of them imports it.
 Nothing heavy is imported at import time: every command imports its module when it runs, and a
@@ -221,8 +221,10 @@ def register(subparsers: Any) -> None:
         calibrate.register_calibrate_parser(subparsers)
     if (mining := _optional("training.mining")) is not None:
         mining.register_mine_parser(subparsers)
+    from training.ablation import register_ablate_parser
     from training.average import register_average_parser
     from training.ship import register_ship_parser
 
     register_ship_parser(subparsers)
     register_average_parser(subparsers)
+    register_ablate_parser(subparsers)

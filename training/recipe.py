@@ -74,6 +74,10 @@ class Recipe:
     steps_per_epoch: int | None = None
     #: start from these weights (a checkpoint of the same model and labels) instead of random
     init_from: str | None = None
+    #: start from the matching tensors of another model's checkpoint (same labels): every
+    #: tensor whose name and shape agree is copied, the rest keeps its initialisation (e.g. the
+    #: spiking-lmuformer's embedding and channel mixer for spiking-lmu or spiking-attention)
+    warm_start_from: str | None = None
     # feature augmentation (paper)
     mixup_prob: float = 0.6
     mixup_alpha: float = 10.0
@@ -147,6 +151,8 @@ class Recipe:
             raise ValueError(f"distill_weight must be in [0, 1], got {values['distill_weight']!r}")
         if float(values.get("distill_weight", 0.0)) > 0 and not values.get("init_from"):
             raise ValueError("distill_weight needs init_from (the model it distils from)")
+        if values.get("warm_start_from") and values.get("init_from"):
+            raise ValueError("init_from and warm_start_from exclude each other: pick one start")
         if not 0.0 <= float(values.get("vtlp_warp", 0.0)) < 1.0:
             raise ValueError(f"vtlp_warp must be in [0, 1), got {values['vtlp_warp']!r}")
         if values.get("precision", "fp32") not in ("fp32", "bf16"):

@@ -162,6 +162,34 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
     return {**checkpoint_record(path, meta), "init_from": init_from}
 
 
+def _warm_start(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str, Any]:
+    """Copy into ``model`` every tensor of ``path`` (any model) whose name and shape agree;
+    its identity and what was copied, for the run's metadata."""
+    from models import load_checkpoint
+
+    source, meta = load_checkpoint(path)
+    if list(meta.get("labels") or []) != list(labels):
+        raise ValueError(f"warm_start_from {path}: its labels differ from the corpus labels")
+    theirs, ours = source.state_dict(), model.state_dict()
+    copied = [k for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"warm_start_from {path}: no tensor of it fits {model.config.name}")
+    model.load_state_dict({**ours, **{k: theirs[k] for k in copied}})
+    total = sum(v.numel() for v in ours.values())
+    share = sum(ours[k].numel() for k in copied) / total
+    _log(
+        f"warm start from {path} ({source.config.name}): {len(copied)} of {len(ours)} tensors, "
+        f"{100 * share:.1f} % of the values"
+    )
+    return {
+        **checkpoint_record(path, meta),
+        "model": source.config.name,
+        "copied_tensors": len(copied),
+        "fresh_tensors": sorted(k for k in ours if k not in copied),
+        "copied_share": share,
+    }
+
+
 def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
     """Mean loss of clip logits [B, K] against (soft) targets [B, K]: the paper's
     BCE-with-logits, or softmax cross-entropy (``"ce"``)."""
@@ -359,6 +387,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     history: list[dict[str, Any]] = []
     state_path = out / STATE_FILE
     init = _init_weights(model, recipe.init_from, labels) if recipe.init_from else None
+    warm = _warm_start(model, recipe.warm_start_from, labels) if recipe.warm_start_from else None
     teacher = None
     if recipe.distill_weight > 0:  # the init_from weights, frozen (Recipe checks init_from)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
@@ -396,6 +425,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 "torch": torch.__version__,
                 "parameters": n_params,
                 "init_from": init,
+                **({"warm_start_from": warm} if warm else {}),
             },
             "metrics": metrics,
             # the posterior that matches the loss: softmax after CE, sigmoid after BCE

@@ -269,3 +269,31 @@ def test_init_from_continues_from_a_checkpoint(corpus: Path, tmp_path: Path) -> 
     )
     with pytest.raises(ValueError, match="differs from the recipe"):
         train(other, progress=False)
+
+
+def test_warm_start_copies_the_tensors_another_model_shares(corpus: Path, tmp_path: Path) -> None:
+    first = tmp_path / "spiking-lmuformer"
+    base = {"epochs": 1, "steps_per_epoch": 1, "test_split": None}
+    train(_recipe(corpus, first, model="spiking-lmuformer", **base), progress=False)
+    source, _ = load_checkpoint(first / "last.safetensors")
+    # lr 0: what was copied stays as the source had it; spiking-lmu lacks the shortcut's BNs
+    recipe = _recipe(
+        corpus,
+        tmp_path / "spiking-lmu",
+        model="spiking-lmu",
+        lr=0.0,
+        weight_decay=0.0,
+        warm_start_from=str(first / "last.safetensors"),
+        **base,
+    )
+    train(recipe, progress=False)
+    model, meta = load_checkpoint(tmp_path / "spiking-lmu" / "last.safetensors")
+    warm = meta["training"]["warm_start_from"]
+    assert warm["model"] == "spiking-lmuformer" and warm["path"] == str(first / "last.safetensors")
+    theirs = dict(source.named_parameters())
+    shared = [k for k, v in model.named_parameters() if k in theirs and theirs[k].shape == v.shape]
+    assert len(shared) >= 10 and 0.5 < warm["copied_share"] < 1.0 and warm["fresh_tensors"]
+    for key in shared:
+        assert torch.equal(dict(model.named_parameters())[key], theirs[key]), key
+    with pytest.raises(ValueError, match="exclude each other"):
+        _recipe(corpus, tmp_path / "x", warm_start_from="a", init_from="b")

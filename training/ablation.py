@@ -6,8 +6,8 @@ recipe is diffed against the control's, and the table says what changed). Each r
 through ``lmukws train`` in a child process (resumable: a finished run is not trained again),
 then one checkpoint of it (``--checkpoint``, default the last epoch, so that no run is picked on
 its own validation set) is evaluated on the test split of every ``--eval`` corpus, with the
-real-speech dev set of ``--recordings`` on the first. ``--baseline`` adds a checkpoint that is
-only evaluated (e.g. the shipped weights the runs start from).
+real-speech dev set of ``--recordings`` on the first. ``--baseline`` adds checkpoints that are
+only evaluated (the shipped weights the runs start from, soups of the runs).
 
 Writes ``ablation.json`` and ``README.md`` (the table, with each accuracy's binomial standard
 error, so that a reader can tell a change from noise) into ``--out``; each evaluation's full
@@ -156,8 +156,8 @@ def ablate(args: argparse.Namespace) -> dict[str, Any]:
     recipes = [(Path(c), load_recipe(c)) for c in args.configs]
     control = asdict(recipes[0][1])
     runs: list[dict[str, Any]] = []
-    if args.baseline:
-        runs.append({"name": "baseline", "role": "baseline", "checkpoint": args.baseline})
+    for checkpoint in args.baseline or []:
+        runs.append({"name": Path(checkpoint).stem, "role": "baseline", "checkpoint": checkpoint})
     for i, (config, recipe) in enumerate(recipes):
         if not args.no_train and not _finished(recipe):
             subprocess.run(
@@ -190,8 +190,7 @@ def ablate(args: argparse.Namespace) -> dict[str, Any]:
     command += "".join(f" --eval {c}" for c in corpora)
     if args.recordings:
         command += f" --recordings {args.recordings}"
-    if args.baseline:
-        command += f" --baseline {args.baseline}"
+    command += "".join(f" --baseline {c}" for c in args.baseline or [])
     if args.checkpoint != "last":
         command += f" --checkpoint {args.checkpoint}"
     readme = [
@@ -239,7 +238,12 @@ def register_ablate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--eval", action="append", required=True, help="corpus whose test split scores each run"
     )
     parser.add_argument("--recordings", help="`lmukws data recordings` folder: real-speech dev set")
-    parser.add_argument("--baseline", help="a checkpoint that is evaluated only (e.g. shipped)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        help="a checkpoint that is only evaluated, e.g. the shipped one or a soup of the runs "
+        "(repeatable; its row is named after the file)",
+    )
     parser.add_argument(
         "--checkpoint", default="last", help="which checkpoint of a run: last (default) or NAME"
     )

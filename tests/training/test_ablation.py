@@ -77,8 +77,13 @@ def test_ablate_trains_resumes_evaluates_and_tabulates(tmp_path: Path) -> None:
     # a second call trains nothing and re-evaluates nothing: the reports are newer
     before = (out / "lmuformer-rooms" / "corpus" / "metrics.json").stat().st_mtime_ns
     history = (tmp_path / "runs" / "rooms" / "history.json").stat().st_mtime_ns
-    assert main([*args, "--threads", "1"]) == 0
+    baseline = tmp_path / "shipped.safetensors"
+    baseline.write_bytes((tmp_path / "runs" / "control" / "last.safetensors").read_bytes())
+    assert main([*args, "--threads", "1", "--baseline", str(baseline)]) == 0
     assert (out / "lmuformer-rooms" / "corpus" / "metrics.json").stat().st_mtime_ns == before
+    rows = json.loads((out / "ablation.json").read_text())["runs"]
+    assert [(r["name"], r["role"]) for r in rows][0] == ("shipped", "baseline")
+    assert "| `shipped` | (evaluated only) |" in (out / "README.md").read_text()
     assert (tmp_path / "runs" / "rooms" / "history.json").stat().st_mtime_ns == history
 
 

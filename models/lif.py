@@ -10,7 +10,8 @@ reset), detached reset, Heaviside spike with a sigmoid surrogate gradient (alpha
 Time runs along the frame axis, so membranes carry from frame to frame. ``lif_step`` is the one
 piece of math; the parallel form ``lif_scan`` runs the same step over all frames with a
 hand-written backward pass (no autograd graph per step), which keeps a spiking training step on
-the CPU within a small factor of a non-spiking one.
+the CPU within a small factor of a non-spiking one; on CUDA it runs fused, one Triton kernel per
+direction (:mod:`models.lif_triton`).
 
 Shapes: B batch, T frames, C channels.
 """
@@ -111,7 +112,14 @@ class _LIFScan(torch.autograd.Function):
 
 
 def lif_scan(x: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0) -> torch.Tensor:
-    """Spikes of a LIF layer run from rest over the leading axis. x: [T, ...] -> [T, ...]."""
+    """Spikes of a LIF layer run from rest over the leading axis. x: [T, ...] -> [T, ...].
+
+    On CUDA, the fused Triton kernels of :mod:`models.lif_triton` when they can run."""
+    if x.is_cuda:
+        from models.lif_triton import available, fused_lif_scan
+
+        if available(x):
+            return fused_lif_scan(x, tau, v_threshold)
     if x.requires_grad and torch.is_grad_enabled():
         return _LIFScan.apply(x, tau, v_threshold)
     with torch.no_grad():

@@ -485,7 +485,12 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             mininterval=1.0 if show else 60.0,
             dynamic_ncols=True,
         )
+        # where the step's wall time goes: waiting for the loader's batch, the model (forward,
+        # backward, optimizer, synchronised by reading the loss), the rest (feature augmentation)
+        data_wait_s, model_s = 0.0, 0.0
+        t_next = time.perf_counter()
         for i, (idx, (feats, y, *stream_items)) in enumerate(bar):
+            data_wait_s += time.perf_counter() - t_next
             lr = lr_epoch
             if recipe.warmup_steps > 0 and global_step < recipe.warmup_steps:
                 lr = lr_epoch * (global_step + 1) / recipe.warmup_steps
@@ -503,6 +508,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 feats = feature_noise_roll(feats, recipe.roll_frames, gen)
             if full_recipe:
                 feats, targets = mixup(feats, targets, recipe.mixup_prob, recipe.mixup_alpha, gen)
+            t_model = time.perf_counter()
             if teacher is not None:
                 targets = distilled_targets(teacher, feats, targets, recipe, device)
             with torch.autocast(
@@ -540,6 +546,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             n = len(idx)
             seen += n
             loss_sum += float(loss.detach()) * n
+            model_s += time.perf_counter() - t_model
             correct += float((logits.argmax(1).cpu() == targets.argmax(1)).sum())
             rate = seen / (time.perf_counter() - t_epoch)
             bar.set_postfix(
@@ -550,6 +557,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                     f"epoch {epoch + 1} step {i + 1}/{len(batches)} loss {loss_sum / seen:.4f} "
                     f"acc {correct / seen:.3f} {rate:.1f} items/s"
                 )
+            t_next = time.perf_counter()
         bar.close()
         train_s = time.perf_counter() - t_epoch
         val = evaluate_features(
@@ -573,6 +581,9 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             "epoch_s": time.perf_counter() - t_epoch,
             "items_per_s": seen / train_s,
             "global_step": global_step,
+            "data_wait_s": data_wait_s,
+            "model_s": model_s,
+            "model_share": model_s / train_s if train_s > 0 else 0.0,
         }
         if stream_seen:
             row["train_stream_acc"] = stream_correct / stream_seen
@@ -619,7 +630,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             f"train loss {row['train_loss']:.4f}"
             f" acc {row['train_acc']:.4f} | val loss {val['loss']:.4f} acc {val['acc']:.4f}"
             f"{' (best)' if improved else ''}{streams_note} | {row['epoch_s']:.0f}s, "
-            f"{row['items_per_s']:.1f} items/s"
+            f"{row['items_per_s']:.1f} items/s, model {100 * row['model_share']:.0f} % of the "
+            f"training time (waiting for data {100 * data_wait_s / max(train_s, 1e-9):.0f} %)"
         )
 
     summary: dict[str, Any] = {

@@ -60,6 +60,9 @@ def test_loss_falls_and_best_checkpoint_has_metadata(corpus: Path, tmp_path: Pat
     assert model(torch.zeros(2, 128, 128)).shape == (2, len(TINY_LABELS))
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in saved] == [1, 2, 3, 4]
+    for row in saved:  # where the training time went: data, model, the rest
+        assert 0.0 < row["model_share"] <= 1.0 and row["data_wait_s"] >= 0.0
+        assert row["model_s"] + row["data_wait_s"] <= row["train_s"] + 1e-6
 
 
 def test_resume_continues_from_saved_epoch(corpus: Path, tmp_path: Path) -> None:

@@ -439,6 +439,7 @@ def spec_augment(
         start = (torch.rand(B, generator=generator) * (size - width + 1).float()).long()
         idx = torch.arange(size)
         mask = (idx[None] >= start[:, None]) & (idx[None] < (start + width)[:, None])  # [B, n]
+        mask = mask.to(feats.device)  # drawn on the CPU generator whatever the device
         out = out.masked_fill(mask[:, None, :] if dim == 2 else mask[:, :, None], fill)
     return out
 
@@ -447,10 +448,10 @@ def feature_noise_roll(feats: Tensor, roll_frames: int, generator: torch.Generat
     """The paper's feature noise and shift: x + U(0,1) * U(0,1) / 10, rolled by ±roll frames."""
     B, T, _ = feats.shape
     scale = torch.rand(B, 1, 1, generator=generator) / 10.0
-    out = feats + torch.rand(feats.shape, generator=generator) * scale
+    out = feats + (torch.rand(feats.shape, generator=generator) * scale).to(feats.device)
     if roll_frames > 0:
         shifts = torch.randint(-roll_frames, roll_frames, (B,), generator=generator)
-        idx = (torch.arange(T)[None, :] - shifts[:, None]) % T  # [B, T]
+        idx = ((torch.arange(T)[None, :] - shifts[:, None]) % T).to(feats.device)  # [B, T]
         out = out.gather(1, idx[:, :, None].expand_as(out))
     return out
 
@@ -471,7 +472,8 @@ def mixup(
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     lam_np = np.random.default_rng(seed).beta(alpha, alpha, size=B)
     lam = torch.where(use, torch.from_numpy(lam_np).float(), torch.ones(B))
-    mixed = lam[:, None, None] * feats + (1 - lam[:, None, None]) * feats[partner]
+    lam_f = lam.to(feats.device)[:, None, None]  # feats may be on the training device
+    mixed = lam_f * feats + (1 - lam_f) * feats[partner.to(feats.device)]
     mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
     return mixed, mixed_targets
 
@@ -503,8 +505,8 @@ def warp_mel_bins(
     )
     source = torch.where(centre <= knee, a * centre, top).clamp(low_freq, high_freq)  # [B, F]
     position = ((mel_scale(source) - mel_low) / delta - 1.0).clamp(0.0, F - 1.0)  # fractional bin
-    lower = position.floor().long().clamp(max=F - 2)
-    weight = (position - lower).to(feats.dtype)[:, None, :]  # [B, 1, F]
+    lower = position.floor().long().clamp(max=F - 2).to(feats.device)
+    weight = (position.to(feats.device) - lower).to(feats.dtype)[:, None, :]  # [B, 1, F]
     below = feats.gather(2, lower[:, None, :].expand(-1, feats.shape[1], -1))
     above = feats.gather(2, (lower + 1)[:, None, :].expand(-1, feats.shape[1], -1))
     return below + weight * (above - below)

@@ -203,20 +203,26 @@ class ManifestDataset:
                 out[p] = _fit(utt, S) if self.mode == "clip" else _centre(utt, S)
         return out
 
-    def features(self, waveforms: np.ndarray) -> Tensor:
-        """Normalised fbank [B, T, F] of windows [B, S], padded/cut to T in clip mode."""
+    def features(self, waveforms: np.ndarray | Tensor, fbank: Fbank | None = None) -> Tensor:
+        """Normalised fbank [B, T, F] of windows [B, S], padded/cut to T in clip mode; on the
+        windows' device when given a tensor and an ``fbank`` there (training on a GPU)."""
+        if isinstance(waveforms, np.ndarray):
+            waveforms = torch.from_numpy(waveforms)
         with torch.no_grad():
-            feats = self.fbank(torch.from_numpy(waveforms))
+            feats = (fbank or self.fbank)(waveforms)
         T = self.window_frames
         if feats.shape[1] < T:
             pad = feats.new_full((feats.shape[0], T - feats.shape[1], feats.shape[2]), 0.0)
             feats = torch.cat([feats, pad + self.pad_value], dim=1)
         return feats[:, :T].contiguous()
 
-    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """(features [B, T, F] float32, labels [B] int64) for the given items."""
+    def batch(self, indices: Sequence[int], raw: bool = False) -> tuple[Tensor, Tensor]:
+        """(features [B, T, F] float32, labels [B] int64) for the given items; with ``raw``
+        the augmented windows [B, S] instead of their features (for :meth:`features` on the
+        training device)."""
         indices = [int(i) for i in indices]
-        feats = self.features(self.waveforms(indices))
+        waves = self.waveforms(indices)
+        feats = torch.from_numpy(waves) if raw else self.features(waves)
         return feats, torch.from_numpy(self.targets[indices])
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:

@@ -78,6 +78,9 @@ class Recipe:
     #: tensor whose name and shape agree is copied, the rest keeps its initialisation (e.g. the
     #: spiking-lmuformer's embedding and channel mixer for spiking-lmu or spiking-attention)
     warm_start_from: str | None = None
+    #: loaders hand over augmented waveforms and the fbank runs batched on the training device
+    #: (a GPU), instead of in the loader processes (same features on the CPU, to float rounding)
+    features_on_device: bool = False
     # feature augmentation (paper)
     mixup_prob: float = 0.6
     mixup_alpha: float = 10.0

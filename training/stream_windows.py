@@ -413,12 +413,19 @@ class StreamWindows:
                     audio[b] = self.augmenter.silence(rngs[b])
         return audio, labels, kinds
 
-    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """(features [B, T, F] float32, labels [B] int64)."""
+    def batch(self, indices: Sequence[int], raw: bool = False) -> tuple[Tensor, Tensor]:
+        """(features [B, T, F] float32, labels [B] int64); with ``raw`` the augmented windows
+        [B, S] instead (for :meth:`features` on the training device)."""
         audio, labels, _ = self.waveforms(indices)
+        if raw:
+            return torch.from_numpy(audio), torch.from_numpy(labels)
+        return self.features(torch.from_numpy(audio)), torch.from_numpy(labels)
+
+    def features(self, audio: Tensor, fbank: Fbank | None = None) -> Tensor:
+        """Features [B, T, F] of windows [B, S], on their device with an ``fbank`` there."""
         with torch.no_grad():
-            feats = self.fbank(torch.from_numpy(audio))
-        return feats[:, : self.config.frames].contiguous(), torch.from_numpy(labels)
+            feats = (fbank or self.fbank)(audio)
+        return feats[:, : self.config.frames].contiguous()
 
 
 def _paste(scene: np.ndarray, offset: int, window: int) -> np.ndarray:

@@ -105,20 +105,22 @@ class _BatchTask(torch.utils.data.Dataset):
         augment: list[bool],
         streams: StreamWindows | None = None,
         stream_batches: list[np.ndarray] | None = None,
+        raw: bool = False,
     ):
         self.ds, self.batches, self.augment = ds, batches, augment
         self.streams, self.stream_batches = streams, stream_batches
+        self.raw = raw  # waveforms instead of features (recipe.features_on_device)
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, k: int) -> tuple[Tensor, ...]:
         self.ds.augment = self.augment[k]
-        clips = self.ds.batch(self.batches[k])
+        clips = self.ds.batch(self.batches[k], raw=self.raw)
         if self.streams is None or self.stream_batches is None:
             return clips
         self.streams.augment = self.augment[k]
-        return (*clips, *self.streams.batch(self.stream_batches[k]))
+        return (*clips, *self.streams.batch(self.stream_batches[k], raw=self.raw))
 
 
 def _epoch_batches(
@@ -128,9 +130,10 @@ def _epoch_batches(
     workers: int,
     streams: StreamWindows | None = None,
     stream_batches: list[np.ndarray] | None = None,
+    raw: bool = False,
 ) -> Iterator[tuple[Tensor, ...]]:
     """The epoch's batches in order; built ahead by ``workers`` processes when > 0."""
-    task = _BatchTask(ds, batches, augment, streams, stream_batches)
+    task = _BatchTask(ds, batches, augment, streams, stream_batches, raw)
     if workers <= 0:
         for k in range(len(task)):
             yield task[k]
@@ -436,6 +439,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         }
 
     t_run = time.perf_counter()
+    # the fbank on the training device, when the loaders hand over waveforms
+    device_fbank = copy.deepcopy(train_ds.fbank).to(device) if recipe.features_on_device else None
     stopped_early = False
     for epoch in range(start_epoch, recipe.epochs):
         if _over_budget(recipe.time_budget_s, time.perf_counter() - t_run, history, start_epoch):
@@ -476,6 +481,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                     recipe.loader_workers,
                     stream_train,
                     stream_batches,
+                    recipe.features_on_device,
                 ),
                 strict=True,
             ),
@@ -491,6 +497,12 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         t_next = time.perf_counter()
         for i, (idx, (feats, y, *stream_items)) in enumerate(bar):
             data_wait_s += time.perf_counter() - t_next
+            if device_fbank is not None:  # waveforms -> features on the training device
+                feats = train_ds.features(feats.to(device, non_blocking=True), device_fbank)
+                if stream_items:
+                    swaves, sy = stream_items
+                    sfeats = stream_train.features(swaves.to(device), device_fbank)  # type: ignore[union-attr]
+                    stream_items = [sfeats, sy]
             lr = lr_epoch
             if recipe.warmup_steps > 0 and global_step < recipe.warmup_steps:
                 lr = lr_epoch * (global_step + 1) / recipe.warmup_steps

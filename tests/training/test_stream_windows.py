@@ -234,3 +234,35 @@ def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Pa
     hard = [windows.item(i) for i in range(300)]
     hard = [(a, y) for a, y, kind in hard if kind == "hard"]
     assert hard and {windows.labels[y] for _, y in hard} <= {"_unknown_", "_silence_"}
+
+
+def test_features_on_the_training_device_train_the_same_model(
+    stream_corpus: Path, tmp_path: Path
+) -> None:
+    """Loaders that hand over waveforms, with the fbank in the training loop (how a GPU run
+    keeps the fbank off the CPU), train the same weights on the CPU as loaders that hand over
+    features; clips and stream windows both."""
+    weights = []
+    for on_device in (False, True):
+        recipe = Recipe.from_dict(
+            {
+                "model": "lmuformer",
+                "model_config": {"dim": 16},
+                "data": str(stream_corpus),
+                "out": str(tmp_path / f"run-{on_device}"),
+                "batch_size": 8,
+                "epochs": 1,
+                "steps_per_epoch": 3,
+                "threads": 1,
+                "loss": "ce",
+                "stream_fraction": 0.5,
+                "mixup_prob": 0.5,
+                "test_split": None,
+                "features_on_device": on_device,
+            }
+        )
+        train(recipe, progress=False)
+        model, _ = load_checkpoint(tmp_path / f"run-{on_device}" / "last.safetensors")
+        weights.append(model.state_dict())
+    for key, value in weights[0].items():
+        assert torch.allclose(value.float(), weights[1][key].float(), atol=1e-6), key

@@ -33,8 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from models import LMUFormer
+from models import FeatureConfig, LMUFormer
+from models.config import DEFAULT_WINDOW_HOP_MS
 from training.labels import UNKNOWN
+
+#: a window model's recompute period in frames, as served by default (``lmukws serve``)
+DEFAULT_WINDOW_HOP_FRAMES = max(1, round(DEFAULT_WINDOW_HOP_MS / FeatureConfig().frame_shift_ms))
 
 if TYPE_CHECKING:
     from training.dataset import ManifestDataset
@@ -184,6 +188,23 @@ def stream_lockstep(
     return out, ready
 
 
+def window_lockstep(
+    model: LMUFormer, feats: torch.Tensor, hop_frames: int, pad_value: float
+) -> torch.Tensor:
+    """What a window model (no streaming form) serves while a batch of clips streams in, as
+    ``streaming.window`` serves it: at every hop (frame t = 0, hop, 2 hop, ...) the parallel
+    form scores the window ending at frame t, left-padded with ``pad_value``; frames between
+    hops hold the latest hop's logits. feats: [B, T, F] -> clip logits after k = 1..T input
+    frames, [B, T, K]."""
+    batch, total, _ = feats.shape
+    held = feats.new_empty(batch, total, model.num_classes)
+    for t in range(0, total, hop_frames):
+        window = torch.full_like(feats, pad_value)
+        window[:, total - (t + 1) :] = feats[:, : t + 1]
+        held[:, t : t + hop_frames] = model(window)[:, None]
+    return held
+
+
 def _correct_by_count(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """[B, T, K] -> [T]: clips whose argmax of the mean of the first n frames is right."""
     cumulative = frame_logits.cumsum(dim=1)  # the mean has the same argmax as the sum
@@ -197,8 +218,14 @@ def evaluate_batches(
     chunk_frames: int = 1,
     device: str | torch.device = "cpu",
     progress: Any = None,
+    pad_value: float = 0.0,
+    hop_frames: int = DEFAULT_WINDOW_HOP_FRAMES,
 ) -> Evaluation:
-    """Run the parallel and the streaming form over ``batches`` of (feats [B, T, F], y [B])."""
+    """Run the parallel and the streaming form over ``batches`` of (feats [B, T, F], y [B]).
+
+    A window model (no streaming form) is streamed as it is served instead: its window
+    recomputed every ``hop_frames`` (:func:`window_lockstep`, padded with ``pad_value``)."""
+    windowed = not model.streaming
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     model = model.to(device).eval()
@@ -211,17 +238,23 @@ def evaluate_batches(
         for feats, y in batches:
             feats, y = feats.to(device), y.to(device)
             parallel = model.frame_logits(feats)  # [B, T, K], sees the future
-            streamed, batch_ready = stream_lockstep(model, feats, chunk_frames)
-            max_diff = max(max_diff, float((streamed - parallel).abs().max()))
             clip = parallel.mean(dim=1)
+            if windowed:  # what the server holds after k frames; no frame-by-frame stream
+                held = window_lockstep(model, feats, hop_frames, pad_value)
+                s_correct = (held.argmax(dim=-1) == y[:, None]).sum(dim=0).cpu()
+                batch_ready = np.arange(1, feats.shape[1] + 1)
+                stream_predictions.append(held[:, -1].argmax(dim=-1).cpu())
+            else:
+                streamed, batch_ready = stream_lockstep(model, feats, chunk_frames)
+                max_diff = max(max_diff, float((streamed - parallel).abs().max()))
+                stream_predictions.append(streamed.mean(dim=1).argmax(dim=-1).cpu())
+                by_count = _correct_by_count(streamed, y).cpu()  # [T], n final frames
+                counts = torch.from_numpy(batch_ready)
+                s_correct = torch.where(counts > 0, by_count[(counts - 1).clamp(min=0)], 0)
             probs = clip.softmax(dim=-1)
             targets.append(y.cpu())
             predictions.append(clip.argmax(dim=-1).cpu())
             scores.append(probs.max(dim=-1).values.cpu())
-            stream_predictions.append(streamed.mean(dim=1).argmax(dim=-1).cpu())
-            by_count = _correct_by_count(streamed, y).cpu()  # [T], n final frames
-            counts = torch.from_numpy(batch_ready)
-            s_correct = torch.where(counts > 0, by_count[(counts - 1).clamp(min=0)], 0)
             p_correct = _correct_by_count(parallel, y).cpu()
             if streaming_correct is None:
                 streaming_correct, parallel_correct, ready = s_correct, p_correct, batch_ready
@@ -243,7 +276,7 @@ def evaluate_batches(
         streaming_correct=streaming_correct.numpy(),
         parallel_correct=parallel_correct.numpy(),
         ready_frames=ready,
-        lookahead_frames=model.lookahead_frames,
+        lookahead_frames=0 if windowed else model.lookahead_frames,
         chunk_frames=chunk_frames,
         max_abs_diff=max_diff,
         num_parameters=sum(p.numel() for p in model.parameters()),
@@ -372,6 +405,7 @@ def evaluate_checkpoint(
             chunk_frames=chunk_frames,
             device=device,
             progress=bar,
+            pad_value=dataset.pad_value,
         )
     evaluation.paths = [row["path"] for row in dataset.rows]
     evaluation.voices = [row.get("voice") or "" for row in dataset.rows]

@@ -82,7 +82,7 @@ def test_ablate_trains_resumes_evaluates_and_tabulates(tmp_path: Path) -> None:
     assert main([*args, "--threads", "1", "--baseline", str(baseline)]) == 0
     assert (out / "lmuformer-rooms" / "corpus" / "metrics.json").stat().st_mtime_ns == before
     rows = json.loads((out / "ablation.json").read_text())["runs"]
-    assert [(r["name"], r["role"]) for r in rows][0] == ("shipped", "baseline")
+    assert (rows[0]["name"], rows[0]["role"]) == ("shipped", "baseline")
     assert "| `shipped` | (evaluated only) |" in (out / "README.md").read_text()
     assert (tmp_path / "runs" / "rooms" / "history.json").stat().st_mtime_ns == history
 

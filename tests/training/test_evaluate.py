@@ -317,3 +317,31 @@ def test_real_speech_dev_needs_a_label_for_words(
     args = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(tmp_path / "r")]
     assert main([*args, "--recordings", str(recordings)]) == 2
     assert "'_unknown_' of" in capsys.readouterr().err
+
+
+def test_a_window_model_is_streamed_as_the_server_serves_it() -> None:
+    """spiking-attention has no streaming form: the curve holds what ``streaming.window``
+    serves after k frames (the window recomputed every hop, left-padded), frame for frame."""
+    from streaming.window import WindowStep
+    from training.evaluate import evaluate_batches, window_lockstep
+
+    torch.manual_seed(0)
+    model = build_model("spiking-attention", dim=16, num_classes=4).eval()
+    T, hop, pad = model.config.window, 10, -0.5
+    feats = torch.randn(3, T, 128)
+    with torch.inference_mode():
+        held = window_lockstep(model, feats, hop, pad)
+        step = WindowStep(model, hop, pad)
+        state = step.init_state(3)
+        served, _, _ = step.stream_leaves(feats, [state.ring, state.seen, state.last])
+    assert held.shape == (3, T, 4)
+    assert torch.allclose(held, served, atol=1e-5)
+    y = held[:, -1].argmax(-1)
+    ev = evaluate_batches(model, [(feats, y)], LABELS, pad_value=pad, hop_frames=hop)
+    assert ev.streaming_correct[-1] == 3  # the last hop's prediction is the label here
+    assert list(ev.ready_frames) == list(range(1, T + 1))
+    with torch.inference_mode():
+        hop_scores = [model(torch.cat([torch.full((3, T - t - 1, 128), pad), feats[:, : t + 1]], 1))
+                      for t in (0, 60)]  # fmt: skip
+    assert torch.allclose(held[:, 5], hop_scores[0], atol=1e-5)
+    assert torch.allclose(held[:, 69], hop_scores[1], atol=1e-5)

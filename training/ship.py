@@ -46,6 +46,9 @@ def trim_provenance(data: dict[str, Any]) -> dict[str, Any]:
     trimmed: dict[str, Any] = {}
     for split, info in data.items():
         info = dict(info)
+        if not isinstance(info.get("corpus") or {}, dict):  # stream windows name a folder
+            trimmed[split] = info
+            continue
         corpus = dict(info.get("corpus") or {})
         for key in CORPUS_KEYS_DROPPED:
             if key in corpus:

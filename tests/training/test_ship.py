@@ -340,3 +340,17 @@ def test_the_card_reproduces_the_calibration() -> None:
     ]
     assert option == "--streams reports/streams-lmuformer "
     assert _stream_commands("lmuformer", {}, "x.safetensors") == ("", "")
+
+
+def test_provenance_of_stream_windows_is_kept_as_it_is() -> None:
+    """A stream-trained checkpoint's provenance names its windows' corpus by folder (a string),
+    beside the clip splits' corpus.json records, whose per-voice listings are dropped."""
+    from training.ship import trim_provenance
+
+    data = {
+        "train": {"corpus": {"voices": ["a", "b"], "seed": 0}, "items": 10},
+        "stream_windows": {"corpus": "data/synth", "keyword_clips": 5},
+    }
+    trimmed = trim_provenance(data)
+    assert trimmed["stream_windows"] == data["stream_windows"]
+    assert trimmed["train"]["corpus"] == {"seed": 0, "num_voices": 2}

@@ -112,6 +112,8 @@ class Evaluation:
     chunk_frames: int
     max_abs_diff: float
     num_parameters: int = 0
+    #: a window model's hop (frames) when its curve is the served recompute, else 0
+    window_hop_frames: int = 0
     paths: list[str] = field(default_factory=list)
     voices: list[str] = field(default_factory=list)
     #: the real-speech dev set's results (``--recordings``), reported separately
@@ -280,6 +282,7 @@ def evaluate_batches(
         chunk_frames=chunk_frames,
         max_abs_diff=max_diff,
         num_parameters=sum(p.numel() for p in model.parameters()),
+        window_hop_frames=hop_frames if windowed else 0,
     )
 
 

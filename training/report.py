@@ -103,14 +103,28 @@ def streaming_summary(evaluation: Evaluation) -> dict[str, Any]:
         )
         if evaluation.num_clips
         else 1.0,
-        "method": (
-            "features fed in lockstep through model.stream_frames (chunk_frames per call); after "
-            "k input frames the clip score is the argmax of the cumulative mean of the per-frame "
-            "logits of the frames already final (k - lookahead_frames with one frame per call); "
-            "final_accuracy includes model.finish. accuracy_parallel_authors is the authors' "
-            "method: cumulative mean of the parallel form's per-frame logits (sees the future)."
-        ),
+        "method": _curve_method(evaluation),
     }
+
+
+def _curve_method(evaluation: Evaluation) -> str:
+    """How the accuracy-vs-frames curve was measured, for metrics and the report."""
+    authors = (
+        "accuracy_parallel_authors is the authors' method: cumulative mean of the parallel "
+        "form's per-frame logits (sees the future)."
+    )
+    if evaluation.window_hop_frames:
+        return (
+            f"a window model, served by recompute: every {evaluation.window_hop_frames} frames "
+            "the parallel form scores the window ending at the latest frame (left-padded), and "
+            "frames between hops hold the latest hop's score (streaming.window). " + authors
+        )
+    return (
+        "features fed in lockstep through model.stream_frames (chunk_frames per call); after "
+        "k input frames the clip score is the argmax of the cumulative mean of the per-frame "
+        "logits of the frames already final (k - lookahead_frames with one frame per call); "
+        "final_accuracy includes model.finish. " + authors
+    )
 
 
 #: voices drawn in per_voice.png (the weakest; per_voice.md and metrics.json have them all)

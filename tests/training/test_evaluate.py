@@ -340,6 +340,10 @@ def test_a_window_model_is_streamed_as_the_server_serves_it() -> None:
     ev = evaluate_batches(model, [(feats, y)], LABELS, pad_value=pad, hop_frames=hop)
     assert ev.streaming_correct[-1] == 3  # the last hop's prediction is the label here
     assert list(ev.ready_frames) == list(range(1, T + 1))
+    from training.report import streaming_summary
+
+    assert ev.window_hop_frames == hop
+    assert streaming_summary(ev)["method"].startswith("a window model, served by recompute")
     with torch.inference_mode():
         hop_scores = [model(torch.cat([torch.full((3, T - t - 1, 128), pad), feats[:, : t + 1]], 1))
                       for t in (0, 60)]  # fmt: skip

@@ -119,7 +119,7 @@ def lif_scan(x: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0) -> tor
         from models.lif_triton import available, fused_lif_scan
 
         if available(x):
-            return fused_lif_scan(x, tau, v_threshold)
+            return fused_lif_scan(x, tau, v_threshold, SURROGATE_ALPHA)
     if x.requires_grad and torch.is_grad_enabled():
         return _LIFScan.apply(x, tau, v_threshold)
     with torch.no_grad():

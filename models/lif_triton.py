@@ -86,7 +86,7 @@ class _FusedLIFScan(torch.autograd.Function):
     """LIF over the leading axis of a [T, N] float32 tensor, one kernel launch per direction."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
         steps, n = x.shape
         spikes = torch.empty_like(x)
         charged = torch.empty_like(x)
@@ -94,34 +94,35 @@ class _FusedLIFScan(torch.autograd.Function):
         _lif_forward[grid](x, spikes, charged, steps, n, 1.0 - 1.0 / tau, 1.0 / tau,
                            v_threshold, block=BLOCK)  # fmt: skip
         ctx.save_for_backward(spikes, charged)
-        ctx.tau, ctx.v_threshold = tau, v_threshold
+        ctx.tau, ctx.v_threshold, ctx.alpha = tau, v_threshold, alpha
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
-        from models.lif import SURROGATE_ALPHA
-
         spikes, charged = ctx.saved_tensors
         steps, n = spikes.shape
         grad_x = torch.empty_like(spikes)
         grid = (triton.cdiv(n, BLOCK),)
         _lif_backward[grid](grad_spikes.contiguous(), spikes, charged, grad_x, steps, n,
                             1.0 - 1.0 / ctx.tau, 1.0 / ctx.tau, ctx.v_threshold,
-                            SURROGATE_ALPHA, block=BLOCK)  # fmt: skip
-        return grad_x, None, None
+                            ctx.alpha, block=BLOCK)  # fmt: skip
+        return grad_x, None, None, None
 
 
-def fused_lif_scan(x: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0) -> torch.Tensor:
+def fused_lif_scan(
+    x: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0, alpha: float = 4.0
+) -> torch.Tensor:
     """Spikes of a LIF layer run from rest over the leading axis, fused. x: [T, ...] -> [T, ...]
-    (float32; see :func:`available`)."""
+    (float32; see :func:`available`). ``alpha``: the surrogate's slope, the scan's
+    ``models.lif.SURROGATE_ALPHA`` (this module imports nothing of the project)."""
     if not available(x):
         raise RuntimeError("the fused LIF scan needs Triton and a float32 CUDA tensor")
     if x.numel() == 0:
         return torch.zeros_like(x)
     flat = x.reshape(x.shape[0], -1).contiguous()
     if x.requires_grad and torch.is_grad_enabled():
-        spikes = _FusedLIFScan.apply(flat, tau, v_threshold)
+        spikes = _FusedLIFScan.apply(flat, tau, v_threshold, alpha)
     else:
         with torch.no_grad():
-            spikes = _FusedLIFScan.apply(flat, tau, v_threshold)
+            spikes = _FusedLIFScan.apply(flat, tau, v_threshold, alpha)
     return spikes.reshape(x.shape)

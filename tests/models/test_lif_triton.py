@@ -49,6 +49,8 @@ CHECK = textwrap.dedent(
     with torch.no_grad():  # no graph, same spikes
         assert torch.equal(fused_lif_scan(x, 2.0, 1.0), out)
     assert fused_lif_scan(torch.zeros(0, 3), 2.0, 1.0).shape == (0, 3)
+    import inspect
+    assert inspect.signature(fused_lif_scan).parameters['alpha'].default == lif.SURROGATE_ALPHA
 
     # a whole spiking model: the layers' scan swapped for the fused one
     for name in ("spiking-lmuformer", "spiking-lmu"):

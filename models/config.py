@@ -21,6 +21,13 @@ WINDOW_MODELS = ("spiking-attention",)
 STREAMING_MODELS = tuple(name for name in MODEL_NAMES if name not in WINDOW_MODELS)
 #: how often a served window model's window is recomputed by default (ms)
 DEFAULT_WINDOW_HOP_MS = 100.0
+
+
+def window_hop_frames(hop_ms: float, frame_shift_ms: float) -> int:
+    """A window model's recompute period ``hop_ms`` in whole frames (at least one)."""
+    return max(1, round(hop_ms / frame_shift_ms))
+
+
 # The model served when no checkpoint is named. The design's default is the Spiking LMUFormer
 # (the paper's headline model); until its shipped checkpoint meets its accuracy bar (see
 # models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import FeatureConfig, LMUFormer
-from models.config import DEFAULT_WINDOW_HOP_MS
+from models.config import DEFAULT_WINDOW_HOP_MS, window_hop_frames
 from streaming.detector import DetectorSettings
 from streaming.sensitivity import SensitivityCurve
 
@@ -87,7 +87,7 @@ class ServedModel:
             window_frames=0 if model.streaming else model.config.window,
             hop_frames=0
             if model.streaming
-            else max(1, round(window_hop_ms / features.frame_shift_ms)),
+            else window_hop_frames(window_hop_ms, features.frame_shift_ms),
         )
 
     @property

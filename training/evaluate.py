@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from models import FeatureConfig, LMUFormer
-from models.config import DEFAULT_WINDOW_HOP_MS
+from models.config import DEFAULT_WINDOW_HOP_MS, window_hop_frames
+from streaming.window import WindowStep
 from training.labels import UNKNOWN
 
 #: a window model's recompute period in frames, as served by default (``lmukws serve``)
-DEFAULT_WINDOW_HOP_FRAMES = max(1, round(DEFAULT_WINDOW_HOP_MS / FeatureConfig().frame_shift_ms))
+DEFAULT_WINDOW_HOP_FRAMES = window_hop_frames(DEFAULT_WINDOW_HOP_MS, FeatureConfig().frame_shift_ms)
 
 if TYPE_CHECKING:
     from training.dataset import ManifestDataset
@@ -193,18 +194,19 @@ def stream_lockstep(
 def window_lockstep(
     model: LMUFormer, feats: torch.Tensor, hop_frames: int, pad_value: float
 ) -> torch.Tensor:
-    """What a window model (no streaming form) serves while a batch of clips streams in, as
-    ``streaming.window`` serves it: at every hop (frame t = 0, hop, 2 hop, ...) the parallel
-    form scores the window ending at frame t, left-padded with ``pad_value``; frames between
-    hops hold the latest hop's logits. feats: [B, T, F] -> clip logits after k = 1..T input
-    frames, [B, T, K]."""
-    batch, total, _ = feats.shape
-    held = feats.new_empty(batch, total, model.num_classes)
-    for t in range(0, total, hop_frames):
-        window = torch.full_like(feats, pad_value)
-        window[:, total - (t + 1) :] = feats[:, : t + 1]
-        held[:, t : t + hop_frames] = model(window)[:, None]
-    return held
+    """What a window model (no streaming form) serves while a batch of clips streams in: the
+    server's own :class:`streaming.window.WindowStep` (at every hop the parallel form scores the
+    window ending there, left-padded with ``pad_value``; frames between hops hold the latest
+    hop's logits), fed one hop per call so each forward holds one window per clip.
+    feats: [B, T, F] -> clip logits after k = 1..T input frames, [B, T, K]."""
+    step = WindowStep(model, hop_frames, pad_value)
+    state = step.init_state(feats.shape[0])
+    leaves = [state.ring, state.seen, state.last]
+    held = []
+    for start in range(0, feats.shape[1], hop_frames):
+        logits, _, leaves = step.stream_leaves(feats[:, start : start + hop_frames], leaves)
+        held.append(logits)
+    return torch.cat(held, dim=1)
 
 
 def _correct_by_count(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -398,7 +398,6 @@ def model_card(
     counts = corpus.get("counts") or {}
     engines = corpus.get("engines") or {}
     params = sum(p.numel() for p in model.parameters())
-    lookahead = model.lookahead_frames if model.streaming else 0  # a window model: recompute
     accuracy = evaluation.get("accuracy")
     dev = evaluation.get("real_speech_dev") or {}
     bar = BARS.get(name)
@@ -445,7 +444,8 @@ def model_card(
                 f"{model.config.depth} block, LMU memory {model.config.resolved_memory_size}, "
                 f"theta {model.config.theta:g}, {params:,} parameters, {model.num_classes} labels "
                 "(the 35 Speech Commands words, `_unknown_`, `_silence_`).",
-                f"- Look-ahead {lookahead} frames: algorithmic latency {25 + 10 * lookahead} ms "
+                f"- Look-ahead {model.lookahead_frames} frames: algorithmic latency "
+                f"{25 + 10 * model.lookahead_frames} ms "
                 "(25 ms window + look-ahead x 10 ms).",
             ]
             if model.streaming
@@ -456,9 +456,10 @@ def model_card(
                 f"{model.num_classes} labels (the 35 Speech Commands words, `_unknown_`, "
                 "`_silence_`).",
                 "- No streaming form: the service recomputes the last window every hop "
-                "(`--window-hop-ms`, default 100 ms), so a keyword waits up to one hop for its "
-                "score (25 ms window + up to 100 ms); the accuracy-vs-frames curve below is "
-                "what that recompute serves.",
+                "(`--window-hop-ms`, default 100 ms), so a keyword's score waits for the next "
+                "hop: algorithmic latency 115 ms at the default hop (25 ms window + 9 frames; "
+                "`/v1/model` gives it for the served hop); the accuracy-vs-frames curve below "
+                "is what that recompute serves.",
             ]
         ),
         "",

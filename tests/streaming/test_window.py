@@ -19,6 +19,7 @@ LABELS = ["yes", "no", "_unknown_", "_silence_"]
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[StreamingEngine]:
+    torch.manual_seed(0)  # weights that spike, whatever tests ran before in this process
     model = build_model("spiking-attention", dim=16, num_classes=4, num_heads=4, window=WINDOW)
     model = randomise_batchnorm(model, 3).eval()
     config = EngineConfig(max_sessions=8, window_hop_ms=HOP * 10.0)

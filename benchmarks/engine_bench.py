@@ -83,13 +83,17 @@ def service_defaults() -> dict[str, Any]:
     try:
         from server.settings import Settings
 
-        s = Settings()
-        return {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms, "runtime": s.runtime}
+        c: Any = Settings()
     except ImportError:  # the engine alone
         from streaming.engine import EngineConfig
 
         c = EngineConfig()
-        return {"max_batch": c.max_batch, "max_wait_ms": c.max_wait_ms, "runtime": c.runtime}
+    return {
+        "max_batch": c.max_batch,
+        "max_wait_ms": c.max_wait_ms,
+        "runtime": c.runtime,
+        "window_hop_ms": c.window_hop_ms,
+    }
 
 
 def run_sessions(
@@ -197,10 +201,13 @@ def _engine(path: Path, sessions: int, config: BenchConfig, device: torch.device
         max_wait_ms=defaults["max_wait_ms"],
         torch_threads=config.threads,
         runtime=config.runtime or defaults["runtime"],
+        window_hop_ms=config.window_hop_ms or defaults["window_hop_ms"],
     )
     engine = StreamingEngine.from_checkpoint(path, engine_config, device, metrics)
     engine.start()
     settings = {"max_batch": batch, "max_wait_ms": defaults["max_wait_ms"]}
+    if not engine.served.streaming:  # a window model: its window recomputed every hop
+        settings["window_hop_ms"] = engine_config.window_hop_ms
     return engine, {**settings, "runtime": engine.runtime}
 
 

@@ -89,6 +89,8 @@ def served(
         env["LMUKWS_ENGINE_PROCESSES"] = str(config.engine_processes)
     if config.runtime:
         env["LMUKWS_RUNTIME"] = config.runtime
+    if config.window_hop_ms:
+        env["LMUKWS_WINDOW_HOP_MS"] = str(config.window_hop_ms)
     env.update(env_changes or {})
     command = [
         sys.executable,

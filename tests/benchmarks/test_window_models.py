@@ -1,6 +1,7 @@
 """The benchmark with every model: the spiking LMU streams like the shipped models; the window
 model (spiking attention, no streaming form) is costed by its window forward per hop, shows "—"
-in the streaming rows, and is refused by the service sections. Shapes only, no timings."""
+in the streaming rows, and is served by the service sections with its window recomputed every
+hop. Shapes only, no timings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import DEFAULT_MODELS, SERVICE_SECTIONS, BenchConfig
+from benchmarks.config import DEFAULT_MODELS, BenchConfig
 from benchmarks.report import NO_STREAM
 
 MODELS = ("spiking-lmu", "spiking-attention")
@@ -68,14 +69,30 @@ def test_ratio_to_the_lmuformer_step_when_lmuformer_runs(tmp_path: Path) -> None
     assert [r["vs_lmuformer_step"] for r in rows["spiking-attention"]] == [10.0, None]
 
 
-@pytest.mark.parametrize("section", SERVICE_SECTIONS)
-def test_service_sections_refuse_window_models(section: str) -> None:
-    with pytest.raises(ValueError, match="no streaming form"):
-        BenchConfig.preset_config("smoke", sections=("model", section), models=MODELS)
-    config = BenchConfig.preset_config("smoke", sections=(section,), models=("spiking-lmu",))
-    assert config.models == ("spiking-lmu",)
+def test_service_sections_serve_a_window_model(tmp_path: Path) -> None:
+    """The engine and a real server recompute the window every --window-hop-ms, as serve does:
+    the engine row says the hop, the server's latency is window + (hop frames - 1) frames."""
+    argv = ["--preset", "smoke", "--threads", "1", "--sections", "engine,load"]
+    argv += ["--models", "spiking-attention", "--window-hop-ms", "50", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    (row,) = sections["engine"]["spiking-attention"]["runs"]
+    assert row["window_hop_ms"] == 50.0 and row["sessions"] == 2
+    assert row["frames_per_s"] > 0 and row["steps"] > 0
+    (run,) = sections["load"]["spiking-attention"]["runs"]
+    assert run["algorithmic_ms"] == pytest.approx(25.0 + (5 - 1) * 10.0)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "engine: most real-time sessions that keep up" in summary
 
 
-def test_the_cli_names_the_refusal(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--preset", "smoke", "--models", "spiking-attention"]) == 2
-    assert "streaming models only; ['spiking-attention']" in capsys.readouterr().err
+def test_streaming_models_have_no_window_hop_in_engine_rows(tmp_path: Path) -> None:
+    argv = ["--preset", "smoke", "--threads", "1", "--sections", "engine"]
+    assert main([*argv, "--models", "spiking-lmu", "--out", str(tmp_path)]) == 0
+    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    (row,) = sections["engine"]["spiking-lmu"]["runs"]
+    assert "window_hop_ms" not in row
+
+
+def test_a_negative_window_hop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--preset", "smoke", "--window-hop-ms", "-5"]) == 2
+    assert "window_hop_ms must be >= 0" in capsys.readouterr().err

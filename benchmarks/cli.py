@@ -29,6 +29,9 @@ def _run(args: argparse.Namespace) -> int:
         "stream_batches",
         "window_batches",
         "train_batch",
+        "train_data",
+        "train_recipe",
+        "train_data_steps",
         "engine_sessions",
         "load_clients",
         "load_seconds",
@@ -106,6 +109,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--train-batch", type=int, default=None, help="batch of the training-step section"
+    )
+    parser.add_argument(
+        "--train-data",
+        default=None,
+        help="train section: also run the trainer on this corpus (its real data path: loaders, "
+        "augmentation, fbank) and report its step time and model share beside compute alone",
+    )
+    parser.add_argument(
+        "--train-recipe",
+        default=None,
+        help="recipe file of the --train-data run (default: the recipe defaults); its model, "
+        "batch, device and length are the bench's",
+    )
+    parser.add_argument(
+        "--train-data-steps",
+        type=int,
+        default=None,
+        help="steps per epoch of the --train-data run (two epochs; the second counts; default 30)",
     )
     parser.add_argument(
         "--engine-sessions", type=comma_list(int), default=None, help="concurrent engine sessions"

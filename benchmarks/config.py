@@ -73,6 +73,10 @@ class BenchConfig:
     train_batch: int = 128
     train_frames: int = 128
     train_rounds: int = 3
+    # section train, with a corpus: the trainer's real data path beside compute alone
+    train_data: str = ""  # corpus folder ("": compute alone only)
+    train_recipe: str = ""  # recipe file of the data-path run ("": the defaults)
+    train_data_steps: int = 30  # steps per epoch of the data-path run (the second one counts)
     # section window: naive windowed recompute vs the streaming step
     window_frames: int = ONE_SECOND_FRAMES
     window_batches: tuple[int, ...] = (1, 64, 256)
@@ -126,6 +130,10 @@ class BenchConfig:
             raise ValueError("soak_seconds, soak_session_s and soak_churn_per_s must be > 0")
         if self.train_batch < 1:
             raise ValueError(f"train_batch must be >= 1, got {self.train_batch}")
+        if self.train_data_steps < 1:
+            raise ValueError(f"train_data_steps must be >= 1, got {self.train_data_steps}")
+        if self.train_recipe and not self.train_data:
+            raise ValueError("train_recipe needs train_data (the corpus the trainer reads)")
         if self.runtime and self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         bad = set(self.models) - set(MODEL_NAMES)
@@ -148,6 +156,7 @@ class BenchConfig:
                 parallel_batch=32,
                 train_batch=32,
                 train_rounds=2,
+                train_data_steps=10,
                 window_batches=(1,),
                 runtime_batches=(8, 64),
                 runtime_frames=(4,),
@@ -177,6 +186,7 @@ class BenchConfig:
                 train_batch=4,
                 train_frames=20,
                 train_rounds=1,
+                train_data_steps=2,
                 window_frames=20,
                 window_batches=(1,),
                 runtime_batches=(2,),

@@ -11,6 +11,7 @@
   the speed-up per (B, n). CPU only; needs onnxruntime.
 - ``train``: one training step (forward, BCE-with-logits on one-hot targets, backward, Adam as
   in the paper's recipe) at one batch size for each model, interleaved; spiking / non-spiking.
+  With ``train_data`` (a corpus), also the trainer's real data path (``train_data_bench``).
 
 Window models (``models.config.WINDOW_MODELS``: global self-attention, no streaming form) get
 no streaming-step or runtime rows (``None`` / ``[]``); their cost per session per hop is the
@@ -368,6 +369,14 @@ def bench_train(
         }
         for name, t in timings.items()
     }
+    if config.train_data:
+        from benchmarks.train_data_bench import data_path_run
+
+        for name, t in timings.items():
+            run = data_path_run(name, config, device, log)
+            if run["frames"] == config.train_frames:  # the same shape: the ratio means something
+                run["vs_compute_alone"] = round(run["step_ms"] / (t.median * 1000.0), 2)
+            results[name]["data_path"] = run
     if "lmuformer" in timings and "spiking-lmuformer" in timings:
         results["spiking_ratio"] = round(
             median_ratio(timings["spiking-lmuformer"], timings["lmuformer"]), 2

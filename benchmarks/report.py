@@ -157,6 +157,25 @@ def _train_rows(section: dict, models: list[str]) -> list[Row]:
             {m: _fmt(section[m]["step"]["median_ms"]) for m in models},
         )
     ]
+    runs = {m: section[m].get("data_path") for m in models}
+    if any(runs.values()):
+        corpus = next(r["corpus"] for r in runs.values() if r)
+        rows.append(
+            (
+                f"training step with the trainer's data path ({corpus}): ms, model share",
+                {
+                    m: f"{_fmt(r['step_ms'])} ms, model {100 * r['model_share']:.0f} %"
+                    + (
+                        f" ({_fmt(r['vs_compute_alone'])}× compute alone)"
+                        if r.get("vs_compute_alone") is not None
+                        else ""
+                    )
+                    if r
+                    else "—"
+                    for m, r in runs.items()
+                },
+            )
+        )
     if "vs_lmuformer" in section:
         ratios = section["vs_lmuformer"]
         rows.append(("training step / lmuformer's", {m: _fmt(ratios.get(m)) for m in models}))

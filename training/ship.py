@@ -566,8 +566,12 @@ def model_card(
         ]
     runs = [stage_run(stage) for stage in chain] + [run]
     trains = ""
+    planned, trained = recipe.get("epochs"), training.get("epochs_trained")
     for k, r in enumerate(runs):
-        trains += f"lmukws train --config training/configs/{Path(r).name}.json\n"
+        trains += f"lmukws train --config training/configs/{Path(r).name}.json"
+        if k == len(runs) - 1 and planned and trained and trained < planned:  # stopped early
+            trains += f" --set epochs={trained}"
+        trains += "\n"
         if k < len(chain) and chain[k].get("averaged_from"):  # the next stage began at a mean
             trains += average_command(chain[k]["averaged_from"], chain[k]["path"])
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)

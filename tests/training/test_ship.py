@@ -88,7 +88,7 @@ def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
     assert "Trained on synthetic speech" in card
     assert f"{100 * accuracy:.2f} %" in card
     assert "does NOT yet meet" in card or "meets" in card
-    assert "lmukws train --config training/configs/lmuformer-synth.json" in card
+    assert "lmukws train --config training/configs/lmuformer-synth.json\n" in card
     assert model.num_classes == len(LABELS)
     assert "Real-speech dev set" not in card and "real_speech_dev" not in meta["metrics"]
     assert "Its accuracy on real microphones and real speakers is unknown" in card
@@ -354,3 +354,16 @@ def test_provenance_of_stream_windows_is_kept_as_it_is() -> None:
     trimmed = trim_provenance(data)
     assert trimmed["stream_windows"] == data["stream_windows"]
     assert trimmed["train"]["corpus"] == {"seed": 0, "num_voices": 2}
+
+
+def test_a_run_stopped_before_its_recipe_ends_is_reproduced_with_its_epochs(
+    tmp_path: Path,
+) -> None:
+    checkpoint = trained_like_checkpoint(
+        tmp_path / "best.safetensors",
+        recipe={"loss": "ce", "epochs": 40, "notes": "a run stopped at 10 of 40"},
+        epochs_trained=10,
+    )
+    evaluate_and_ship(checkpoint, tmp_path)
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    assert "lmukws train --config training/configs/lmuformer-synth.json --set epochs=10\n" in card

@@ -16,7 +16,9 @@ writes to DIR:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate_streams", "plot_det", "register_evaluate_streams_parser"]
+__all__ = [
+    "RECALL_AT_FA_PER_HOUR",
+    "evaluate_streams",
+    "plot_det",
+    "recall_at",
+    "recall_at_rates",
+    "register_evaluate_streams_parser",
+]
 
 THRESHOLD_GRID = (
     0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
@@ -109,7 +118,7 @@ def evaluate_streams(
             "calibration": (engine.metadata.get("detector") or {}).get("calibration"),
         },
         **result,
-        "det": {"parameter": parameter, "points": det},
+        "det": {"parameter": parameter, "points": det, "recall_at": recall_at_rates(det)},
         "streams": [s.describe() for s in streams],
         "data": {
             "corpus": str(data),
@@ -128,6 +137,39 @@ def evaluate_streams(
     plot_det(report, out / "det.png", others)
     (out / "README.md").write_text(markdown(report, others), encoding="utf-8")
     return report
+
+
+#: False-alarm rates at which a report reads recall off its DET curve (equal-FA comparisons).
+RECALL_AT_FA_PER_HOUR = (20.0, 50.0, 100.0)
+
+
+def recall_at(points: Sequence[dict[str, Any]], fa_per_hour: float) -> float | None:
+    """Recall at ``fa_per_hour`` read off a DET curve (``sweep``'s points): interpolated in
+    log FA/h between the two operating points around it, the better recall where several have
+    the same FA/h; None where the curve does not reach that rate (it starts above or ends
+    below it), since recall there is not measured."""
+    best: dict[float, float] = {}
+    for p in points:
+        fa, recall = p.get("false_alarms_per_hour"), p.get("recall")
+        if fa is None or recall is None:
+            continue
+        best[float(fa)] = max(float(recall), best.get(float(fa), 0.0))
+    curve = sorted(best.items())
+    if not curve or not curve[0][0] <= fa_per_hour <= curve[-1][0]:
+        return None
+    for (fa0, r0), (fa1, r1) in itertools.pairwise(curve):
+        if fa0 <= fa_per_hour <= fa1:
+            if fa1 == fa0:
+                return max(r0, r1)
+            # from zero false alarms there is no log scale: linear there
+            w = math.log(fa_per_hour / fa0) / math.log(fa1 / fa0) if fa0 > 0 else fa_per_hour / fa1
+            return r0 + w * (r1 - r0)
+    return curve[0][1]  # a curve of one rate, asked for exactly that rate
+
+
+def recall_at_rates(points: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Recall at each of ``RECALL_AT_FA_PER_HOUR`` on a DET curve, keyed by the rate ("20")."""
+    return {f"{t:g}": recall_at(points, t) for t in RECALL_AT_FA_PER_HOUR}
 
 
 def _load_curve(folder: Path) -> dict[str, Any]:
@@ -260,6 +302,13 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
             + " | ".join(_fmt(p["sets"].get(k), 1) for k in r["sets"])
             + " |"
         )
+    lines += ["", "Recall at equal false-alarm rates, read off the DET curve (interpolated in "
+              "log FA/h; — where the curve does not reach the rate):", "",
+              "| model | " + " | ".join(f"at {t:g} FA/h" for t in RECALL_AT_FA_PER_HOUR) + " |",
+              "|---|" + "---|" * len(RECALL_AT_FA_PER_HOUR)]  # fmt: skip
+    for o in [r, *others]:
+        at = recall_at_rates(o["det"]["points"])
+        lines.append(f"| {_label(o)} | " + " | ".join(_fmt(v) for v in at.values()) + " |")
     for o in others:
         lines += ["", f"Compared with {_label(o)}: recall {_fmt(o['recall'])} at "
                   f"{_fmt(o['false_alarms_per_hour'], 1)} FA/h (its operating point)."]  # fmt: skip

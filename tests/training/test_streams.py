@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,8 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     assert (out / "det.png").stat().st_size > 1000 and "DET" in (out / "README.md").read_text()
     assert saved["recall"] == report["recall"] and saved["events"] == len(STREAM_WORDS)
     assert set(saved["sets"]) == {"mixed", "negatives/synthetic"}
+    assert set(saved["det"]["recall_at"]) == {"20", "50", "100"}
+    assert "Recall at equal false-alarm rates" in (out / "README.md").read_text()
     at_03 = next(p for p in saved["det"]["points"] if p["parameter"] == 0.3)
     assert at_03["recall"] == saved["recall"]
     assert at_03["false_alarms_per_hour"] == pytest.approx(saved["false_alarms_per_hour"])
@@ -169,3 +172,23 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         assert firings_as_found(run, config) == pytest.approx(run.detections)
         frames = run.posteriors.shape[0]
         assert frames == (run.stream.audio.size - 400) // 160 + 1
+
+
+def test_recall_at_a_false_alarm_rate_reads_the_det_curve() -> None:
+    """Interpolated in log FA/h between the points around the rate; the better recall where
+    two points share a rate; None outside the measured range."""
+    from training.stream_report import recall_at, recall_at_rates
+
+    def pt(fa: float | None, recall: float | None) -> dict[str, float | None]:
+        return {"false_alarms_per_hour": fa, "recall": recall}
+
+    curve = [pt(100.0, 0.6), pt(10.0, 0.2), pt(10.0, 0.3), pt(None, None), pt(1000.0, 0.9)]
+    assert recall_at(curve, 10.0) == pytest.approx(0.3)
+    assert recall_at(curve, 100.0) == pytest.approx(0.6)
+    assert recall_at(curve, 10.0**1.5) == pytest.approx(0.45)  # halfway in log FA/h
+    assert recall_at(curve, 5.0) is None and recall_at(curve, 2000.0) is None
+    assert recall_at([pt(0.0, 0.1), pt(20.0, 0.5)], 10.0) == pytest.approx(0.3)  # linear from 0
+    assert recall_at([], 20.0) is None
+    assert recall_at_rates(curve) == {"20": pytest.approx(0.3 + 0.3 * math.log10(2)),
+                                      "50": pytest.approx(0.3 + 0.3 * math.log10(5)),
+                                      "100": pytest.approx(0.6)}  # fmt: skip

@@ -58,12 +58,15 @@ class StreamRun:
     posteriors: np.ndarray
     detections: list[Found]
     smoothed: np.ndarray | None = None  # cached by ``smoothed_for``
+    smoothed_window: int = 0  # the window ``smoothed`` was computed with
 
     def smoothed_for(self, window: int) -> np.ndarray:
-        """The detector's smoothing of the posteriors from rest (threshold-independent)."""
-        if self.smoothed is None or self.smoothed.shape != self.posteriors.shape:
+        """The detector's smoothing of the posteriors from rest (threshold-independent),
+        cached for the last ``window`` asked for."""
+        if self.smoothed is None or self.smoothed_window != window:
             ring = np.zeros((window - 1, self.posteriors.shape[1]))
             self.smoothed = sliding_mean(ring, self.posteriors, 0, window)
+            self.smoothed_window = window
         return self.smoothed
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from models import build_model, save_checkpoint
+from streaming.detector import sliding_mean
 from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info, read_manifest
 from training.stream_eval import Found, StreamRun, score
@@ -192,3 +193,14 @@ def test_recall_at_a_false_alarm_rate_reads_the_det_curve() -> None:
     assert recall_at_rates(curve) == {"20": pytest.approx(0.3 + 0.3 * math.log10(2)),
                                       "50": pytest.approx(0.3 + 0.3 * math.log10(5)),
                                       "100": pytest.approx(0.6)}  # fmt: skip
+
+
+def test_the_smoothing_cache_follows_the_window() -> None:
+    """A replay with another smoothing window gets that window's mean, not the cached one."""
+    run = StreamRun(_stream(), np.zeros((0, 3)), [])
+    posteriors = np.random.default_rng(0).random((50, 3))
+    run.posteriors = posteriors
+    for window in (5, 10, 5):
+        ring = np.zeros((window - 1, 3))
+        expected = sliding_mean(ring, posteriors, 0, window)
+        np.testing.assert_allclose(run.smoothed_for(window), expected)

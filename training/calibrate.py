@@ -11,8 +11,14 @@ thresholds, the confusable ones high thresholds. A ladder of budgets around X gi
 operating points that ``start.sensitivity`` moves along; every point is then measured with all
 keywords on together (the numbers stored with it).
 
-Writes ``detector.thresholds`` (the point at X) and ``detector.calibration`` (target, measured
-recall and FA/h, data, operating points) into the checkpoint's metadata.
+With ``--smoothing-ms`` and ``--patience-ms`` (lists), the detector's posterior smoothing and
+patience are searched too: thresholds are calibrated as above for every pair, and the pair
+with the best recall at X whose median detection delay stays within ``--max-delay-ms`` wins
+(longer smoothing and patience trade delay for fewer brief false peaks).
+
+Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames`` and
+``patience_frames``, and ``detector.calibration`` (target, measured recall and FA/h, data,
+operating points, the search) into the checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -28,8 +34,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LADDER", "allocate", "calibrate", "curves", "register_calibrate_parser"]
+__all__ = [
+    "LADDER",
+    "MAX_DELAY_MS",
+    "allocate",
+    "calibrate",
+    "curves",
+    "register_calibrate_parser",
+    "search_detector",
+]
 
+#: the detector search's bound on the median delay after a keyword's end (ms): the issue's
+#: 150 ms, of which 75 ms are the models' algorithmic latency
+MAX_DELAY_MS = 150.0
 #: budgets (false alarms per hour, whole vocabulary) of the operating points besides the target
 LADDER = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: thresholds tried per keyword (denser near 1, where low false-alarm rates live)
@@ -95,6 +112,53 @@ def allocate(
     return {k: float(grid_a[i]) for k, i in picks.items()}
 
 
+def _joint(runs: Sequence[Any], config: Any) -> dict[str, Any]:
+    """All keywords on together under ``config``: recall, FA/h, per set, median delay."""
+    from training.stream_eval import firings_as_found, score
+
+    joint = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
+    return {
+        "recall": joint["recall"],
+        "fa_per_hour": joint["false_alarms_per_hour"],
+        "sets": {k: v["false_alarms_per_hour"] for k, v in joint["sets"].items()},
+        "delay_median_ms": joint["delay_ms"]["median"],
+    }
+
+
+def search_detector(
+    runs: Sequence[Any],
+    base: Any,
+    hours: float,
+    target_fa_per_hour: float,
+    candidates: Sequence[tuple[int, int]],
+    max_delay_ms: float = MAX_DELAY_MS,
+) -> tuple[Any, dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience) frames
+    pair of ``candidates``; returns the winner (``base`` with its smoothing and patience), its
+    per-keyword curves and one row per candidate. The winner has the best recall among the
+    pairs whose median delay is within ``max_delay_ms`` (the first candidate on ties; the
+    least delayed pair when none is)."""
+    rows, tables_of = [], []
+    for smoothing, patience in candidates:
+        config = dataclasses.replace(base, smoothing_frames=smoothing, patience_frames=patience)
+        tables = curves(runs, config, config.keywords)
+        thresholds = allocate(tables, GRID, target_fa_per_hour * hours)
+        values = np.array([thresholds.get(label, math.inf) for label in base.labels])
+        measured = _joint(runs, dataclasses.replace(config, thresholds=values))
+        rows.append({"smoothing_frames": smoothing, "patience_frames": patience, **measured})
+        tables_of.append((config, tables))
+    delays = [r["delay_median_ms"] for r in rows]
+    within = [i for i, d in enumerate(delays) if d is not None and d <= max_delay_ms]
+    if within:
+        best = max(within, key=lambda i: (rows[i]["recall"] or 0.0, -i))
+    else:
+        best = min(range(len(rows)), key=lambda i: math.inf if delays[i] is None else delays[i])
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    config, tables = tables_of[best]
+    return config, tables, rows
+
+
 def calibrate(
     checkpoint: str | Path,
     data: str | Path,
@@ -107,16 +171,24 @@ def calibrate(
     max_voices: int | None = None,
     runtime: str = "auto",
     threads: int = 0,
+    smoothing_ms: Sequence[float] = (),
+    patience_ms: Sequence[float] = (),
+    max_delay_ms: float = MAX_DELAY_MS,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
-    place) and returns the ``detector.calibration`` record."""
+    place) and returns the ``detector.calibration`` record. ``smoothing_ms`` and
+    ``patience_ms``: the detector search's values (empty: the checkpoint's own), rounded to
+    whole frames."""
     from models import load_checkpoint, save_checkpoint
-    from training.stream_eval import firings_as_found, run_engine, score
+    from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
 
     if not target_fa_per_hour > 0:
         raise ValueError(f"--target-fa-per-hour must be > 0, got {target_fa_per_hour}")
+    for name, values in (("smoothing_ms", smoothing_ms), ("patience_ms", patience_ms)):
+        if any(not v > 0 for v in values):
+            raise ValueError(f"{name} must be > 0, got {list(values)}")
     if split == "test":
         raise ValueError("calibrate on validation streams; the test streams are for evaluation")
     started = time.monotonic()
@@ -127,23 +199,32 @@ def calibrate(
     )  # fmt: skip
     runs = run_engine(engine, streams, progress=progress)
     base = engine.detector_config()
-    keywords = base.keywords
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
-    tables = curves(runs, base, keywords)
+    search: list[dict[str, Any]] = []
+    if smoothing_ms or patience_ms:
+        candidates = [
+            (s, p)
+            for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])
+            for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
+        ]
+        base, tables, search = search_detector(
+            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms
+        )
+    else:
+        tables = curves(runs, base, base.keywords)
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     points = []
     for target in targets:
         thresholds = allocate(tables, GRID, target * hours)
         values = np.array([thresholds.get(label, math.inf) for label in base.labels])
-        config = dataclasses.replace(base, thresholds=values)
-        joint = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
+        joint = _joint(runs, dataclasses.replace(base, thresholds=values))
         points.append(
             {
                 "target_fa_per_hour": target,
                 "thresholds": {k: round(v, 5) for k, v in thresholds.items()},
                 "recall": joint["recall"],
-                "fa_per_hour": joint["false_alarms_per_hour"],
-                "sets": {k: v["false_alarms_per_hour"] for k, v in joint["sets"].items()},
+                "fa_per_hour": joint["fa_per_hour"],
+                "sets": joint["sets"],
             }
         )
     chosen = next(p for p in points if p["target_fa_per_hour"] == float(target_fa_per_hour))
@@ -172,10 +253,14 @@ def calibrate(
         "operating_points": points,
         "seconds": round(time.monotonic() - started, 1),
     }
+    if search:
+        record["detector_search"] = {"max_delay_ms": max_delay_ms, "candidates": search}
     model, meta = load_checkpoint(checkpoint)
     meta = dict(meta)
     detector = dict(meta.get("detector") or {})
     detector["thresholds"] = chosen["thresholds"]
+    detector["smoothing_frames"] = base.smoothing_frames
+    detector["patience_frames"] = base.patience_frames
     detector["calibration"] = record
     meta["detector"] = detector
     meta.pop("checkpoint", None)
@@ -206,9 +291,42 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-voices", type=int, help="first N voices only (a quick run)")
     p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"))
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--smoothing-ms",
+        type=_ms_list,
+        default=(),
+        help="search the detector's posterior smoothing too: comma-separated ms (10 ms frames)",
+    )
+    p.add_argument(
+        "--patience-ms",
+        type=_ms_list,
+        default=(),
+        help="search the detector's patience (time above threshold) too: comma-separated ms",
+    )
+    p.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=MAX_DELAY_MS,
+        help="the search keeps pairs whose median delay after the keyword is within this",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
+
+
+def _ms_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ms: {error}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive ms, got {text!r}")
+    return values
+
+
+def _frames(values_ms: Sequence[float], frame_ms: float) -> list[int]:
+    """Milliseconds as whole frames (at least one), duplicates dropped, in order."""
+    return list(dict.fromkeys(max(1, round(v / frame_ms)) for v in values_ms))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -222,9 +340,14 @@ def _run(args: argparse.Namespace) -> int:
         max_voices=args.max_voices,
         runtime=args.runtime,
         threads=args.threads,
+        smoothing_ms=args.smoothing_ms,
+        patience_ms=args.patience_ms,
+        max_delay_ms=args.max_delay_ms,
         progress=not args.no_progress,
     )
     summary = {k: record[k] for k in ("target_fa_per_hour", "recall", "fa_per_hour", "data")}
+    if "detector_search" in record:
+        summary["detector_search"] = record["detector_search"]["candidates"]
     summary["operating_points"] = [
         (p["target_fa_per_hour"], p["recall"], p["fa_per_hour"]) for p in record["operating_points"]
     ]

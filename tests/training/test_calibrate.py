@@ -10,10 +10,14 @@ import pytest
 import torch
 
 from models import build_model, read_metadata, save_checkpoint
-from training.calibrate import allocate, calibrate
+from streaming.detector import DetectorConfig
+from training.calibrate import allocate, calibrate, search_detector
 from training.dataset import read_corpus_info
+from training.stream_eval import StreamRun
+from training.streams import KeywordEvent, Segment, Stream
 
 GRID = (0.5, 0.7, 0.9, 0.99)
+LABELS_3 = ("yes", "_unknown_", "_silence_")
 # per keyword, per threshold of GRID: (hits, false alarms)
 TABLES = {
     "yes": np.array([[10, 9], [9, 4], [8, 1], [5, 0]]),
@@ -76,3 +80,68 @@ def test_calibrate_writes_operating_points_the_server_reads(
     assert all(strict[k] >= default[k] for k in default)
     with pytest.raises(ValueError, match="validation streams"):
         calibrate(path, stream_corpus, 5.0, split="test")
+
+
+def _spiky_run() -> StreamRun:
+    """Two minutes with one "yes" (10.0-10.5 s: its posterior high for 400 ms up to 10.55 s)
+    and three 40 ms peaks of the same height at 30, 50 and 70 s: no threshold tells them
+    apart, but a patience longer than a peak does."""
+    T = 12_000  # frames of 10 ms
+    posteriors = np.zeros((T, 3))
+    posteriors[:, 2] = 1.0  # _silence_
+    for start, frames in ((1015, 40), (3000, 4), (5000, 4), (7000, 4)):
+        posteriors[start : start + frames] = (0.97, 0.0, 0.03)
+    stream = Stream(
+        name="mixed/v",
+        kind="mixed",
+        voice="v",
+        audio=np.broadcast_to(np.zeros(1, np.float32), (T * 160 + 240,)),
+        events=[KeywordEvent("yes", 10.0, 10.5, "alone")],
+        segments=[Segment("keyword", 10.0, 10.5, "yes")],
+    )
+    return StreamRun(stream, posteriors, [])
+
+
+def test_the_detector_search_trades_patience_for_false_alarms() -> None:
+    run = _spiky_run()
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    hours = run.stream.scored_seconds / 3600
+    config, tables, rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)])
+    assert [(r["smoothing_frames"], r["patience_frames"]) for r in rows] == [(1, 3), (1, 8)]
+    assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 1.0  # peaks fire at patience 3
+    assert rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"] and not rows[0]["chosen"]
+    assert (config.smoothing_frames, config.patience_frames) == (1, 8)
+    assert set(tables) == {"yes"}
+    # a delay bound no pair meets: the least delayed pair (one without detections has none)
+    rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=-1e4)[2]
+    assert rows[0]["delay_median_ms"] is None and rows[1]["delay_median_ms"] > -1e4
+    assert [r["chosen"] for r in rows] == [False, True]
+
+
+def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
+    stream_corpus: Path, tmp_path: Path
+) -> None:
+    labels = read_corpus_info(stream_corpus)["labels"]
+    torch.manual_seed(0)
+    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", model, {"labels": labels, "detector": {"posterior": "softmax"}}
+    )
+    out = tmp_path / "calibrated.safetensors"
+    record = calibrate(
+        path, stream_corpus, 5.0, out=out, runtime="torch", progress=False,
+        smoothing_ms=(50.0, 100.0), patience_ms=(30.0,),
+    )  # fmt: skip
+    search = record["detector_search"]["candidates"]
+    assert [(r["smoothing_frames"], r["patience_frames"]) for r in search] == [(5, 3), (10, 3)]
+    assert sum(r["chosen"] for r in search) == 1
+    chosen = next(r for r in search if r["chosen"])
+    detector = read_metadata(out)["detector"]
+    assert (detector["smoothing_frames"], detector["patience_frames"]) == (
+        chosen["smoothing_frames"],
+        chosen["patience_frames"],
+    )
+    at_target = next(p for p in record["operating_points"] if p["target_fa_per_hour"] == 5.0)
+    assert at_target["recall"] == chosen["recall"]
+    with pytest.raises(ValueError, match="smoothing_ms must be > 0"):
+        calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))

@@ -116,6 +116,14 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
     rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=-1e4)[2]
     assert rows[0]["delay_median_ms"] is None and rows[1]["delay_median_ms"] > -1e4
     assert [r["chosen"] for r in rows] == [False, True]
+    # the look-ahead counts against the bound
+    delay = rows[1]["delay_median_ms"]
+    rows = search_detector([run], base, hours, 1.0, [(1, 8)], max_delay_ms=delay + 10.0)[2]
+    assert rows[0]["chosen"]
+    rows = search_detector(
+        [run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=delay + 10.0, lookahead_ms=20.0
+    )[2]
+    assert [r["chosen"] for r in rows] == [False, True]  # none within: the least delayed
 
 
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
@@ -143,5 +151,6 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     )
     at_target = next(p for p in record["operating_points"] if p["target_fa_per_hour"] == 5.0)
     assert at_target["recall"] == chosen["recall"]
+    assert record["detector_search"]["lookahead_ms"] == 10.0 * model.lookahead_frames
     with pytest.raises(ValueError, match="smoothing_ms must be > 0"):
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))

@@ -125,6 +125,16 @@ def _joint(runs: Sequence[Any], config: Any) -> dict[str, Any]:
     }
 
 
+def _operating_point(
+    runs: Sequence[Any], config: Any, tables: dict[str, np.ndarray], budget: float
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The per-keyword thresholds that fit ``budget`` false alarms (a count) under
+    ``config``'s detector settings, and what they give with all keywords on (``_joint``)."""
+    thresholds = allocate(tables, GRID, budget)
+    values = np.array([thresholds.get(label, math.inf) for label in config.labels])
+    return thresholds, _joint(runs, dataclasses.replace(config, thresholds=values))
+
+
 def search_detector(
     runs: Sequence[Any],
     base: Any,
@@ -144,9 +154,7 @@ def search_detector(
     for smoothing, patience in candidates:
         config = dataclasses.replace(base, smoothing_frames=smoothing, patience_frames=patience)
         tables = curves(runs, config, config.keywords)
-        thresholds = allocate(tables, GRID, target_fa_per_hour * hours)
-        values = np.array([thresholds.get(label, math.inf) for label in base.labels])
-        measured = _joint(runs, dataclasses.replace(config, thresholds=values))
+        _, measured = _operating_point(runs, config, tables, target_fa_per_hour * hours)
         rows.append({"smoothing_frames": smoothing, "patience_frames": patience, **measured})
         tables_of.append((config, tables))
     delays = [r["delay_median_ms"] for r in rows]
@@ -218,9 +226,7 @@ def calibrate(
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     points = []
     for target in targets:
-        thresholds = allocate(tables, GRID, target * hours)
-        values = np.array([thresholds.get(label, math.inf) for label in base.labels])
-        joint = _joint(runs, dataclasses.replace(base, thresholds=values))
+        thresholds, joint = _operating_point(runs, base, tables, target * hours)
         points.append(
             {
                 "target_fa_per_hour": target,

@@ -50,17 +50,21 @@ def test_allocation_meets_the_budget_on_given_scores(budget: float) -> None:
         assert set(thresholds.values()) <= {0.5, 0.7}
 
 
+def _tiny_checkpoint(corpus: Path, tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """An untrained dim-16 lmuformer with the corpus's labels and a softmax detector."""
+    labels = read_corpus_info(corpus)["labels"]
+    torch.manual_seed(0)
+    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
+    metadata = {"labels": labels, "detector": {"posterior": "softmax"}}
+    return save_checkpoint(tmp_path / "m.safetensors", model, metadata), model
+
+
 def test_calibrate_writes_operating_points_the_server_reads(
     stream_corpus: Path, tmp_path: Path
 ) -> None:
     from streaming.engine import EngineConfig, StreamingEngine
 
-    labels = read_corpus_info(stream_corpus)["labels"]
-    torch.manual_seed(0)
-    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", model, {"labels": labels, "detector": {"posterior": "softmax"}}
-    )
+    path, _ = _tiny_checkpoint(stream_corpus, tmp_path)
     out = tmp_path / "calibrated.safetensors"
     record = calibrate(path, stream_corpus, 5.0, out=out, runtime="torch", progress=False)
     meta = read_metadata(out)
@@ -129,12 +133,7 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     stream_corpus: Path, tmp_path: Path
 ) -> None:
-    labels = read_corpus_info(stream_corpus)["labels"]
-    torch.manual_seed(0)
-    model = build_model("lmuformer", dim=16, num_classes=len(labels)).eval()
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", model, {"labels": labels, "detector": {"posterior": "softmax"}}
-    )
+    path, model = _tiny_checkpoint(stream_corpus, tmp_path)
     out = tmp_path / "calibrated.safetensors"
     record = calibrate(
         path, stream_corpus, 5.0, out=out, runtime="torch", progress=False,

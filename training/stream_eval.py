@@ -148,6 +148,12 @@ def _segment_at(stream: Stream, t: float) -> tuple[str, str]:
     return best
 
 
+def voice_source(stream: Stream) -> str:
+    """Who speaks in a stream: the synthesiser engine of a synthetic voice ("kokoro",
+    "espeak-ng", ...), else the stream's source ("recordings")."""
+    return stream.voice.split(":", 1)[0] if stream.source == "synthetic" else stream.source
+
+
 def score(
     runs: Sequence[StreamRun],
     detections: Callable[[StreamRun], list[Found]] | None = None,
@@ -168,10 +174,14 @@ def score(
     delays: list[float] = []
     listed: list[dict[str, Any]] = []
     by_condition: dict[str, Counter[str]] = defaultdict(Counter)  # "context:alone" -> events, hits
+    source_hours: Counter[str] = Counter()
+    source_fas: Counter[str] = Counter()
     for run in runs:
         stream = run.stream
         group = stream.kind if stream.kind == "mixed" else f"negatives/{stream.source}"
+        source = voice_source(stream)
         hours[group] += stream.scored_seconds_after(LATE_S) / 3600
+        source_hours[source] += stream.scored_seconds_after(LATE_S) / 3600
         matched = [False] * len(stream.events)
         condition = (
             stream.background
@@ -182,6 +192,7 @@ def score(
             events_of[e.keyword] += 1
             by_condition[f"context:{e.context}"]["events"] += 1
             by_condition[f"background:{condition}"]["events"] += 1
+            by_condition[f"voice:{source}"]["events"] += 1
         for d in sorted(pick(run), key=lambda d: d.time_s):
             if _inside(d.time_s, stream.exclude):
                 continue
@@ -196,6 +207,7 @@ def score(
                         hits_of[e.keyword] += 1
                         by_condition[f"context:{e.context}"]["hits"] += 1
                         by_condition[f"background:{condition}"]["hits"] += 1
+                        by_condition[f"voice:{source}"]["hits"] += 1
                         delays.append(d.time_s - e.end_s)
                         kind = "hit"
                         break
@@ -206,6 +218,7 @@ def score(
             kinds[kind] += 1
             fa_of[d.keyword] += 1
             fas[group] += 1
+            source_fas[source] += 1
             segment, text = _segment_at(stream, d.time_s)
             triggers[segment] += 1
             if len(listed) < examples:
@@ -253,6 +266,16 @@ def score(
         },
         "recall_by": {
             name: c["hits"] / c["events"] for name, c in sorted(by_condition.items()) if c["events"]
+        },
+        "false_alarms_by_voice": {
+            source: {
+                "hours": source_hours[source],
+                "false_alarms": source_fas[source],
+                "false_alarms_per_hour": (
+                    source_fas[source] / source_hours[source] if source_hours[source] else None
+                ),
+            }
+            for source in sorted(source_hours)
         },
         "false_alarm_kinds": dict(kinds),
         "false_alarm_triggers": dict(triggers.most_common()),

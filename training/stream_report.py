@@ -172,6 +172,44 @@ def recall_at_rates(points: Sequence[dict[str, Any]]) -> dict[str, float | None]
     return {f"{t:g}": recall_at(points, t) for t in RECALL_AT_FA_PER_HOUR}
 
 
+def _recall_by_lines(r: dict[str, Any]) -> list[str]:
+    """One sentence per kind of condition: "Recall by context: alone 0.41, ..."."""
+    groups: dict[str, list[str]] = {}
+    for key, value in r.get("recall_by", {}).items():
+        kind, name = key.split(":", 1)
+        if kind != "voice":
+            groups.setdefault(kind, []).append(f"{name} {value:.3f}")
+    lines: list[str] = []
+    for kind, parts in groups.items():
+        lines += ["", f"Recall by {kind}: {', '.join(parts)}."]
+    return lines
+
+
+def _voice_table(r: dict[str, Any]) -> list[str]:
+    """Recall and false alarms per voice source (synthesiser engine, or recorded speech): how
+    the model meets voices of each kind, e.g. the neural voices against the formant ones."""
+    fas = r.get("false_alarms_by_voice") or {}
+    recalls = {
+        k.split(":", 1)[1]: v for k, v in r.get("recall_by", {}).items() if k.startswith("voice:")
+    }
+    if not fas and not recalls:
+        return []
+    lines = [
+        "",
+        "By voice source (synthesiser engine of the held-out voice, or recorded speech):",
+        "",
+        "| voice source | recall | false alarms | hours | FA/h |",
+        "|---|---|---|---|---|",
+    ]
+    for source in sorted(set(fas) | set(recalls)):
+        f = fas.get(source, {})
+        lines.append(
+            f"| {source} | {_fmt(recalls.get(source))} | {f.get('false_alarms', '')} | "
+            f"{_fmt(f.get('hours'), 2)} | {_fmt(f.get('false_alarms_per_hour'), 1)} |"
+        )
+    return lines
+
+
 def _load_curve(folder: Path) -> dict[str, Any]:
     path = folder / "streams.json" if folder.is_dir() else folder
     if not path.is_file():
@@ -264,9 +302,8 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
             f"recall {_fmt(w['recall'])}, {_fmt(w['false_alarms_per_hour'], 1)} FA/h "
             f"({_per_set(w)}).",
         ]
-    if r.get("recall_by"):
-        conditions = ", ".join(f"{k.split(':', 1)[1]} {v:.3f}" for k, v in r["recall_by"].items())
-        lines += ["", f"Recall by context and background: {conditions}."]
+    lines += _recall_by_lines(r)
+    lines += _voice_table(r)
     lines += [
         "",
         "False alarms by kind: " + ", ".join(f"{k} {v}" for k, v in r["false_alarm_kinds"].items()),

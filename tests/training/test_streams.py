@@ -139,6 +139,36 @@ def test_excluded_spans_are_not_scored() -> None:
     assert stream.scored_seconds == pytest.approx(96)
 
 
+def test_recall_and_false_alarms_are_split_by_voice_source() -> None:
+    """Each synthetic stream counts for its voice's engine, a recording for its source: the
+    table that shows how the model meets the neural voices against the formant ones."""
+    from dataclasses import replace
+
+    from training.stream_report import _voice_table
+
+    kokoro = replace(_stream(), name="mixed/k", voice="kokoro:blend-3:s1")
+    espeak = replace(_stream(), name="mixed/e", voice="espeak-ng:en-us:s2")
+    recorded = Stream(
+        name="recordings/x/0", kind="negatives", voice="x", audio=_silent(1800), source="recorded"
+    )
+    runs = [
+        StreamRun(kokoro, np.zeros((0, 4)), [Found("yes", 10.6, 0.9), Found("go", 21.3, 0.9)]),
+        StreamRun(espeak, np.zeros((0, 4)), [Found("yes", 10.6, 0.9), Found("six", 31.0, 0.9)]),
+        StreamRun(recorded, np.zeros((0, 4)), [Found("go", 50.0, 0.9), Found("go", 90.0, 0.9)]),
+    ]
+    result = score(runs)
+    assert result["recall_by"]["voice:kokoro"] == 1.0
+    assert result["recall_by"]["voice:espeak-ng"] == 0.5
+    assert "voice:recorded" not in result["recall_by"]  # no keyword events there
+    by_voice = result["false_alarms_by_voice"]
+    assert by_voice["kokoro"]["false_alarms"] == 0
+    assert by_voice["espeak-ng"]["false_alarms_per_hour"] == pytest.approx(1.0)
+    assert by_voice["recorded"]["false_alarms_per_hour"] == pytest.approx(4.0)
+    table = "\n".join(_voice_table(result))
+    assert "| kokoro | 1.000 | 0 | 1.00 | 0.0 |" in table
+    assert "| recorded | – | 2 | 0.50 | 4.0 |" in table
+
+
 def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_path: Path) -> None:
     """The engine path on every stream of the test voice: the report's numbers are the scored
     engine detections, the DET sweep passes through the operating point, and replaying the

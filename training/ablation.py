@@ -25,6 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from training.report import per_source_stats
+
 IGNORED_KEYS = ("out", "notes")  # recipe keys that differ between runs without changing them
 SHOWN_ENGINE = "kokoro"  # engines whose held-out voices get a column of their own
 
@@ -50,12 +52,7 @@ def standard_error(accuracy: float, count: int) -> float:
 
 def engine_accuracy(per_voice: dict[str, dict[str, Any]], engine: str) -> dict[str, Any] | None:
     """Accuracy over the voices of one engine (voice ids start with ``engine:``), or None."""
-    voices = [v for name, v in per_voice.items() if name.split(":", 1)[0] == engine]
-    if not voices:
-        return None
-    count = sum(v["count"] for v in voices)
-    correct = sum(v["correct"] for v in voices)
-    return {"count": count, "correct": correct, "accuracy": correct / count, "voices": len(voices)}
+    return per_source_stats(per_voice).get(engine)
 
 
 def summarise(metrics: dict[str, Any]) -> dict[str, Any]:

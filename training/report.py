@@ -167,6 +167,24 @@ def per_voice_stats(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
     return dict(sorted(stats.items(), key=lambda item: (item[1]["accuracy"], item[0])))
 
 
+def per_source_stats(voices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """voice source -> count, correct, accuracy, voices, from ``per_voice_stats``: the engine
+    of each voice ("kokoro:alp20+gon10" -> "kokoro"), so a corpus that adds an engine shows how
+    the model meets its voices beside the others'; weakest first. Empty for voices without an
+    engine prefix (Speech Commands speaker ids)."""
+    sources: dict[str, dict[str, Any]] = {}
+    for voice, s in voices.items():
+        if ":" not in voice:
+            continue
+        source = sources.setdefault(voice.split(":", 1)[0], {"count": 0, "correct": 0, "voices": 0})
+        source["count"] += s["count"]
+        source["correct"] += s["correct"]
+        source["voices"] += 1
+    for source in sources.values():
+        source["accuracy"] = source["correct"] / source["count"]
+    return dict(sorted(sources.items(), key=lambda item: (item[1]["accuracy"], item[0])))
+
+
 def per_voice_markdown(evaluation: Evaluation, stats: dict[str, dict[str, Any]]) -> str:
     """The per-voice table in Markdown, weakest voice first."""
     lines = [
@@ -591,6 +609,17 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
             + ". Full table: [per_voice.md](per_voice.md).",
             "",
         ]
+    sources = metrics.get("per_voice_source") or {}
+    if len(sources) > 1:
+        lines += [
+            "By voice source (synthesiser engine): "
+            + ", ".join(
+                f"{source} {100 * s['accuracy']:.2f} % ({s['correct']} / {s['count']})"
+                for source, s in sources.items()
+            )
+            + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -622,6 +651,7 @@ def write_report(
         "counts": {label: s["count"] for label, s in stats.items()},
         "confusion": evaluation.confusion().tolist(),
         "per_voice": voices,
+        "per_voice_source": per_source_stats(voices),
         "streaming": {k: v for k, v in summary.items() if not isinstance(v, list)},
         "checkpoint": checkpoint_summary(checkpoint, metadata, evaluation),
         "data": data,

@@ -17,7 +17,7 @@ from models import MODEL_NAMES, FeatureConfig, build_model, save_checkpoint
 from models.config import SPIKING_MODELS
 from tests.models.conftest import streaming_params
 from training.evaluate import evaluate_batches, frames_to_fraction, stream_lockstep
-from training.report import per_voice_stats, voice_group, write_report
+from training.report import per_source_stats, per_voice_stats, voice_group, write_report
 
 LABELS = ["yes", "no", "up", "down"]
 T = 40  # frames per clip in the unit tests (the CLI test uses the real 128)
@@ -208,6 +208,11 @@ def test_per_voice_groups_a_voices_jittered_renditions() -> None:
         "predicted_instead": "yes",  # clip 3 said "yes", clip 4 "up": ties go to the first label
     }
     assert stats["a:x"]["accuracy"] == 1.0 and stats["a:x"]["predicted_instead"] is None
+    ev.voices = ["a:x:s1", "a:z:s2", "b:y:p1", "b:y:p2", "b:y:p3", "0a7c2a8d"]
+    sources = per_source_stats(per_voice_stats(ev))
+    assert list(sources) == ["b", "a"]  # by engine, weakest first; a speaker id has none
+    assert sources["a"] == {"count": 2, "correct": 2, "voices": 2, "accuracy": 1.0}
+    assert sources["b"]["accuracy"] == pytest.approx(1 / 3)
 
 
 DEV_LABELS = ["yes", "no", "up", "_unknown_"]

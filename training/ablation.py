@@ -25,8 +25,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from training.report import per_source_stats
-
 IGNORED_KEYS = ("out", "notes")  # recipe keys that differ between runs without changing them
 SHOWN_ENGINE = "kokoro"  # engines whose held-out voices get a column of their own
 
@@ -52,6 +50,8 @@ def standard_error(accuracy: float, count: int) -> float:
 
 def engine_accuracy(per_voice: dict[str, dict[str, Any]], engine: str) -> dict[str, Any] | None:
     """Accuracy over the voices of one engine (voice ids start with ``engine:``), or None."""
+    from training.report import per_source_stats  # imports torch: not at `lmukws --help`
+
     return per_source_stats(per_voice).get(engine)
 
 

@@ -140,6 +140,12 @@ def voice_group(voice: str) -> str:
     return ":".join(voice.split(":")[:2])
 
 
+def voice_engine(voice: str) -> str | None:
+    """The synthesiser engine of a synthetic voice id ("kokoro:alp20+gon10:s1" -> "kokoro"),
+    or None for an id without one (a Speech Commands speaker)."""
+    return voice.split(":", 1)[0] if ":" in voice else None
+
+
 def per_voice_stats(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
     """voice -> count, correct, accuracy, most frequent wrong prediction; weakest first.
 
@@ -174,9 +180,10 @@ def per_source_stats(voices: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     engine prefix (Speech Commands speaker ids)."""
     sources: dict[str, dict[str, Any]] = {}
     for voice, s in voices.items():
-        if ":" not in voice:
+        engine = voice_engine(voice)
+        if engine is None:
             continue
-        source = sources.setdefault(voice.split(":", 1)[0], {"count": 0, "correct": 0, "voices": 0})
+        source = sources.setdefault(engine, {"count": 0, "correct": 0, "voices": 0})
         source["count"] += s["count"]
         source["correct"] += s["correct"]
         source["voices"] += 1

@@ -33,6 +33,7 @@ import numpy as np
 
 from streaming.detector import NEVER_FIRE, DetectorConfig, replay, sliding_mean
 from streaming.engine import StreamingEngine
+from training.report import voice_engine
 from training.streams import Stream
 
 __all__ = ["LATE_S", "Found", "StreamRun", "run_engine", "score", "sweep"]
@@ -151,7 +152,9 @@ def _segment_at(stream: Stream, t: float) -> tuple[str, str]:
 def voice_source(stream: Stream) -> str:
     """Who speaks in a stream: the synthesiser engine of a synthetic voice ("kokoro",
     "espeak-ng", ...), else the stream's source ("recordings")."""
-    return stream.voice.split(":", 1)[0] if stream.source == "synthetic" else stream.source
+    if stream.source != "synthetic":
+        return stream.source
+    return voice_engine(stream.voice) or stream.voice
 
 
 def score(
@@ -180,8 +183,9 @@ def score(
         stream = run.stream
         group = stream.kind if stream.kind == "mixed" else f"negatives/{stream.source}"
         source = voice_source(stream)
-        hours[group] += stream.scored_seconds_after(LATE_S) / 3600
-        source_hours[source] += stream.scored_seconds_after(LATE_S) / 3600
+        stream_hours = stream.scored_seconds_after(LATE_S) / 3600
+        hours[group] += stream_hours
+        source_hours[source] += stream_hours
         matched = [False] * len(stream.events)
         condition = (
             stream.background

@@ -157,6 +157,20 @@ class ManifestDataset:
         #: a zero log-mel after normalisation: the paper's padding value
         self.pad_value = (0.0 - norm.norm_mean) / (2.0 * norm.norm_std)
 
+    def draw_pool(self, engine_repeat: dict[str, int] | None = None) -> np.ndarray:
+        """Row indices [N'] an epoch draws from: every row once, the rows of each engine
+        named in ``engine_repeat`` that many times (oversampling a voice source)."""
+        repeat = dict(engine_repeat or {})
+        engines = [r.get("engine", "") for r in self.rows]
+        missing = sorted(set(repeat) - set(engines))
+        if missing:
+            raise ValueError(
+                f"engine_repeat names {missing}, not an engine of split {self.split!r} "
+                f"(it has {sorted(set(engines) - {''})})"
+            )
+        times = np.array([repeat.get(e, 1) for e in engines], dtype=np.int64)
+        return np.repeat(np.arange(len(self.rows)), times)
+
     def __len__(self) -> int:
         return len(self.rows)
 

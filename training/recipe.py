@@ -106,6 +106,10 @@ class Recipe:
     #: clip targets mixed with the ``init_from`` model's softmax at this weight (0: off), so
     #: fine-tuning for streams keeps the clip accuracy it started from
     distill_weight: float = 0.0
+    #: voice sources to oversample: the manifest's ``engine`` → how many times each of its
+    #: training clips is drawn per pass, and its voices' weight when stream windows pick a
+    #: voice (e.g. ``{"kokoro": 3}``; a source not named counts once)
+    engine_repeat: dict[str, int] = field(default_factory=dict)
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -154,6 +158,11 @@ class Recipe:
             raise ValueError(f"distill_weight must be in [0, 1], got {values['distill_weight']!r}")
         if float(values.get("distill_weight", 0.0)) > 0 and not values.get("init_from"):
             raise ValueError("distill_weight needs init_from (the model it distils from)")
+        for engine, times in dict(values.get("engine_repeat") or {}).items():
+            if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+                raise ValueError(
+                    f"engine_repeat[{engine!r}] must be a whole number >= 1, got {times!r}"
+                )
         if values.get("warm_start_from") and values.get("init_from"):
             raise ValueError("init_from and warm_start_from exclude each other: pick one start")
         if not 0.0 <= float(values.get("vtlp_warp", 0.0)) < 1.0:

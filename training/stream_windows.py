@@ -148,6 +148,8 @@ class StreamWindows:
             ``recording`` scenes (never the evaluation-only recordings).
         hard_negatives: a ``lmukws mine-negatives`` folder, drawn for ``hard`` scenes.
         config, augment_config, feature_config, seed, augment: as named.
+        engine_repeat: voice source (the rows' ``engine``) → its voices' relative weight when a
+            scene picks a voice (the recipe's ``engine_repeat``); others count once.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class StreamWindows:
         feature_config: FeatureConfig = FeatureConfig(),
         seed: int = 0,
         augment: bool = True,
+        engine_repeat: dict[str, int] | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -198,7 +201,8 @@ class StreamWindows:
             list
         )
         groups: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
-        for r in read_continuous(self.root, split):
+        continuous = read_continuous(self.root, split)
+        for r in continuous:
             wave = _read(self.root / r["path"])
             if r["kind"] in ("sentence", "paragraph"):
                 self.sentences[r["voice"]].append(wave)
@@ -207,6 +211,11 @@ class StreamWindows:
         for (voice, _), parts in sorted(groups.items()):
             self.carriers[voice].append((parts.get("prefix"), parts.get("suffix")))
         self.sentence_voices = sorted(self.sentences)
+        # how often each voice is picked, relative: its engine's ``engine_repeat`` (else 1)
+        repeat = dict(engine_repeat or {})
+        engine_of = {r["voice"]: r.get("engine", "") for r in rows}
+        engine_of.update({r["voice"]: r.get("engine", "") for r in continuous})
+        self.voice_weight = {v: float(repeat.get(engine_of.get(v, ""), 1)) for v in engine_of}
         self.recordings: list[np.ndarray] = []
         if recordings is not None:
             from training.recordings import read_recordings
@@ -241,6 +250,12 @@ class StreamWindows:
         if not self.voices:
             raise ValueError(f"{self.root}: no keyword clips in split {split!r}")
 
+    def _pick_voice(self, rng: random.Random, voices: list[str]) -> str:
+        """One of ``voices``, uniformly unless ``engine_repeat`` weights some sources."""
+        if all(self.voice_weight.get(v, 1.0) == 1.0 for v in voices):
+            return rng.choice(voices)  # the unweighted draw, as before the knob
+        return rng.choices(voices, weights=[self.voice_weight.get(v, 1.0) for v in voices])[0]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -267,7 +282,7 @@ class StreamWindows:
     def _keyword_scene(self, rng: random.Random) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
         """A phrase with keywords: audio and each keyword's (label, start, end) in it."""
         c = self.config
-        voice = rng.choice(self.voices)
+        voice = self._pick_voice(rng, self.voices)
         contexts = dict(c.context_shares)
         if not self.carriers.get(voice):
             contexts.pop("carrier", None)
@@ -336,7 +351,7 @@ class StreamWindows:
         return out
 
     def _unknown_scene(self, rng: random.Random) -> np.ndarray:
-        voice = rng.choice(self.unknown_voices)
+        voice = self._pick_voice(rng, self.unknown_voices)
         pool = self.unknown[voice]
         words = [_float(w) for w in rng.sample(pool, min(len(pool), rng.randint(2, 5)))]
         pieces = []
@@ -360,7 +375,7 @@ class StreamWindows:
             audio, offset = self._place_keyword(scene, kw, rng)
             spans = [(label, s + offset, e + offset) for label, s, e in kw]
         elif kind == "sentence":
-            voice = rng.choice(self.sentence_voices)
+            voice = self._pick_voice(rng, self.sentence_voices)
             audio = self._speech_fill(self.sentences[voice], rng)
         elif kind == "recording":
             audio = self._speech_fill(self.recordings, rng)

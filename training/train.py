@@ -362,6 +362,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             recordings=recipe.stream_recordings,
             hard_negatives=recipe.stream_hard_negatives,
             config=stream_config,
+            engine_repeat=recipe.engine_repeat,
             augment_config=recipe.augment,
             seed=recipe.seed,
             augment=recipe.augment_waveforms,
@@ -438,6 +439,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
             },
         }
 
+    pool = train_ds.draw_pool(recipe.engine_repeat)  # row indices, oversampled sources repeated
     t_run = time.perf_counter()
     # the fbank on the training device, when the loaders hand over waveforms
     device_fbank = copy.deepcopy(train_ds.fbank).to(device) if recipe.features_on_device else None
@@ -455,7 +457,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         lr_epoch = recipe.lr_at(epoch)
         n_stream = round(recipe.batch_size * recipe.stream_fraction) if stream_train else 0
         bs = recipe.batch_size - n_stream
-        order = _epoch_order(len(train_ds), recipe.steps_per_epoch, bs, recipe.seed, epoch)
+        order = pool[_epoch_order(len(pool), recipe.steps_per_epoch, bs, recipe.seed, epoch)]
         batches = [order[i : i + bs] for i in range(0, len(order), bs)]
         stream_batches = None
         if stream_train is not None:

@@ -266,3 +266,87 @@ def test_features_on_the_training_device_train_the_same_model(
         weights.append(model.state_dict())
     for key, value in weights[0].items():
         assert torch.allclose(value.float(), weights[1][key].float(), atol=1e-6), key
+
+
+def _with_engine(corpus: Path, out: Path, voice: str, engine: str) -> Path:
+    """A copy of ``corpus`` whose ``voice`` is labelled as coming from ``engine``."""
+    import csv
+    import shutil
+
+    shutil.copytree(corpus, out)
+    for name in ("manifest.csv", "continuous.csv"):
+        with open(out / name, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames, list(reader)
+        for r in rows:
+            if r["voice"] == voice:
+                r["engine"] = engine
+        with open(out / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    return out
+
+
+def test_engine_repeat_oversamples_a_voice_source(stream_corpus: Path, tmp_path: Path) -> None:
+    """``engine_repeat`` repeats a source's clips in the epoch's draw pool and weights its
+    voices when stream scenes pick one; a source the split lacks is an error."""
+    import random
+
+    from training.dataset import ManifestDataset
+
+    labels = read_corpus_info(stream_corpus)["labels"]
+    voices = StreamWindows(stream_corpus, "train", labels, seed=1).voices
+    assert len(voices) == 3
+    corpus = _with_engine(stream_corpus, tmp_path / "corpus", voices[0], "neural")
+
+    ds = ManifestDataset(corpus, "train", labels=labels)
+    plain = ds.draw_pool()
+    np.testing.assert_array_equal(plain, np.arange(len(ds)))
+    pool = ds.draw_pool({"neural": 3})
+    neural = [i for i, r in enumerate(ds.rows) if r["engine"] == "neural"]
+    counts = np.bincount(pool, minlength=len(ds))
+    assert set(counts[neural]) == {3}
+    assert set(np.delete(counts, neural)) == {1}
+    with pytest.raises(ValueError, match="kokoro"):
+        ds.draw_pool({"kokoro": 2})
+
+    weighted = StreamWindows(corpus, "train", labels, seed=1, engine_repeat={"neural": 4})
+    assert weighted.voice_weight[voices[0]] == 4.0 and weighted.voice_weight[voices[1]] == 1.0
+    rng = random.Random(0)
+    picks = [weighted._pick_voice(rng, weighted.voices) for _ in range(3000)]
+    share = picks.count(voices[0]) / len(picks)
+    assert 0.6 < share < 0.73  # 4 / (4 + 1 + 1); uniform would give 1/3
+    rng = random.Random(0)
+    uniform = StreamWindows(corpus, "train", labels, seed=1)
+    picks = [uniform._pick_voice(rng, uniform.voices) for _ in range(3000)]
+    assert 0.28 < picks.count(voices[0]) / len(picks) < 0.39
+
+
+def test_engine_repeat_in_a_recipe(stream_corpus: Path, tmp_path: Path) -> None:
+    """A run with ``engine_repeat`` trains and records it; bad counts are refused."""
+    recipe = Recipe.from_dict(
+        {
+            "model": "lmuformer",
+            "model_config": {"dim": 16},
+            "data": str(stream_corpus),
+            "out": str(tmp_path / "run"),
+            "batch_size": 8,
+            "epochs": 1,
+            "steps_per_epoch": 2,
+            "threads": 1,
+            "loss": "ce",
+            "stream_fraction": 0.5,
+            "engine_repeat": {"espeak-ng": 2},
+            "test_split": None,
+        }
+    )
+    train(recipe, progress=False)
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["training"]["recipe"]["engine_repeat"] == {"espeak-ng": 2}
+    for bad in (0, 1.5, "3", True):
+        with pytest.raises(ValueError, match="engine_repeat"):
+            Recipe.from_dict({"engine_repeat": {"kokoro": bad}})
+    with pytest.raises(ValueError, match="not an engine"):
+        lacking = Recipe.from_dict({**recipe.to_dict(), "engine_repeat": {"kokoro": 2}})
+        train(lacking, progress=False)

@@ -138,6 +138,7 @@ def ship(
             shutil.copy2(report / file, report_copy / file)
     if streams is not None:
         for source, copy in (("streams.json", "streams.json"), ("det.png", "det.png"),
+                             ("det_by_voice.png", "det_by_voice.png"),
                              ("README.md", "streams.md")):  # fmt: skip
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)

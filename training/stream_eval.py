@@ -297,8 +297,9 @@ def sweep(
     runs: Sequence[StreamRun],
     configs: Sequence[tuple[float, DetectorConfig]],
 ) -> list[dict[str, Any]]:
-    """The DET curve: for each (parameter, detector config), recall and false alarms per hour
-    overall and per set, by replaying the detector over the recorded posteriors."""
+    """The DET curve: for each (parameter, detector config), recall (overall and per voice
+    source) and false alarms per hour (overall and per set), by replaying the detector over
+    the recorded posteriors."""
     points = []
     for value, config in configs:
         result = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
@@ -309,6 +310,11 @@ def sweep(
                 "miss_rate": None if result["recall"] is None else 1 - result["recall"],
                 "false_alarms_per_hour": result["false_alarms_per_hour"],
                 "sets": {k: v["false_alarms_per_hour"] for k, v in result["sets"].items()},
+                "recall_by_voice": {
+                    k.split(":", 1)[1]: v
+                    for k, v in result["recall_by"].items()
+                    if k.startswith("voice:")
+                },
             }
         )
     return points

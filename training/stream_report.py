@@ -10,6 +10,8 @@ writes to DIR:
 - ``det.png``: miss rate against false alarms per hour, swept over the detector's threshold (or
   over ``sensitivity`` for a calibrated checkpoint), the operating point marked, and the curves
   of ``--compare`` reports beside it;
+- ``det_by_voice.png``: the same sweep, each voice source's miss rate against the false alarms
+  of all streams (how e.g. the neural voices fare as the detector is loosened);
 - ``README.md``: the same in tables.
 """
 
@@ -118,7 +120,12 @@ def evaluate_streams(
             "calibration": (engine.metadata.get("detector") or {}).get("calibration"),
         },
         **result,
-        "det": {"parameter": parameter, "points": det, "recall_at": recall_at_rates(det)},
+        "det": {
+            "parameter": parameter,
+            "points": det,
+            "recall_at": recall_at_rates(det),
+            "recall_at_by_voice": recall_at_rates_by_voice(det),
+        },
         "streams": [s.describe() for s in streams],
         "data": {
             "corpus": str(data),
@@ -135,6 +142,7 @@ def evaluate_streams(
     (out / "streams.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     others = [_load_curve(Path(c)) for c in compare]
     plot_det(report, out / "det.png", others)
+    plot_det_by_voice(report, out / "det_by_voice.png")
     (out / "README.md").write_text(markdown(report, others), encoding="utf-8")
     return report
 
@@ -170,6 +178,19 @@ def recall_at(points: Sequence[dict[str, Any]], fa_per_hour: float) -> float | N
 def recall_at_rates(points: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """Recall at each of ``RECALL_AT_FA_PER_HOUR`` on a DET curve, keyed by the rate ("20")."""
     return {f"{t:g}": recall_at(points, t) for t in RECALL_AT_FA_PER_HOUR}
+
+
+def recall_at_rates_by_voice(points: Sequence[dict[str, Any]]) -> dict[str, dict]:
+    """Per voice source, its recall at each of ``RECALL_AT_FA_PER_HOUR`` (the false alarms of
+    all streams, where the sensitivity is set): how each kind of voice fares as the detector
+    is loosened. Empty for curves measured before sweeps kept ``recall_by_voice``."""
+    sources = sorted({v for p in points for v in p.get("recall_by_voice") or {}})
+    return {
+        source: recall_at_rates(
+            [{**p, "recall": (p.get("recall_by_voice") or {}).get(source)} for p in points]
+        )
+        for source in sources
+    }
 
 
 def _recall_by_lines(r: dict[str, Any]) -> list[str]:
@@ -253,6 +274,56 @@ def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_det_by_voice(report: dict[str, Any], path: Path) -> Path | None:
+    """Miss rate of each voice source's keywords against the false alarms per hour of all
+    streams (log), one curve per source; None (no file) for a curve without the split."""
+    sources = recall_at_rates_by_voice(report["det"]["points"])
+    if not sources:
+        return None
+    from training.report import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pts = [p for p in report["det"]["points"] if p["false_alarms_per_hour"] is not None]
+    fa = np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+    for source in sources:
+        recall = [(p.get("recall_by_voice") or {}).get(source) for p in pts]
+        miss = [np.nan if r is None else 1 - r for r in recall]
+        ax.plot(fa, miss, marker=".", label=source)
+    ax.plot(fa, [p["miss_rate"] for p in pts], color="black", linestyle="--", label="all")
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour (all streams; 0 drawn at 0.1)")
+    ax.set_ylabel("miss rate (keyword events of the source)")
+    ax.set_ylim(0, 1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"{_label(report)}: DET by voice source, {report['split']} streams")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _voice_det_lines(r: dict[str, Any]) -> list[str]:
+    """Recall of each voice source at 20/50/100 FA/h of all streams, with its plot."""
+    by_voice = recall_at_rates_by_voice(r["det"]["points"])
+    if not by_voice:
+        return []
+    lines = [
+        "",
+        "Recall by voice source at equal false-alarm rates of all streams (the DET curve read "
+        "per source; — where the curve does not reach the rate):",
+        "",
+        "![DET by voice source](det_by_voice.png)",
+        "",
+        "| voice source | " + " | ".join(f"at {t:g} FA/h" for t in RECALL_AT_FA_PER_HOUR) + " |",
+        "|---|" + "---|" * len(RECALL_AT_FA_PER_HOUR),
+    ]
+    for source, at in by_voice.items():
+        lines.append(f"| {source} | " + " | ".join(_fmt(v) for v in at.values()) + " |")
+    return lines
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -346,6 +417,7 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
     for o in [r, *others]:
         at = recall_at_rates(o["det"]["points"])
         lines.append(f"| {_label(o)} | " + " | ".join(_fmt(v) for v in at.values()) + " |")
+    lines += _voice_det_lines(r)
     for o in others:
         lines += ["", f"Compared with {_label(o)}: recall {_fmt(o['recall'])} at "
                   f"{_fmt(o['false_alarms_per_hour'], 1)} FA/h (its operating point)."]  # fmt: skip
@@ -378,7 +450,7 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
         description="Build long test streams from a corpus's held-out voices (keywords alone, "
         "in phrases and in sequences, unknown words, sentences, backgrounds) and, with "
         "--recordings, real speech without keywords; run them through the engine as the "
-        "server does; write streams.json, det.png and README.md to --out.",
+        "server does; write streams.json, det.png, det_by_voice.png and README.md to --out.",
     )
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data", required=True, type=Path, help="synthetic corpus (with continuous)")

@@ -306,6 +306,7 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     }  # fmt: skip
     (streams / "streams.json").write_text(json.dumps(result))
     (streams / "det.png").write_bytes(b"\x89PNG fake")
+    (streams / "det_by_voice.png").write_bytes(b"\x89PNG fake")
     (streams / "README.md").write_text("# Streams\n")
     checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
     evaluate_and_ship(checkpoint, tmp_path, "--streams", str(streams))
@@ -314,7 +315,7 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     assert meta["metrics"]["streams"]["false_alarms_per_hour"] == 3.5
     assert meta["metrics"]["streams"]["sets"] == {"mixed": 2.0, "negatives/recorded": 4.0}
     copies = {p.name for p in (out / "reports" / "lmuformer").iterdir()}
-    assert {"streams.json", "det.png", "streams.md"} <= copies
+    assert {"streams.json", "det.png", "det_by_voice.png", "streams.md"} <= copies
     card = (out / "lmuformer.md").read_text()
     assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
     assert "recall **90.00 %** of 100 keywords" in card

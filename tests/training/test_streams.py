@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from models import build_model, save_checkpoint
-from streaming.detector import sliding_mean
+from streaming.detector import DetectorConfig, sliding_mean
 from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info, read_manifest
 from training.stream_eval import Found, StreamRun, score
@@ -142,8 +144,6 @@ def test_excluded_spans_are_not_scored() -> None:
 def test_recall_and_false_alarms_are_split_by_voice_source() -> None:
     """Each synthetic stream counts for its voice's engine, a recording for its source: the
     table that shows how the model meets the neural voices against the formant ones."""
-    from dataclasses import replace
-
     from training.stream_report import _voice_table
 
     kokoro = replace(_stream(), name="mixed/k", voice="kokoro:blend-3:s1")
@@ -169,6 +169,47 @@ def test_recall_and_false_alarms_are_split_by_voice_source() -> None:
     assert "| recorded | – | 2 | 0.50 | 4.0 |" in table
 
 
+def test_the_det_sweep_reads_recall_by_voice_source() -> None:
+    """Each DET point carries each voice source's recall; the report reads every source's
+    recall at 20/50/100 FA/h of all streams off those points."""
+    from training.stream_report import recall_at_rates_by_voice
+
+    def pt(fa: float, kokoro: float, espeak: float) -> dict[str, Any]:
+        return {
+            "false_alarms_per_hour": fa,
+            "recall": (kokoro + espeak) / 2,
+            "recall_by_voice": {"kokoro": kokoro, "espeak-ng": espeak},
+        }
+
+    by_voice = recall_at_rates_by_voice([pt(10.0, 0.0, 0.4), pt(100.0, 0.2, 0.8)])
+    assert by_voice["kokoro"]["100"] == pytest.approx(0.2)
+    assert by_voice["espeak-ng"]["20"] == pytest.approx(0.4 + 0.4 * math.log10(2))
+    assert recall_at_rates_by_voice([{"false_alarms_per_hour": 1.0, "recall": 0.5}]) == {}
+
+    from training.stream_eval import sweep, threshold_configs
+
+    kokoro = replace(_stream(), name="mixed/k", voice="kokoro:blend-3:s1")
+    espeak = replace(_stream(), name="mixed/e", voice="espeak-ng:en-us:s2")
+    runs = [
+        StreamRun(kokoro, np.zeros((0, 4)), []),
+        StreamRun(espeak, np.zeros((0, 4)), []),
+    ]
+    for run in runs:  # "yes" (column 0) scores 0.6 inside its event, nothing else anywhere
+        frames = (run.stream.audio.size - 400) // 160 + 1
+        run.posteriors = np.zeros((frames, 4))
+        start = int(10.0 * 100)
+        run.posteriors[start : start + 40, 0] = 0.6 if run is runs[0] else 0.9
+    config = DetectorConfig(
+        labels=("yes", "go", "three", "_unknown_"),
+        thresholds=np.array([0.5, 0.5, 0.5, math.inf]),
+        smoothing_frames=1,
+        patience_frames=1,
+    )
+    points = sweep(runs, threshold_configs(config, [0.5, 0.8]))
+    assert points[0]["recall_by_voice"]["kokoro"] == pytest.approx(0.5)  # yes found, go not
+    assert points[1]["recall_by_voice"] == {"kokoro": 0.0, "espeak-ng": pytest.approx(0.5)}
+
+
 def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_path: Path) -> None:
     """The engine path on every stream of the test voice: the report's numbers are the scored
     engine detections, the DET sweep passes through the operating point, and replaying the
@@ -192,6 +233,9 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     assert set(saved["sets"]) == {"mixed", "negatives/synthetic"}
     assert set(saved["det"]["recall_at"]) == {"20", "50", "100"}
     assert "Recall at equal false-alarm rates" in (out / "README.md").read_text()
+    assert set(saved["det"]["recall_at_by_voice"]) == {"espeak-ng"}
+    assert (out / "det_by_voice.png").stat().st_size > 1000
+    assert "Recall by voice source at equal" in (out / "README.md").read_text()
     at_03 = next(p for p in saved["det"]["points"] if p["parameter"] == 0.3)
     assert at_03["recall"] == saved["recall"]
     assert at_03["false_alarms_per_hour"] == pytest.approx(saved["false_alarms_per_hour"])

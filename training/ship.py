@@ -12,6 +12,7 @@ writes ``models/checkpoints/lmuformer.safetensors``, ``models/checkpoints/lmufor
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 from collections.abc import Sequence
@@ -67,10 +68,14 @@ def ship(
     histories: Sequence[Path] = (),
     reproduce: str | None = None,
     streams: Path | None = None,
+    continue_card: bool = False,
 ) -> Path:
     """Write the shipped checkpoint, its report copy and model card; returns the checkpoint.
     ``streams``: its ``lmukws evaluate-streams`` report (recall and FA/h on streams, DET
-    curve), copied beside the evaluation report and summarised in the metadata and card."""
+    curve), copied beside the evaluation report and summarised in the metadata and card.
+    ``continue_card``: the checkpoint is a further stage of the one shipped as ``name`` now:
+    its card's Reproduce up to the command that writes this run's starting checkpoint, and its
+    per-epoch history, come first (earlier run folders need not exist any more)."""
     from models import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
@@ -88,11 +93,17 @@ def ship(
     if "data" in training:
         training["data"] = trim_provenance(training["data"])
     rows: list[dict[str, Any]] = []
-    for stage, path in enumerate(histories, start=1):
+    continued: list[str] | None = None
+    first_stage = 1
+    if continue_card:
+        continued, rows = _shipped_so_far(out_dir, name, training)
+        first_stage = max((int(row.get("stage", 1)) for row in rows), default=0) + 1
+    for stage, path in enumerate(histories, start=first_stage):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such history file")
         for row in json.loads(path.read_text()):
-            rows.append({**row, "stage": stage} if len(histories) > 1 else row)
+            staged = len(histories) > 1 or continue_card
+            rows.append({**row, "stage": stage} if staged else row)
     if rows:
         training["history"] = rows
     recipe = training.get("recipe") or {}
@@ -142,7 +153,7 @@ def ship(
                              ("README.md", "streams.md")):  # fmt: skip
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
-    card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint)
+    card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, continued)
     card_path = out_dir / f"{name}.md"
     history = history_section(card_path.read_text("utf-8")) if card_path.is_file() else ""
     card_path.write_text(card + history, encoding="utf-8")
@@ -160,6 +171,75 @@ def history_section(card: str) -> str:
         if line.rstrip() == HISTORY_HEADING:
             return "\n" + "".join(lines[i:])
     return ""
+
+
+REPRODUCE_HEADING = "## Reproduce"
+
+
+def reproduce_commands(card: str) -> list[str]:
+    """The lines of a card's Reproduce block (the first ``sh`` block under its heading)."""
+    lines = card.splitlines()
+    try:
+        start = lines.index(REPRODUCE_HEADING)
+        opening = lines.index("```sh", start)
+        closing = lines.index("```", opening + 1)
+    except ValueError:
+        return []
+    return lines[opening + 1 : closing]
+
+
+def writes(command: str, path: str) -> bool:
+    """Whether a card command writes ``path`` (its ``--out`` is that file or folder)."""
+    words = command.split("#", 1)[0].split()
+    return any(w == "--out" and nxt == path for w, nxt in itertools.pairwise(words))
+
+
+def continued_commands(card: str, start: str) -> list[str]:
+    """A card's Reproduce commands up to the last one that writes ``start``: how the
+    checkpoint a further stage starts from was made."""
+    commands = reproduce_commands(card)
+    for i in range(len(commands) - 1, -1, -1):
+        if writes(commands[i], start):
+            return commands[: i + 1]
+    raise ValueError(
+        f"--continue-card: no command of the shipped card's Reproduce writes {start!r}, the "
+        "checkpoint this run started from (init_from)"
+    )
+
+
+def _shipped_so_far(
+    out_dir: Path, name: str, training: dict[str, Any]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """For ``--continue-card``: the shipped card's commands that make this run's start, and
+    the shipped checkpoint's per-epoch history rows (each with its ``stage``)."""
+    from models.checkpoint import read_metadata
+
+    card, weights = out_dir / f"{name}.md", out_dir / f"{name}.safetensors"
+    if not card.is_file() or not weights.is_file():
+        raise FileNotFoundError(
+            f"--continue-card: no shipped {name} (card and weights) in {out_dir}"
+        )
+    start = str((training.get("init_from") or {}).get("path") or "")
+    if not start:
+        raise ValueError(
+            "--continue-card: the checkpoint did not start from another (no init_from)"
+        )
+    commands = continued_commands(card.read_text(encoding="utf-8"), start)
+    earlier = (read_metadata(weights).get("training") or {}).get("history") or []
+    return commands, [{**row, "stage": row.get("stage", 1)} for row in earlier]
+
+
+def averaging_commands(members: Sequence[dict[str, Any]], out: str, made: Sequence[str]) -> str:
+    """The ``average-checkpoints`` lines that make ``out`` from ``members``: first each member
+    that is itself a mean (a soup) and no command in ``made`` writes, then ``out``."""
+    written: set[str] = set()
+    commands = ""
+    for m in members:
+        path, parts = str(m.get("path")), m.get("averaged_from")
+        if parts and path not in written and not any(writes(line, path) for line in made):
+            commands += average_command([str(p) for p in parts], path)
+            written.add(path)
+    return commands + average_command([str(m.get("path")) for m in members], out)
 
 
 def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
@@ -390,9 +470,11 @@ def model_card(
     curve: dict[str, Any],
     reproduce: str | None,
     source: Path | None = None,
+    continued: Sequence[str] | None = None,
 ) -> str:
     """The Markdown model card of a shipped checkpoint (``source``: the file it was shipped
-    from, named by the commands when it is an average of checkpoints)."""
+    from, named by the commands when it is an average of checkpoints; ``continued``: the
+    earlier card's commands that make this run's start, for ``--continue-card``)."""
     training = meta.get("training") or {}
     recipe = training.get("recipe") or {}
     corpus = ((training.get("data") or {}).get("train") or {}).get("corpus") or {}
@@ -565,7 +647,7 @@ def model_card(
             f"{row['train_acc']:.3f} | {row['val_acc']:.3f} |"
             for row in history
         ]
-    runs = [stage_run(stage) for stage in chain] + [run]
+    runs = [run] if continued is not None else [stage_run(stage) for stage in chain] + [run]
     trains = ""
     planned, trained = recipe.get("epochs"), training.get("epochs_trained")
     for k, r in enumerate(runs):
@@ -573,25 +655,32 @@ def model_card(
         if k == len(runs) - 1 and planned and trained and trained < planned:  # stopped early
             trains += f" --set epochs={trained}"
         trains += "\n"
-        if k < len(chain) and chain[k].get("averaged_from"):  # the next stage began at a mean
-            trains += average_command(chain[k]["averaged_from"], chain[k]["path"])
+        if continued is None and k < len(chain) and chain[k].get("averaged_from"):
+            trains += average_command(chain[k]["averaged_from"], chain[k]["path"])  # a mean
     histories_args = " ".join(f"--history {r}/history.json" for r in runs)
+    made = list(continued or [])
+    if continued is not None:
+        histories_args = f"--continue-card {histories_args}"
     data = str(recipe.get("data") or DEFAULT_CORPUS)
     folders = dict.fromkeys([str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data])
     shipped_from = f"{run}/best.safetensors"
     averaging = ""
     if members:
         shipped_from = str(source or "average.safetensors")
-        averaging = average_command([str(m.get("path")) for m in members], shipped_from)
+        averaging = averaging_commands(members, shipped_from, made)
+    built = [f for f in folders if not any(writes(line, f) for line in made)]
     synths = "".join(
         synth_command(f, corpus if f == data and corpus else _corpus_on_disk(f)) + "\n"
-        for f in folders
+        for f in built
     )
     recordings = ""
     if dev:  # the dev set's folder, built from the Debian packages
         folder = dev.get("recordings") or "data/recordings"
-        synths += f"lmukws data recordings --out {folder}  # scripts/install-speech-data.sh\n"
+        if not any(writes(line, folder) for line in made):
+            synths += f"lmukws data recordings --out {folder}  # scripts/install-speech-data.sh\n"
         recordings = f"--recordings {folder} "
+    if continued is not None:  # the earlier stages as the shipped card made them
+        synths = "".join(f"{line}\n" for line in continued) + synths
     calibrating, streams_args = _stream_commands(name, meta, shipped_from)
     lines += [
         "",
@@ -656,6 +745,7 @@ def _run(args: argparse.Namespace) -> int:
             Path(args.out_dir),
             [Path(h) for h in args.history],
             streams=Path(args.streams) if args.streams else None,
+            continue_card=args.continue_card,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"lmukws ship-checkpoint: {error}")
@@ -685,6 +775,13 @@ def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--streams", help="its lmukws evaluate-streams report folder (recall, FA/h, DET curve)"
+    )
+    parser.add_argument(
+        "--continue-card",
+        action="store_true",
+        help="the checkpoint is a further stage of the shipped NAME: keep that card's Reproduce "
+        "up to the command writing this run's init_from, and its history rows; --history "
+        "then names only the new stages' files",
     )
     parser.add_argument(
         "--out-dir", default=str(Path(__file__).resolve().parent.parent / "models" / "checkpoints")

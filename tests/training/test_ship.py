@@ -368,3 +368,72 @@ def test_a_run_stopped_before_its_recipe_ends_is_reproduced_with_its_epochs(
     evaluate_and_ship(checkpoint, tmp_path)
     card = (tmp_path / "shipped" / "lmuformer.md").read_text()
     assert "lmukws train --config training/configs/lmuformer-synth.json --set epochs=10\n" in card
+
+
+def test_a_further_stage_continues_the_shipped_cards_reproduce(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--continue-card: the new card's Reproduce is the shipped card's commands up to the one
+    that writes the new run's start, then the new stage's (its soup made first); the history
+    keeps the shipped rows and numbers the new stage after them."""
+    first = trained_like_checkpoint(tmp_path / "first.safetensors")
+    history = tmp_path / "history.json"
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}
+    history.write_text(json.dumps([row, {**row, "epoch": 2}]))
+    report = evaluate_and_ship(first, tmp_path, "--history", str(history))
+    out = tmp_path / "shipped"
+    card = (out / "lmuformer.md").read_text()
+    earlier = [
+        "lmukws data synth --out data/synth --jobs 2",
+        "lmukws train --config training/configs/old-stage.json",
+        "lmukws calibrate data/runs/o/b.safetensors --data d --out data/runs/old/c.safetensors",
+        "lmukws evaluate data/runs/old/c.safetensors --data data/synth --out reports/old",
+    ]  # fmt: skip
+    block = card.split("## Reproduce\n\n```sh\n", 1)[1].split("```", 1)[0]
+    (out / "lmuformer.md").write_text(card.replace(block, "\n".join(earlier) + "\n"))
+
+    recipe = {"loss": "ce", "batch_size": 8, "out": "data/runs/new", "data": "data/synth"}
+    start = {"path": "data/runs/old/c.safetensors", "global_step": 5, "epochs_trained": 1}
+    soup = {"path": "data/runs/new/soup.safetensors",
+            "averaged_from": ["data/runs/new/epoch-001.safetensors",
+                              "data/runs/new/epoch-002.safetensors"]}  # fmt: skip
+    mix = trained_like_checkpoint(
+        tmp_path / "mix.safetensors",
+        recipe=recipe,
+        init_from=start,
+        averaged_from=[soup, {**start, "averaged_from": ["a", "b"]}],
+    )
+    new_history = tmp_path / "new-history.json"
+    new_history.write_text(json.dumps([{**row, "val_acc": 0.75}]))
+    ship = ["ship-checkpoint", str(mix), "--report", str(report), "--name", "lmuformer"]
+    ship += ["--out-dir", str(out), "--history", str(new_history)]
+    assert main([*ship, "--continue-card"]) == 0
+
+    card = (out / "lmuformer.md").read_text()
+    commands = card.split("## Reproduce\n\n```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert commands[:3] == earlier[:3]  # up to the command that writes the start, no further
+    assert earlier[3] not in commands
+    assert commands[3] == "lmukws train --config training/configs/new.json"
+    assert commands[4] == (
+        "lmukws average-checkpoints data/runs/new/epoch-001.safetensors "
+        "data/runs/new/epoch-002.safetensors --out data/runs/new/soup.safetensors"
+    )  # the soup member first; the start is made above, so not again
+    assert commands[5] == (
+        "lmukws average-checkpoints data/runs/new/soup.safetensors data/runs/old/c.safetensors "
+        f"--out {mix}"
+    )
+    assert commands[-1].endswith("--continue-card --history data/runs/new/history.json")
+    assert sum(c.startswith("lmukws data synth") for c in commands) == 1
+    meta = read_metadata(out / "lmuformer.safetensors")
+    stages = [(r["stage"], r["epoch"], r["val_acc"]) for r in meta["training"]["history"]]
+    assert stages == [(1, 1, 0.5), (1, 2, 0.5), (2, 1, 0.75)]
+    assert "| 2 | 1 | 1.00e-01 | 1.000 | 0.500 | 0.750 |" in card
+
+    # a start that no command of the shipped card writes is refused, nothing is written
+    elsewhere = trained_like_checkpoint(
+        tmp_path / "other.safetensors", recipe=recipe, init_from={"path": "data/runs/x.safetensors"}
+    )
+    ship[1] = str(elsewhere)
+    assert main([*ship, "--continue-card"]) == 2
+    assert "writes 'data/runs/x.safetensors'" in capsys.readouterr().out
+    assert (out / "lmuformer.md").read_text() == card

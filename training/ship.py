@@ -662,7 +662,11 @@ def model_card(
     if continued is not None:
         histories_args = f"--continue-card {histories_args}"
     data = str(recipe.get("data") or DEFAULT_CORPUS)
-    folders = dict.fromkeys([str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data])
+    # the corpus the evaluation report tested on (a stage may train on another)
+    tested = str((evaluation.get("data") or {}).get("root") or data)
+    folders = dict.fromkeys(
+        [str(stage.get("data") or DEFAULT_CORPUS) for stage in chain] + [data, tested]
+    )
     shipped_from = f"{run}/best.safetensors"
     averaging = ""
     if members:
@@ -690,7 +694,7 @@ def model_card(
         reproduce
         or (
             synths + trains + averaging + calibrating + f"lmukws evaluate {shipped_from} "
-            f"--data {data} --split test {recordings}--out reports/{name}-synth\n"
+            f"--data {tested} --split test {recordings}--out reports/{name}-synth\n"
             f"lmukws ship-checkpoint {shipped_from} "
             f"--report reports/{name}-synth --name {name} {streams_args}{histories_args}"
         ),

@@ -219,7 +219,8 @@ def test_stage_runs_are_matched_by_identity_not_by_path(tmp_path: Path) -> None:
 
 def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Path) -> None:
     """Stage 1 trained on the default corpus, stage 2 on one built with more renditions: the
-    card's commands build both corpora, each as it was built, and evaluate on stage 2's."""
+    card's commands build both corpora, each as it was built, and evaluate on the corpus the
+    evaluation report tested."""
     stage1 = trained_like_checkpoint(
         tmp_path / "stage1.safetensors",
         recipe={"out": "data/runs/lmuformer-synth", "data": "data/synth"},
@@ -244,9 +245,9 @@ def test_a_stage_on_a_larger_corpus_is_reproduced_with_both_corpora(tmp_path: Pa
         "--heldout-renditions 50\n" in card
     )
     assert card.index("--out data/synth --jobs") < card.index("--out data/synth-600")
+    tested = tmp_path / "corpus"  # the corpus the evaluation report says it tested on
     assert (
-        "lmukws evaluate data/runs/lmuformer-synth-600/best.safetensors --data data/synth-600 "
-        in card
+        f"lmukws evaluate data/runs/lmuformer-synth-600/best.safetensors --data {tested} " in card
     )
 
 
@@ -385,6 +386,7 @@ def test_a_further_stage_continues_the_shipped_cards_reproduce(
     card = (out / "lmuformer.md").read_text()
     earlier = [
         "lmukws data synth --out data/synth --jobs 2",
+        f"lmukws data synth --out {tmp_path / 'corpus'} --jobs 2",  # the corpus tested on
         "lmukws train --config training/configs/old-stage.json",
         "lmukws calibrate data/runs/o/b.safetensors --data d --out data/runs/old/c.safetensors",
         "lmukws evaluate data/runs/old/c.safetensors --data data/synth --out reports/old",
@@ -411,19 +413,21 @@ def test_a_further_stage_continues_the_shipped_cards_reproduce(
 
     card = (out / "lmuformer.md").read_text()
     commands = card.split("## Reproduce\n\n```sh\n", 1)[1].split("```", 1)[0].splitlines()
-    assert commands[:3] == earlier[:3]  # up to the command that writes the start, no further
-    assert earlier[3] not in commands
-    assert commands[3] == "lmukws train --config training/configs/new.json"
-    assert commands[4] == (
+    assert commands[:4] == earlier[:4]  # up to the command that writes the start, no further
+    assert earlier[4] not in commands
+    assert commands[4] == "lmukws train --config training/configs/new.json"
+    assert commands[5] == (
         "lmukws average-checkpoints data/runs/new/epoch-001.safetensors "
         "data/runs/new/epoch-002.safetensors --out data/runs/new/soup.safetensors"
     )  # the soup member first; the start is made above, so not again
-    assert commands[5] == (
+    assert commands[6] == (
         "lmukws average-checkpoints data/runs/new/soup.safetensors data/runs/old/c.safetensors "
         f"--out {mix}"
     )
     assert commands[-1].endswith("--continue-card --history data/runs/new/history.json")
-    assert sum(c.startswith("lmukws data synth") for c in commands) == 1
+    tested = tmp_path / "corpus"  # the evaluation's corpus, not the one the stage trained on
+    assert f"lmukws evaluate {mix} --data {tested} --split test --out " in "\n".join(commands)
+    assert sum(c.startswith("lmukws data synth") for c in commands) == 2
     meta = read_metadata(out / "lmuformer.safetensors")
     stages = [(r["stage"], r["epoch"], r["val_acc"]) for r in meta["training"]["history"]]
     assert stages == [(1, 1, 0.5), (1, 2, 0.5), (2, 1, 0.75)]

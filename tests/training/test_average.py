@@ -108,7 +108,7 @@ def test_a_shipped_average_names_its_members(tmp_path: Path) -> None:
     assert f"`{members[0]}` (epoch 1, validation 50.00 %)" in card
     repro = card[card.index("## Reproduce") :]
     assert f"lmukws average-checkpoints {' '.join(members)} --out {out}\n" in repro
-    assert f"lmukws evaluate {out} --data data/synth " in repro
+    assert f"lmukws evaluate {out} --data {tmp_path / 'corpus'} " in repro  # the one tested
     assert f"lmukws ship-checkpoint {out} " in repro
 
 

@@ -98,11 +98,11 @@ def ship(
     if continue_card:
         continued, rows = _shipped_so_far(out_dir, name, training)
         first_stage = max((int(row.get("stage", 1)) for row in rows), default=0) + 1
+    staged = len(histories) > 1 or continue_card  # rows carry their stage number
     for stage, path in enumerate(histories, start=first_stage):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such history file")
         for row in json.loads(path.read_text()):
-            staged = len(histories) > 1 or continue_card
             rows.append({**row, "stage": stage} if staged else row)
     if rows:
         training["history"] = rows

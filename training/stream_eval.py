@@ -293,6 +293,14 @@ def score(
     }
 
 
+def recall_by_voice(result: dict[str, Any]) -> dict[str, float]:
+    """Voice source -> recall, from a ``score`` result's ``recall_by`` ("voice:kokoro")."""
+    prefix = "voice:"
+    return {
+        k[len(prefix) :]: v for k, v in result.get("recall_by", {}).items() if k.startswith(prefix)
+    }
+
+
 def sweep(
     runs: Sequence[StreamRun],
     configs: Sequence[tuple[float, DetectorConfig]],
@@ -310,11 +318,7 @@ def sweep(
                 "miss_rate": None if result["recall"] is None else 1 - result["recall"],
                 "false_alarms_per_hour": result["false_alarms_per_hour"],
                 "sets": {k: v["false_alarms_per_hour"] for k, v in result["sets"].items()},
-                "recall_by_voice": {
-                    k.split(":", 1)[1]: v
-                    for k, v in result["recall_by"].items()
-                    if k.startswith("voice:")
-                },
+                "recall_by_voice": recall_by_voice(result),
             }
         )
     return points

@@ -184,13 +184,17 @@ def recall_at_rates_by_voice(points: Sequence[dict[str, Any]]) -> dict[str, dict
     """Per voice source, its recall at each of ``RECALL_AT_FA_PER_HOUR`` (the false alarms of
     all streams, where the sensitivity is set): how each kind of voice fares as the detector
     is loosened. Empty for curves measured before sweeps kept ``recall_by_voice``."""
-    sources = sorted({v for p in points for v in p.get("recall_by_voice") or {}})
     return {
         source: recall_at_rates(
             [{**p, "recall": (p.get("recall_by_voice") or {}).get(source)} for p in points]
         )
-        for source in sources
+        for source in voice_sources(points)
     }
+
+
+def voice_sources(points: Sequence[dict[str, Any]]) -> list[str]:
+    """The voice sources whose recall a DET curve's points keep, sorted."""
+    return sorted({v for p in points for v in p.get("recall_by_voice") or {}})
 
 
 def _recall_by_lines(r: dict[str, Any]) -> list[str]:
@@ -209,10 +213,10 @@ def _recall_by_lines(r: dict[str, Any]) -> list[str]:
 def _voice_table(r: dict[str, Any]) -> list[str]:
     """Recall and false alarms per voice source (synthesiser engine, or recorded speech): how
     the model meets voices of each kind, e.g. the neural voices against the formant ones."""
+    from training.stream_eval import recall_by_voice
+
     fas = r.get("false_alarms_by_voice") or {}
-    recalls = {
-        k.split(":", 1)[1]: v for k, v in r.get("recall_by", {}).items() if k.startswith("voice:")
-    }
+    recalls = recall_by_voice(r)
     if not fas and not recalls:
         return []
     lines = [
@@ -249,8 +253,7 @@ def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, r in enumerate([report, *others]):
-        pts = [p for p in r["det"]["points"] if p["false_alarms_per_hour"] is not None]
-        fa = np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+        pts, fa = _measured(r["det"]["points"])
         miss = [p["miss_rate"] for p in pts]
         line = ax.plot(fa, miss, marker=".", label=_label(r), linestyle="-" if i == 0 else "--")
         if r.get("false_alarms_per_hour") is not None:
@@ -263,42 +266,44 @@ def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]
                 label=f"operating point: recall {r['recall']:.3f}, "
                 f"{r['false_alarms_per_hour']:.1f} FA/h",
             )
-    ax.set_xscale("log")
-    ax.set_xlabel("false alarms per hour (all streams; 0 drawn at 0.1)")
-    ax.set_ylabel("miss rate (keyword events)")
-    ax.set_ylim(0, 1)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"DET on {report['split']} streams, held-out voices")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"DET on {report['split']} streams, held-out voices"
+    return _save_det(plt, fig, ax, path, "miss rate (keyword events)", title)
 
 
 def plot_det_by_voice(report: dict[str, Any], path: Path) -> Path | None:
     """Miss rate of each voice source's keywords against the false alarms per hour of all
     streams (log), one curve per source; None (no file) for a curve without the split."""
-    sources = recall_at_rates_by_voice(report["det"]["points"])
+    sources = voice_sources(report["det"]["points"])
     if not sources:
         return None
     from training.report import _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
-    pts = [p for p in report["det"]["points"] if p["false_alarms_per_hour"] is not None]
-    fa = np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+    pts, fa = _measured(report["det"]["points"])
     for source in sources:
         recall = [(p.get("recall_by_voice") or {}).get(source) for p in pts]
         miss = [np.nan if r is None else 1 - r for r in recall]
         ax.plot(fa, miss, marker=".", label=source)
     ax.plot(fa, [p["miss_rate"] for p in pts], color="black", linestyle="--", label="all")
+    title = f"{_label(report)}: DET by voice source, {report['split']} streams"
+    return _save_det(plt, fig, ax, path, "miss rate (keyword events of the source)", title)
+
+
+def _measured(points: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The DET points with a measured FA/h, and their x values (0 drawn at 0.1 on log axes)."""
+    pts = [p for p in points if p["false_alarms_per_hour"] is not None]
+    return pts, np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+
+
+def _save_det(plt: Any, fig: Any, ax: Any, path: Path, ylabel: str, title: str) -> Path:
+    """A DET plot's axes (log FA/h against a miss rate), written to ``path``."""
     ax.set_xscale("log")
     ax.set_xlabel("false alarms per hour (all streams; 0 drawn at 0.1)")
-    ax.set_ylabel("miss rate (keyword events of the source)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"{_label(report)}: DET by voice source, {report['split']} streams")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -252,9 +252,10 @@ class StreamWindows:
 
     def _pick_voice(self, rng: random.Random, voices: list[str]) -> str:
         """One of ``voices``, uniformly unless ``engine_repeat`` weights some sources."""
-        if all(self.voice_weight.get(v, 1.0) == 1.0 for v in voices):
+        weights = [self.voice_weight[v] for v in voices]
+        if all(w == 1.0 for w in weights):
             return rng.choice(voices)  # the unweighted draw, as before the knob
-        return rng.choices(voices, weights=[self.voice_weight.get(v, 1.0) for v in voices])[0]
+        return rng.choices(voices, weights=weights)[0]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -142,24 +142,33 @@ def test_distilled_targets_mix_labels_with_the_teachers_probabilities() -> None:
         Recipe.from_dict({"distill_weight": 1.5, "init_from": "x.safetensors"})
 
 
+def _tiny_run(corpus: Path, **keys: object) -> dict[str, object]:
+    """The keys of a two-step run of a 16-wide lmuformer on ``corpus``, with ``keys`` over."""
+    return {
+        "model": "lmuformer",
+        "model_config": {"dim": 16},
+        "data": str(corpus),
+        "batch_size": 8,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "threads": 1,
+        "loss": "ce",
+        "test_split": None,
+        **keys,
+    }
+
+
 def test_stream_training_runs_and_reports_stream_metrics(
     stream_corpus: Path, tmp_path: Path
 ) -> None:
     recipe = Recipe.from_dict(
-        {
-            "model": "lmuformer",
-            "model_config": {"dim": 16},
-            "data": str(stream_corpus),
-            "out": str(tmp_path / "run"),
-            "batch_size": 8,
-            "epochs": 2,
-            "steps_per_epoch": 2,
-            "threads": 1,
-            "loss": "ce",
-            "stream_fraction": 0.5,
-            "val_stream_items": 12,
-            "test_split": None,
-        }
+        _tiny_run(
+            stream_corpus,
+            out=str(tmp_path / "run"),
+            epochs=2,
+            stream_fraction=0.5,
+            val_stream_items=12,
+        )
     )
     summary = train(recipe, progress=False)
     row = summary["history"][-1]
@@ -178,17 +187,7 @@ def test_stream_training_from_a_teacher_with_ignored_windows(
 ) -> None:
     """distill_weight + ambiguous_fraction: a fine-tune from a checkpoint runs, records both
     and its validation stream accuracy counts only scored windows."""
-    base = {
-        "model": "lmuformer",
-        "model_config": {"dim": 16},
-        "data": str(stream_corpus),
-        "batch_size": 8,
-        "epochs": 1,
-        "steps_per_epoch": 2,
-        "threads": 1,
-        "loss": "ce",
-        "test_split": None,
-    }
+    base = _tiny_run(stream_corpus)
     train(Recipe.from_dict({**base, "out": str(tmp_path / "first")}), progress=False)
     recipe = Recipe.from_dict(
         {
@@ -326,20 +325,12 @@ def test_engine_repeat_oversamples_a_voice_source(stream_corpus: Path, tmp_path:
 def test_engine_repeat_in_a_recipe(stream_corpus: Path, tmp_path: Path) -> None:
     """A run with ``engine_repeat`` trains and records it; bad counts are refused."""
     recipe = Recipe.from_dict(
-        {
-            "model": "lmuformer",
-            "model_config": {"dim": 16},
-            "data": str(stream_corpus),
-            "out": str(tmp_path / "run"),
-            "batch_size": 8,
-            "epochs": 1,
-            "steps_per_epoch": 2,
-            "threads": 1,
-            "loss": "ce",
-            "stream_fraction": 0.5,
-            "engine_repeat": {"espeak-ng": 2},
-            "test_split": None,
-        }
+        _tiny_run(
+            stream_corpus,
+            out=str(tmp_path / "run"),
+            stream_fraction=0.5,
+            engine_repeat={"espeak-ng": 2},
+        )
     )
     train(recipe, progress=False)
     _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.voices import ENGINES
+from training.voices import DEFAULT_ENGINES
 
 REPORT_FILES = (
     "README.md",
@@ -431,7 +431,7 @@ def synth_command(folder: str, corpus: dict[str, Any]) -> str:
     if unknown != 0.25:
         command += f" --unknown-fraction {unknown}"
     engines = config.get("engines")
-    if engines and list(engines) != list(ENGINES):
+    if engines and list(engines) != list(DEFAULT_ENGINES):
         command += f" --engines {','.join(engines)}"
     return command
 

@@ -37,6 +37,7 @@ from training import kokoro
 from training.labels import SILENCE, SPEECH_COMMANDS_LABELS, UNKNOWN
 from training.vocabulary import GENERAL_WORDS, NEAR_MISS_WORDS, near_misses_for
 from training.voices import (
+    DEFAULT_ENGINES,
     ENGINES,
     EXOTIC_VARIANTS,
     SAMPLE_RATE,
@@ -287,7 +288,7 @@ def plan_corpus(
     bad = [w for w in keywords if w not in SPEECH_COMMANDS_LABELS]
     if bad:
         raise ValueError(f"not Speech Commands words: {bad}")
-    wanted = list(engines) if engines else list(ENGINES)
+    wanted = list(engines) if engines else list(DEFAULT_ENGINES)
     for engine in wanted:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -543,8 +544,9 @@ def build_corpus(
     ``renditions_per_word``: voices (hence renditions of every keyword) in the training split;
     ``heldout_renditions``: the same for validation and test (default a quarter);
     ``unknown_fraction``: share of ``_unknown_`` rows; ``engines``: subset of
-    :data:`training.voices.ENGINES`; ``limit_words``/``words``: the first N keywords in the
-    paper's order, or an explicit list; ``variants``: espeak-ng variants to use (default all).
+    :data:`training.voices.ENGINES` (default :data:`~training.voices.DEFAULT_ENGINES`);
+    ``limit_words``/``words``: the first N keywords in the paper's order, or an explicit list;
+    ``variants``: espeak-ng variants to use (default all).
     """
     started = time.monotonic()
     import scipy.signal  # noqa: F401  (imported once here, inherited by forked workers)
@@ -627,7 +629,7 @@ def build_corpus(
             else max(1, renditions_per_word // 4),
             "unknown_fraction": unknown_fraction,
             "near_miss_share": NEAR_MISS_SHARE,
-            "engines": list(engines) if engines else list(ENGINES),
+            "engines": list(engines) if engines else list(DEFAULT_ENGINES),
             "engine_weights": ENGINE_WEIGHTS,
             "words": plan.keywords,
             "espeak_holdout_fraction": ESPEAK_HOLDOUT_FRACTION,
@@ -718,7 +720,8 @@ def register_synth_parser(data_subparsers: argparse._SubParsersAction) -> argpar
     p.add_argument(
         "--engines",
         default=None,
-        help=f"comma-separated subset of {','.join(ENGINES)} (default all)",
+        help=f"comma-separated subset of {','.join(ENGINES)} "
+        f"(default {','.join(DEFAULT_ENGINES)})",
     )
     p.add_argument(
         "--limit-words",

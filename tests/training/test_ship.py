@@ -261,10 +261,15 @@ def test_synth_command_names_only_what_differs_from_the_defaults() -> None:
     assert synth_command("d", other) == (
         "lmukws data synth --out d --jobs 2 --seed 3 --renditions 400 --unknown-fraction 0.3"
     )
-    from training.voices import ENGINES
+    from training.voices import DEFAULT_ENGINES, ENGINES
 
+    default = {"config": {"engines": list(DEFAULT_ENGINES)}}
+    assert synth_command("d", default) == "lmukws data synth --out d --jobs 2"
+    # a corpus with the opt-in engines (training-only voices, Kokoro) names them all
     everything = {"config": {"engines": list(ENGINES)}}
-    assert synth_command("d", everything) == "lmukws data synth --out d --jobs 2"
+    assert synth_command("d", everything) == (
+        f"lmukws data synth --out d --jobs 2 --engines {','.join(ENGINES)}"
+    )
     # a corpus built before an engine was added names the engines it had, so it rebuilds alike
     older = {"config": {"engines": ["espeak-ng", "flite"]}}
     assert (

@@ -213,6 +213,8 @@ def register(subparsers: Any) -> None:
         recordings.register_recordings_parser(data_subparsers)
     if (continuous := _optional("training.continuous")) is not None:
         continuous.register_continuous_parser(data_subparsers)
+    if (voice_probe := _optional("training.voice_probe")) is not None:
+        voice_probe.register_probe_parser(data_subparsers)
     register_train_parser(subparsers)
     _add_evaluate(subparsers)
     if (stream_report := _optional("training.stream_report")) is not None:

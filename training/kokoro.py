@@ -55,6 +55,9 @@ SPEED_RANGE = (0.8, 1.2)
 DIRICHLET_ALPHA = 0.5  # < 1: blends spread towards the styles rather than their average
 BLEND_STEP = 5  # blend weights are whole multiples of 5 %
 PERTURB_SCALE = 0.25  # perturbation per dimension, in units of the styles' spread there
+#: a blend's perturbation scale in percent of the spread (PERTURB_SCALE, unless its name says)
+DEFAULT_SCALE = round(100 * PERTURB_SCALE)
+SCALE_STEP = 5  # wide perturbation scales are whole multiples of 5 %
 CHUNK_GAP_S = 0.15  # silence between the audio of two chunks of a long text
 G2P_VOICE = "en-us"
 # espeak-ng IPA -> Kokoro symbols, in this order; what the vocabulary lacks is dropped afterwards
@@ -181,12 +184,15 @@ def chunks(phonemes: str, limit: int = MAX_TOKENS) -> list[str]:
 
 @dataclass(frozen=True)
 class Blend:
-    """A pseudo-speaker: whole-percent weights over :data:`STYLES` (summing to 100) and a
-    perturbation seed (0: none). ``name`` is its canonical text form, e.g.
-    ``alp55+gon30+kum15+p8042``; ``Blend.parse(name)`` inverts it."""
+    """A pseudo-speaker: whole-percent weights over :data:`STYLES` (summing to 100), a
+    perturbation seed (0: none) and the perturbation's scale in percent of the styles' spread
+    (:data:`DEFAULT_SCALE` unless the name ends in ``+s<percent>``). ``name`` is its canonical
+    text form, e.g. ``alp55+gon30+kum15+p8042`` or ``alp55+gon30+kum15+p8042+s120``;
+    ``Blend.parse(name)`` inverts it."""
 
     weights: tuple[int, ...]
     seed: int = 0
+    scale: int = DEFAULT_SCALE
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(STYLES) or min(self.weights) < 0 or sum(self.weights) != 100:
@@ -196,12 +202,22 @@ class Blend:
             )
         if self.seed < 0:
             raise ValueError(f"perturbation seed must be >= 0, got {self.seed}")
+        if self.scale < 0 or (self.scale != DEFAULT_SCALE and not self.seed):
+            raise ValueError(
+                f"perturbation scale must be >= 0 and needs a seed, got {self.scale} "
+                f"with seed {self.seed}"
+            )
 
     @property
     def name(self) -> str:
-        """``alp55+gon30+kum15+p8042``: the non-zero weights in STYLES order, then the seed."""
+        """``alp55+gon30+kum15+p8042``: the non-zero weights in STYLES order, then the seed,
+        then the scale when it is not the default."""
         parts = [f"{code}{w}" for code, w in zip(CODES, self.weights, strict=True) if w]
-        return "+".join([*parts, f"p{self.seed}"] if self.seed else parts)
+        if self.seed:
+            parts.append(f"p{self.seed}")
+        if self.scale != DEFAULT_SCALE:
+            parts.append(f"s{self.scale}")
+        return "+".join(parts)
 
     @property
     def dominant(self) -> str:
@@ -224,19 +240,22 @@ class Blend:
     def parse(cls, name: str) -> Blend:
         """The blend named ``name`` (see :attr:`name`)."""
         weights = dict.fromkeys(CODES, 0)
-        seed = 0
+        seed, scale = 0, DEFAULT_SCALE
         for part in name.split("+"):
             m = re.fullmatch(r"([a-z]{3})(\d+)", part)
             if m and m.group(1) in weights:
                 weights[m.group(1)] = int(m.group(2))
             elif re.fullmatch(r"p\d+", part):
                 seed = int(part[1:])
+            elif re.fullmatch(r"s\d+", part):
+                scale = int(part[1:])
             else:
                 raise ValueError(
                     f"bad Kokoro blend {name!r}: part {part!r} is neither a style "
-                    f"({'/'.join(CODES)} + percent) nor a perturbation (p + seed)"
+                    f"({'/'.join(CODES)} + percent), a perturbation (p + seed) nor its scale "
+                    "(s + percent)"
                 )
-        blend = cls(tuple(weights[c] for c in CODES), seed)
+        blend = cls(tuple(weights[c] for c in CODES), seed, scale)
         if blend.name != name:
             raise ValueError(f"Kokoro blend {name!r} is not canonical; write {blend.name!r}")
         return blend
@@ -275,11 +294,25 @@ def _quantise(raw: list[float], step: int = BLEND_STEP) -> tuple[int, ...]:
     return tuple(step * u for u in out)
 
 
-def draw_blend(split: str, rng: random.Random) -> Blend:
+def wide_scale(seed: int, max_scale: int) -> int:
+    """The perturbation scale (percent) of a wide training blend with perturbation ``seed``:
+    uniform over DEFAULT_SCALE .. ``max_scale`` in SCALE_STEP steps, drawn from the seed alone
+    (no draw from the corpus's generator, so every other voice of the corpus stays as it was)."""
+    if max_scale <= DEFAULT_SCALE:
+        return DEFAULT_SCALE
+    steps = (max_scale - DEFAULT_SCALE) // SCALE_STEP
+    return DEFAULT_SCALE + SCALE_STEP * random.Random(f"kokoro-scale:{seed}").randint(0, steps)
+
+
+def draw_blend(split: str, rng: random.Random, max_scale: int = DEFAULT_SCALE) -> Blend:
     """A random pseudo-speaker of ``split``: Dirichlet(DIRICHLET_ALPHA) weights over the styles
     that split may use (all five for test, all but TEST_STYLE otherwise) in BLEND_STEP steps,
     kept only if one style dominates strictly (no ties at a region's border) and it is one of
-    the split's (:func:`style_split`); and a perturbation seed."""
+    the split's (:func:`style_split`); and a perturbation seed.
+
+    ``max_scale`` > DEFAULT_SCALE widens the *training* blends' perturbations (timbres farther
+    from the four heard styles, :func:`wide_scale`); held-out blends keep the default, so they
+    are the same whatever ``max_scale``."""
     if split not in ("train", "validation", "test"):
         raise ValueError(f"unknown split {split!r}")
     allowed = [s for s in STYLES if split == "test" or s != TEST_STYLE]
@@ -290,6 +323,8 @@ def draw_blend(split: str, rng: random.Random) -> Blend:
         weights = _quantise([gammas.get(s, 0.0) for s in STYLES])
         blend = Blend(weights, rng.randrange(1, 100_000))
         if weights.count(max(weights)) == 1 and style_split(blend.dominant) == split:
+            if split == "train" and max_scale > DEFAULT_SCALE:
+                return Blend(weights, blend.seed, wide_scale(blend.seed, max_scale))
             return blend
     raise RuntimeError(f"no Kokoro blend for {split} after 1000 draws")  # pragma: no cover
 
@@ -331,15 +366,15 @@ def _spread() -> np.ndarray:
     return stack.std(axis=0).mean(axis=0)
 
 
-def perturbation(seed: int) -> np.ndarray:
+def perturbation(seed: int, scale: int = DEFAULT_SCALE) -> np.ndarray:
     """The fixed perturbation [256] of ``seed`` (0: zeros), added to every row of a blend's
-    table: Gaussian, PERTURB_SCALE x the styles' spread per dimension. Python's ``random``
+    table: Gaussian, ``scale`` % of the styles' spread per dimension. Python's ``random``
     draws it, so it stays the same across numpy versions."""
     if seed == 0:
         return np.zeros(256)
     rng = random.Random(f"kokoro-perturbation:{seed}")
     z = np.array([rng.gauss(0.0, 1.0) for _ in range(256)])
-    return PERTURB_SCALE * _spread() * z
+    return scale / 100 * _spread() * z
 
 
 @lru_cache(maxsize=64)
@@ -348,7 +383,7 @@ def style_table(name: str) -> np.ndarray:
     blend = Blend.parse(name)
     tables = _tables()
     mix = sum(w / 100 * tables[s] for s, w in zip(STYLES, blend.weights, strict=True) if w)
-    return (mix + perturbation(blend.seed)).astype(np.float32)
+    return (mix + perturbation(blend.seed, blend.scale)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ model

@@ -433,6 +433,9 @@ def synth_command(folder: str, corpus: dict[str, Any]) -> str:
     engines = config.get("engines")
     if engines and list(engines) != list(DEFAULT_ENGINES):
         command += f" --engines {','.join(engines)}"
+    wide = config.get("kokoro_max_scale")
+    if wide is not None:
+        command += f" --kokoro-max-scale {wide}"
     return command
 
 

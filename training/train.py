@@ -74,6 +74,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_fast_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), read from
+    ``cpuinfo``; None where that cannot be told (no such file). Without it, bfloat16 autocast
+    is emulated and a training step runs many times slower than in float32."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -380,6 +392,11 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
         f"{torch.get_num_threads()} threads"
     )
 
+    if device.type == "cpu" and recipe.precision == "bf16" and cpu_has_fast_bf16() is False:
+        _log(
+            "warning: precision bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 autocast "
+            "is emulated and runs many times slower than float32 (--set precision=fp32)"
+        )
     K = len(labels)
     fc = train_ds.feature_config
     band = mel_band(fc.low_freq, fc.high_freq, fc.sample_rate)  # Hz, for VTLP

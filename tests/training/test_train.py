@@ -300,3 +300,15 @@ def test_warm_start_copies_the_tensors_another_model_shares(corpus: Path, tmp_pa
         assert torch.equal(dict(model.named_parameters())[key], theirs[key]), key
     with pytest.raises(ValueError, match="exclude each other"):
         _recipe(corpus, tmp_path / "x", warm_start_from="a", init_from="b")
+
+
+def test_cpu_bf16_support_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    from training.train import cpu_has_fast_bf16
+
+    zen3 = tmp_path / "zen3"
+    zen3.write_text("processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n\n" * 2)
+    sapphire = tmp_path / "sapphire"
+    sapphire.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_fast_bf16(zen3) is False
+    assert cpu_has_fast_bf16(sapphire) is True
+    assert cpu_has_fast_bf16(tmp_path / "absent") is None

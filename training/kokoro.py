@@ -321,10 +321,10 @@ def draw_blend(split: str, rng: random.Random, max_scale: int = DEFAULT_SCALE) -
         if sum(gammas.values()) <= 0:
             continue
         weights = _quantise([gammas.get(s, 0.0) for s in STYLES])
-        blend = Blend(weights, rng.randrange(1, 100_000))
+        seed = rng.randrange(1, 100_000)
+        scale = wide_scale(seed, max_scale) if split == "train" else DEFAULT_SCALE
+        blend = Blend(weights, seed, scale)
         if weights.count(max(weights)) == 1 and style_split(blend.dominant) == split:
-            if split == "train" and max_scale > DEFAULT_SCALE:
-                return Blend(weights, blend.seed, wide_scale(blend.seed, max_scale))
             return blend
     raise RuntimeError(f"no Kokoro blend for {split} after 1000 draws")  # pragma: no cover
 

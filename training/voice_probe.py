@@ -15,7 +15,6 @@ and ``README.md`` (one row per condition).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import sys
@@ -65,6 +64,7 @@ def render_condition(
 ) -> Path:
     """Speak every word with every blend of ``condition`` (speed 0.9-1.1) into ``root``: a
     corpus folder whose clips are all ``test``; already rendered clips are kept."""
+    from training.synth import write_manifest
     from training.voices import kokoro_voice
 
     rng = random.Random(f"kokoro-probe:{seed}:{condition.name}")
@@ -82,10 +82,7 @@ def render_condition(
             )  # fmt: skip
             if progress is not None:
                 progress.update(1)
-    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 
@@ -95,16 +92,16 @@ def grammar_accuracy(corpus: Path, words: Sequence[str]) -> tuple[float, dict[st
     import pocketsphinx
     import soundfile as sf
 
+    from training.dataset import read_manifest
+
     grammar = corpus / "words.gram"
     grammar.write_text(
         "#JSGF V1.0;\ngrammar words;\npublic <word> = " + " | ".join(words) + " ;\n",
         encoding="utf-8",
     )
     decoder = pocketsphinx.Decoder(jsgf=str(grammar), samprate=16000, loglevel="FATAL")
-    with (corpus / "manifest.csv").open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
     hits: dict[str, list[bool]] = {}
-    for row in rows:
+    for row in read_manifest(corpus):
         audio, rate = sf.read(str(corpus / row["path"]), dtype="int16")
         pad = np.zeros(int(PAD_S * rate), np.int16)
         decoder.start_utt()

@@ -187,7 +187,9 @@ def kokoro_planner(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(synth._PROBED, voice.id, None)
 
 
-def _plan(engines: list[str], seed: int = 0, renditions: int = 12) -> synth.Plan:
+def _plan(
+    engines: list[str], seed: int = 0, renditions: int = 12, kokoro_max_scale: int = 25
+) -> synth.Plan:
     return synth.plan_corpus(
         seed=seed,
         renditions=renditions,
@@ -196,6 +198,7 @@ def _plan(engines: list[str], seed: int = 0, renditions: int = 12) -> synth.Plan
         words=["yes", "three"],
         variants=["m1", "m3", "f2", "f4", "klatt"],
         jobs=1,
+        kokoro_max_scale=kokoro_max_scale,
     )
 
 
@@ -254,25 +257,8 @@ def test_wide_scales_spread_evenly_and_follow_the_seed() -> None:
 def test_wide_training_voices_leave_the_heldout_splits_alone() -> None:
     """``kokoro_max_scale`` widens only the training pseudo-speakers' perturbations (same
     weights, seeds and speeds); validation and test are clip for clip what they were."""
-    plain = synth.plan_corpus(
-        seed=0,
-        renditions=40,
-        heldout_renditions=4,
-        engines=["espeak-ng", "kokoro"],
-        words=["yes", "three"],
-        variants=["m1", "m3", "f2", "f4", "klatt"],
-        jobs=1,
-    )
-    wide = synth.plan_corpus(
-        seed=0,
-        renditions=40,
-        heldout_renditions=4,
-        engines=["espeak-ng", "kokoro"],
-        words=["yes", "three"],
-        variants=["m1", "m3", "f2", "f4", "klatt"],
-        jobs=1,
-        kokoro_max_scale=150,
-    )
+    plain = _plan(["espeak-ng", "kokoro"], renditions=40)
+    wide = _plan(["espeak-ng", "kokoro"], renditions=40, kokoro_max_scale=150)
     assert [c for c in plain.clips if c.split != "train"] == [
         c for c in wide.clips if c.split != "train"
     ]

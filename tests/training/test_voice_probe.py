@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from training import kokoro
+from training.synth import write_manifest
 from training.voice_probe import conditions, grammar_accuracy, probe
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
@@ -47,10 +47,7 @@ def test_the_keyword_grammar_names_clear_words_and_not_noise(tmp_path: Path) -> 
     noise = 0.05 * np.random.default_rng(0).standard_normal(16000)
     sf.write(tmp_path / "audio" / "noise.wav", noise.astype(np.float32), 16000, subtype="PCM_16")
     rows.append({"path": "audio/noise.wav", "label": "yes", "voice": "noise"})
-    with (tmp_path / "manifest.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "voice"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(tmp_path, rows)
     words = ["yes", "stop", "seven", "marvin", "no", "go", "six"]
     overall, by_voice = grammar_accuracy(tmp_path, words)
     assert by_voice["espeak"] >= 0.75  # clear synthetic words are named

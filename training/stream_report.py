@@ -109,7 +109,19 @@ def evaluate_streams(
         parameter = "threshold"
     det = sweep(runs, configs)
     report: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
+        "command": command_line(
+            checkpoint,
+            data,
+            out,
+            split=split,
+            recordings=recordings,
+            seed=seed,
+            max_voices=max_voices,
+            runtime=runtime,
+            wake_word=wake_word,
+            compare=compare,
+        ),
+        "checkpoint": shown_path(checkpoint),
         "model": engine.model_name,
         "runtime": engine.runtime,
         "split": split,
@@ -128,8 +140,8 @@ def evaluate_streams(
         },
         "streams": [s.describe() for s in streams],
         "data": {
-            "corpus": str(data),
-            "recordings": None if recordings is None else str(recordings),
+            "corpus": shown_path(data),
+            "recordings": None if recordings is None else shown_path(recordings),
         },
     }
     if wake_word is not None:
@@ -145,6 +157,52 @@ def evaluate_streams(
     plot_det_by_voice(report, out / "det_by_voice.png")
     (out / "README.md").write_text(markdown(report, others), encoding="utf-8")
     return report
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a report shows it: relative to the working directory when inside it (so a
+    committed report names repository paths, not one machine's), else as given."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def command_line(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    recordings: str | Path | None = None,
+    seed: int = 0,
+    max_voices: int | None = None,
+    runtime: str = "auto",
+    wake_word: str | None = None,
+    compare: Sequence[str | Path] = (),
+) -> str:
+    """The ``lmukws evaluate-streams`` command that writes this report (every option that
+    changes it; the thread count does not)."""
+    parts = [
+        "lmukws evaluate-streams",
+        shown_path(checkpoint),
+        f"--data {shown_path(data)}",
+        f"--split {split}",
+    ]
+    if recordings is not None:
+        parts.append(f"--recordings {shown_path(recordings)}")
+    if seed:
+        parts.append(f"--seed {seed}")
+    if max_voices is not None:
+        parts.append(f"--max-voices {max_voices}")
+    if runtime != "auto":
+        parts.append(f"--runtime {runtime}")
+    if wake_word is not None:
+        parts.append(f"--wake-word {wake_word}")
+    parts += [f"--compare {shown_path(c)}" for c in compare]
+    parts.append(f"--out {shown_path(out)}")
+    return " ".join(parts)
 
 
 #: False-alarm rates at which a report reads recall off its DET curve (equal-FA comparisons).
@@ -350,10 +408,7 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
     lines = [
         f"# Streams: {_label(r)}",
         "",
-        f"`lmukws evaluate-streams {r['checkpoint']} --data {r['data']['corpus']} "
-        f"--split {r['split']}"
-        + (f" --recordings {r['data']['recordings']}" if r["data"]["recordings"] else "")
-        + "`",
+        f"`{r['command']}`",
         "",
         f"Runtime {r['runtime']}; {'calibrated' if r['calibrated'] else 'uncalibrated'} "
         f"thresholds; {len(r['streams'])} streams, {r['hours']:.2f} scored hours, "

@@ -236,6 +236,8 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     assert set(saved["det"]["recall_at_by_voice"]) == {"espeak-ng"}
     assert (out / "det_by_voice.png").stat().st_size > 1000
     assert "Recall by voice source at equal" in (out / "README.md").read_text()
+    assert f"`{saved['command']}`" in (out / "README.md").read_text()
+    assert "--runtime torch" in saved["command"]
     at_03 = next(p for p in saved["det"]["points"] if p["parameter"] == 0.3)
     assert at_03["recall"] == saved["recall"]
     assert at_03["false_alarms_per_hour"] == pytest.approx(saved["false_alarms_per_hour"])
@@ -247,6 +249,40 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         assert firings_as_found(run, config) == pytest.approx(run.detections)
         frames = run.posteriors.shape[0]
         assert frames == (run.stream.audio.size - 400) // 160 + 1
+
+
+def test_report_command_reruns_the_report_with_repository_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command a report prints names every option that shapes it, with paths relative to
+    the working directory (not one machine's absolute paths), and parses back into the same
+    arguments."""
+    import argparse
+
+    from training.stream_report import command_line, register_evaluate_streams_parser, shown_path
+
+    monkeypatch.chdir(tmp_path)
+    command = command_line(
+        tmp_path / "models" / "m.safetensors",
+        "data/synth",
+        tmp_path / "reports" / "x",
+        recordings=tmp_path / "data" / "recordings",
+        seed=3,
+        wake_word="marvin",
+        compare=["reports/a", tmp_path / "reports" / "b"],
+    )
+    assert command == (
+        "lmukws evaluate-streams models/m.safetensors --data data/synth --split test "
+        "--recordings data/recordings --seed 3 --wake-word marvin --compare reports/a "
+        "--compare reports/b --out reports/x"
+    )
+    assert shown_path("/elsewhere/m.safetensors") == "/elsewhere/m.safetensors"
+    parser = argparse.ArgumentParser()
+    register_evaluate_streams_parser(parser.add_subparsers())
+    args = parser.parse_args(command.split()[1:])
+    assert args.checkpoint == Path("models/m.safetensors") and args.seed == 3
+    assert args.compare == [Path("reports/a"), Path("reports/b")]
+    assert (args.wake_word, args.out) == ("marvin", Path("reports/x"))
 
 
 def test_recall_at_a_false_alarm_rate_reads_the_det_curve() -> None:

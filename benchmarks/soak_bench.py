@@ -77,30 +77,34 @@ MIN_SESSION_S = 1.0  # no new session with less of the run left
 
 
 def engine_pids(server_pid: int) -> list[int]:
-    """The engine processes of the server ``server_pid``: its spawned children with a socket.
+    """The engine processes of the server ``server_pid``: its fork server's children holding a
+    socket.
 
-    The server's children are its engine processes, the classification worker and
-    multiprocessing's resource tracker. The first two are both spawned multiprocessing children
-    with the same command line (``spawn_main(...) --multiprocessing-fork``), but an engine
-    process talks to the server over a socketpair (``streaming/process.py``) whereas the
-    classification worker's ``ProcessPoolExecutor`` uses pipes: an engine process is the
-    spawned child holding a socket.
+    The server's children are multiprocessing's fork server (``streaming/children.py``) and
+    resource tracker; the fork server's children are the engine processes and the
+    classification worker, all with the fork server's command line. An engine process talks to
+    the server over a socketpair (``streaming/process.py``) whereas the classification worker's
+    ``ProcessPoolExecutor`` uses pipes: an engine process is the child holding a socket.
     """
     found = []
-    for pid in children(server_pid):
-        try:
-            if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        links = []
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                links.append(os.readlink(fd))
-        if any(link.startswith("socket:") for link in links):
-            found.append(pid)
+    for fork_server in children(server_pid):
+        with contextlib.suppress(OSError):
+            if b"forkserver" in Path(f"/proc/{fork_server}/cmdline").read_bytes():
+                found += [pid for pid in children(fork_server) if _holds_a_socket(pid)]
     return sorted(found)
+
+
+def _holds_a_socket(pid: int) -> bool:
+    """Whether process ``pid`` has a socket open (False once it is gone)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    links = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(fd))
+    return any(link.startswith("socket:") for link in links)
 
 
 async def busiest(pids: list[int], window_s: float = 0.5) -> int:

@@ -3,7 +3,7 @@
 ``POST /v1/classify`` scores whole files through the parallel form. In the server process that
 work takes the interpreter lock from the event loop that carries every live stream, and its
 threads take cores from the engine processes (64 files of 59 s in one request doubled the
-streams' server latency). ``ClassifyWorker`` runs it in one spawned child instead: niced
+streams' server latency). ``ClassifyWorker`` runs it in one child process instead: niced
 (``nice``, default 10, so the engine processes and the event loop win the cores), on
 ``threads`` torch threads, with its own engine loaded once from the checkpoint. The server
 keeps one batch at a time in flight (``server.service.Service.classify_lock``).
@@ -30,6 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streaming.children import child_context
+
 if TYPE_CHECKING:  # the server process imports torch anyway; the child imports it when loading
     import numpy as np
 
@@ -48,7 +50,7 @@ class ClassifyWorkerExitedError(RuntimeError):
 
 class ClassifyWorker:
     """``StreamingEngine.classify`` of ``checkpoint`` (with ``config``, on ``device``) in one
-    spawned child at niceness +``nice`` (0: unchanged) on ``threads`` torch threads (0: torch's
+    child process at niceness +``nice`` (0: unchanged) on ``threads`` torch threads (0: torch's
     default). The config's runtime becomes "torch": classification never runs a streaming step.
     """
 
@@ -80,7 +82,7 @@ class ClassifyWorker:
         return ready.result()
 
     async def start(self) -> None:
-        """Spawn the worker (off the event loop) and return; it loads the model meanwhile."""
+        """Start the worker (off the event loop) and return; it loads the model meanwhile."""
         if self._executor is None and not self._closed:
             await self._launch()
 
@@ -130,11 +132,11 @@ class ClassifyWorker:
             raise ClassifyWorkerExitedError(EXITED) from None
 
     async def _launch(self) -> None:
-        """A new executor in place of the last, and its worker spawned now (by a first, empty
-        task that gives its pid) in a thread: spawning takes a few milliseconds."""
+        """A new executor in place of the last, and its worker started now (by a first, empty
+        task that gives its pid) in a thread: starting takes a few milliseconds."""
         executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=child_context(),
             initializer=_init_worker,
             initargs=(str(self.checkpoint), self.config, self.device, self.nice),
         )

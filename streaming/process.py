@@ -2,7 +2,8 @@
 
 In one process the engine's worker thread and the event loop share one interpreter lock, so
 each step waits for the loop and the loop for the step (measurements: benchmarks/README.md).
-``EngineProcess`` runs a ``StreamingEngine`` in a spawned child;
+``EngineProcess`` runs a ``StreamingEngine`` in a child process (forked from the fork server
+that has torch and the engine loaded, ``streaming.children``);
 ``EnginePool`` (one or more of them) gives the server the session surface it uses
 (``create_session`` -> ``RemoteSession``, a ``streaming.session.SessionHandle`` like the
 in-process ``Session``).
@@ -66,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from streaming.children import child_context
 from streaming.engine import EngineConfig, StreamingEngine
 from streaming.errors import EngineClosedError, EngineFullError, SessionClosedError
 from streaming.events import Event, Failure
@@ -211,9 +213,9 @@ class EngineProcess:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Spawn the child, wait for its ``ready`` (it loads the checkpoint itself)."""
+        """Start the child, wait for its ``ready`` (it loads the checkpoint itself)."""
         ours, theirs = socket.socketpair()
-        context = multiprocessing.get_context("spawn")
+        context = child_context()
         process = context.Process(
             target=child_main,
             args=(theirs, str(self.checkpoint), self.config, self.device),

@@ -90,6 +90,13 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in process_tree(pid))
 
 
+def tree_pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` and its descendants, summed: each page they share
+    counts once in all, split between its sharers, so this is the tree's real footprint (the
+    engine processes share their fork server's pages copy-on-write)."""
+    return sum(pss_bytes(p) for p in process_tree(pid))
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its live descendants."""
     return sum(cpu_seconds(p) for p in process_tree(pid))
@@ -123,6 +130,19 @@ def rss_bytes(pid: int | None = None) -> int:
     try:
         for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def pss_bytes(pid: int | None = None) -> int:
+    """Proportional set size of a process: its private pages plus its share of the pages it
+    shares (Linux ``/proc/PID/smaps_rollup``; 0 elsewhere or once the process is gone)."""
+    rollup = Path(f"/proc/{pid or 'self'}/smaps_rollup")
+    try:
+        for line in rollup.read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass

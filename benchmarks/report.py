@@ -31,6 +31,22 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _pss_span(run: dict) -> str:
+    """ " (PSS a→b MB)" of a load run, where it was measured (runs before it was: "")."""
+    pss = run.get("server_pss_mb")
+    return f" (PSS {_fmt(pss[0])}→{_fmt(pss[1])} MB)" if pss else ""
+
+
+def _soak_pss(server: dict) -> str:
+    """ " (PSS a / b / c MiB)" of a soak's server summary, where it was measured."""
+    if server.get("pss_mb_start") is None:
+        return ""
+    return (
+        f" (PSS {_fmt(server['pss_mb_start'])} / {_fmt(server['pss_mb_peak'])} / "
+        f"{_fmt(server['pss_mb_end'])} MiB)"
+    )
+
+
 def _model_rows(section: dict, models: list[str]) -> list[Row]:
     rows: list[Row] = [
         ("parameters", {m: _fmt(section[m]["parameters"]) for m in models}),
@@ -249,7 +265,7 @@ def _load_rows(section: dict, models: list[str]) -> list[Row]:
                 f"frames ({run['completed']}/{k} clients got `end`); "
                 f"errors {run['errors']}; "
                 f"CPU {_fmt(run['server_cpu'])}; RSS {_fmt(run['server_rss_mb'][0])}→"
-                f"{_fmt(run['server_rss_mb'][1])} MB; host: other processes "
+                f"{_fmt(run['server_rss_mb'][1])} MB{_pss_span(run)}; host: other processes "
                 f"{_fmt(run.get('other_cpu'))}, steal {_fmt(run.get('steal_cpu'))} cores"
             )
         rows.append(
@@ -345,12 +361,13 @@ def _soak_rows(section: dict, models: list[str]) -> list[Row]:
             ),
         ),
         (
-            "soak: server tree RSS start / peak / end; sessions left at the end; host busy "
-            "cores (the clients' share)",
+            "soak: server tree RSS (PSS) start / peak / end; sessions left at the end; host "
+            "busy cores (the clients' share)",
             cells(
                 lambda r: (
                     f"{_fmt(r['server']['rss_mb_start'])} / "
-                    f"{_fmt(r['server']['rss_mb_peak'])} / {_fmt(r['server']['rss_mb_end'])} MiB; "
+                    f"{_fmt(r['server']['rss_mb_peak'])} / {_fmt(r['server']['rss_mb_end'])} MiB"
+                    f"{_soak_pss(r['server'])}; "
                     f"{_fmt(r['server']['sessions_left'])}; {_fmt(r.get('host_busy_cpu'))} "
                     f"({_fmt(r.get('clients_cpu'))})"
                 )
@@ -627,7 +644,10 @@ def _plot_soak(section: dict, models: list[str], out: Path, title: str) -> Path:
         timeline = run["timeline"]
         t = [s["t"] for s in timeline]
         top.plot(t, [s["rss_mb"] for s in timeline], color="C0", label="server tree RSS")
-        top.set_ylabel("RSS, MiB", color="C0")
+        if all("pss_mb" in s for s in timeline):
+            pss = [s["pss_mb"] for s in timeline]
+            top.plot(t, pss, color="C0", ls="--", label="server tree PSS")
+        top.set_ylabel("RSS (PSS dashed), MiB", color="C0")
         live = top.twinx()
         sessions = [s["sessions"] if s["sessions"] is not None else math.nan for s in timeline]
         live.step(t, sessions, where="post", color="C1", label="live sessions (/readyz)")

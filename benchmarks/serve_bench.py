@@ -45,6 +45,7 @@ from benchmarks.checkpoints import (
     checkpoint_for,
     host_cpu_seconds,
     tree_cpu_seconds,
+    tree_pss_bytes,
     tree_rss_bytes,
     work_dir,
 )
@@ -426,6 +427,7 @@ async def _load(
     ramp = min(2.0, 0.02 * clients)  # connections spread over the first seconds
     t0 = time.perf_counter() + 0.2
     rss_start, cpu_start = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
+    pss_start = tree_pss_bytes(process.pid)
     host_start, steal_start = host_cpu_seconds()
     rss_trace: list[tuple[float, float]] = []
 
@@ -459,6 +461,7 @@ async def _load(
     wall = time.perf_counter() - t0
     own_cpu = time.process_time() - own_cpu
     rss_end, cpu_end = tree_rss_bytes(process.pid), tree_cpu_seconds(process.pid)
+    pss_end = tree_pss_bytes(process.pid)
     host_end, steal_end = host_cpu_seconds()
     server_cpu = (cpu_end - cpu_start) / wall
     host_busy, stolen = host_end - host_start, steal_end - steal_start
@@ -495,6 +498,7 @@ async def _load(
         "other_cpu": round(max(0.0, (host_busy - stolen - own_cpu) / wall - server_cpu), 2),
         "steal_cpu": round(stolen / wall, 2),
         "server_rss_mb": [round(rss_start / 2**20, 1), round(rss_end / 2**20, 1)],
+        "server_pss_mb": [round(pss_start / 2**20, 1), round(pss_end / 2**20, 1)],
         "rss_trace": rss_trace,
     }
 

@@ -18,10 +18,10 @@ Beside each other, for ``soak_seconds``:
   kill, and their clients reconnect; the time until ``/readyz`` is 200 with every engine live
   again is the recovery time.
 
-A monitor samples the server tree's RSS, ``/healthz`` and ``/readyz`` every ``SAMPLE_S``. Audio
-lost (sent minus the ``end`` message's ``audio_ms``) counts every normal session but those the
-kill failed (they get no ``end``), and must be 0. Everything is bounded: deadlines on every
-wait, the server gets SIGTERM then SIGKILL (``served``).
+A monitor samples the server tree's RSS and PSS, ``/healthz`` and ``/readyz`` every
+``SAMPLE_S``. Audio lost (sent minus the ``end`` message's ``audio_ms``) counts every normal
+session but those the kill failed (they get no ``end``), and must be 0. Everything is bounded:
+deadlines on every wait, the server gets SIGTERM then SIGKILL (``served``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from benchmarks.checkpoints import (
     children,
     cpu_seconds,
     host_cpu_seconds,
+    tree_pss_bytes,
     tree_rss_bytes,
 )
 from benchmarks.config import BenchConfig, SectionUnavailableError
@@ -495,11 +496,13 @@ class Soak:
         self.kill["error"] = f"not ready again within {READY_TIMEOUT_S:g} s"
 
     async def _monitor(self, http: Any) -> None:
-        """Every ``SAMPLE_S``: RSS of the server's tree, ``/healthz``, ``/readyz``'s sessions."""
+        """Every ``SAMPLE_S``: RSS and PSS of the server's tree, ``/healthz``, ``/readyz``'s
+        sessions."""
         while True:
             sample: dict[str, Any] = {
                 "t": round(self.now(), 2),
                 "rss_mb": round(tree_rss_bytes(self.process.pid) / 2**20, 1),
+                "pss_mb": round(tree_pss_bytes(self.process.pid) / 2**20, 1),
                 "healthz": None,
                 "sessions": None,
             }
@@ -531,11 +534,15 @@ class Soak:
 
     def _server_summary(self, metrics: str, left: int | None) -> dict[str, Any]:
         rss = [s["rss_mb"] for s in self.timeline if s["rss_mb"] > 0]
+        pss = [s["pss_mb"] for s in self.timeline if s["pss_mb"] > 0]
         health = [s["healthz"] for s in self.timeline]
         return {
             "rss_mb_start": rss[0] if rss else None,
             "rss_mb_peak": max(rss) if rss else None,
             "rss_mb_end": rss[-1] if rss else None,
+            "pss_mb_start": pss[0] if pss else None,
+            "pss_mb_peak": max(pss) if pss else None,
+            "pss_mb_end": pss[-1] if pss else None,
             "healthz_samples": len(health),
             "healthz_not_200": sum(code != 200 for code in health),
             "healthz_always_200": bool(health) and all(code == 200 for code in health),

@@ -6,6 +6,8 @@ No timing assertions: the numbers of a smoke run mean nothing; only their shape 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +96,7 @@ def test_rest_and_load_sections_against_a_real_server(tmp_path: Path) -> None:
     assert load["detections"] > 0  # thresholds 0: detections whatever the weights
     assert load["server_ms"]["p50"] is not None
     assert load["other_cpu"] >= 0 and load["steal_cpu"] >= 0
+    assert 0 < load["server_pss_mb"][0] < load["server_rss_mb"][0]
     for name in ("rest_clips.png", "load_latency.png"):
         assert (tmp_path / name).is_file()
 
@@ -123,6 +126,8 @@ def test_soak_section_serves_through_an_engine_kill(tmp_path: Path) -> None:
     assert server["engine_restarts"] == 1
     assert server["healthz_always_200"]  # the other engine process kept serving
     assert server["rss_mb_peak"] >= server["rss_mb_start"] > 0
+    # children share the fork server's pages: their proportional sum is below the summed RSS
+    assert 0 < server["pss_mb_start"] < server["rss_mb_start"]
     assert server["sessions_left"] == 0
     assert soak["timeline"] and len(soak["detections"]) == normal["detections"]
     assert (tmp_path / "soak_timeline.png").is_file()
@@ -202,6 +207,36 @@ def test_ab_step_imports_a_revisions_models_beside_this_checkouts(tmp_path) -> N
         got, _ = old.stream(feats, old.init_state(1))
         expected, _ = new.stream(feats, new.init_state(1))
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_tree_pss_counts_pages_a_forked_child_shares_once() -> None:
+    """A process holding 64 MiB of touched memory forks a child: the summed RSS counts those
+    pages twice, the summed PSS once (each process gets half of every shared page)."""
+    from benchmarks.checkpoints import process_tree, tree_pss_bytes, tree_rss_bytes
+
+    code = (
+        "import os, sys, time\n"
+        "block = bytearray(64 << 20)\n"
+        "block[::4096] = b'x' * len(block[::4096])\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(60); os._exit(0)\n"
+        "print('ready', flush=True); sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
+        tree = process_tree(parent.pid)
+        assert len(tree) == 2
+        rss, pss = tree_rss_bytes(parent.pid), tree_pss_bytes(parent.pid)
+        assert rss - pss > 48 << 20  # the shared 64 MiB counted once, not twice
+        assert pss > 64 << 20
+    finally:
+        for pid in process_tree(parent.pid)[1:]:
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
 
 
 def test_host_cpu_seconds_reads_busy_and_stolen_time() -> None:

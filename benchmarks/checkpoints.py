@@ -126,24 +126,21 @@ def host_cpu_seconds(stat_text: str | None = None) -> tuple[float, float]:
 
 def rss_bytes(pid: int | None = None) -> int:
     """Resident set size of a process (Linux /proc; 0 elsewhere)."""
-    status = Path(f"/proc/{pid or 'self'}/status")
-    try:
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kib(f"/proc/{pid or 'self'}/status", "VmRSS:") * 1024
 
 
 def pss_bytes(pid: int | None = None) -> int:
     """Proportional set size of a process: its private pages plus its share of the pages it
     shares (Linux ``/proc/PID/smaps_rollup``; 0 elsewhere or once the process is gone)."""
-    rollup = Path(f"/proc/{pid or 'self'}/smaps_rollup")
+    return _proc_kib(f"/proc/{pid or 'self'}/smaps_rollup", "Pss:") * 1024
+
+
+def _proc_kib(path: str, key: str) -> int:
+    """The kiB figure of the line starting with ``key`` in a /proc file (0 if none, or no file)."""
     try:
-        for line in rollup.read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
     except OSError:
         pass
     return 0

@@ -532,17 +532,21 @@ class Soak:
             await asyncio.sleep(0.2)
         return left
 
+    def _start_peak_end(self, key: str) -> dict[str, float | None]:
+        """``{key}_start``, ``_peak`` and ``_end`` of a sampled memory series (its readings
+        above 0: none once the server is gone)."""
+        values = [s[key] for s in self.timeline if s[key] > 0]
+        return {
+            f"{key}_start": values[0] if values else None,
+            f"{key}_peak": max(values) if values else None,
+            f"{key}_end": values[-1] if values else None,
+        }
+
     def _server_summary(self, metrics: str, left: int | None) -> dict[str, Any]:
-        rss = [s["rss_mb"] for s in self.timeline if s["rss_mb"] > 0]
-        pss = [s["pss_mb"] for s in self.timeline if s["pss_mb"] > 0]
         health = [s["healthz"] for s in self.timeline]
         return {
-            "rss_mb_start": rss[0] if rss else None,
-            "rss_mb_peak": max(rss) if rss else None,
-            "rss_mb_end": rss[-1] if rss else None,
-            "pss_mb_start": pss[0] if pss else None,
-            "pss_mb_peak": max(pss) if pss else None,
-            "pss_mb_end": pss[-1] if pss else None,
+            **self._start_peak_end("rss_mb"),
+            **self._start_peak_end("pss_mb"),
             "healthz_samples": len(health),
             "healthz_not_200": sum(code != 200 for code in health),
             "healthz_always_200": bool(health) and all(code == 200 for code in health),

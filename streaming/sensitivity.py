@@ -14,6 +14,7 @@ default of 0.5.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,16 @@ def _sigmoid(z: float) -> float:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """One calibrated point: per-keyword thresholds for a target false-alarm rate."""
+    """One calibrated point: per-keyword thresholds for a target false-alarm rate, with the
+    recall and FA/h measured on the calibration streams and, held out, on voices whose
+    thresholds came from the other voices (what unseen speakers should expect)."""
 
     target_fa_per_hour: float
     thresholds: Mapping[str, float]
     recall: float | None = None
     fa_per_hour: float | None = None
+    heldout_recall: float | None = None
+    heldout_fa_per_hour: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,15 +55,22 @@ class OperatingPoint:
             "thresholds": dict(self.thresholds),
             "recall": self.recall,
             "fa_per_hour": self.fa_per_hour,
+            "heldout_recall": self.heldout_recall,
+            "heldout_fa_per_hour": self.heldout_fa_per_hour,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OperatingPoint:
+        def number(key: str) -> float | None:
+            return None if data.get(key) is None else float(data[key])
+
         return cls(
             target_fa_per_hour=float(data["target_fa_per_hour"]),
             thresholds={k: float(v) for k, v in dict(data["thresholds"]).items()},
-            recall=None if data.get("recall") is None else float(data["recall"]),
-            fa_per_hour=None if data.get("fa_per_hour") is None else float(data["fa_per_hour"]),
+            recall=number("recall"),
+            fa_per_hour=number("fa_per_hour"),
+            heldout_recall=number("heldout_recall"),
+            heldout_fa_per_hour=number("heldout_fa_per_hour"),
         )
 
 
@@ -98,11 +110,7 @@ class SensitivityCurve:
                     running[k] = min(running[k], point.thresholds[k])
                 if math.isfinite(running[k]):
                     thresholds[k] = running[k]
-            monotone.append(
-                OperatingPoint(
-                    point.target_fa_per_hour, thresholds, point.recall, point.fa_per_hour
-                )
-            )
+            monotone.append(dataclasses.replace(point, thresholds=thresholds))
         targets = [p.target_fa_per_hour for p in points]
         default = min(range(len(targets)), key=lambda i: abs(math.log(targets[i] / default_target)))
         return cls(tuple(monotone), default, calibrated=True)

@@ -7,9 +7,17 @@ keyword alone, the detector is replayed over a grid of thresholds to measure its
 alarms (``curves``). For a budget of B false alarms per hour for the whole vocabulary, each
 keyword takes the threshold that maximises hits − λ · false alarms, with λ bisected so the sum
 of false alarms fits B (``allocate``): keywords whose false alarms are cheap in recall get low
-thresholds, the confusable ones high thresholds. A ladder of budgets around X gives the
-operating points that ``start.sensitivity`` moves along; every point is then measured with all
-keywords on together (the numbers stored with it).
+thresholds, the confusable ones high thresholds. A keyword's few false alarms on hours of
+validation are a noisy count, and thresholds picked just above them overfit (other voices see
+more), so each keyword's threshold is then pulled halfway, in logit space, toward the one
+threshold that would fit B for all keywords alike (``thresholds_for_budget``;
+``--keyword-weight`` sets how far). A ladder of budgets around X gives the operating points
+that ``start.sensitivity`` moves along; every point is then measured with all keywords on
+together (the numbers stored with it).
+
+Every point also gets a **held-out** estimate (``heldout``): the voices are split into folds;
+each fold is measured with the thresholds that the other folds' curves pick for the point's
+budget, so the recall and FA/h it reports are those of voices the thresholds never saw.
 
 With ``--smoothing-ms`` and ``--patience-ms`` (lists), the detector's posterior smoothing and
 patience are searched too: thresholds are calibrated as above for every pair, and the pair
@@ -35,13 +43,20 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "FOLDS",
+    "KEYWORD_WEIGHT",
     "LADDER",
     "MAX_DELAY_MS",
     "allocate",
     "calibrate",
     "curves",
+    "heldout",
     "register_calibrate_parser",
+    "run_curves",
     "search_detector",
+    "shared_threshold",
+    "thresholds_for_budget",
+    "voice_folds",
 ]
 
 #: the detector search's bound on the median delay after a keyword's end (ms), look-ahead
@@ -58,26 +73,46 @@ GRID = tuple(
 )
 
 
-def curves(
+#: how far each keyword's threshold goes from the vocabulary's shared threshold toward its own
+#: allocation (logit space; 1: per-keyword allocation alone, 0: one threshold for all). Chosen
+#: by the held-out estimate on the shipped lmuformer's validation streams (docs/streams.md).
+KEYWORD_WEIGHT = 0.5
+#: voice folds of the held-out estimate of every operating point
+FOLDS = 5
+
+
+def run_curves(
     runs: Sequence[Any], base: Any, keywords: Sequence[str], grid: Sequence[float] = GRID
-) -> dict[str, np.ndarray]:
-    """Per keyword, [len(grid), 2] (hits, false alarms) with only that keyword enabled at each
-    threshold of ``grid``, replaying the detector over the runs' posteriors."""
+) -> np.ndarray:
+    """[len(runs), len(keywords), len(grid), 2]: per run, keyword and threshold of ``grid``,
+    (hits, false alarms) with only that keyword enabled, replaying the detector over the run's
+    posteriors. Counts add over runs, so any subset's curves are a sum (``heldout``)."""
     from training.stream_eval import firings_as_found, score
 
     index = {label: i for i, label in enumerate(base.labels)}
-    out: dict[str, np.ndarray] = {}
-    for k in keywords:
-        table = np.zeros((len(grid), 2))
+    out = np.zeros((len(runs), len(keywords), len(grid), 2))
+    for j, k in enumerate(keywords):
         for g, t in enumerate(grid):
             thresholds = np.full(len(base.labels), math.inf)
             thresholds[index[k]] = t
             config = dataclasses.replace(base, thresholds=thresholds)
-            result = score(runs, lambda run, c=config: firings_as_found(run, c), examples=0)
-            row = result["per_keyword"].get(k, {"hits": 0, "false_alarms": 0})
-            table[g] = (row["hits"], row["false_alarms"])
-        out[k] = table
+            for r, run in enumerate(runs):
+                result = score([run], lambda run, c=config: firings_as_found(run, c), examples=0)
+                row = result["per_keyword"].get(k, {"hits": 0, "false_alarms": 0})
+                out[r, j, g] = (row["hits"], row["false_alarms"])
     return out
+
+
+def curves(
+    runs: Sequence[Any], base: Any, keywords: Sequence[str], grid: Sequence[float] = GRID
+) -> dict[str, np.ndarray]:
+    """Per keyword, [len(grid), 2] (hits, false alarms) over all ``runs`` (``run_curves``)."""
+    return _tables(run_curves(runs, base, keywords, grid).sum(axis=0), keywords)
+
+
+def _tables(counts: np.ndarray, keywords: Sequence[str]) -> dict[str, np.ndarray]:
+    """[K, G, 2] counts as one [G, 2] table per keyword."""
+    return {k: counts[j] for j, k in enumerate(keywords)}
 
 
 def allocate(
@@ -112,6 +147,98 @@ def allocate(
     return {k: float(grid_a[i]) for k, i in picks.items()}
 
 
+def shared_threshold(tables: dict[str, np.ndarray], grid: Sequence[float], budget: float) -> float:
+    """The lowest threshold of ``grid`` at which all keywords' false alarms together fit
+    ``budget`` (counts); the highest one when none does."""
+    total = sum(table[:, 1] for table in tables.values())
+    fits = np.flatnonzero(np.asarray(total) <= budget)
+    return float(grid[int(fits.min()) if fits.size else len(grid) - 1])
+
+
+def thresholds_for_budget(
+    tables: dict[str, np.ndarray],
+    grid: Sequence[float],
+    budget: float,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> dict[str, float]:
+    """Per keyword: ``allocate``'s threshold pulled toward ``shared_threshold`` in logit
+    space, ``keyword_weight`` of the way from the shared one to the keyword's own. Counts of a
+    few false alarms per keyword are noisy; the pull keeps a threshold from sitting just above
+    the validation voices' peaks, which unseen voices exceed."""
+    if not 0.0 <= keyword_weight <= 1.0:
+        raise ValueError(f"keyword_weight must be in [0, 1], got {keyword_weight}")
+    own = allocate(tables, grid, budget)
+    if keyword_weight == 1.0:
+        return own
+    shared = shared_threshold(tables, grid, budget)
+    if keyword_weight == 0.0:
+        return {k: shared for k in own}
+
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    return {
+        k: 1 / (1 + math.exp(-(keyword_weight * logit(t) + (1 - keyword_weight) * logit(shared))))
+        for k, t in own.items()
+    }
+
+
+def voice_folds(runs: Sequence[Any], folds: int, seed: int = 0) -> np.ndarray:
+    """[len(runs)] fold of each run: its voice's, the voices shuffled (``seed``) and dealt
+    round robin into min(``folds``, voices) folds, so no voice is in two folds."""
+    voices = sorted({run.stream.voice for run in runs})
+    np.random.default_rng(seed).shuffle(voices)
+    fold_of = {voice: i % max(1, min(folds, len(voices))) for i, voice in enumerate(voices)}
+    return np.array([fold_of[run.stream.voice] for run in runs], dtype=int)
+
+
+def heldout(
+    runs: Sequence[Any],
+    config: Any,
+    counts: np.ndarray,
+    targets: Sequence[float],
+    *,
+    folds: int = FOLDS,
+    seed: int = 0,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    grid: Sequence[float] = GRID,
+) -> list[dict[str, Any]] | None:
+    """Per target (FA/h): recall and FA/h on voices the thresholds were not picked on. Each
+    voice fold is measured, all keywords on, with the thresholds that the other folds' curves
+    (``counts``, from ``run_curves``) give for the target times their hours; the folds' hits,
+    events, false alarms and hours are pooled. None with fewer than two voices."""
+    from training.stream_eval import firings_as_found, score
+
+    fold = voice_folds(runs, folds, seed)
+    n_folds = int(fold.max()) + 1 if len(runs) else 0
+    if n_folds < 2:
+        return None
+    hours = np.array([run.stream.scored_seconds for run in runs]) / 3600
+    out = []
+    for target in targets:
+        hits = events = false_alarms = scored = 0.0
+        for f in range(n_folds):
+            rest = fold != f
+            tables = _tables(counts[rest].sum(axis=0), config.keywords)
+            picked = thresholds_for_budget(tables, grid, target * hours[rest].sum(), keyword_weight)
+            values = np.array([picked.get(label, math.inf) for label in config.labels])
+            measured = dataclasses.replace(config, thresholds=values)
+            inside = [runs[i] for i in np.flatnonzero(~rest)]
+            result = score(inside, lambda run, c=measured: firings_as_found(run, c), examples=0)
+            hits += result["hits"]
+            events += result["events"]
+            false_alarms += result["false_alarms"]
+            scored += result["hours"]
+        out.append(
+            {
+                "target_fa_per_hour": float(target),
+                "recall": hits / events if events else None,
+                "fa_per_hour": false_alarms / scored if scored else None,
+            }
+        )
+    return out
+
+
 def _joint(runs: Sequence[Any], config: Any) -> dict[str, Any]:
     """All keywords on together under ``config``: recall, FA/h, per set, median delay."""
     from training.stream_eval import firings_as_found, score
@@ -126,11 +253,16 @@ def _joint(runs: Sequence[Any], config: Any) -> dict[str, Any]:
 
 
 def _operating_point(
-    runs: Sequence[Any], config: Any, tables: dict[str, np.ndarray], budget: float
+    runs: Sequence[Any],
+    config: Any,
+    tables: dict[str, np.ndarray],
+    budget: float,
+    keyword_weight: float = KEYWORD_WEIGHT,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """The per-keyword thresholds that fit ``budget`` false alarms (a count) under
-    ``config``'s detector settings, and what they give with all keywords on (``_joint``)."""
-    thresholds = allocate(tables, GRID, budget)
+    """The per-keyword thresholds for ``budget`` false alarms (a count) under ``config``'s
+    detector settings (``thresholds_for_budget``), and what they give with all keywords on
+    (``_joint``)."""
+    thresholds = thresholds_for_budget(tables, GRID, budget, keyword_weight)
     values = np.array([thresholds.get(label, math.inf) for label in config.labels])
     return thresholds, _joint(runs, dataclasses.replace(config, thresholds=values))
 
@@ -143,20 +275,24 @@ def search_detector(
     candidates: Sequence[tuple[int, int]],
     max_delay_ms: float = MAX_DELAY_MS,
     lookahead_ms: float = 0.0,
-) -> tuple[Any, dict[str, np.ndarray], list[dict[str, Any]]]:
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> tuple[Any, np.ndarray, list[dict[str, Any]]]:
     """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience) frames
     pair of ``candidates``; returns the winner (``base`` with its smoothing and patience), its
-    per-keyword curves and one row per candidate. The winner has the best recall among the
-    pairs whose median delay plus ``lookahead_ms`` (the model's look-ahead, which a stream
-    run's detection times leave out) is within ``max_delay_ms`` (the first candidate on ties;
+    per-run curves (``run_curves``) and one row per candidate. The winner has the best recall
+    among the pairs whose median delay plus ``lookahead_ms`` (the model's look-ahead, which a
+    stream run's detection times leave out) is within ``max_delay_ms`` (the first candidate on ties;
     the least delayed pair when none is)."""
-    rows, tables_of = [], []
+    rows, counts_of = [], []
     for smoothing, patience in candidates:
         config = dataclasses.replace(base, smoothing_frames=smoothing, patience_frames=patience)
-        tables = curves(runs, config, config.keywords)
-        _, measured = _operating_point(runs, config, tables, target_fa_per_hour * hours)
+        counts = run_curves(runs, config, config.keywords)
+        tables = _tables(counts.sum(axis=0), config.keywords)
+        _, measured = _operating_point(
+            runs, config, tables, target_fa_per_hour * hours, keyword_weight
+        )
         rows.append({"smoothing_frames": smoothing, "patience_frames": patience, **measured})
-        tables_of.append((config, tables))
+        counts_of.append((config, counts))
     delays = [r["delay_median_ms"] for r in rows]
     within = [i for i, d in enumerate(delays) if d is not None and d + lookahead_ms <= max_delay_ms]
     if within:
@@ -165,8 +301,8 @@ def search_detector(
         best = min(range(len(rows)), key=lambda i: math.inf if delays[i] is None else delays[i])
     for i, row in enumerate(rows):
         row["chosen"] = i == best
-    config, tables = tables_of[best]
-    return config, tables, rows
+    config, counts = counts_of[best]
+    return config, counts, rows
 
 
 def calibrate(
@@ -184,12 +320,15 @@ def calibrate(
     smoothing_ms: Sequence[float] = (),
     patience_ms: Sequence[float] = (),
     max_delay_ms: float = MAX_DELAY_MS,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    folds: int = FOLDS,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
     place) and returns the ``detector.calibration`` record. ``smoothing_ms`` and
     ``patience_ms``: the detector search's values (empty: the checkpoint's own), rounded to
-    whole frames."""
+    whole frames. ``keyword_weight``: see ``thresholds_for_budget``; ``folds``: voice folds of
+    the held-out estimate (0: none)."""
     from models import load_checkpoint, save_checkpoint
     from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
@@ -199,6 +338,10 @@ def calibrate(
     for name, values in (("smoothing_ms", smoothing_ms), ("patience_ms", patience_ms)):
         if any(not v > 0 for v in values):
             raise ValueError(f"{name} must be > 0, got {list(values)}")
+    if not 0.0 <= keyword_weight <= 1.0:
+        raise ValueError(f"--keyword-weight must be in [0, 1], got {keyword_weight}")
+    if folds < 0 or folds == 1:
+        raise ValueError(f"--folds must be 0 (no held-out estimate) or at least 2, got {folds}")
     if split == "test":
         raise ValueError("calibrate on validation streams; the test streams are for evaluation")
     started = time.monotonic()
@@ -218,31 +361,51 @@ def calibrate(
             for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
         ]
-        base, tables, search = search_detector(
-            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms
-        )
+        base, counts, search = search_detector(
+            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
+            keyword_weight,
+        )  # fmt: skip
     else:
-        tables = curves(runs, base, base.keywords)
+        counts = run_curves(runs, base, base.keywords)
+    tables = _tables(counts.sum(axis=0), base.keywords)
     targets = sorted({*LADDER, float(target_fa_per_hour)})
+    estimates = (
+        heldout(runs, base, counts, targets, folds=folds, seed=seed, keyword_weight=keyword_weight)
+        if folds
+        else None
+    )
     points = []
-    for target in targets:
-        thresholds, joint = _operating_point(runs, base, tables, target * hours)
-        points.append(
-            {
-                "target_fa_per_hour": target,
-                "thresholds": {k: round(v, 5) for k, v in thresholds.items()},
-                "recall": joint["recall"],
-                "fa_per_hour": joint["fa_per_hour"],
-                "sets": joint["sets"],
-            }
-        )
+    for i, target in enumerate(targets):
+        thresholds, joint = _operating_point(runs, base, tables, target * hours, keyword_weight)
+        point = {
+            "target_fa_per_hour": target,
+            "thresholds": {k: round(v, 5) for k, v in thresholds.items()},
+            "recall": joint["recall"],
+            "fa_per_hour": joint["fa_per_hour"],
+            "sets": joint["sets"],
+        }
+        if estimates is not None:
+            point["heldout_recall"] = estimates[i]["recall"]
+            point["heldout_fa_per_hour"] = estimates[i]["fa_per_hour"]
+        points.append(point)
     chosen = next(p for p in points if p["target_fa_per_hour"] == float(target_fa_per_hour))
     record = {
         "target_fa_per_hour": float(target_fa_per_hour),
         "recall": chosen["recall"],
         "fa_per_hour": chosen["fa_per_hour"],
+        "heldout": None
+        if estimates is None
+        else {
+            "recall": chosen["heldout_recall"],
+            "fa_per_hour": chosen["heldout_fa_per_hour"],
+            "folds": int(voice_folds(runs, folds, seed).max()) + 1,
+            "by": "voice",
+        },
+        "keyword_weight": keyword_weight,
         "method": "per-keyword hits and false alarms on a threshold grid, budget split by a "
-        "Lagrange multiplier; every point measured with all keywords on",
+        "Lagrange multiplier, each threshold pulled toward the vocabulary's shared one by "
+        "keyword_weight in logit space; every point measured with all keywords on, and "
+        "held out: thresholds picked on the other voice folds",
         "data": {
             "corpus": str(data),
             "split": split,
@@ -325,6 +488,19 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the search keeps pairs whose median delay after the keyword's end, look-ahead "
         "included, is within this (default 150)",
     )
+    p.add_argument(
+        "--keyword-weight",
+        type=float,
+        default=KEYWORD_WEIGHT,
+        help="how far each keyword's threshold goes from the vocabulary's shared one toward "
+        f"its own (logit space; 1: per keyword alone, 0: one for all; default {KEYWORD_WEIGHT})",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=FOLDS,
+        help=f"voice folds of each point's held-out recall and FA/h (0: none; default {FOLDS})",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
@@ -359,13 +535,17 @@ def _run(args: argparse.Namespace) -> int:
         smoothing_ms=args.smoothing_ms,
         patience_ms=args.patience_ms,
         max_delay_ms=args.max_delay_ms,
+        keyword_weight=args.keyword_weight,
+        folds=args.folds,
         progress=not args.no_progress,
     )
-    summary = {k: record[k] for k in ("target_fa_per_hour", "recall", "fa_per_hour", "data")}
+    keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "data")
+    summary = {k: record[k] for k in keys}
     if "detector_search" in record:
         summary["detector_search"] = record["detector_search"]["candidates"]
     summary["operating_points"] = [
-        (p["target_fa_per_hour"], p["recall"], p["fa_per_hour"]) for p in record["operating_points"]
+        (p["target_fa_per_hour"], p["recall"], p["fa_per_hour"], p.get("heldout_fa_per_hour"))
+        for p in record["operating_points"]
     ]
     print(json.dumps(summary, indent=1))
     return 0

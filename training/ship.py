@@ -266,11 +266,18 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
         f"the keyword's end (p90 {delay.get('p90') or 0:.0f} ms).",
     ]
     if calibration:
+        held = calibration.get("heldout") or {}
+        heldout = (
+            f" (held out by voice, {held['folds']} folds: recall {_pct(held.get('recall'))} "
+            f"at {held.get('fa_per_hour') or 0:.1f} FA/h)"
+            if held.get("folds")
+            else ""
+        )
         lines.append(
             f"Thresholds calibrated with `lmukws calibrate` to "
             f"{calibration.get('target_fa_per_hour')} FA/h on validation streams "
-            f"({calibration.get('data', {}).get('hours')} h); `start.sensitivity` moves along "
-            f"{len(calibration.get('operating_points') or [])} operating points."
+            f"({calibration.get('data', {}).get('hours')} h){heldout}; `start.sensitivity` "
+            f"moves along {len(calibration.get('operating_points') or [])} operating points."
         )
     lines.append(
         f"DET curve: [reports/{name}/det.png](reports/{name}/det.png); details: "

@@ -402,6 +402,26 @@ def _per_set(result: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {_fmt(v['false_alarms_per_hour'], 1)} FA/h" for k, v in sets)
 
 
+def _calibration_lines(r: dict[str, Any]) -> list[str]:
+    """What the calibration expected at this operating point: on its own validation streams
+    and, held out, on voices whose thresholds came from the others (to set beside this run)."""
+    c = (r.get("operating_point") or {}).get("calibration")
+    if not c:
+        return []
+    text = (
+        f"Calibrated to {_fmt(c.get('target_fa_per_hour'), 1)} FA/h on "
+        f"{_fmt(c.get('data', {}).get('hours'), 2)} h of validation streams: there recall "
+        f"{_fmt(c.get('recall'))} at {_fmt(c.get('fa_per_hour'), 1)} FA/h"
+    )
+    held = c.get("heldout")
+    if held:
+        text += (
+            f"; held out by voice ({held['folds']} folds) recall {_fmt(held.get('recall'))} at "
+            f"{_fmt(held.get('fa_per_hour'), 1)} FA/h"
+        )
+    return ["", text + "."]
+
+
 def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> str:
     """The report as a page: operating point, sets, keywords, triggers, DET points."""
     r = report
@@ -413,6 +433,7 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
         f"Runtime {r['runtime']}; {'calibrated' if r['calibrated'] else 'uncalibrated'} "
         f"thresholds; {len(r['streams'])} streams, {r['hours']:.2f} scored hours, "
         f"{r['events']} keyword events; {r['seconds']:.0f} s.",
+        *_calibration_lines(r),
         "",
         "| | recall | false alarms | hours | FA/h | delay median / p90 (ms) |",
         "|---|---|---|---|---|---|",

@@ -12,7 +12,13 @@ CALIBRATION = {
     "operating_points": [  # deliberately out of order, and "no" not monotone at 5 FA/h
         {"target_fa_per_hour": 5.0, "thresholds": {"yes": 0.6, "no": 0.75}, "recall": 0.9},
         {"target_fa_per_hour": 0.5, "thresholds": {"yes": 0.9, "no": 0.95}, "recall": 0.7},
-        {"target_fa_per_hour": 2.0, "thresholds": {"yes": 0.8, "no": 0.7}, "recall": 0.85},
+        {
+            "target_fa_per_hour": 2.0,
+            "thresholds": {"yes": 0.8, "no": 0.7},
+            "recall": 0.85,
+            "heldout_recall": 0.8,
+            "heldout_fa_per_hour": 2.6,
+        },
         {"target_fa_per_hour": 20.0, "thresholds": {"yes": 0.3, "no": 0.4}, "recall": 0.97},
     ],
 }
@@ -49,6 +55,9 @@ def test_describe_names_the_sensitivity_of_each_point() -> None:
     rows = SensitivityCurve.from_calibration(CALIBRATION).describe()
     assert [r["sensitivity"] for r in rows] == [0.0, 0.5, 0.75, 1.0]
     assert [r["default"] for r in rows] == [False, True, False, False]
+    # the held-out estimate travels with its point (None where the calibration has none)
+    assert (rows[1]["heldout_recall"], rows[1]["heldout_fa_per_hour"]) == (0.8, 2.6)
+    assert rows[0]["heldout_fa_per_hour"] is None
     curve = SensitivityCurve.from_calibration(CALIBRATION)
     for row in rows:
         assert curve.thresholds(row["sensitivity"]) == pytest.approx(row["thresholds"])

@@ -11,7 +11,16 @@ import torch
 
 from models import build_model, read_metadata, save_checkpoint
 from streaming.detector import DetectorConfig
-from training.calibrate import allocate, calibrate, search_detector
+from training.calibrate import (
+    allocate,
+    calibrate,
+    heldout,
+    run_curves,
+    search_detector,
+    shared_threshold,
+    thresholds_for_budget,
+    voice_folds,
+)
 from training.dataset import read_corpus_info
 from training.stream_eval import StreamRun
 from training.streams import KeywordEvent, Segment, Stream
@@ -50,6 +59,81 @@ def test_allocation_meets_the_budget_on_given_scores(budget: float) -> None:
         assert set(thresholds.values()) <= {0.5, 0.7}
 
 
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+@pytest.mark.parametrize("budget", [0, 3, 12])
+def test_thresholds_are_pulled_toward_the_shared_one(budget: float) -> None:
+    own = allocate(TABLES, GRID, budget)
+    shared = shared_threshold(TABLES, GRID, budget)
+    # the shared threshold is the lowest at which the summed false alarms fit
+    total = sum(t[:, 1] for t in TABLES.values())
+    assert total[GRID.index(shared)] <= budget
+    assert GRID.index(shared) == 0 or total[GRID.index(shared) - 1] > budget
+    assert thresholds_for_budget(TABLES, GRID, budget, 1.0) == own
+    assert thresholds_for_budget(TABLES, GRID, budget, 0.0) == dict.fromkeys(own, shared)
+    half = thresholds_for_budget(TABLES, GRID, budget, 0.5)
+    for k, t in half.items():  # halfway in logit space
+        assert _logit(t) == pytest.approx((_logit(own[k]) + _logit(shared)) / 2)
+    with pytest.raises(ValueError, match="keyword_weight"):
+        thresholds_for_budget(TABLES, GRID, budget, 1.5)
+
+
+def test_pulled_thresholds_never_rise_with_the_budget() -> None:
+    for weight in (0.0, 0.5, 1.0):
+        ladder = [thresholds_for_budget(TABLES, GRID, b, weight) for b in (0, 1, 3, 5, 12, 50)]
+        for strict, loose in itertools.pairwise(ladder):
+            assert all(loose[k] <= strict[k] for k in strict)
+
+
+def _run(voice: str, peaks: list[tuple[int, int, float]], event: bool) -> StreamRun:
+    """A minute of one voice: "yes" posteriors at ``peaks`` (start frame, frames, height),
+    with a "yes" event at 10.0-10.5 s when ``event`` (its peak is in ``peaks``)."""
+    T = 6_000
+    posteriors = np.zeros((T, 3))
+    posteriors[:, 2] = 1.0
+    for start, frames, height in peaks:
+        posteriors[start : start + frames] = (height, 0.0, 1.0 - height)
+    stream = Stream(
+        name=f"mixed/{voice}",
+        kind="mixed",
+        voice=voice,
+        audio=np.broadcast_to(np.zeros(1, np.float32), (T * 160 + 240,)),
+        events=[KeywordEvent("yes", 10.0, 10.5, "alone")] if event else [],
+        segments=[Segment("keyword", 10.0, 10.5, "yes")] if event else [],
+    )
+    return StreamRun(stream, posteriors, [])
+
+
+def test_voice_folds_keep_each_voice_in_one_fold() -> None:
+    runs = [_run(v, [], False) for v in ("a", "b", "c", "a", "b", "d", "e")]
+    fold = voice_folds(runs, 3)
+    assert sorted(set(fold)) == [0, 1, 2]
+    for voice in "abcde":
+        assert len({f for f, r in zip(fold, runs, strict=True) if r.stream.voice == voice}) == 1
+    assert sorted(set(voice_folds(runs, 10))) == [0, 1, 2, 3, 4]  # at most one fold per voice
+
+
+def test_heldout_measures_thresholds_picked_on_the_other_voices() -> None:
+    """Voice "a" has a false "yes" peak at 0.9 that voice "b" lacks. Calibrated on both, a
+    zero-false-alarm budget puts the threshold above it; held out, the threshold picked on "b"
+    alone does not know the peak, and "a" fires on it."""
+    yes = (1015, 40, 0.97)
+    runs = [_run("a", [yes, (3000, 40, 0.9)], True), _run("b", [yes], True)]
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    counts = run_curves(runs, base, base.keywords, GRID)
+    assert counts.shape == (2, 1, len(GRID), 2)
+    in_sample = allocate({"yes": counts.sum(axis=0)[0]}, GRID, 0)
+    assert in_sample == {"yes": 0.99} or in_sample["yes"] > 0.9
+    (point,) = heldout(runs, base, counts, [0.1], folds=2)
+    assert point["target_fa_per_hour"] == 0.1
+    assert point["recall"] == 1.0  # both keywords found
+    hours = sum(r.stream.scored_seconds_after(1.0) for r in runs) / 3600
+    assert point["fa_per_hour"] == pytest.approx(1 / hours)  # "a"'s peak, once
+    assert heldout(runs[:1], base, counts[:1], [0.1]) is None  # one voice: nothing held out
+
+
 def _tiny_checkpoint(corpus: Path, tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     """An untrained dim-16 lmuformer with the corpus's labels and a softmax detector."""
     labels = read_corpus_info(corpus)["labels"]
@@ -75,6 +159,9 @@ def test_calibrate_writes_operating_points_the_server_reads(
     assert targets == sorted(targets) and 5.0 in targets
     for p in record["operating_points"]:  # measured on the validation streams, all keywords on
         assert 0.0 <= p["recall"] <= 1.0 and p["fa_per_hour"] >= 0.0
+    # one validation voice: no fold to hold out
+    assert record["heldout"] is None and "heldout_recall" not in record["operating_points"][0]
+    assert record["keyword_weight"] == 0.5
     engine = StreamingEngine.from_checkpoint(out, EngineConfig.from_metadata(meta))
     assert engine.sensitivity.calibrated
     default = engine.detector_config().keyword_thresholds
@@ -84,6 +171,10 @@ def test_calibrate_writes_operating_points_the_server_reads(
     assert all(strict[k] >= default[k] for k in default)
     with pytest.raises(ValueError, match="validation streams"):
         calibrate(path, stream_corpus, 5.0, split="test")
+    with pytest.raises(ValueError, match="--folds"):
+        calibrate(path, stream_corpus, 5.0, folds=1)
+    with pytest.raises(ValueError, match="--keyword-weight"):
+        calibrate(path, stream_corpus, 5.0, keyword_weight=-0.1)
 
 
 def _spiky_run() -> StreamRun:
@@ -110,12 +201,12 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
     run = _spiky_run()
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = run.stream.scored_seconds / 3600
-    config, tables, rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)])
+    config, counts, rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)])
     assert [(r["smoothing_frames"], r["patience_frames"]) for r in rows] == [(1, 3), (1, 8)]
     assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 1.0  # peaks fire at patience 3
     assert rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"] and not rows[0]["chosen"]
     assert (config.smoothing_frames, config.patience_frames) == (1, 8)
-    assert set(tables) == {"yes"}
+    assert counts.shape[:2] == (1, 1)  # one run, one keyword
     # a delay bound no pair meets: the least delayed pair (one without detections has none)
     rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=-1e4)[2]
     assert rows[0]["delay_median_ms"] is None and rows[1]["delay_median_ms"] > -1e4

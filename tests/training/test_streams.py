@@ -314,3 +314,25 @@ def test_the_smoothing_cache_follows_the_window() -> None:
         ring = np.zeros((window - 1, 3))
         expected = sliding_mean(ring, posteriors, 0, window)
         np.testing.assert_allclose(run.smoothed_for(window), expected)
+
+
+def test_the_report_sets_the_calibrations_held_out_estimate_beside_its_run() -> None:
+    from training.stream_report import _calibration_lines
+
+    calibration = {
+        "target_fa_per_hour": 20.0,
+        "recall": 0.41,
+        "fa_per_hour": 19.4,
+        "data": {"hours": 6.023},
+        "heldout": {"recall": 0.36, "fa_per_hour": 20.1, "folds": 5, "by": "voice"},
+    }
+    (_, line) = _calibration_lines({"operating_point": {"calibration": calibration}})
+    assert line == (
+        "Calibrated to 20.0 FA/h on 6.02 h of validation streams: there recall 0.410 at "
+        "19.4 FA/h; held out by voice (5 folds) recall 0.360 at 20.1 FA/h."
+    )
+    calibration["heldout"] = None  # calibrated before held-out estimates, or on one voice
+    assert _calibration_lines({"operating_point": {"calibration": calibration}})[1].endswith(
+        "there recall 0.410 at 19.4 FA/h."
+    )
+    assert _calibration_lines({"operating_point": {"calibration": None}}) == []

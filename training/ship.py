@@ -136,6 +136,8 @@ def ship(
             k: v["false_alarms_per_hour"] for k, v in stream_report["sets"].items()
         }
         metrics["streams"]["calibrated"] = stream_report.get("calibrated")
+        if stream_report.get("command"):
+            metrics["streams"]["command"] = stream_report["command"]
     shipped = dict(meta)
     shipped.update(training=training, detector=detector, metrics=metrics)
     shipped["provenance"] = f"trained by lmukws train; shipped from {checkpoint.name}"
@@ -726,7 +728,11 @@ def model_card(
 
 def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[str, str]:
     """The card's ``lmukws calibrate`` and ``evaluate-streams`` commands (from the metadata's
-    calibration and stream metrics), and the ``--streams`` option of its ship command."""
+    calibration and stream metrics), and the ``--streams`` option of its ship command. The
+    stream report's own command is used where it ran on ``checkpoint``; a calibration stored
+    without ``keyword_weight`` was made by per-keyword allocation alone (weight 1)."""
+    from training.calibrate import KEYWORD_WEIGHT
+
     commands = ""
     calibration = (meta.get("detector") or {}).get("calibration") or {}
     if calibration:
@@ -735,10 +741,17 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         options += f"--target-fa-per-hour {calibration.get('target_fa_per_hour'):g}"
         if data.get("recordings"):
             options += f" --recordings {data['recordings']}"
+        weight = calibration.get("keyword_weight", 1.0)
+        if weight != KEYWORD_WEIGHT:
+            options += f" --keyword-weight {weight:g}"
         commands += f"lmukws calibrate {checkpoint} {options}\n"
     streams = (meta.get("metrics") or {}).get("streams") or {}
     if not streams:
         return commands, ""
+    words = str(streams.get("command") or "").split()
+    if words[:3] == ["lmukws", "evaluate-streams", checkpoint] and "--out" in words[:-1]:
+        report = words[words.index("--out") + 1]
+        return commands + " ".join(words) + "\n", f"--streams {report} "
     report = f"reports/streams-{name}"
     recordings = (calibration.get("data") or {}).get("recordings")
     commands += (

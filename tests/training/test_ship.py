@@ -338,7 +338,7 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
 
 def test_the_card_reproduces_the_calibration() -> None:
     meta = {
-        "detector": {"calibration": {"target_fa_per_hour": 20.0, "data": {
+        "detector": {"calibration": {"target_fa_per_hour": 20.0, "keyword_weight": 0.5, "data": {
             "corpus": "data/synth", "split": "validation", "recordings": "data/recordings"}}},
         "metrics": {"streams": {"split": "test", "recall": 0.3}},
     }  # fmt: skip
@@ -351,6 +351,20 @@ def test_the_card_reproduces_the_calibration() -> None:
     ]
     assert option == "--streams reports/streams-lmuformer "
     assert _stream_commands("lmuformer", {}, "x.safetensors") == ("", "")
+    # calibrated before keyword_weight existed: per-keyword allocation alone
+    del meta["detector"]["calibration"]["keyword_weight"]
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert commands.splitlines()[0].endswith(" --recordings data/recordings --keyword-weight 1")
+    # the stream report's own command, where it ran on this checkpoint
+    ran = (
+        "lmukws evaluate-streams soup.safetensors --data data/synth --split test "
+        "--recordings data/recordings --wake-word marvin --out reports/streams-x"
+    )
+    meta["metrics"]["streams"]["command"] = ran
+    commands, option = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert commands.splitlines()[1] == ran and option == "--streams reports/streams-x "
+    commands, option = _stream_commands("lmuformer", meta, "other.safetensors")
+    assert "--wake-word" not in commands and option == "--streams reports/streams-lmuformer "
 
 
 def test_provenance_of_stream_windows_is_kept_as_it_is() -> None:

@@ -297,11 +297,16 @@ def _load_curve(folder: Path) -> dict[str, Any]:
     path = folder / "streams.json" if folder.is_dir() else folder
     if not path.is_file():
         raise FileNotFoundError(f"--compare {folder}: no streams.json there")
-    return json.loads(path.read_text(encoding="utf-8"))
+    report = json.loads(path.read_text(encoding="utf-8"))
+    report["folder"] = shown_path(path.parent)
+    return report
 
 
 def _label(report: dict[str, Any]) -> str:
-    return f"{report['model']} ({Path(report['checkpoint']).name})"
+    """The model and checkpoint file; a compared report also names its folder (one checkpoint
+    may be compared with itself under other thresholds)."""
+    folder = f", {report['folder']}" if report.get("folder") else ""
+    return f"{report['model']} ({Path(report['checkpoint']).name}{folder})"
 
 
 def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]] = ()) -> Path:

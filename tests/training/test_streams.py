@@ -336,3 +336,22 @@ def test_the_report_sets_the_calibrations_held_out_estimate_beside_its_run() -> 
         "there recall 0.410 at 19.4 FA/h."
     )
     assert _calibration_lines({"operating_point": {"calibration": None}}) == []
+
+
+def test_a_compared_report_is_labelled_with_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One checkpoint compared with itself under other thresholds: the labels differ."""
+    from training.stream_report import _label, _load_curve
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "reports" / "streams-before"
+    folder.mkdir(parents=True)
+    (folder / "streams.json").write_text(
+        json.dumps({"model": "lmuformer", "checkpoint": "data/runs/x/half-fa20.safetensors"})
+    )
+    this = {"model": "lmuformer", "checkpoint": "data/runs/x/half-fa20.safetensors"}
+    assert _label(this) == "lmuformer (half-fa20.safetensors)"
+    other = _load_curve(Path("reports/streams-before"))
+    assert _label(other) == "lmuformer (half-fa20.safetensors, reports/streams-before)"
+    assert _label(_load_curve(folder / "streams.json")) == _label(other)

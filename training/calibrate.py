@@ -47,8 +47,10 @@ __all__ = [
     "KEYWORD_WEIGHT",
     "LADDER",
     "MAX_DELAY_MS",
+    "WEIGHTS",
     "allocate",
     "calibrate",
+    "choose_keyword_weight",
     "curves",
     "heldout",
     "register_calibrate_parser",
@@ -79,6 +81,8 @@ GRID = tuple(
 KEYWORD_WEIGHT = 0.5
 #: voice folds of the held-out estimate of every operating point
 FOLDS = 5
+#: the keyword weights ``--keyword-weight auto`` chooses among
+WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 
 
 def run_curves(
@@ -239,6 +243,54 @@ def heldout(
     return out
 
 
+def choose_keyword_weight(
+    runs: Sequence[Any],
+    config: Any,
+    counts: np.ndarray,
+    target_fa_per_hour: float,
+    *,
+    weights: Sequence[float] = WEIGHTS,
+    folds: int = FOLDS,
+    seed: int = 0,
+) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The keyword weight whose held-out curve (``heldout`` over the ladder and the target)
+    finds the most keywords at ``target_fa_per_hour``, read off in log FA/h as the DET tables
+    are (a curve that does not reach the rate ranks last; the first weight on ties). Returns
+    it, one row per weight (its held-out recall at the target rate, and the held-out FA/h
+    when calibrated to the target) and the winner's held-out points."""
+    from training.stream_report import recall_at
+
+    targets = sorted({*LADDER, float(target_fa_per_hour)})
+    rows, curves_of = [], []
+    for weight in weights:
+        points = heldout(
+            runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=weight
+        )
+        if points is None:
+            raise ValueError("--keyword-weight auto needs at least two validation voices")
+        at = recall_at(
+            [{"false_alarms_per_hour": p["fa_per_hour"], "recall": p["recall"]} for p in points],
+            target_fa_per_hour,
+        )
+        calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
+        rows.append(
+            {
+                "keyword_weight": weight,
+                "heldout_recall_at_target": at,
+                "heldout_fa_per_hour": calibrated["fa_per_hour"],
+            }
+        )
+        curves_of.append(points)
+    best = max(
+        range(len(rows)),
+        key=lambda i: (rows[i]["heldout_recall_at_target"] is not None,
+                       rows[i]["heldout_recall_at_target"] or 0.0, -i),
+    )  # fmt: skip
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    return float(weights[best]), rows, curves_of[best]
+
+
 def _joint(runs: Sequence[Any], config: Any) -> dict[str, Any]:
     """All keywords on together under ``config``: recall, FA/h, per set, median delay."""
     from training.stream_eval import firings_as_found, score
@@ -320,15 +372,16 @@ def calibrate(
     smoothing_ms: Sequence[float] = (),
     patience_ms: Sequence[float] = (),
     max_delay_ms: float = MAX_DELAY_MS,
-    keyword_weight: float = KEYWORD_WEIGHT,
+    keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
     place) and returns the ``detector.calibration`` record. ``smoothing_ms`` and
     ``patience_ms``: the detector search's values (empty: the checkpoint's own), rounded to
-    whole frames. ``keyword_weight``: see ``thresholds_for_budget``; ``folds``: voice folds of
-    the held-out estimate (0: none)."""
+    whole frames. ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"``
+    (``choose_keyword_weight``, after the detector search, which uses the default weight);
+    ``folds``: voice folds of the held-out estimate (0: none)."""
     from models import load_checkpoint, save_checkpoint
     from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
@@ -338,10 +391,14 @@ def calibrate(
     for name, values in (("smoothing_ms", smoothing_ms), ("patience_ms", patience_ms)):
         if any(not v > 0 for v in values):
             raise ValueError(f"{name} must be > 0, got {list(values)}")
-    if not 0.0 <= keyword_weight <= 1.0:
-        raise ValueError(f"--keyword-weight must be in [0, 1], got {keyword_weight}")
+    auto = keyword_weight == "auto"
+    if not auto and not (isinstance(keyword_weight, int | float) and 0 <= keyword_weight <= 1):
+        raise ValueError(f"--keyword-weight must be in [0, 1] or auto, got {keyword_weight!r}")
     if folds < 0 or folds == 1:
         raise ValueError(f"--folds must be 0 (no held-out estimate) or at least 2, got {folds}")
+    if auto and not folds:
+        raise ValueError("--keyword-weight auto chooses by the held-out estimate: --folds >= 2")
+    weight = KEYWORD_WEIGHT if auto else float(keyword_weight)
     if split == "test":
         raise ValueError("calibrate on validation streams; the test streams are for evaluation")
     started = time.monotonic()
@@ -362,21 +419,26 @@ def calibrate(
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
         ]
         base, counts, search = search_detector(
-            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
-            keyword_weight,
-        )  # fmt: skip
+            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms, weight
+        )
     else:
         counts = run_curves(runs, base, base.keywords)
     tables = _tables(counts.sum(axis=0), base.keywords)
     targets = sorted({*LADDER, float(target_fa_per_hour)})
-    estimates = (
-        heldout(runs, base, counts, targets, folds=folds, seed=seed, keyword_weight=keyword_weight)
-        if folds
-        else None
-    )
+    weight_search: list[dict[str, Any]] = []
+    if auto:
+        weight, weight_search, estimates = choose_keyword_weight(
+            runs, base, counts, float(target_fa_per_hour), folds=folds, seed=seed
+        )
+    elif folds:
+        estimates = heldout(
+            runs, base, counts, targets, folds=folds, seed=seed, keyword_weight=weight
+        )
+    else:
+        estimates = None
     points = []
     for i, target in enumerate(targets):
-        thresholds, joint = _operating_point(runs, base, tables, target * hours, keyword_weight)
+        thresholds, joint = _operating_point(runs, base, tables, target * hours, weight)
         point = {
             "target_fa_per_hour": target,
             "thresholds": {k: round(v, 5) for k, v in thresholds.items()},
@@ -401,7 +463,7 @@ def calibrate(
             "folds": int(voice_folds(runs, folds, seed).max()) + 1,
             "by": "voice",
         },
-        "keyword_weight": keyword_weight,
+        "keyword_weight": weight,
         "method": "per-keyword hits and false alarms on a threshold grid, budget split by a "
         "Lagrange multiplier, each threshold pulled toward the vocabulary's shared one by "
         "keyword_weight in logit space; every point measured with all keywords on, and "
@@ -425,6 +487,11 @@ def calibrate(
         "operating_points": points,
         "seconds": round(time.monotonic() - started, 1),
     }
+    if weight_search:
+        record["keyword_weight_search"] = {
+            "rule": "the weight whose held-out curve has the best recall at the target FA/h",
+            "candidates": weight_search,
+        }
     if search:
         record["detector_search"] = {
             "max_delay_ms": max_delay_ms,
@@ -490,10 +557,12 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--keyword-weight",
-        type=float,
+        type=_weight,
         default=KEYWORD_WEIGHT,
         help="how far each keyword's threshold goes from the vocabulary's shared one toward "
-        f"its own (logit space; 1: per keyword alone, 0: one for all; default {KEYWORD_WEIGHT})",
+        f"its own (logit space; 1: per keyword alone, 0: one for all; default {KEYWORD_WEIGHT}),"
+        f" or auto: the one of {', '.join(f'{w:g}' for w in WEIGHTS)} with the best held-out "
+        "recall at the target",
     )
     p.add_argument(
         "--folds",
@@ -504,6 +573,18 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
+
+
+def _weight(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or auto, got {text!r}")
+    return value
 
 
 def _ms_list(text: str) -> tuple[float, ...]:
@@ -539,8 +620,10 @@ def _run(args: argparse.Namespace) -> int:
         folds=args.folds,
         progress=not args.no_progress,
     )
-    keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "data")
+    keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "keyword_weight", "data")
     summary = {k: record[k] for k in keys}
+    if "keyword_weight_search" in record:
+        summary["keyword_weight_search"] = record["keyword_weight_search"]["candidates"]
     if "detector_search" in record:
         summary["detector_search"] = record["detector_search"]["candidates"]
     summary["operating_points"] = [

@@ -742,7 +742,9 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         if data.get("recordings"):
             options += f" --recordings {data['recordings']}"
         weight = calibration.get("keyword_weight", 1.0)
-        if weight != KEYWORD_WEIGHT:
+        if calibration.get("keyword_weight_search"):
+            options += " --keyword-weight auto"
+        elif weight != KEYWORD_WEIGHT:
             options += f" --keyword-weight {weight:g}"
         commands += f"lmukws calibrate {checkpoint} {options}\n"
     streams = (meta.get("metrics") or {}).get("streams") or {}

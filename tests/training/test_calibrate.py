@@ -14,6 +14,7 @@ from streaming.detector import DetectorConfig
 from training.calibrate import (
     allocate,
     calibrate,
+    choose_keyword_weight,
     heldout,
     run_curves,
     search_detector,
@@ -134,6 +135,31 @@ def test_heldout_measures_thresholds_picked_on_the_other_voices() -> None:
     assert heldout(runs[:1], base, counts[:1], [0.1]) is None  # one voice: nothing held out
 
 
+def test_auto_weight_picks_the_best_held_out_recall_at_the_target() -> None:
+    """Four voices, each with one "yes"; two have a false peak of their own. The weights'
+    held-out curves differ, and the chosen one is the best at the target rate."""
+    yes = (1015, 40, 0.97)
+    runs = [
+        _run("a", [yes, (3000, 40, 0.9)], True),
+        _run("b", [yes], True),
+        _run("c", [yes, (4000, 40, 0.6)], True),
+        _run("d", [(1015, 40, 0.8)], True),
+    ]
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    counts = run_curves(runs, base, base.keywords)
+    weight, rows, points = choose_keyword_weight(runs, base, counts, 20.0, folds=4)
+    assert [r["keyword_weight"] for r in rows] == [0.25, 0.5, 0.75, 1.0]
+    assert sum(r["chosen"] for r in rows) == 1
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["keyword_weight"] == weight
+    reached = [r["heldout_recall_at_target"] for r in rows if r["heldout_recall_at_target"]]
+    assert chosen["heldout_recall_at_target"] == max(reached)
+    targets = [p["target_fa_per_hour"] for p in points]
+    assert points == heldout(runs, base, counts, targets, folds=4, keyword_weight=weight)
+    with pytest.raises(ValueError, match="two validation voices"):
+        choose_keyword_weight(runs[:1], base, counts[:1], 20.0)
+
+
 def _tiny_checkpoint(corpus: Path, tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     """An untrained dim-16 lmuformer with the corpus's labels and a softmax detector."""
     labels = read_corpus_info(corpus)["labels"]
@@ -175,6 +201,8 @@ def test_calibrate_writes_operating_points_the_server_reads(
         calibrate(path, stream_corpus, 5.0, folds=1)
     with pytest.raises(ValueError, match="--keyword-weight"):
         calibrate(path, stream_corpus, 5.0, keyword_weight=-0.1)
+    with pytest.raises(ValueError, match="--folds >= 2"):
+        calibrate(path, stream_corpus, 5.0, keyword_weight="auto", folds=0)
 
 
 def _spiky_run() -> StreamRun:

@@ -355,6 +355,10 @@ def test_the_card_reproduces_the_calibration() -> None:
     del meta["detector"]["calibration"]["keyword_weight"]
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert commands.splitlines()[0].endswith(" --recordings data/recordings --keyword-weight 1")
+    meta["detector"]["calibration"]["keyword_weight_search"] = {"candidates": []}
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert commands.splitlines()[0].endswith(" --keyword-weight auto")
+    del meta["detector"]["calibration"]["keyword_weight_search"]
     # the stream report's own command, where it ran on this checkpoint
     ran = (
         "lmukws evaluate-streams soup.safetensors --data data/synth --split test "

@@ -4,7 +4,7 @@ On validation streams (``training.streams``: the corpus's validation voices, whi
 streams never use, plus, with ``--recordings``, real recorded speech of use ``train``; never the
 evaluation-only recordings), the engine's pooled posteriors are recorded once. Then, for every
 keyword alone, the detector is replayed over a grid of thresholds to measure its hits and false
-alarms (``curves``). For a budget of B false alarms per hour for the whole vocabulary, each
+alarms (``run_curves``). For a budget of B false alarms per hour for the whole vocabulary, each
 keyword takes the threshold that maximises hits − λ · false alarms, with λ bisected so the sum
 of false alarms fits B (``allocate``): keywords whose false alarms are cheap in recall get low
 thresholds, the confusable ones high thresholds. A keyword's few false alarms on hours of
@@ -51,7 +51,6 @@ __all__ = [
     "allocate",
     "calibrate",
     "choose_keyword_weight",
-    "curves",
     "heldout",
     "register_calibrate_parser",
     "run_curves",
@@ -101,17 +100,13 @@ def run_curves(
             thresholds[index[k]] = t
             config = dataclasses.replace(base, thresholds=thresholds)
             for r, run in enumerate(runs):
-                result = score([run], lambda run, c=config: firings_as_found(run, c), examples=0)
+                found = firings_as_found(run, config)
+                if not found:  # no detection: neither hit nor false alarm
+                    continue
+                result = score([run], lambda _run, f=found: f, examples=0)
                 row = result["per_keyword"].get(k, {"hits": 0, "false_alarms": 0})
                 out[r, j, g] = (row["hits"], row["false_alarms"])
     return out
-
-
-def curves(
-    runs: Sequence[Any], base: Any, keywords: Sequence[str], grid: Sequence[float] = GRID
-) -> dict[str, np.ndarray]:
-    """Per keyword, [len(grid), 2] (hits, false alarms) over all ``runs`` (``run_curves``)."""
-    return _tables(run_curves(runs, base, keywords, grid).sum(axis=0), keywords)
 
 
 def _tables(counts: np.ndarray, keywords: Sequence[str]) -> dict[str, np.ndarray]:

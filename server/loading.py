@@ -49,6 +49,9 @@ DETECTOR_SETTINGS = (
     "rearm_fraction",
     "command_window_ms",
     "pooling_ms",
+    "background_ms",
+    "background_weight",
+    "background_floor",
 )
 
 

@@ -131,6 +131,17 @@ class Settings(BaseSettings):
     command_window_ms: float = _detector(
         _ms(_DETECTOR.command_window_frames), "wake word: how long a command may follow it", gt=0
     )
+    background_ms: float = _detector(
+        _ms(_DETECTOR.background_frames),
+        "time constant of each keyword's background in a session (0: off)",
+        ge=0,
+    )
+    background_weight: float = _detector(
+        _DETECTOR.background_weight, "how strongly a keyword's background raises its bar", ge=0
+    )
+    background_floor: float = _detector(
+        _DETECTOR.background_floor, "background level that starts to raise the bar", gt=0
+    )
 
     # protocol limits
     max_message_bytes: int = Field(

@@ -17,6 +17,13 @@ over the last ``smoothing_frames`` frames and fires keyword k when all of these 
 - with a wake word (``wake_label``), every other keyword fires only within
   ``command_frames`` frames after the wake word fired (the wake word itself always can).
 
+With ``background_frames`` > 0 the posteriors are first normalised by the session's own
+background (``normalize_background``): a voice or a room whose speech keeps lifting one
+keyword's posterior a little makes that keyword harder to fire. Per label that can fire, a slow
+average of its posterior (time constant ``background_frames``, updated once a block of
+``BACKGROUND_BLOCK`` frames, used one to two blocks late so a spoken keyword does not raise its
+own bar) divides the posterior's odds by ((b + floor) / floor) ** weight.
+
 Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 """
 
@@ -31,6 +38,9 @@ from typing import Any
 import numpy as np
 
 NEVER_FIRE = ("_unknown_", "_silence_")
+#: frames per block of the background average (``normalize_background``): it is updated at
+#: each block's end and used from the block after next
+BACKGROUND_BLOCK = 100
 
 
 POSTERIORS = ("sigmoid", "softmax")
@@ -40,6 +50,7 @@ MS_SETTINGS = {
     "refractory_ms": "refractory_frames",
     "warmup_ms": "warmup_frames",
     "command_window_ms": "command_window_frames",
+    "background_ms": "background_frames",
 }
 
 
@@ -52,7 +63,8 @@ class DetectorSettings:
     from them. ``pooling_frames``: the sliding mean of per-frame logits (the clip head over
     ~1 s); ``posterior``: sigmoid (BCE training) or softmax (CE) of the pooled logits;
     ``thresholds``: per-label defaults over ``threshold``; ``command_window_frames``: the
-    wake-word grammar's window. The others are ``DetectorConfig``'s.
+    wake-word grammar's window; ``background_*``: the background normalisation (0 frames:
+    off). The others are ``DetectorConfig``'s.
     """
 
     threshold: float = 0.5
@@ -66,12 +78,16 @@ class DetectorSettings:
     command_window_frames: int = 300
     pooling_frames: int = 100
     posterior: str = "sigmoid"
+    background_frames: int = 0
+    background_weight: float = 1.0
+    background_floor: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         if self.pooling_frames < 1:
             raise ValueError(f"pooling_frames must be >= 1, got {self.pooling_frames}")
+        _check_background(self.background_frames, self.background_weight, self.background_floor)
 
     @property
     def detector_settings(self) -> DetectorSettings:
@@ -108,6 +124,15 @@ class DetectorSettings:
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(DetectorSettings))
 
 
+def _check_background(frames: int, weight: float, floor: float) -> None:
+    if frames < 0:
+        raise ValueError(f"background_frames must be >= 0 (0: off), got {frames}")
+    if not weight >= 0:
+        raise ValueError(f"background_weight must be >= 0, got {weight}")
+    if not floor > 0:
+        raise ValueError(f"background_floor must be > 0, got {floor}")
+
+
 _DEFAULTS = DetectorSettings()
 
 
@@ -125,6 +150,9 @@ class DetectorConfig:
     rearm_fraction: float = _DEFAULTS.rearm_fraction
     wake_label: int = -1  # label index of the wake word; -1: no wake-word grammar
     command_frames: int = 0  # frames after the wake word in which other keywords may fire
+    background_frames: int = _DEFAULTS.background_frames  # 0: no background normalisation
+    background_weight: float = _DEFAULTS.background_weight
+    background_floor: float = _DEFAULTS.background_floor
 
     def __post_init__(self) -> None:
         if self.thresholds.shape != (len(self.labels),):
@@ -141,6 +169,18 @@ class DetectorConfig:
             raise ValueError(f"rearm_fraction must be in (0, 1], got {self.rearm_fraction}")
         if self.wake_label >= 0 and not math.isfinite(self.thresholds[self.wake_label]):
             raise ValueError(f"the wake word {self.labels[self.wake_label]!r} cannot fire")
+        _check_background(self.background_frames, self.background_weight, self.background_floor)
+
+    @property
+    def background_key(self) -> tuple[int, float, float]:
+        """What the background normalisation depends on (not the thresholds)."""
+        return (self.background_frames, self.background_weight, self.background_floor)
+
+    @property
+    def normalized_labels(self) -> np.ndarray:
+        """[K] bool: the labels the background normalisation applies to (not ``NEVER_FIRE``:
+        it depends on the labels only, so each keyword competes the same whatever fires)."""
+        return np.array([label not in NEVER_FIRE for label in self.labels])
 
     @property
     def keywords(self) -> list[str]:
@@ -204,8 +244,21 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class Background:
+    """A session's background average (``normalize_background``), each [K] float64."""
+
+    block_sum: np.ndarray  # posteriors summed over the current block so far
+    level: np.ndarray  # the average after the last finished block
+    lagged: np.ndarray  # the average after the block before it: what normalises now
+
+    @classmethod
+    def initial(cls, labels: int) -> Background:
+        return cls(np.zeros(labels), np.zeros(labels), np.zeros(labels))
+
+
+@dataclass(frozen=True)
 class DetectorState:
-    """Per-session detector state (a few hundred bytes)."""
+    """Per-session detector state (a few hundred bytes; about 1 KB with a background)."""
 
     ring: np.ndarray  # [W - 1, K] last posteriors, oldest first (zeros before the start)
     filled: int  # real frames in the smoothing window so far (<= W)
@@ -215,6 +268,7 @@ class DetectorState:
     last_fire: int  # frame index of the last detection (a large negative number if none)
     armed: np.ndarray  # [K] bool
     wake_until: int = -1  # last frame of the open command window (wake-word grammar)
+    background: Background | None = None  # with config.background_frames > 0
 
     @classmethod
     def initial(cls, config: DetectorConfig) -> DetectorState:
@@ -227,6 +281,7 @@ class DetectorState:
             run_length=0,
             last_fire=-(1 << 62),
             armed=np.ones(K, dtype=bool),
+            background=Background.initial(K) if config.background_frames else None,
         )
 
 
@@ -259,6 +314,42 @@ def sliding_mean(
     return sums / counts[..., None]
 
 
+def normalize_background(
+    config: DetectorConfig, background: Background, posteriors: np.ndarray, frames: int
+) -> tuple[Background, np.ndarray]:
+    """Posteriors [T, K] normalised by the session's background -> (new background, [T, K]).
+
+    ``frames``: frames seen before these (the block phase). For each label of
+    ``config.normalized_labels``, with b its ``lagged`` average, the odds p / (1 - p) are
+    divided by ((b + floor) / floor) ** weight; the others pass unchanged. The average is an
+    exponential one over block means of the raw posteriors (time constant
+    ``background_frames``), so it follows a voice or a room over tens of seconds, and one
+    block late, so the keyword being spoken does not count against itself. Blocks are summed
+    row by row in order: any chunking gives the same bits.
+    """
+    mask = config.normalized_labels
+    L = BACKGROUND_BLOCK
+    decay = math.exp(-L / config.background_frames)
+    block_sum, level, lagged = background.block_sum, background.level, background.lagged
+    out = posteriors.copy()
+    T = posteriors.shape[0]
+    t, phase = 0, frames % L
+    while t < T:
+        n = min(T - t, L - phase)
+        rows = posteriors[t : t + n]
+        scale = ((lagged[mask] + config.background_floor) / config.background_floor) ** (
+            -config.background_weight
+        )
+        p = rows[:, mask]
+        out[t : t + n, mask] = p * scale / (p * scale + (1.0 - p))
+        block_sum = np.add.accumulate(np.concatenate((block_sum[None], rows)), axis=0)[-1]
+        t, phase = t + n, phase + n
+        if phase == L:
+            lagged, level = level, decay * level + (1.0 - decay) * (block_sum / L)
+            block_sum, phase = np.zeros_like(block_sum), 0
+    return Background(block_sum, level, lagged), out
+
+
 def detect(
     config: DetectorConfig, state: DetectorState, posteriors: np.ndarray
 ) -> tuple[DetectorState, list[Firing], np.ndarray]:
@@ -288,10 +379,23 @@ def detect_batch(
 
     Sessions with the same smoothing window are smoothed and ranked together (numpy over
     [B, m, K]); the firing rules (``decide``) then run per session. Every session gets the
-    same bits as alone (``sliding_mean`` and ``top_labels`` are row-wise).
+    same bits as alone (``sliding_mean`` and ``top_labels`` are row-wise). A session with a
+    background has its posteriors normalised first (``normalize_background``).
     """
     B, m = posteriors.shape[:2]
     new_states: list[DetectorState] = list(states)
+    normalized = [i for i, c in enumerate(configs) if c.background_frames] if m else []
+    if normalized:
+        posteriors = posteriors.copy()
+        for i in normalized:
+            state = states[i]
+            if state.background is None:
+                state = replace(state, background=Background.initial(posteriors.shape[2]))
+            background, posteriors[i] = normalize_background(
+                configs[i], state.background, posteriors[i], state.frames
+            )
+            new_states[i] = replace(state, background=background)
+    states = list(new_states)
     firings: list[list[Firing]] = [[] for _ in range(B)]
     windows: dict[int, list[int]] = {}
     for i, config in enumerate(configs):
@@ -369,6 +473,7 @@ def decide(
             last_fire=state.last_fire,
             armed=state.armed,
             wake_until=state.wake_until,
+            background=state.background,
         )
         return quiet, []
     above = above_mask.tolist()
@@ -431,8 +536,19 @@ def decide(
         last_fire=last_fire,
         armed=armed,
         wake_until=wake_until,
+        background=state.background,
     )
     return new_state, firings
+
+
+def normalized_from_rest(config: DetectorConfig, posteriors: np.ndarray) -> np.ndarray:
+    """[T, K]: what the detector's smoothing sees over a whole recording from rest: the
+    posteriors normalised by their background (``normalize_background``), or as they are
+    without one. Depends on ``config.background_key`` only, not on the thresholds."""
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    if not config.background_frames:
+        return posteriors
+    return normalize_background(config, Background.initial(posteriors.shape[1]), posteriors, 0)[1]
 
 
 def replay(
@@ -440,16 +556,19 @@ def replay(
     posteriors: np.ndarray,
     smoothed: np.ndarray | None = None,
     chunk: int = 64,
+    normalized: np.ndarray | None = None,
 ) -> list[Firing]:
     """``detect`` over a whole recording from rest, fast: the per-frame rules run only over
     stretches where some label is above its threshold, a run is going or a label waits to
     re-arm; quiet stretches in between are skipped. The same firings as ``detect``.
 
-    posteriors: [T, K]; smoothed: their ``sliding_mean`` over ``config.smoothing_frames`` from
-    rest, when the caller has it (it does not depend on thresholds: a threshold sweep computes
-    it once).
+    posteriors: [T, K]; normalized: ``normalized_from_rest`` of them and smoothed: its
+    ``sliding_mean`` over ``config.smoothing_frames`` from rest, when the caller has them
+    (neither depends on thresholds: a threshold sweep computes them once).
     """
-    posteriors = np.asarray(posteriors, dtype=np.float64)
+    if normalized is None:
+        normalized = normalized_from_rest(config, posteriors)
+    posteriors = np.asarray(normalized, dtype=np.float64)
     T = posteriors.shape[0]
     state = DetectorState.initial(config)
     if smoothed is None:

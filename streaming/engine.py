@@ -294,6 +294,9 @@ class StreamingEngine:
             early_threshold=c.early_threshold,
             rearm_fraction=c.rearm_fraction,
             command_frames=window,
+            background_frames=c.background_frames,
+            background_weight=c.background_weight,
+            background_floor=c.background_floor,
         )
 
     def session_spec(

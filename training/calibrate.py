@@ -19,14 +19,17 @@ Every point also gets a **held-out** estimate (``heldout``): the voices are spli
 each fold is measured with the thresholds that the other folds' curves pick for the point's
 budget, so the recall and FA/h it reports are those of voices the thresholds never saw.
 
-With ``--smoothing-ms`` and ``--patience-ms`` (lists), the detector's posterior smoothing and
-patience are searched too: thresholds are calibrated as above for every pair, and the pair
-with the best recall at X whose median detection delay stays within ``--max-delay-ms`` wins
-(longer smoothing and patience trade delay for fewer brief false peaks).
+With ``--smoothing-ms``, ``--patience-ms`` and ``--background-s`` (lists), the detector's
+posterior smoothing, patience and background normalisation (``streaming.detector``: each
+keyword weighed against what the session's audio has given it so far) are searched too:
+thresholds are calibrated as above for every combination, and the one with the best held-out
+recall at X (with ``--folds``; else recall on all voices) whose median detection delay stays
+within ``--max-delay-ms`` wins (longer smoothing and patience trade delay for fewer brief false
+peaks; a background raises the bar of the keywords a voice keeps lifting).
 
-Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames`` and
-``patience_frames``, and ``detector.calibration`` (target, measured recall and FA/h, data,
-operating points, the search) into the checkpoint's metadata.
+Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames``,
+``patience_frames`` and ``background_frames``, and ``detector.calibration`` (target, measured
+recall and FA/h, data, operating points, the search) into the checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -319,31 +322,59 @@ def search_detector(
     base: Any,
     hours: float,
     target_fa_per_hour: float,
-    candidates: Sequence[tuple[int, int]],
+    candidates: Sequence[tuple[int, int, int]],
     max_delay_ms: float = MAX_DELAY_MS,
     lookahead_ms: float = 0.0,
     keyword_weight: float = KEYWORD_WEIGHT,
+    folds: int = 0,
+    seed: int = 0,
 ) -> tuple[Any, np.ndarray, list[dict[str, Any]]]:
-    """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience) frames
-    pair of ``candidates``; returns the winner (``base`` with its smoothing and patience), its
-    per-run curves (``run_curves``) and one row per candidate. The winner has the best recall
-    among the pairs whose median delay plus ``lookahead_ms`` (the model's look-ahead, which a
-    stream run's detection times leave out) is within ``max_delay_ms`` (the first candidate on ties;
-    the least delayed pair when none is)."""
+    """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience,
+    background) frames triple of ``candidates`` (background 0: none); returns the winner
+    (``base`` with those settings), its per-run curves (``run_curves``) and one row per
+    candidate. The winner finds the most keywords at the target rate among the triples whose
+    median delay plus ``lookahead_ms`` (the model's look-ahead, which a stream run's detection
+    times leave out) is within ``max_delay_ms``: held-out recall (``heldout`` read off at the
+    target as ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all
+    voices (the first candidate on ties; the least delayed one when none is within)."""
+    from training.stream_report import recall_at
+
+    targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, counts_of = [], []
-    for smoothing, patience in candidates:
-        config = dataclasses.replace(base, smoothing_frames=smoothing, patience_frames=patience)
+    for smoothing, patience, background in candidates:
+        config = dataclasses.replace(
+            base,
+            smoothing_frames=smoothing,
+            patience_frames=patience,
+            background_frames=background,
+        )
         counts = run_curves(runs, config, config.keywords)
         tables = _tables(counts.sum(axis=0), config.keywords)
         _, measured = _operating_point(
             runs, config, tables, target_fa_per_hour * hours, keyword_weight
         )
-        rows.append({"smoothing_frames": smoothing, "patience_frames": patience, **measured})
+        row = {
+            "smoothing_frames": smoothing,
+            "patience_frames": patience,
+            "background_frames": background,
+            **measured,
+        }
+        if folds:
+            points = heldout(
+                runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=keyword_weight
+            )
+            curve = [
+                {"false_alarms_per_hour": p["fa_per_hour"], "recall": p["recall"]}
+                for p in points or []
+            ]
+            row["heldout_recall_at_target"] = recall_at(curve, target_fa_per_hour)
+        rows.append(row)
         counts_of.append((config, counts))
+    key = "heldout_recall_at_target" if folds else "recall"
     delays = [r["delay_median_ms"] for r in rows]
     within = [i for i, d in enumerate(delays) if d is not None and d + lookahead_ms <= max_delay_ms]
     if within:
-        best = max(within, key=lambda i: (rows[i]["recall"] or 0.0, -i))
+        best = max(within, key=lambda i: (rows[i][key] or 0.0, -i))
     else:
         best = min(range(len(rows)), key=lambda i: math.inf if delays[i] is None else delays[i])
     for i, row in enumerate(rows):
@@ -366,17 +397,19 @@ def calibrate(
     threads: int = 0,
     smoothing_ms: Sequence[float] = (),
     patience_ms: Sequence[float] = (),
+    background_s: Sequence[float] = (),
     max_delay_ms: float = MAX_DELAY_MS,
     keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
-    place) and returns the ``detector.calibration`` record. ``smoothing_ms`` and
-    ``patience_ms``: the detector search's values (empty: the checkpoint's own), rounded to
-    whole frames. ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"``
-    (``choose_keyword_weight``, after the detector search, which uses the default weight);
-    ``folds``: voice folds of the held-out estimate (0: none)."""
+    place) and returns the ``detector.calibration`` record. ``smoothing_ms``, ``patience_ms``
+    and ``background_s`` (the background normalisation's time constant, 0: none): the
+    detector search's values (empty: the checkpoint's own), rounded to whole frames.
+    ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"`` (``choose_keyword_weight``,
+    after the detector search, which uses the default weight); ``folds``: voice folds of the
+    held-out estimate (0: none)."""
     from models import load_checkpoint, save_checkpoint
     from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
@@ -386,6 +419,8 @@ def calibrate(
     for name, values in (("smoothing_ms", smoothing_ms), ("patience_ms", patience_ms)):
         if any(not v > 0 for v in values):
             raise ValueError(f"{name} must be > 0, got {list(values)}")
+    if any(not v >= 0 for v in background_s):
+        raise ValueError(f"background_s must be >= 0 (0: none), got {list(background_s)}")
     auto = keyword_weight == "auto"
     if not auto and not (isinstance(keyword_weight, int | float) and 0 <= keyword_weight <= 1):
         raise ValueError(f"--keyword-weight must be in [0, 1] or auto, got {keyword_weight!r}")
@@ -407,15 +442,18 @@ def calibrate(
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     search: list[dict[str, Any]] = []
     lookahead_ms = engine.served.lookahead_frames * engine.frame_ms
-    if smoothing_ms or patience_ms:
+    if smoothing_ms or patience_ms or background_s:
+        backgrounds = [round(v * 1000 / engine.frame_ms) for v in background_s]
         candidates = [
-            (s, p)
+            (s, p, b)
             for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
+            for b in (list(dict.fromkeys(backgrounds)) or [base.background_frames])
         ]
         base, counts, search = search_detector(
-            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms, weight
-        )
+            runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
+            weight, folds=folds, seed=seed,
+        )  # fmt: skip
     else:
         counts = run_curves(runs, base, base.keywords)
     tables = _tables(counts.sum(axis=0), base.keywords)
@@ -478,6 +516,9 @@ def calibrate(
             "patience_frames": base.patience_frames,
             "refractory_frames": base.refractory_frames,
             "rearm_fraction": base.rearm_fraction,
+            "background_frames": base.background_frames,
+            "background_weight": base.background_weight,
+            "background_floor": base.background_floor,
         },
         "operating_points": points,
         "seconds": round(time.monotonic() - started, 1),
@@ -491,8 +532,9 @@ def calibrate(
         record["detector_search"] = {
             "max_delay_ms": max_delay_ms,
             "lookahead_ms": lookahead_ms,
-            "rule": "best recall at the target among the pairs whose median delay after the "
-            "keyword's end plus the look-ahead is within max_delay_ms",
+            "rule": f"best {'held-out ' if folds else ''}recall at the target among the "
+            "candidates whose median delay after the keyword's end plus the look-ahead is within "
+            "max_delay_ms",
             "candidates": search,
         }
     model, meta = load_checkpoint(checkpoint)
@@ -501,6 +543,7 @@ def calibrate(
     detector["thresholds"] = chosen["thresholds"]
     detector["smoothing_frames"] = base.smoothing_frames
     detector["patience_frames"] = base.patience_frames
+    detector["background_frames"] = base.background_frames
     detector["calibration"] = record
     meta["detector"] = detector
     meta.pop("checkpoint", None)
@@ -533,15 +576,22 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument(
         "--smoothing-ms",
-        type=_ms_list,
+        type=_number_list("ms"),
         default=(),
         help="search the detector's posterior smoothing too: comma-separated ms (10 ms frames)",
     )
     p.add_argument(
         "--patience-ms",
-        type=_ms_list,
+        type=_number_list("ms"),
         default=(),
         help="search the detector's patience (time above threshold) too: comma-separated ms",
+    )
+    p.add_argument(
+        "--background-s",
+        type=_number_list("seconds", zero=True),
+        default=(),
+        help="search the background normalisation too: comma-separated time constants in "
+        "seconds (0: none), e.g. 0,30,100,300",
     )
     p.add_argument(
         "--max-delay-ms",
@@ -582,14 +632,20 @@ def _weight(text: str) -> float | str:
     return value
 
 
-def _ms_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ms: {error}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive ms, got {text!r}")
-    return values
+def _number_list(unit: str, zero: bool = False) -> Any:
+    """An argparse type: comma-separated ``unit`` values, positive (or >= 0 with ``zero``)."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {unit}: {error}") from None
+        if not values or any(not (v >= 0 if zero else v > 0) for v in values):
+            what = f"{unit} >= 0 (0: none)" if zero else f"positive {unit}"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return values
+
+    return parse
 
 
 def _frames(values_ms: Sequence[float], frame_ms: float) -> list[int]:
@@ -610,6 +666,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         smoothing_ms=args.smoothing_ms,
         patience_ms=args.patience_ms,
+        background_s=args.background_s,
         max_delay_ms=args.max_delay_ms,
         keyword_weight=args.keyword_weight,
         folds=args.folds,

@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from streaming.detector import NEVER_FIRE, DetectorConfig, replay, sliding_mean
+from streaming.detector import (
+    NEVER_FIRE,
+    DetectorConfig,
+    normalized_from_rest,
+    replay,
+    sliding_mean,
+)
 from streaming.engine import StreamingEngine
 from training.report import voice_engine
 from training.streams import Stream
@@ -58,17 +64,22 @@ class StreamRun:
     stream: Stream
     posteriors: np.ndarray
     detections: list[Found]
-    smoothed: np.ndarray | None = None  # cached by ``smoothed_for``
-    smoothed_window: int = 0  # the window ``smoothed`` was computed with
+    smoothed: np.ndarray | None = None  # cached by ``detector_input``
+    normalized: np.ndarray | None = None  # cached by ``detector_input``
+    input_key: tuple[Any, ...] = ()  # the settings the cached arrays were computed with
 
-    def smoothed_for(self, window: int) -> np.ndarray:
-        """The detector's smoothing of the posteriors from rest (threshold-independent),
-        cached for the last ``window`` asked for."""
-        if self.smoothed is None or self.smoothed_window != window:
+    def detector_input(self, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+        """What the detector ranks on the posteriors from rest: (``normalized_from_rest``,
+        its sliding mean over ``config.smoothing_frames``), [T, K] each. Threshold-independent,
+        cached for the last smoothing window and background settings asked for."""
+        key = (config.smoothing_frames, config.background_key)
+        if self.smoothed is None or self.normalized is None or self.input_key != key:
+            window = config.smoothing_frames
+            self.normalized = normalized_from_rest(config, self.posteriors)
             ring = np.zeros((window - 1, self.posteriors.shape[1]))
-            self.smoothed = sliding_mean(ring, self.posteriors, 0, window)
-            self.smoothed_window = window
-        return self.smoothed
+            self.smoothed = sliding_mean(ring, self.normalized, 0, window)
+            self.input_key = key
+        return self.normalized, self.smoothed
 
 
 def run_engine(
@@ -127,10 +138,10 @@ def firings_as_found(
     run: StreamRun, config: DetectorConfig, frame_s: float = 0.01, window_s: float = 0.025
 ) -> list[Found]:
     """The detections ``config`` makes on a run's posteriors (``replay``)."""
-    smoothed = run.smoothed_for(config.smoothing_frames)
+    normalized, smoothed = run.detector_input(config)
     return [
         Found(f.keyword, f.frame * frame_s + window_s, f.score)
-        for f in replay(config, run.posteriors, smoothed)
+        for f in replay(config, run.posteriors, smoothed, normalized=normalized)
     ]
 
 

@@ -234,3 +234,89 @@ def test_replay_skips_quiet_stretches_and_fires_like_detect(wake: str | None) ->
         assert replay(cfg, x) == want
         if threshold == 0.5:
             assert len(want) > 5
+
+
+def _bursts(frames: int, every: int, label: int, p: float, seed: int = 0) -> np.ndarray:
+    """Keywords near zero (as in speech without them), ``label`` at ``p`` for 30 frames every
+    ``every`` frames."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 0.001, size=(frames, len(LABELS)))
+    x[:, 2] = 0.6
+    for start in range(every // 2, frames - 30, every):
+        x[start : start + 30, label] = p
+    return x
+
+
+def test_background_normalisation_follows_its_formula() -> None:
+    """A constant posterior: no change for two blocks, then its odds are divided by
+    ((b + floor) / floor) ** weight, b the block-EMA of the posterior two blocks back."""
+    from streaming.detector import BACKGROUND_BLOCK as L
+    from streaming.detector import Background, normalize_background
+
+    cfg = config(background_frames=400, background_weight=0.5, background_floor=0.01)
+    x = np.full((4 * L, len(LABELS)), 0.2)
+    state, out = normalize_background(cfg, Background.initial(len(LABELS)), x, 0)
+    decay = np.exp(-L / 400)
+    np.testing.assert_array_equal(out[: 2 * L], x[: 2 * L])
+    b1 = (1 - decay) * 0.2  # after block 0, used in block 2
+    b2 = decay * b1 + (1 - decay) * 0.2  # after block 1, used in block 3
+    for block, b in ((2, b1), (3, b2)):
+        c = ((b + 0.01) / 0.01) ** -0.5
+        rows = out[block * L : (block + 1) * L]
+        np.testing.assert_allclose(rows[:, :2], 0.2 * c / (0.2 * c + 0.8), rtol=1e-12)
+        np.testing.assert_array_equal(rows[:, 2:], x[:L, 2:])  # _unknown_, _silence_ untouched
+    b3 = decay * b2 + (1 - decay) * 0.2  # after block 2: what block 4 would use
+    np.testing.assert_allclose(state.lagged, b3, rtol=1e-12)
+    np.testing.assert_allclose(state.level, decay * b3 + (1 - decay) * 0.2, rtol=1e-12)
+
+
+def test_a_keyword_a_voice_keeps_lifting_stops_firing_and_others_still_fire() -> None:
+    """Bursts of "yes" every 3 s (a voice the model keeps mishearing): without a background
+    each fires; with one, the later ones do not, while a first "no" at the end still does."""
+    x = _bursts(6000, 300, 0, 0.62)
+    x[5900:5930, 1] = 0.8
+    plain = fired(config(), x)
+    assert len([k for k, _ in plain if k == "yes"]) == 20 and ("no", 5902) in plain
+    adapted = fired(config(background_frames=3000), x)
+    yes = [frame for k, frame in adapted if k == "yes"]
+    assert yes[0] == 152 and len(yes) <= 5  # the first ones fire, then the bar has risen
+    assert ("no", 5902) in adapted
+
+
+def test_background_gives_the_same_bits_chunked_batched_and_replayed() -> None:
+    """Any chunking, a batch of sessions at other block phases, and the fast replay: the same
+    firings, and the chunked scores are the same bits as the whole."""
+    from streaming.detector import detect_batch, replay
+
+    cfg = config(background_frames=500, smoothing_frames=3, patience_frames=2)
+    x = _bursts(1500, 170, 0, 0.7, seed=1)
+    x[:, 1] = _bursts(1500, 230, 1, 0.75, seed=2)[:, 1]
+    state0 = DetectorState.initial(cfg)
+    _, whole, smoothed = detect(cfg, state0, x)
+    assert whole and replay(cfg, x) == whole
+    state, parts, scores = state0, [], []
+    for chunk in np.array_split(x, [1, 99, 100, 101, 350, 777, 1234]):
+        state, found, s = detect(cfg, state, chunk)
+        parts += found
+        scores.append(s)
+    assert parts == whole
+    assert np.array_equal(np.concatenate(scores), smoothed)
+    # two sessions in one batch: one from rest, one 37 frames in (another block phase)
+    other, _, _ = detect(cfg, state0, x[:37])
+    states, firings, batch = detect_batch([cfg, cfg], [state0, other], np.stack([x[37:], x[37:]]))
+    fresh = detect(cfg, state0, x[37:])
+    assert np.array_equal(batch[0], fresh[2]) and firings[0] == fresh[1]
+    assert np.array_equal(batch[1], smoothed[37:])
+    assert firings[1] == [f for f in whole if f.frame >= 37]
+    assert np.array_equal(states[1].background.level, state.background.level)
+
+
+def test_background_settings_are_checked() -> None:
+    for kwargs, match in (
+        ({"background_frames": -1}, "background_frames"),
+        ({"background_weight": -0.5}, "background_weight"),
+        ({"background_floor": 0.0}, "background_floor"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            config(**kwargs)
+    assert DetectorState.initial(config()).background is None

@@ -229,24 +229,68 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
     run = _spiky_run()
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = run.stream.scored_seconds / 3600
-    config, counts, rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)])
+    config, counts, rows = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)])
     assert [(r["smoothing_frames"], r["patience_frames"]) for r in rows] == [(1, 3), (1, 8)]
     assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 1.0  # peaks fire at patience 3
     assert rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"] and not rows[0]["chosen"]
     assert (config.smoothing_frames, config.patience_frames) == (1, 8)
     assert counts.shape[:2] == (1, 1)  # one run, one keyword
     # a delay bound no pair meets: the least delayed pair (one without detections has none)
-    rows = search_detector([run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=-1e4)[2]
+    rows = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)], max_delay_ms=-1e4)[2]
     assert rows[0]["delay_median_ms"] is None and rows[1]["delay_median_ms"] > -1e4
     assert [r["chosen"] for r in rows] == [False, True]
     # the look-ahead counts against the bound
     delay = rows[1]["delay_median_ms"]
-    rows = search_detector([run], base, hours, 1.0, [(1, 8)], max_delay_ms=delay + 10.0)[2]
+    rows = search_detector([run], base, hours, 1.0, [(1, 8, 0)], max_delay_ms=delay + 10.0)[2]
     assert rows[0]["chosen"]
     rows = search_detector(
-        [run], base, hours, 1.0, [(1, 3), (1, 8)], max_delay_ms=delay + 10.0, lookahead_ms=20.0
-    )[2]
+        [run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)], max_delay_ms=delay + 10.0,
+        lookahead_ms=20.0,
+    )[2]  # fmt: skip
     assert [r["chosen"] for r in rows] == [False, True]  # none within: the least delayed
+
+
+def _voice_run(voice: str, lift: float, peaks: list[int], event_at: int | None) -> StreamRun:
+    """One minute of voice ``voice``: "yes" held at ``lift`` throughout, 300 ms peaks of 0.8 at
+    the frames ``peaks`` (false alarms), and a 0.75 "yes" event at frame ``event_at``."""
+    T = 6000
+    posteriors = np.zeros((T, 3))
+    posteriors[:, 0] = lift
+    for start in peaks:
+        posteriors[start : start + 30, 0] = 0.8
+    events, segments = [], []
+    if event_at is not None:
+        posteriors[event_at : event_at + 30, 0] = 0.75
+        t = event_at / 100
+        events = [KeywordEvent("yes", t - 0.5, t, "alone")]
+        segments = [Segment("keyword", t - 0.5, t, "yes")]
+    posteriors[:, 2] = 1.0 - posteriors[:, 0]  # _silence_
+    stream = Stream(
+        name=f"mixed/{voice}",
+        kind="mixed",
+        voice=voice,
+        audio=np.broadcast_to(np.zeros(1, np.float32), (T * 160 + 240,)),
+        events=events,
+        segments=segments,
+    )
+    return StreamRun(stream, posteriors, [])
+
+
+def test_the_detector_search_takes_a_background_when_it_finds_more() -> None:
+    """A voice that keeps lifting "yes" (0.05 throughout, peaks of 0.8 from 30 s on) and one
+    that says "yes" once at 0.75: no threshold finds that "yes" without the other voice's false
+    alarms, but the first voice's background raises its bar, so the search takes it."""
+    runs = [
+        _voice_run("lifts", 0.05, list(range(3000, 5800, 400)), None),
+        _voice_run("says", 0.0, [], 4000),
+    ]
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    hours = sum(r.stream.scored_seconds for r in runs) / 3600
+    config, _, rows = search_detector(runs, base, hours, 1.0, [(1, 3, 0), (1, 3, 3000)])
+    assert [r["background_frames"] for r in rows] == [0, 3000]
+    assert rows[0]["recall"] == 0.0 and rows[0]["fa_per_hour"] == 0.0
+    assert rows[1]["recall"] == 1.0 and rows[1]["fa_per_hour"] == 0.0
+    assert config.background_frames == 3000 and rows[1]["chosen"]
 
 
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
@@ -256,19 +300,26 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     out = tmp_path / "calibrated.safetensors"
     record = calibrate(
         path, stream_corpus, 5.0, out=out, runtime="torch", progress=False,
-        smoothing_ms=(50.0, 100.0), patience_ms=(30.0,),
+        smoothing_ms=(50.0, 100.0), patience_ms=(30.0,), background_s=(0.0, 20.0),
     )  # fmt: skip
     search = record["detector_search"]["candidates"]
-    assert [(r["smoothing_frames"], r["patience_frames"]) for r in search] == [(5, 3), (10, 3)]
+    assert [
+        (r["smoothing_frames"], r["patience_frames"], r["background_frames"]) for r in search
+    ] == [(5, 3, 0), (5, 3, 2000), (10, 3, 0), (10, 3, 2000)]
+    assert all("heldout_recall_at_target" in r for r in search)  # chosen by held-out recall
     assert sum(r["chosen"] for r in search) == 1
     chosen = next(r for r in search if r["chosen"])
     detector = read_metadata(out)["detector"]
-    assert (detector["smoothing_frames"], detector["patience_frames"]) == (
-        chosen["smoothing_frames"],
-        chosen["patience_frames"],
-    )
+    assert (
+        detector["smoothing_frames"],
+        detector["patience_frames"],
+        detector["background_frames"],
+    ) == (chosen["smoothing_frames"], chosen["patience_frames"], chosen["background_frames"])
+    assert record["detector"]["background_frames"] == chosen["background_frames"]
     at_target = next(p for p in record["operating_points"] if p["target_fa_per_hour"] == 5.0)
     assert at_target["recall"] == chosen["recall"]
     assert record["detector_search"]["lookahead_ms"] == 10.0 * model.lookahead_frames
     with pytest.raises(ValueError, match="smoothing_ms must be > 0"):
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))
+    with pytest.raises(ValueError, match="background_s must be >= 0"):
+        calibrate(path, stream_corpus, 5.0, background_s=(-1.0,))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from models import build_model, save_checkpoint
-from streaming.detector import DetectorConfig, sliding_mean
+from streaming.detector import DetectorConfig, normalized_from_rest, sliding_mean
 from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info, read_manifest
 from training.stream_eval import Found, StreamRun, score
@@ -249,6 +249,19 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         assert firings_as_found(run, config) == pytest.approx(run.detections)
         frames = run.posteriors.shape[0]
         assert frames == (run.stream.audio.size - 400) // 160 + 1
+    # with a background normalisation, the engine's detections are the replay's too
+    detector = {"threshold": 0.3, "posterior": "softmax", "background_ms": 2000,
+                "background_weight": 2.0, "background_floor": 1e-4}  # fmt: skip
+    ckpt = save_checkpoint(
+        tmp_path / "bg.safetensors", model, {"labels": labels, "detector": detector}
+    )
+    engine = load_engine(ckpt, "torch")
+    config = engine.detector_config()
+    assert config.background_key == (200, 2.0, 1e-4)
+    runs = run_engine(engine, streams, progress=False)
+    for run in runs:
+        assert firings_as_found(run, config) == pytest.approx(run.detections)
+    assert any(not np.array_equal(r.detector_input(config)[0], r.posteriors) for r in runs)
 
 
 def test_report_command_reruns_the_report_with_repository_paths(
@@ -305,15 +318,21 @@ def test_recall_at_a_false_alarm_rate_reads_the_det_curve() -> None:
                                       "100": pytest.approx(0.6)}  # fmt: skip
 
 
-def test_the_smoothing_cache_follows_the_window() -> None:
-    """A replay with another smoothing window gets that window's mean, not the cached one."""
+def test_the_smoothing_cache_follows_the_window_and_the_background() -> None:
+    """A replay with another smoothing window or background gets its own detector input,
+    not the cached one."""
     run = StreamRun(_stream(), np.zeros((0, 3)), [])
-    posteriors = np.random.default_rng(0).random((50, 3))
+    posteriors = np.random.default_rng(0).random((450, 3))
     run.posteriors = posteriors
-    for window in (5, 10, 5):
-        ring = np.zeros((window - 1, 3))
-        expected = sliding_mean(ring, posteriors, 0, window)
-        np.testing.assert_allclose(run.smoothed_for(window), expected)
+    base = DetectorConfig(labels=("a", "b", "_unknown_"), thresholds=np.array([0.5, 0.5, np.inf]))
+    for window, frames in ((5, 0), (10, 0), (5, 0), (5, 300), (5, 0)):
+        config = replace(base, smoothing_frames=window, background_frames=frames)
+        normalized = normalized_from_rest(config, posteriors)
+        expected = sliding_mean(np.zeros((window - 1, 3)), normalized, 0, window)
+        got_normalized, got_smoothed = run.detector_input(config)
+        np.testing.assert_array_equal(got_normalized, normalized)
+        np.testing.assert_allclose(got_smoothed, expected)
+        assert (frames > 0) == (not np.array_equal(normalized, posteriors))
 
 
 def test_the_report_sets_the_calibrations_held_out_estimate_beside_its_run() -> None:

@@ -374,3 +374,19 @@ def test_a_compared_report_is_labelled_with_its_folder(
     other = _load_curve(Path("reports/streams-before"))
     assert _label(other) == "lmuformer (half-fa20.safetensors, reports/streams-before)"
     assert _label(_load_curve(folder / "streams.json")) == _label(other)
+
+
+def test_recall_is_split_by_whether_the_keyword_was_said_in_the_minute_before() -> None:
+    """"yes" at 10 s, again at 50 s (40 s later: a repeat) and at 200 s (not within 60 s of the
+    one before): the repeat's recall is reported apart from the first sayings'."""
+    events = [
+        KeywordEvent("yes", 10.0, 10.5, "alone"),
+        KeywordEvent("go", 20.0, 20.4, "alone"),
+        KeywordEvent("yes", 50.0, 50.5, "alone"),
+        KeywordEvent("yes", 200.0, 200.5, "alone"),
+    ]
+    stream = replace(_stream(), events=events)
+    found = [Found("yes", 10.6, 0.9), Found("go", 20.5, 0.9), Found("yes", 200.6, 0.9)]
+    recall_by = score([StreamRun(stream, np.zeros((0, 4)), found)])["recall_by"]
+    assert recall_by["repeat:first in 60 s"] == 1.0  # 10 s, 20 s ("go") and 200 s
+    assert recall_by["repeat:said in the 60 s before"] == 0.0  # 50 s, missed

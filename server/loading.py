@@ -50,7 +50,6 @@ DETECTOR_SETTINGS = (
     "command_window_ms",
     "pooling_ms",
     "background_ms",
-    "background_weight",
     "background_floor",
 )
 

@@ -136,9 +136,6 @@ class Settings(BaseSettings):
         "time constant of each keyword's background in a session (0: off)",
         ge=0,
     )
-    background_weight: float = _detector(
-        _DETECTOR.background_weight, "how strongly a keyword's background raises its bar", ge=0
-    )
     background_floor: float = _detector(
         _DETECTOR.background_floor, "background level that starts to raise the bar", gt=0
     )

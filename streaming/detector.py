@@ -20,9 +20,9 @@ over the last ``smoothing_frames`` frames and fires keyword k when all of these 
 With ``background_frames`` > 0 the posteriors are first normalised by the session's own
 background (``normalize_background``): a voice or a room whose speech keeps lifting one
 keyword's posterior a little makes that keyword harder to fire. Per label that can fire, a slow
-average of its posterior (time constant ``background_frames``, updated once a block of
+average b of its posterior (time constant ``background_frames``, updated once a block of
 ``BACKGROUND_BLOCK`` frames, used one to two blocks late so a spoken keyword does not raise its
-own bar) divides the posterior's odds by ((b + floor) / floor) ** weight.
+own bar) divides the posterior's odds by (b + floor) / floor.
 
 Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 """
@@ -79,7 +79,6 @@ class DetectorSettings:
     pooling_frames: int = 100
     posterior: str = "sigmoid"
     background_frames: int = 0
-    background_weight: float = 1.0
     background_floor: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -87,7 +86,7 @@ class DetectorSettings:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         if self.pooling_frames < 1:
             raise ValueError(f"pooling_frames must be >= 1, got {self.pooling_frames}")
-        _check_background(self.background_frames, self.background_weight, self.background_floor)
+        _check_background(self.background_frames, self.background_floor)
 
     @property
     def detector_settings(self) -> DetectorSettings:
@@ -124,11 +123,9 @@ class DetectorSettings:
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(DetectorSettings))
 
 
-def _check_background(frames: int, weight: float, floor: float) -> None:
+def _check_background(frames: int, floor: float) -> None:
     if frames < 0:
         raise ValueError(f"background_frames must be >= 0 (0: off), got {frames}")
-    if not weight >= 0:
-        raise ValueError(f"background_weight must be >= 0, got {weight}")
     if not floor > 0:
         raise ValueError(f"background_floor must be > 0, got {floor}")
 
@@ -151,7 +148,6 @@ class DetectorConfig:
     wake_label: int = -1  # label index of the wake word; -1: no wake-word grammar
     command_frames: int = 0  # frames after the wake word in which other keywords may fire
     background_frames: int = _DEFAULTS.background_frames  # 0: no background normalisation
-    background_weight: float = _DEFAULTS.background_weight
     background_floor: float = _DEFAULTS.background_floor
 
     def __post_init__(self) -> None:
@@ -169,12 +165,12 @@ class DetectorConfig:
             raise ValueError(f"rearm_fraction must be in (0, 1], got {self.rearm_fraction}")
         if self.wake_label >= 0 and not math.isfinite(self.thresholds[self.wake_label]):
             raise ValueError(f"the wake word {self.labels[self.wake_label]!r} cannot fire")
-        _check_background(self.background_frames, self.background_weight, self.background_floor)
+        _check_background(self.background_frames, self.background_floor)
 
     @property
-    def background_key(self) -> tuple[int, float, float]:
+    def background_key(self) -> tuple[int, float]:
         """What the background normalisation depends on (not the thresholds)."""
-        return (self.background_frames, self.background_weight, self.background_floor)
+        return (self.background_frames, self.background_floor)
 
     @property
     def normalized_labels(self) -> np.ndarray:
@@ -315,39 +311,60 @@ def sliding_mean(
 
 
 def normalize_background(
-    config: DetectorConfig, background: Background, posteriors: np.ndarray, frames: int
-) -> tuple[Background, np.ndarray]:
-    """Posteriors [T, K] normalised by the session's background -> (new background, [T, K]).
+    config: DetectorConfig,
+    backgrounds: Sequence[Background],
+    posteriors: np.ndarray,
+    frames: Sequence[int] | np.ndarray,
+) -> tuple[list[Background], np.ndarray]:
+    """Posteriors [B, T, K] of B sessions normalised by each one's background -> (new
+    backgrounds, [B, T, K]).
 
-    ``frames``: frames seen before these (the block phase). For each label of
+    ``frames``: per session, frames seen before these (the block phase). For each label of
     ``config.normalized_labels``, with b its ``lagged`` average, the odds p / (1 - p) are
-    divided by ((b + floor) / floor) ** weight; the others pass unchanged. The average is an
-    exponential one over block means of the raw posteriors (time constant
-    ``background_frames``), so it follows a voice or a room over tens of seconds, and one
-    block late, so the keyword being spoken does not count against itself. Blocks are summed
-    row by row in order: any chunking gives the same bits.
+    divided by (b + floor) / floor; the others pass unchanged. The average is an exponential
+    one over block means of the raw posteriors (time constant ``background_frames``), so it
+    follows a voice or a room over tens of seconds, and one block late, so the keyword being
+    spoken does not count against itself. Only IEEE-exact arithmetic, and block sums added
+    row by row in order: any chunking or batch gives the same bits.
     """
-    mask = config.normalized_labels
     L = BACKGROUND_BLOCK
+    B, T = posteriors.shape[:2]
+    floor = config.background_floor
     decay = math.exp(-L / config.background_frames)
-    block_sum, level, lagged = background.block_sum, background.level, background.lagged
-    out = posteriors.copy()
-    T = posteriors.shape[0]
-    t, phase = 0, frames % L
-    while t < T:
-        n = min(T - t, L - phase)
-        rows = posteriors[t : t + n]
-        scale = ((lagged[mask] + config.background_floor) / config.background_floor) ** (
-            -config.background_weight
+    block_sum = np.stack([b.block_sum for b in backgrounds])  # [B, K]
+    level = np.stack([b.level for b in backgrounds])
+    lagged = np.stack([b.lagged for b in backgrounds])
+    phase = np.asarray(frames) % L  # [B]
+    keep = ~config.normalized_labels  # labels that pass unchanged
+    out = np.empty_like(posteriors)
+    for t in range(0, T, L):  # pieces of <= L frames: at most one block end per session in each
+        x = posteriors[:, t : t + L]
+        n = x.shape[1]
+        cut = L - phase  # [B] rows of this piece before the session's block ends
+        after = np.arange(n)[None, :] >= cut[:, None]  # [B, n]: rows of the next block
+        c = np.where(
+            after[..., None],
+            (floor / (level + floor))[:, None],
+            (floor / (lagged + floor))[:, None],
         )
-        p = rows[:, mask]
-        out[t : t + n, mask] = p * scale / (p * scale + (1.0 - p))
-        block_sum = np.add.accumulate(np.concatenate((block_sum[None], rows)), axis=0)[-1]
-        t, phase = t + n, phase + n
-        if phase == L:
-            lagged, level = level, decay * level + (1.0 - decay) * (block_sum / L)
-            block_sum, phase = np.zeros_like(block_sum), 0
-    return Background(block_sum, level, lagged), out
+        y = x * c
+        y /= y + (1.0 - x)
+        y[..., keep] = x[..., keep]
+        out[:, t : t + n] = y
+        before, rest = block_sum, np.zeros_like(block_sum)
+        for r in range(n):  # row by row, in order: the same sums whatever the chunking
+            row = x[:, r]
+            if after[:, r].any():
+                before = before + np.where(after[:, r, None], 0.0, row)
+                rest = rest + np.where(after[:, r, None], row, 0.0)
+            else:
+                before = before + row
+        ends = cut <= n  # [B] sessions whose block ended in this piece
+        lagged = np.where(ends[:, None], level, lagged)
+        level = np.where(ends[:, None], decay * level + (1.0 - decay) * (before / L), level)
+        block_sum = np.where(ends[:, None], rest, before)
+        phase = (phase + n) % L
+    return [Background(block_sum[i], level[i], lagged[i]) for i in range(B)], out
 
 
 def detect(
@@ -384,17 +401,21 @@ def detect_batch(
     """
     B, m = posteriors.shape[:2]
     new_states: list[DetectorState] = list(states)
-    normalized = [i for i, c in enumerate(configs) if c.background_frames] if m else []
-    if normalized:
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, config in enumerate(configs if m else ()):
+        if config.background_frames:
+            groups.setdefault((config.background_key, config.labels), []).append(i)
+    if groups:
         posteriors = posteriors.copy()
-        for i in normalized:
-            state = states[i]
-            if state.background is None:
-                state = replace(state, background=Background.initial(posteriors.shape[2]))
-            background, posteriors[i] = normalize_background(
-                configs[i], state.background, posteriors[i], state.frames
-            )
-            new_states[i] = replace(state, background=background)
+    for members in groups.values():
+        K = posteriors.shape[2]
+        backgrounds = [states[i].background or Background.initial(K) for i in members]
+        frames = [states[i].frames for i in members]
+        backgrounds, posteriors[members] = normalize_background(
+            configs[members[0]], backgrounds, posteriors[members], frames
+        )
+        for i, background in zip(members, backgrounds, strict=True):
+            new_states[i] = replace(states[i], background=background)
     states = list(new_states)
     firings: list[list[Firing]] = [[] for _ in range(B)]
     windows: dict[int, list[int]] = {}
@@ -548,7 +569,8 @@ def normalized_from_rest(config: DetectorConfig, posteriors: np.ndarray) -> np.n
     posteriors = np.asarray(posteriors, dtype=np.float64)
     if not config.background_frames:
         return posteriors
-    return normalize_background(config, Background.initial(posteriors.shape[1]), posteriors, 0)[1]
+    rest = [Background.initial(posteriors.shape[1])]
+    return normalize_background(config, rest, posteriors[None], [0])[1][0]
 
 
 def replay(

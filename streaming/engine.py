@@ -295,7 +295,6 @@ class StreamingEngine:
             rearm_fraction=c.rearm_fraction,
             command_frames=window,
             background_frames=c.background_frames,
-            background_weight=c.background_weight,
             background_floor=c.background_floor,
         )
 

@@ -517,7 +517,6 @@ def calibrate(
             "refractory_frames": base.refractory_frames,
             "rearm_fraction": base.rearm_fraction,
             "background_frames": base.background_frames,
-            "background_weight": base.background_weight,
             "background_floor": base.background_floor,
         },
         "operating_points": points,

@@ -249,19 +249,19 @@ def _bursts(frames: int, every: int, label: int, p: float, seed: int = 0) -> np.
 
 def test_background_normalisation_follows_its_formula() -> None:
     """A constant posterior: no change for two blocks, then its odds are divided by
-    ((b + floor) / floor) ** weight, b the block-EMA of the posterior two blocks back."""
+    (b + floor) / floor, b the block-EMA of the posterior two blocks back."""
     from streaming.detector import BACKGROUND_BLOCK as L
     from streaming.detector import Background, normalize_background
 
-    cfg = config(background_frames=400, background_weight=0.5, background_floor=0.01)
+    cfg = config(background_frames=400, background_floor=0.01)
     x = np.full((4 * L, len(LABELS)), 0.2)
-    state, out = normalize_background(cfg, Background.initial(len(LABELS)), x, 0)
+    (state,), (out,) = normalize_background(cfg, [Background.initial(len(LABELS))], x[None], [0])
     decay = np.exp(-L / 400)
     np.testing.assert_array_equal(out[: 2 * L], x[: 2 * L])
     b1 = (1 - decay) * 0.2  # after block 0, used in block 2
     b2 = decay * b1 + (1 - decay) * 0.2  # after block 1, used in block 3
     for block, b in ((2, b1), (3, b2)):
-        c = ((b + 0.01) / 0.01) ** -0.5
+        c = 0.01 / (b + 0.01)
         rows = out[block * L : (block + 1) * L]
         np.testing.assert_allclose(rows[:, :2], 0.2 * c / (0.2 * c + 0.8), rtol=1e-12)
         np.testing.assert_array_equal(rows[:, 2:], x[:L, 2:])  # _unknown_, _silence_ untouched
@@ -314,7 +314,6 @@ def test_background_gives_the_same_bits_chunked_batched_and_replayed() -> None:
 def test_background_settings_are_checked() -> None:
     for kwargs, match in (
         ({"background_frames": -1}, "background_frames"),
-        ({"background_weight": -0.5}, "background_weight"),
         ({"background_floor": 0.0}, "background_floor"),
     ):
         with pytest.raises(ValueError, match=match):

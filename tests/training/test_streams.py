@@ -251,13 +251,13 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         assert frames == (run.stream.audio.size - 400) // 160 + 1
     # with a background normalisation, the engine's detections are the replay's too
     detector = {"threshold": 0.3, "posterior": "softmax", "background_ms": 2000,
-                "background_weight": 2.0, "background_floor": 1e-4}  # fmt: skip
+                "background_floor": 1e-4}  # fmt: skip
     ckpt = save_checkpoint(
         tmp_path / "bg.safetensors", model, {"labels": labels, "detector": detector}
     )
     engine = load_engine(ckpt, "torch")
     config = engine.detector_config()
-    assert config.background_key == (200, 2.0, 1e-4)
+    assert config.background_key == (200, 1e-4)
     runs = run_engine(engine, streams, progress=False)
     for run in runs:
         assert firings_as_found(run, config) == pytest.approx(run.detections)
@@ -377,7 +377,7 @@ def test_a_compared_report_is_labelled_with_its_folder(
 
 
 def test_recall_is_split_by_whether_the_keyword_was_said_in_the_minute_before() -> None:
-    """"yes" at 10 s, again at 50 s (40 s later: a repeat) and at 200 s (not within 60 s of the
+    """ "yes" at 10 s, again at 50 s (40 s later: a repeat) and at 200 s (not within 60 s of the
     one before): the repeat's recall is reported apart from the first sayings'."""
     events = [
         KeywordEvent("yes", 10.0, 10.5, "alone"),

@@ -275,11 +275,19 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             if held.get("folds")
             else ""
         )
+        frames = (meta.get("detector") or {}).get("background_frames") or 0
+        background = (
+            f"; each keyword's posterior is weighed against its own background in the session "
+            f"(`background_frames` {frames}: a {frames / 100:g} s time constant)"
+            if frames
+            else ""
+        )
         lines.append(
             f"Thresholds calibrated with `lmukws calibrate` to "
             f"{calibration.get('target_fa_per_hour')} FA/h on validation streams "
-            f"({calibration.get('data', {}).get('hours')} h){heldout}; `start.sensitivity` "
-            f"moves along {len(calibration.get('operating_points') or [])} operating points."
+            f"({calibration.get('data', {}).get('hours')} h){heldout}{background}; "
+            f"`start.sensitivity` moves along {len(calibration.get('operating_points') or [])} "
+            "operating points."
         )
     lines.append(
         f"DET curve: [reports/{name}/det.png](reports/{name}/det.png); details: "
@@ -726,6 +734,22 @@ def model_card(
     return "\n".join(lines)
 
 
+def _search_options(search: dict[str, Any]) -> str:
+    """The ``calibrate`` options of a stored detector search: each setting that took more than
+    one value (a background searched even at one value), frames as ms or seconds."""
+    rows = search.get("candidates") or []
+    options = ""
+    for key, flag, scale in (
+        ("smoothing_frames", "--smoothing-ms", 10),
+        ("patience_frames", "--patience-ms", 10),
+        ("background_frames", "--background-s", 0.01),
+    ):
+        values = list(dict.fromkeys(r[key] for r in rows if key in r))
+        if len(values) > 1 or (key == "background_frames" and any(values)):
+            options += f" {flag} " + ",".join(f"{v * scale:g}" for v in values)
+    return options
+
+
 def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[str, str]:
     """The card's ``lmukws calibrate`` and ``evaluate-streams`` commands (from the metadata's
     calibration and stream metrics), and the ``--streams`` option of its ship command. The
@@ -741,6 +765,7 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         options += f"--target-fa-per-hour {calibration.get('target_fa_per_hour'):g}"
         if data.get("recordings"):
             options += f" --recordings {data['recordings']}"
+        options += _search_options(calibration.get("detector_search") or {})
         weight = calibration.get("keyword_weight", 1.0)
         if calibration.get("keyword_weight_search"):
             options += " --keyword-weight auto"

@@ -129,6 +129,7 @@ def evaluate_streams(
         "calibrated": engine.sensitivity.calibrated,
         "operating_point": {
             "thresholds": engine.detector_config().keyword_thresholds,
+            "detector": _detector_settings(engine.detector_config()),
             "calibration": (engine.metadata.get("detector") or {}).get("calibration"),
         },
         **result,
@@ -407,6 +408,34 @@ def _per_set(result: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {_fmt(v['false_alarms_per_hour'], 1)} FA/h" for k, v in sets)
 
 
+def _detector_settings(config: Any) -> dict[str, Any]:
+    """The detector settings a run used besides its thresholds."""
+    names = ("smoothing_frames", "patience_frames", "refractory_frames", "rearm_fraction",
+             "background_frames", "background_floor")  # fmt: skip
+    return {name: getattr(config, name) for name in names}
+
+
+def _detector_line(r: dict[str, Any]) -> list[str]:
+    """The run's smoothing, patience and background normalisation, in words (runs measured
+    before reports kept them: the calibration's record, else nothing)."""
+    point = r.get("operating_point") or {}
+    d = point.get("detector") or (point.get("calibration") or {}).get("detector")
+    if not d:
+        return []
+    frames = d.get("background_frames") or 0
+    background = (
+        f"background normalisation with a {frames / 100:g} s time constant "
+        f"(floor {d.get('background_floor', 1e-3):g})"
+        if frames
+        else "no background normalisation"
+    )
+    return [
+        "",
+        f"Detector: smoothing {d['smoothing_frames']} frames, patience "
+        f"{d['patience_frames']} frames, {background}.",
+    ]
+
+
 def _calibration_lines(r: dict[str, Any]) -> list[str]:
     """What the calibration expected at this operating point: on its own validation streams
     and, held out, on voices whose thresholds came from the others (to set beside this run)."""
@@ -439,6 +468,7 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
         f"thresholds; {len(r['streams'])} streams, {r['hours']:.2f} scored hours, "
         f"{r['events']} keyword events; {r['seconds']:.0f} s.",
         *_calibration_lines(r),
+        *_detector_line(r),
         "",
         "| | recall | false alarms | hours | FA/h | delay median / p90 (ms) |",
         "|---|---|---|---|---|---|",

@@ -359,6 +359,19 @@ def test_the_card_reproduces_the_calibration() -> None:
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert commands.splitlines()[0].endswith(" --keyword-weight auto")
     del meta["detector"]["calibration"]["keyword_weight_search"]
+    # a detector search: the settings that took several values (a background even at one)
+    candidates = [{"smoothing_frames": 5, "patience_frames": 3, "background_frames": b}
+                  for b in (0, 3000, 30000)]  # fmt: skip
+    meta["detector"]["calibration"]["detector_search"] = {"candidates": candidates}
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert commands.splitlines()[0].endswith(
+        " --recordings data/recordings --background-s 0,30,300"
+    )
+    candidates[:] = [{"smoothing_frames": s, "patience_frames": 3, "background_frames": 10000}
+                     for s in (5, 10)]  # fmt: skip
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert " --smoothing-ms 50,100 --background-s 100" in commands.splitlines()[0]
+    del meta["detector"]["calibration"]["detector_search"]
     # the stream report's own command, where it ran on this checkpoint
     ran = (
         "lmukws evaluate-streams soup.safetensors --data data/synth --split test "

@@ -390,3 +390,18 @@ def test_recall_is_split_by_whether_the_keyword_was_said_in_the_minute_before() 
     recall_by = score([StreamRun(stream, np.zeros((0, 4)), found)])["recall_by"]
     assert recall_by["repeat:first in 60 s"] == 1.0  # 10 s, 20 s ("go") and 200 s
     assert recall_by["repeat:said in the 60 s before"] == 0.0  # 50 s, missed
+
+
+def test_the_report_names_the_detector_settings_of_its_run() -> None:
+    from training.stream_report import _detector_line
+
+    detector = {"smoothing_frames": 5, "patience_frames": 3, "background_frames": 30000,
+                "background_floor": 0.001}  # fmt: skip
+    (_, line) = _detector_line({"operating_point": {"detector": detector}})
+    assert line == (
+        "Detector: smoothing 5 frames, patience 3 frames, background normalisation with a "
+        "300 s time constant (floor 0.001)."
+    )
+    old = {"calibration": {"detector": {"smoothing_frames": 5, "patience_frames": 3}}}
+    assert _detector_line({"operating_point": old})[1].endswith("no background normalisation.")
+    assert _detector_line({"operating_point": {"calibration": None}}) == []

@@ -364,9 +364,7 @@ def test_the_card_reproduces_the_calibration() -> None:
                   for b in (0, 3000, 30000)]  # fmt: skip
     meta["detector"]["calibration"]["detector_search"] = {"candidates": candidates}
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
-    assert commands.splitlines()[0].endswith(
-        " --recordings data/recordings --background-s 0,30,300"
-    )
+    assert " --recordings data/recordings --background-s 0,30,300 " in commands.splitlines()[0]
     candidates[:] = [{"smoothing_frames": s, "patience_frames": 3, "background_frames": 10000}
                      for s in (5, 10)]  # fmt: skip
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")

@@ -203,7 +203,7 @@ def score(
     source_fas: Counter[str] = Counter()
     for run in runs:
         stream = run.stream
-        group = stream.kind if stream.kind == "mixed" else f"negatives/{stream.source}"
+        group = stream.kind if stream.kind != "negatives" else f"negatives/{stream.source}"
         source = voice_source(stream)
         stream_hours = stream.scored_seconds_after(LATE_S) / 3600
         hours[group] += stream_hours
@@ -372,5 +372,5 @@ def per_keyword_hits(runs: Sequence[StreamRun], found: Callable[[StreamRun], lis
 def group_by_set(runs: Sequence[StreamRun]) -> dict[str, list[StreamRun]]:
     out: dict[str, list[StreamRun]] = defaultdict(list)
     for run in runs:
-        out[run.stream.kind if run.stream.kind == "mixed" else run.stream.source].append(run)
+        out[run.stream.kind if run.stream.kind != "negatives" else run.stream.source].append(run)
     return dict(out)

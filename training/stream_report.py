@@ -42,6 +42,8 @@ THRESHOLD_GRID = (
     0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
 )  # fmt: skip
 SENSITIVITY_GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+#: the streams a report is measured on unless ``--kinds`` says otherwise
+DEFAULT_KINDS = ("mixed", "negatives")
 
 
 def load_streams(
@@ -52,11 +54,13 @@ def load_streams(
     recordings_use: str = "eval",
     seed: int = 0,
     max_voices: int | None = None,
+    kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> list[Any]:
-    """The split's mixed and negatives streams, plus recorded negatives of ``recordings_use``."""
+    """The split's streams of ``kinds`` (``training.streams``), plus recorded negatives of
+    ``recordings_use``."""
     from training.streams import build_streams, streams_from_recordings
 
-    streams = build_streams(data, split, seed=seed, max_voices=max_voices)
+    streams = build_streams(data, split, seed=seed, max_voices=max_voices, kinds=kinds)
     if recordings is not None:
         streams += streams_from_recordings(
             recordings, use=recordings_use, allow_eval=recordings_use == "eval", seed=seed
@@ -88,16 +92,20 @@ def evaluate_streams(
     threads: int = 0,
     wake_word: str | None = None,
     compare: Sequence[str | Path] = (),
+    kinds: Sequence[str] = DEFAULT_KINDS,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on the split's streams; write the report to ``out``."""
+    """Evaluate ``checkpoint`` on the split's streams of ``kinds``; write the report to
+    ``out``."""
     from training.stream_eval import run_engine, score, sweep, threshold_configs
 
     started = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     engine = load_engine(checkpoint, runtime, threads)
-    streams = load_streams(data, split, recordings=recordings, seed=seed, max_voices=max_voices)
+    streams = load_streams(
+        data, split, recordings=recordings, seed=seed, max_voices=max_voices, kinds=kinds
+    )
     runs = run_engine(engine, streams, progress=progress)
     keywords = engine.detector_config().keywords
     result = score(runs, keywords=keywords)
@@ -120,6 +128,7 @@ def evaluate_streams(
             runtime=runtime,
             wake_word=wake_word,
             compare=compare,
+            kinds=kinds,
         ),
         "checkpoint": shown_path(checkpoint),
         "model": engine.model_name,
@@ -182,6 +191,7 @@ def command_line(
     runtime: str = "auto",
     wake_word: str | None = None,
     compare: Sequence[str | Path] = (),
+    kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> str:
     """The ``lmukws evaluate-streams`` command that writes this report (every option that
     changes it; the thread count does not)."""
@@ -201,6 +211,8 @@ def command_line(
         parts.append(f"--runtime {runtime}")
     if wake_word is not None:
         parts.append(f"--wake-word {wake_word}")
+    if tuple(kinds) != DEFAULT_KINDS:
+        parts.append(f"--kinds {','.join(kinds)}")
     parts += [f"--compare {shown_path(c)}" for c in compare]
     parts.append(f"--out {shown_path(out)}")
     return " ".join(parts)
@@ -581,9 +593,25 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
     p.add_argument(
         "--compare", action="append", default=[], type=Path, help="another report to overlay"
     )
+    p.add_argument(
+        "--kinds",
+        type=_kinds,
+        default=DEFAULT_KINDS,
+        help="comma-separated kinds of stream: mixed, negatives, repeats (a user repeating "
+        "a command); default mixed,negatives",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    from training.streams import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        raise argparse.ArgumentTypeError(f"expected kinds among {list(KINDS)}, got {text!r}")
+    return kinds
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -599,6 +627,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         wake_word=args.wake_word,
         compare=args.compare,
+        kinds=args.kinds,
         progress=not args.no_progress,
     )
     summary = {k: report[k] for k in ("recall", "false_alarms_per_hour", "hours", "events")}

@@ -12,6 +12,9 @@ minutes-long streams, one per voice of the split (a person talking, with pauses)
   continuous``), clean; plus, from ``lmukws data recordings``, real recorded speech without
   keywords (``streams_from_recordings``), whose excluded spans (keywords that the line says) are
   not scored.
+- **repeats** streams (only when asked for): a user repeating a command. Three of the voice's
+  keywords, each said ``REPEATS`` times, 2-8 s apart, clean; what a detector that adapts to
+  the session (``streaming.detector``'s background normalisation) must not learn to ignore.
 
 Ground truth is exact: each keyword event is the span of its clip in the stream. Deterministic
 for a seed. Only the split's own voices are used, so test streams hold no training voice.
@@ -38,6 +41,7 @@ from training.labels import SILENCE, UNKNOWN
 
 __all__ = [
     "BACKGROUNDS",
+    "KINDS",
     "KeywordEvent",
     "Segment",
     "Stream",
@@ -62,6 +66,10 @@ BACKGROUNDS: tuple[tuple[str, float | None], ...] = (
 CONTEXT_SHARES = {"alone": 0.4, "carrier": 0.4, "sequence": 0.2}
 GAP_WORDS_S = (0.04, 0.15)  # between the words of one phrase
 GAP_ITEMS_S = (0.3, 1.5)  # between phrases, sentences and words said alone
+#: repeats streams: keywords per voice, times each is said, seconds between two sayings
+REPEATED_KEYWORDS, REPEATS, GAP_REPEATS_S = 3, 5, (2.0, 8.0)
+#: kinds of stream ``build_streams`` makes
+KINDS = ("mixed", "negatives", "repeats")
 
 
 @dataclass(frozen=True)
@@ -198,9 +206,12 @@ def build_streams(
     keywords: Sequence[str] | None = None,
     max_voices: int | None = None,
 ) -> list[Stream]:
-    """The split's streams: one mixed and one negatives stream per voice (see the module
+    """The split's streams: per voice, one stream of each of ``kinds`` (see the module
     docstring). ``keywords`` (default: every keyword label of the corpus) are the words placed
     as events; ``max_voices`` keeps the first N voices (sorted) for quick runs."""
+    unknown_kinds = sorted(set(kinds) - set(KINDS))
+    if unknown_kinds:
+        raise ValueError(f"unknown stream kinds {unknown_kinds}; known: {list(KINDS)}")
     root = Path(corpus)
     rows = [r for r in read_manifest(root) if r["split"] == split]
     if not rows:
@@ -234,7 +245,36 @@ def build_streams(
             r["kind"] in ("sentence", "paragraph") for r in continuous[voice]
         ):
             streams.append(_negatives_stream(root, voice, continuous[voice], rng))
+        if "repeats" in kinds and by_voice[voice]["keyword"]:
+            repeats_rng = random.Random(f"repeats:{seed}:{split}:{voice}")
+            streams.append(_repeats_stream(root, voice, by_voice[voice]["keyword"], repeats_rng))
     return streams
+
+
+def _repeats_stream(
+    root: Path, voice: str, keywords: list[dict[str, str]], rng: random.Random
+) -> Stream:
+    """``REPEATED_KEYWORDS`` of the voice's keyword clips, each said ``REPEATS`` times (the
+    same clip at gains within 6 dB), ``GAP_REPEATS_S`` apart, 5-10 s between keywords."""
+    rows = sorted(keywords, key=lambda r: r["path"])
+    w = _Writer()
+    w.silence(rng.uniform(*GAP_ITEMS_S))
+    for row in rng.sample(rows, min(REPEATED_KEYWORDS, len(rows))):
+        audio = _read_wav(root / row["path"])
+        for _ in range(REPEATS):
+            s, e = w.speech(audio, 10 ** (rng.uniform(-6.0, 0.0) / 20))
+            w.events.append(KeywordEvent(row["label"], s, e, "repeated"))
+            w.segments.append(Segment("keyword", s, e, row["label"]))
+            w.silence(rng.uniform(*GAP_REPEATS_S))
+        w.silence(rng.uniform(5.0, 10.0))
+    return Stream(
+        name=f"repeats/{voice}",
+        kind="repeats",
+        voice=voice,
+        audio=w.audio(),
+        events=w.events,
+        segments=w.segments,
+    )
 
 
 def _mixed_stream(

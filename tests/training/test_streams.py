@@ -296,6 +296,12 @@ def test_report_command_reruns_the_report_with_repository_paths(
     assert args.checkpoint == Path("models/m.safetensors") and args.seed == 3
     assert args.compare == [Path("reports/a"), Path("reports/b")]
     assert (args.wake_word, args.out) == ("marvin", Path("reports/x"))
+    assert args.kinds == ("mixed", "negatives")  # the default, not written
+    command = command_line("m.safetensors", "data/synth", "r", kinds=("repeats",))
+    assert " --kinds repeats --out r" in command
+    assert parser.parse_args(command.split()[1:]).kinds == ("repeats",)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate-streams", "m", "--data", "d", "--out", "o", "--kinds", "x"])
 
 
 def test_recall_at_a_false_alarm_rate_reads_the_det_curve() -> None:
@@ -405,3 +411,35 @@ def test_the_report_names_the_detector_settings_of_its_run() -> None:
     old = {"calibration": {"detector": {"smoothing_frames": 5, "patience_frames": 3}}}
     assert _detector_line({"operating_point": old})[1].endswith("no background normalisation.")
     assert _detector_line({"operating_point": {"calibration": None}}) == []
+
+
+def test_repeats_streams_say_each_keyword_again_and_again(stream_corpus: Path) -> None:
+    """Asked for, a repeats stream per voice: keywords each said REPEATS times, 2-8 s apart,
+    at their clip's position; scored, the later sayings count as repeats; the default kinds
+    leave them out, an unknown kind is refused."""
+    from training.streams import GAP_REPEATS_S, REPEATS
+
+    streams = build_streams(stream_corpus, "test", kinds=("repeats",))
+    assert streams and {s.kind for s in streams} == {"repeats"}
+    stream = streams[0]
+    rows = read_manifest(stream_corpus)
+    clips = {
+        r["label"]: _wav(stream_corpus / r["path"]) for r in rows if r["voice"] == stream.voice
+    }
+    words = [e.keyword for e in stream.events]
+    assert len(words) % REPEATS == 0 and len(set(words)) == len(words) // REPEATS
+    for i, event in enumerate(stream.events):
+        start = round(event.start_s * 16000)
+        clip = clips[event.keyword]
+        piece = stream.audio[start : start + clip.size]
+        np.testing.assert_allclose(piece, float(piece @ clip / (clip @ clip)) * clip, atol=2e-4)
+        if i % REPEATS:
+            gap = event.start_s - stream.events[i - 1].end_s
+            assert GAP_REPEATS_S[0] - 1e-3 <= gap <= GAP_REPEATS_S[1] + 1e-3
+    hits = [Found(e.keyword, e.end_s + 0.1, 0.9) for e in stream.events]
+    result = score([StreamRun(stream, np.zeros((0, 4)), hits)])
+    assert set(result["sets"]) == {"repeats"} and result["recall"] == 1.0
+    assert result["recall_by"]["repeat:said in the 60 s before"] == 1.0
+    assert "repeats" not in {s.kind for s in build_streams(stream_corpus, "test")}
+    with pytest.raises(ValueError, match="unknown stream kinds"):
+        build_streams(stream_corpus, "test", kinds=("mixed", "chatter"))

@@ -51,6 +51,7 @@ DETECTOR_SETTINGS = (
     "pooling_ms",
     "background_ms",
     "background_floor",
+    "background_ceiling",
 )
 
 

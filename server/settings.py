@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     background_floor: float = _detector(
         _DETECTOR.background_floor, "background level that starts to raise the bar", gt=0
     )
+    background_ceiling: float = _detector(
+        _DETECTOR.background_ceiling,
+        "posteriors above this (a keyword said clearly) leave the background as it is",
+        gt=0,
+        le=1,
+    )
 
     # protocol limits
     max_message_bytes: int = Field(

@@ -20,7 +20,8 @@ over the last ``smoothing_frames`` frames and fires keyword k when all of these 
 With ``background_frames`` > 0 the posteriors are first normalised by the session's own
 background (``normalize_background``): a voice or a room whose speech keeps lifting one
 keyword's posterior a little makes that keyword harder to fire. Per label that can fire, a slow
-average b of its posterior (time constant ``background_frames``, updated once a block of
+average b of its posterior (frames up to ``background_ceiling`` only, so keywords said clearly
+do not count; time constant ``background_frames``, updated once a block of
 ``BACKGROUND_BLOCK`` frames, used one to two blocks late so a spoken keyword does not raise its
 own bar) divides the posterior's odds by (b + floor) / floor.
 
@@ -80,13 +81,14 @@ class DetectorSettings:
     posterior: str = "sigmoid"
     background_frames: int = 0
     background_floor: float = 1e-3
+    background_ceiling: float = 0.5
 
     def __post_init__(self) -> None:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         if self.pooling_frames < 1:
             raise ValueError(f"pooling_frames must be >= 1, got {self.pooling_frames}")
-        _check_background(self.background_frames, self.background_floor)
+        _check_background(self.background_frames, self.background_floor, self.background_ceiling)
 
     @property
     def detector_settings(self) -> DetectorSettings:
@@ -123,11 +125,13 @@ class DetectorSettings:
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(DetectorSettings))
 
 
-def _check_background(frames: int, floor: float) -> None:
+def _check_background(frames: int, floor: float, ceiling: float) -> None:
     if frames < 0:
         raise ValueError(f"background_frames must be >= 0 (0: off), got {frames}")
     if not floor > 0:
         raise ValueError(f"background_floor must be > 0, got {floor}")
+    if not 0 < ceiling <= 1:
+        raise ValueError(f"background_ceiling must be in (0, 1], got {ceiling}")
 
 
 _DEFAULTS = DetectorSettings()
@@ -149,6 +153,7 @@ class DetectorConfig:
     command_frames: int = 0  # frames after the wake word in which other keywords may fire
     background_frames: int = _DEFAULTS.background_frames  # 0: no background normalisation
     background_floor: float = _DEFAULTS.background_floor
+    background_ceiling: float = _DEFAULTS.background_ceiling
 
     def __post_init__(self) -> None:
         if self.thresholds.shape != (len(self.labels),):
@@ -165,12 +170,12 @@ class DetectorConfig:
             raise ValueError(f"rearm_fraction must be in (0, 1], got {self.rearm_fraction}")
         if self.wake_label >= 0 and not math.isfinite(self.thresholds[self.wake_label]):
             raise ValueError(f"the wake word {self.labels[self.wake_label]!r} cannot fire")
-        _check_background(self.background_frames, self.background_floor)
+        _check_background(self.background_frames, self.background_floor, self.background_ceiling)
 
     @property
-    def background_key(self) -> tuple[int, float]:
+    def background_key(self) -> tuple[int, float, float]:
         """What the background normalisation depends on (not the thresholds)."""
-        return (self.background_frames, self.background_floor)
+        return (self.background_frames, self.background_floor, self.background_ceiling)
 
     @property
     def normalized_labels(self) -> np.ndarray:
@@ -322,14 +327,16 @@ def normalize_background(
     ``frames``: per session, frames seen before these (the block phase). For each label of
     ``config.normalized_labels``, with b its ``lagged`` average, the odds p / (1 - p) are
     divided by (b + floor) / floor; the others pass unchanged. The average is an exponential
-    one over block means of the raw posteriors (time constant ``background_frames``), so it
-    follows a voice or a room over tens of seconds, and one block late, so the keyword being
-    spoken does not count against itself. Only IEEE-exact arithmetic, and block sums added
-    row by row in order: any chunking or batch gives the same bits.
+    one over block means of the raw posteriors up to ``background_ceiling`` (time constant
+    ``background_frames``), so it follows what a voice or a room keeps half-suggesting over
+    tens of seconds, not the keywords said clearly (a user repeating a command), and it is used
+    one block late, so the keyword being spoken does not count against itself. Only IEEE-exact
+    arithmetic, and block sums added row by row in order: any chunking or batch gives the same
+    bits.
     """
     L = BACKGROUND_BLOCK
     B, T = posteriors.shape[:2]
-    floor = config.background_floor
+    floor, ceiling = config.background_floor, config.background_ceiling
     decay = math.exp(-L / config.background_frames)
     block_sum = np.stack([b.block_sum for b in backgrounds])  # [B, K]
     level = np.stack([b.level for b in backgrounds])
@@ -351,9 +358,10 @@ def normalize_background(
         y /= y + (1.0 - x)
         y[..., keep] = x[..., keep]
         out[:, t : t + n] = y
+        counted = np.where(x <= ceiling, x, 0.0)  # a keyword said clearly does not count
         before, rest = block_sum, np.zeros_like(block_sum)
         for r in range(n):  # row by row, in order: the same sums whatever the chunking
-            row = x[:, r]
+            row = counted[:, r]
             if after[:, r].any():
                 before = before + np.where(after[:, r, None], 0.0, row)
                 rest = rest + np.where(after[:, r, None], row, 0.0)

@@ -296,6 +296,7 @@ class StreamingEngine:
             command_frames=window,
             background_frames=c.background_frames,
             background_floor=c.background_floor,
+            background_ceiling=c.background_ceiling,
         )
 
     def session_spec(

@@ -518,6 +518,7 @@ def calibrate(
             "rearm_fraction": base.rearm_fraction,
             "background_frames": base.background_frames,
             "background_floor": base.background_floor,
+            "background_ceiling": base.background_ceiling,
         },
         "operating_points": points,
         "seconds": round(time.monotonic() - started, 1),

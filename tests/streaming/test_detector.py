@@ -271,16 +271,27 @@ def test_background_normalisation_follows_its_formula() -> None:
 
 
 def test_a_keyword_a_voice_keeps_lifting_stops_firing_and_others_still_fire() -> None:
-    """Bursts of "yes" every 3 s (a voice the model keeps mishearing): without a background
-    each fires; with one, the later ones do not, while a first "no" at the end still does."""
-    x = _bursts(6000, 300, 0, 0.62)
+    """A voice the model keeps half-hearing as "yes" (0.3 for 30 of every 100 frames) and
+    whose peaks reach 0.62 every 9 s: without a background each peak fires; with one (already
+    risen 4.5 s in) none does, while a first "no" at the end still does."""
+    x = _bursts(6000, 100, 0, 0.3)
+    for start in range(450, 5800, 900):
+        x[start : start + 30, 0] = 0.62
     x[5900:5930, 1] = 0.8
     plain = fired(config(), x)
-    assert len([k for k, _ in plain if k == "yes"]) == 20 and ("no", 5902) in plain
-    adapted = fired(config(background_frames=3000), x)
-    yes = [frame for k, frame in adapted if k == "yes"]
-    assert yes[0] == 152 and len(yes) <= 5  # the first ones fire, then the bar has risen
-    assert ("no", 5902) in adapted
+    assert len([k for k, _ in plain if k == "yes"]) == 6 and ("no", 5902) in plain
+    assert fired(config(background_frames=3000), x) == [("no", 5902)]
+
+
+def test_a_command_said_clearly_again_and_again_keeps_firing() -> None:
+    """Posteriors at or above the ceiling (a keyword said clearly) leave the background as it
+    is: "yes" at 0.9 every 3 s fires every time; counted with a ceiling of 1, its own sayings
+    raise its bar until it stops."""
+    x = _bursts(6000, 300, 0, 0.9)
+    plain = fired(config(), x)
+    assert len(plain) == 20
+    assert fired(config(background_frames=3000), x) == plain
+    assert len(fired(config(background_frames=3000, background_ceiling=1.0), x)) < 10
 
 
 def test_background_gives_the_same_bits_chunked_batched_and_replayed() -> None:
@@ -291,6 +302,7 @@ def test_background_gives_the_same_bits_chunked_batched_and_replayed() -> None:
     cfg = config(background_frames=500, smoothing_frames=3, patience_frames=2)
     x = _bursts(1500, 170, 0, 0.7, seed=1)
     x[:, 1] = _bursts(1500, 230, 1, 0.75, seed=2)[:, 1]
+    x[:, 0] += _bursts(1500, 60, 0, 0.25, seed=3)[:, 0] * (x[:, 0] < 0.5)  # under the ceiling
     state0 = DetectorState.initial(cfg)
     _, whole, smoothed = detect(cfg, state0, x)
     assert whole and replay(cfg, x) == whole
@@ -315,6 +327,8 @@ def test_background_settings_are_checked() -> None:
     for kwargs, match in (
         ({"background_frames": -1}, "background_frames"),
         ({"background_floor": 0.0}, "background_floor"),
+        ({"background_ceiling": 0.0}, "background_ceiling"),
+        ({"background_ceiling": 1.5}, "background_ceiling"),
     ):
         with pytest.raises(ValueError, match=match):
             config(**kwargs)

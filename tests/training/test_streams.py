@@ -257,7 +257,7 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     )
     engine = load_engine(ckpt, "torch")
     config = engine.detector_config()
-    assert config.background_key == (200, 1e-4)
+    assert config.background_key == (200, 1e-4, 0.5)
     runs = run_engine(engine, streams, progress=False)
     for run in runs:
         assert firings_as_found(run, config) == pytest.approx(run.detections)

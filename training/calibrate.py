@@ -241,6 +241,15 @@ def heldout(
     return out
 
 
+def _recall_at(points: Sequence[dict[str, Any]], fa_per_hour: float) -> float | None:
+    """Recall at ``fa_per_hour`` read off ``heldout``'s points as the DET tables read a curve
+    (``stream_report.recall_at``)."""
+    from training.stream_report import recall_at
+
+    curve = [{"false_alarms_per_hour": p["fa_per_hour"], "recall": p["recall"]} for p in points]
+    return recall_at(curve, fa_per_hour)
+
+
 def choose_keyword_weight(
     runs: Sequence[Any],
     config: Any,
@@ -256,8 +265,6 @@ def choose_keyword_weight(
     are (a curve that does not reach the rate ranks last; the first weight on ties). Returns
     it, one row per weight (its held-out recall at the target rate, and the held-out FA/h
     when calibrated to the target) and the winner's held-out points."""
-    from training.stream_report import recall_at
-
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, curves_of = [], []
     for weight in weights:
@@ -266,10 +273,7 @@ def choose_keyword_weight(
         )
         if points is None:
             raise ValueError("--keyword-weight auto needs at least two validation voices")
-        at = recall_at(
-            [{"false_alarms_per_hour": p["fa_per_hour"], "recall": p["recall"]} for p in points],
-            target_fa_per_hour,
-        )
+        at = _recall_at(points, target_fa_per_hour)
         calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
         rows.append(
             {
@@ -337,8 +341,6 @@ def search_detector(
     times leave out) is within ``max_delay_ms``: held-out recall (``heldout`` read off at the
     target as ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all
     voices (the first candidate on ties; the least delayed one when none is within)."""
-    from training.stream_report import recall_at
-
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, counts_of = [], []
     for smoothing, patience, background in candidates:
@@ -363,11 +365,7 @@ def search_detector(
             points = heldout(
                 runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=keyword_weight
             )
-            curve = [
-                {"false_alarms_per_hour": p["fa_per_hour"], "recall": p["recall"]}
-                for p in points or []
-            ]
-            row["heldout_recall_at_target"] = recall_at(curve, target_fa_per_hour)
+            row["heldout_recall_at_target"] = _recall_at(points or [], target_fa_per_hour)
         rows.append(row)
         counts_of.append((config, counts))
     key = "heldout_recall_at_target" if folds else "recall"

@@ -34,6 +34,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -177,10 +178,11 @@ class DetectorConfig:
         """What the background normalisation depends on (not the thresholds)."""
         return (self.background_frames, self.background_floor, self.background_ceiling)
 
-    @property
+    @cached_property
     def normalized_labels(self) -> np.ndarray:
         """[K] bool: the labels the background normalisation applies to (not ``NEVER_FIRE``:
-        it depends on the labels only, so each keyword competes the same whatever fires)."""
+        it depends on the labels only, so each keyword competes the same whatever fires).
+        Computed once per config: every step of its sessions asks."""
         return np.array([label not in NEVER_FIRE for label in self.labels])
 
     @property
@@ -415,6 +417,7 @@ def detect_batch(
             groups.setdefault((config.background_key, config.labels), []).append(i)
     if groups:
         posteriors = posteriors.copy()
+    background_of: dict[int, Background] = {}  # the new backgrounds, handed to ``decide``
     for members in groups.values():
         K = posteriors.shape[2]
         backgrounds = [states[i].background or Background.initial(K) for i in members]
@@ -422,9 +425,7 @@ def detect_batch(
         backgrounds, posteriors[members] = normalize_background(
             configs[members[0]], backgrounds, posteriors[members], frames
         )
-        for i, background in zip(members, backgrounds, strict=True):
-            new_states[i] = replace(states[i], background=background)
-    states = list(new_states)
+        background_of.update(zip(members, backgrounds, strict=True))
     firings: list[list[Firing]] = [[] for _ in range(B)]
     windows: dict[int, list[int]] = {}
     for i, config in enumerate(configs):
@@ -451,6 +452,7 @@ def detect_batch(
                 smooth[j],
                 new_rings[j],
                 (top[j], scores[j], above[j]),
+                background_of.get(i),
             )
     return new_states, firings, smoothed
 
@@ -476,11 +478,13 @@ def decide(
     smoothed: np.ndarray,
     ring: np.ndarray | None = None,
     tops: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    background: Background | None = None,
 ) -> tuple[DetectorState, list[Firing]]:
     """The firing rules over smoothed posteriors [T, K] (``sliding_mean`` of ``posteriors``
     [T, K] over ``state.ring``) -> (new state, firings). ``ring``: the new ring if the caller
     already has it ([W - 1, K], the last rows of ring + posteriors); ``tops``: ``top_labels``
-    of ``smoothed`` if the caller computed them for many sessions at once.
+    of ``smoothed`` if the caller computed them for many sessions at once; ``background``:
+    the session's background after these frames (``normalize_background``; None: the state's).
 
     A frame whose top label is under its threshold, with no run going and every label armed,
     changes nothing but the counters: such steps skip the per-frame loop.
@@ -502,7 +506,7 @@ def decide(
             last_fire=state.last_fire,
             armed=state.armed,
             wake_until=state.wake_until,
-            background=state.background,
+            background=state.background if background is None else background,
         )
         return quiet, []
     above = above_mask.tolist()
@@ -565,7 +569,7 @@ def decide(
         last_fire=last_fire,
         armed=armed,
         wake_until=wake_until,
-        background=state.background,
+        background=state.background if background is None else background,
     )
     return new_state, firings
 

@@ -259,16 +259,18 @@ def choose_keyword_weight(
     weights: Sequence[float] = WEIGHTS,
     folds: int = FOLDS,
     seed: int = 0,
+    known: dict[float, list[dict[str, Any]]] | None = None,
 ) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
     """The keyword weight whose held-out curve (``heldout`` over the ladder and the target)
     finds the most keywords at ``target_fa_per_hour``, read off in log FA/h as the DET tables
     are (a curve that does not reach the rate ranks last; the first weight on ties). Returns
     it, one row per weight (its held-out recall at the target rate, and the held-out FA/h
-    when calibrated to the target) and the winner's held-out points."""
+    when calibrated to the target) and the winner's held-out points. ``known``: held-out
+    points already measured for some weights (the detector search's), not measured again."""
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, curves_of = [], []
     for weight in weights:
-        points = heldout(
+        points = (known or {}).get(weight) or heldout(
             runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=weight
         )
         if points is None:
@@ -332,17 +334,19 @@ def search_detector(
     keyword_weight: float = KEYWORD_WEIGHT,
     folds: int = 0,
     seed: int = 0,
-) -> tuple[Any, np.ndarray, list[dict[str, Any]]]:
+) -> tuple[Any, np.ndarray, list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience,
     background) frames triple of ``candidates`` (background 0: none); returns the winner
-    (``base`` with those settings), its per-run curves (``run_curves``) and one row per
-    candidate. The winner finds the most keywords at the target rate among the triples whose
-    median delay plus ``lookahead_ms`` (the model's look-ahead, which a stream run's detection
-    times leave out) is within ``max_delay_ms``: held-out recall (``heldout`` read off at the
-    target as ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all
-    voices (the first candidate on ties; the least delayed one when none is within)."""
+    (``base`` with those settings), its per-run curves (``run_curves``), one row per
+    candidate and the winner's held-out points (``heldout`` over the ladder and the target at
+    ``keyword_weight``; None without ``folds``), which ``calibrate`` keeps. The winner finds
+    the most keywords at the target rate among the triples whose median delay plus
+    ``lookahead_ms`` (the model's look-ahead, which a stream run's detection times leave out)
+    is within ``max_delay_ms``: held-out recall (``heldout`` read off at the target as
+    ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all voices
+    (the first candidate on ties; the least delayed one when none is within)."""
     targets = sorted({*LADDER, float(target_fa_per_hour)})
-    rows, counts_of = [], []
+    rows, counts_of, heldout_of = [], [], []
     for smoothing, patience, background in candidates:
         config = dataclasses.replace(
             base,
@@ -361,6 +365,7 @@ def search_detector(
             "background_frames": background,
             **measured,
         }
+        points = None
         if folds:
             points = heldout(
                 runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=keyword_weight
@@ -368,6 +373,7 @@ def search_detector(
             row["heldout_recall_at_target"] = _recall_at(points or [], target_fa_per_hour)
         rows.append(row)
         counts_of.append((config, counts))
+        heldout_of.append(points)
     key = "heldout_recall_at_target" if folds else "recall"
     delays = [r["delay_median_ms"] for r in rows]
     within = [i for i, d in enumerate(delays) if d is not None and d + lookahead_ms <= max_delay_ms]
@@ -378,7 +384,7 @@ def search_detector(
     for i, row in enumerate(rows):
         row["chosen"] = i == best
     config, counts = counts_of[best]
-    return config, counts, rows
+    return config, counts, rows, heldout_of[best]
 
 
 def calibrate(
@@ -439,6 +445,7 @@ def calibrate(
     base = engine.detector_config()
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     search: list[dict[str, Any]] = []
+    searched: list[dict[str, Any]] | None = None  # the search winner's held-out points
     lookahead_ms = engine.served.lookahead_frames * engine.frame_ms
     if smoothing_ms or patience_ms or background_s:
         backgrounds = [round(v * 1000 / engine.frame_ms) for v in background_s]
@@ -448,7 +455,7 @@ def calibrate(
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
             for b in (list(dict.fromkeys(backgrounds)) or [base.background_frames])
         ]
-        base, counts, search = search_detector(
+        base, counts, search, searched = search_detector(
             runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
             weight, folds=folds, seed=seed,
         )  # fmt: skip
@@ -457,12 +464,13 @@ def calibrate(
     tables = _tables(counts.sum(axis=0), base.keywords)
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     weight_search: list[dict[str, Any]] = []
+    known = {weight: searched} if searched else {}  # the search's, at this weight
     if auto:
         weight, weight_search, estimates = choose_keyword_weight(
-            runs, base, counts, float(target_fa_per_hour), folds=folds, seed=seed
+            runs, base, counts, float(target_fa_per_hour), folds=folds, seed=seed, known=known
         )
     elif folds:
-        estimates = heldout(
+        estimates = known.get(weight) or heldout(
             runs, base, counts, targets, folds=folds, seed=seed, keyword_weight=weight
         )
     else:

@@ -41,6 +41,7 @@ from training.labels import SILENCE, UNKNOWN
 
 __all__ = [
     "BACKGROUNDS",
+    "DEFAULT_KINDS",
     "KINDS",
     "KeywordEvent",
     "Segment",
@@ -68,8 +69,9 @@ GAP_WORDS_S = (0.04, 0.15)  # between the words of one phrase
 GAP_ITEMS_S = (0.3, 1.5)  # between phrases, sentences and words said alone
 #: repeats streams: keywords per voice, times each is said, seconds between two sayings
 REPEATED_KEYWORDS, REPEATS, GAP_REPEATS_S = 3, 5, (2.0, 8.0)
-#: kinds of stream ``build_streams`` makes
+#: kinds of stream ``build_streams`` makes, and those it makes unless asked for others
 KINDS = ("mixed", "negatives", "repeats")
+DEFAULT_KINDS = ("mixed", "negatives")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,26 @@ class _Writer:
     def audio(self) -> np.ndarray:
         return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
 
+    def stream(
+        self, kind: str, voice: str, audio: np.ndarray | None = None, **extra: Any
+    ) -> Stream:
+        """What was written as a ``kind`` stream of ``voice`` (``audio``: the written audio
+        after a background was mixed in)."""
+        return Stream(
+            name=f"{kind}/{voice}",
+            kind=kind,
+            voice=voice,
+            audio=self.audio() if audio is None else audio,
+            events=self.events,
+            segments=self.segments,
+            **extra,
+        )
+
+
+def _gain(rng: random.Random) -> float:
+    """A speaker's level for one phrase: within 6 dB below the clip's own."""
+    return 10 ** (rng.uniform(-6.0, 0.0) / 20)
+
 
 def _voice_items(rows: list[dict[str, str]], keywords: set[str]) -> dict[str, dict[str, list]]:
     by_voice: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -202,7 +224,7 @@ def build_streams(
     split: str,
     *,
     seed: int = 0,
-    kinds: Sequence[str] = ("mixed", "negatives"),
+    kinds: Sequence[str] = DEFAULT_KINDS,
     keywords: Sequence[str] | None = None,
     max_voices: int | None = None,
 ) -> list[Stream]:
@@ -262,19 +284,12 @@ def _repeats_stream(
     for row in rng.sample(rows, min(REPEATED_KEYWORDS, len(rows))):
         audio = _read_wav(root / row["path"])
         for _ in range(REPEATS):
-            s, e = w.speech(audio, 10 ** (rng.uniform(-6.0, 0.0) / 20))
+            s, e = w.speech(audio, _gain(rng))
             w.events.append(KeywordEvent(row["label"], s, e, "repeated"))
             w.segments.append(Segment("keyword", s, e, row["label"]))
             w.silence(rng.uniform(*GAP_REPEATS_S))
         w.silence(rng.uniform(5.0, 10.0))
-    return Stream(
-        name=f"repeats/{voice}",
-        kind="repeats",
-        voice=voice,
-        audio=w.audio(),
-        events=w.events,
-        segments=w.segments,
-    )
+    return w.stream("repeats", voice)
 
 
 def _mixed_stream(
@@ -322,7 +337,7 @@ def _mixed_stream(
     w = _Writer()
     w.silence(rng.uniform(*GAP_ITEMS_S))
     for context, rows, group in plan:
-        gain = 10 ** (rng.uniform(-6.0, 0.0) / 20)
+        gain = _gain(rng)
         start = w.now_s
         if context == "silence":
             w.silence(rng.uniform(1.0, 3.0))
@@ -351,16 +366,7 @@ def _mixed_stream(
     audio = w.audio()
     if background != "clean" and snr_db is not None:
         audio = _add_background(audio, background, snr_db, rng, root, babble_rows)
-    return Stream(
-        name=f"mixed/{voice}",
-        kind="mixed",
-        voice=voice,
-        audio=audio,
-        events=w.events,
-        segments=w.segments,
-        background=background,
-        snr_db=snr_db,
-    )
+    return w.stream("mixed", voice, audio, background=background, snr_db=snr_db)
 
 
 def _negatives_stream(
@@ -374,16 +380,10 @@ def _negatives_stream(
     w.silence(rng.uniform(*GAP_ITEMS_S))
     for r in rows:
         start = w.now_s
-        w.speech(_read_wav(root / r["path"]), 10 ** (rng.uniform(-6.0, 0.0) / 20))
+        w.speech(_read_wav(root / r["path"]), _gain(rng))
         w.segments.append(Segment(r["kind"], start, w.now_s, r["text"]))
         w.silence(rng.uniform(*GAP_ITEMS_S))
-    return Stream(
-        name=f"negatives/{voice}",
-        kind="negatives",
-        voice=voice,
-        audio=w.audio(),
-        segments=w.segments,
-    )
+    return w.stream("negatives", voice)
 
 
 def _tones(n: int, rng: random.Random) -> np.ndarray:

@@ -229,7 +229,7 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
     run = _spiky_run()
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = run.stream.scored_seconds / 3600
-    config, counts, rows = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)])
+    config, counts, rows, _ = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)])
     assert [(r["smoothing_frames"], r["patience_frames"]) for r in rows] == [(1, 3), (1, 8)]
     assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 1.0  # peaks fire at patience 3
     assert rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"] and not rows[0]["chosen"]
@@ -286,7 +286,7 @@ def test_the_detector_search_takes_a_background_when_it_finds_more() -> None:
     ]
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
-    config, _, rows = search_detector(runs, base, hours, 1.0, [(1, 3, 0), (1, 3, 3000)])
+    config, _, rows, _ = search_detector(runs, base, hours, 1.0, [(1, 3, 0), (1, 3, 3000)])
     assert [r["background_frames"] for r in rows] == [0, 3000]
     assert rows[0]["recall"] == 0.0 and rows[0]["fa_per_hour"] == 0.0
     assert rows[1]["recall"] == 1.0 and rows[1]["fa_per_hour"] == 0.0

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from training.streams import DEFAULT_KINDS, KINDS
-
 __all__ = [
     "RECALL_AT_FA_PER_HOUR",
     "evaluate_streams",
@@ -44,6 +42,9 @@ THRESHOLD_GRID = (
     0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
 )  # fmt: skip
 SENSITIVITY_GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+#: ``training.streams.DEFAULT_KINDS`` (a test checks they agree), written out because this
+#: module's parser must not import ``training.streams``: ``lmukws --help`` stays torch-free
+DEFAULT_KINDS = ("mixed", "negatives")
 
 
 def load_streams(
@@ -606,6 +607,8 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
 
 
 def _kinds(text: str) -> tuple[str, ...]:
+    from training.streams import KINDS
+
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
         raise argparse.ArgumentTypeError(f"expected kinds among {list(KINDS)}, got {text!r}")

@@ -297,6 +297,9 @@ def test_report_command_reruns_the_report_with_repository_paths(
     assert args.compare == [Path("reports/a"), Path("reports/b")]
     assert (args.wake_word, args.out) == ("marvin", Path("reports/x"))
     assert args.kinds == ("mixed", "negatives")  # the default, not written
+    from training import stream_report, streams
+
+    assert stream_report.DEFAULT_KINDS == streams.DEFAULT_KINDS
     command = command_line("m.safetensors", "data/synth", "r", kinds=("repeats",))
     assert " --kinds repeats --out r" in command
     assert parser.parse_args(command.split()[1:]).kinds == ("repeats",)

@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml requirements/constraints.txt scripts/install-system-pac
 serve: setup
 	$(VENV)/bin/lmukws serve
 
+# PYTHONFAULTHANDLER: a native crash, even in the interpreter's teardown after the summary,
+# prints every thread's Python stack instead of a bare "Segmentation fault".
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	PYTHONFAULTHANDLER=1 $(VENV)/bin/pytest
 
 test-fast: setup
-	$(VENV)/bin/pytest -m "not slow"
+	PYTHONFAULTHANDLER=1 $(VENV)/bin/pytest -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

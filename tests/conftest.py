@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ("tests.own_process",)  # tests marked own_process run in a child pytest
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Exports of the streaming step (models.onnx_step) go to pytest's cache, so a run reuses

@@ -75,6 +75,7 @@ def local_ray() -> Iterator[None]:
 
 
 @pytest.mark.slow
+@pytest.mark.own_process  # Ray starts in a child pytest: tests/own_process.py
 def test_ray_equals_in_process_and_resumes(
     archive: Path, tone_checkpoint: Path, local_ray: None, tmp_path: Path
 ) -> None:

@@ -40,7 +40,8 @@ ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 from server import ray_serve  # noqa: E402  (after the skip: it is of no use without Ray)
 
-pytestmark = pytest.mark.slow
+# own_process: Ray starts in a child pytest of its own (tests/own_process.py)
+pytestmark = [pytest.mark.slow, pytest.mark.own_process]
 
 EVENTS = [("low", 0.5), ("high", 2.0)]
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,10 +2,11 @@
 suite's interpreter.
 
 Ray's core worker (started by ``ray.init``) leaves gRPC and event-loop threads in the process
-after ``ray.shutdown()``; two Ray sessions in one interpreter and those threads at its exit are
-known to crash it (SIGSEGV after the summary, once in CI). In a child of its own, each Ray test
-module starts Ray once and its exit is checked: a child that dies, or exits with an error after
-its tests, fails the module's last test with the child's output.
+after ``ray.shutdown()``; two Ray sessions in one interpreter, and those threads alive while it
+exits, are known ways to crash it after every test has passed. In a child of its own, each Ray
+test module starts Ray once, and the child's end is checked: a test the child reported nothing
+for fails with the child's output, and so does the module's last test when the child exits
+badly after its tests.
 
 The child's reports (pytest's own serialised form) come back through a JSON-lines file and are
 logged here as if the tests had run in this process, so ``-v``, ``-ra`` and ``-x`` read as usual.

@@ -402,6 +402,7 @@ def calibrate(
     smoothing_ms: Sequence[float] = (),
     patience_ms: Sequence[float] = (),
     background_s: Sequence[float] = (),
+    background_ceiling: float | None = None,
     max_delay_ms: float = MAX_DELAY_MS,
     keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
@@ -411,6 +412,8 @@ def calibrate(
     place) and returns the ``detector.calibration`` record. ``smoothing_ms``, ``patience_ms``
     and ``background_s`` (the background normalisation's time constant, 0: none): the
     detector search's values (empty: the checkpoint's own), rounded to whole frames.
+    ``background_ceiling``: the background counts only posteriors up to it (None: the
+    checkpoint's own); stored in the checkpoint with the rest.
     ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"`` (``choose_keyword_weight``,
     after the detector search, which uses the default weight); ``folds``: voice folds of the
     held-out estimate (0: none)."""
@@ -425,6 +428,8 @@ def calibrate(
             raise ValueError(f"{name} must be > 0, got {list(values)}")
     if any(not v >= 0 for v in background_s):
         raise ValueError(f"background_s must be >= 0 (0: none), got {list(background_s)}")
+    if background_ceiling is not None and not 0 < background_ceiling <= 1:
+        raise ValueError(f"background_ceiling must be in (0, 1], got {background_ceiling}")
     auto = keyword_weight == "auto"
     if not auto and not (isinstance(keyword_weight, int | float) and 0 <= keyword_weight <= 1):
         raise ValueError(f"--keyword-weight must be in [0, 1] or auto, got {keyword_weight!r}")
@@ -443,6 +448,8 @@ def calibrate(
     )  # fmt: skip
     runs = run_engine(engine, streams, progress=progress)
     base = engine.detector_config()
+    if background_ceiling is not None:
+        base = dataclasses.replace(base, background_ceiling=float(background_ceiling))
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     search: list[dict[str, Any]] = []
     searched: list[dict[str, Any]] | None = None  # the search winner's held-out points
@@ -550,6 +557,8 @@ def calibrate(
     detector["smoothing_frames"] = base.smoothing_frames
     detector["patience_frames"] = base.patience_frames
     detector["background_frames"] = base.background_frames
+    if background_ceiling is not None:
+        detector["background_ceiling"] = base.background_ceiling
     detector["calibration"] = record
     meta["detector"] = detector
     meta.pop("checkpoint", None)
@@ -598,6 +607,13 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=(),
         help="search the background normalisation too: comma-separated time constants in "
         "seconds (0: none), e.g. 0,30,100,300",
+    )
+    p.add_argument(
+        "--background-ceiling",
+        type=float,
+        help="the background counts only posteriors up to this (default: the checkpoint's, "
+        "0.5 unless set); lower keeps a keyword said clearly, again and again, from raising its "
+        "own bar",
     )
     p.add_argument(
         "--max-delay-ms",
@@ -673,6 +689,7 @@ def _run(args: argparse.Namespace) -> int:
         smoothing_ms=args.smoothing_ms,
         patience_ms=args.patience_ms,
         background_s=args.background_s,
+        background_ceiling=args.background_ceiling,
         max_delay_ms=args.max_delay_ms,
         keyword_weight=args.keyword_weight,
         folds=args.folds,

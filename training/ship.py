@@ -750,6 +750,17 @@ def _search_options(search: dict[str, Any]) -> str:
     return options
 
 
+def _ceiling_option(calibration: dict[str, Any]) -> str:
+    """``--background-ceiling`` where the calibration ran with a ceiling other than the
+    detector's default."""
+    from streaming.detector import DetectorSettings
+
+    ceiling = (calibration.get("detector") or {}).get("background_ceiling")
+    if ceiling is None or ceiling == DetectorSettings.background_ceiling:
+        return ""
+    return f" --background-ceiling {ceiling:g}"
+
+
 def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[str, str]:
     """The card's ``lmukws calibrate`` and ``evaluate-streams`` commands (from the metadata's
     calibration and stream metrics), and the ``--streams`` option of its ship command. The
@@ -766,6 +777,7 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         if data.get("recordings"):
             options += f" --recordings {data['recordings']}"
         options += _search_options(calibration.get("detector_search") or {})
+        options += _ceiling_option(calibration)
         weight = calibration.get("keyword_weight", 1.0)
         if calibration.get("keyword_weight_search"):
             options += " --keyword-weight auto"

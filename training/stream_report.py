@@ -424,7 +424,7 @@ def _per_set(result: dict[str, Any]) -> str:
 def _detector_settings(config: Any) -> dict[str, Any]:
     """The detector settings a run used besides its thresholds."""
     names = ("smoothing_frames", "patience_frames", "refractory_frames", "rearm_fraction",
-             "background_frames", "background_floor")  # fmt: skip
+             "background_frames", "background_floor", "background_ceiling")  # fmt: skip
     return {name: getattr(config, name) for name in names}
 
 
@@ -436,12 +436,12 @@ def _detector_line(r: dict[str, Any]) -> list[str]:
     if not d:
         return []
     frames = d.get("background_frames") or 0
-    background = (
-        f"background normalisation with a {frames / 100:g} s time constant "
-        f"(floor {d.get('background_floor', 1e-3):g})"
-        if frames
-        else "no background normalisation"
-    )
+    background = "no background normalisation"
+    if frames:
+        limits = f"floor {d.get('background_floor', 1e-3):g}"
+        if "background_ceiling" in d:
+            limits += f", posteriors up to {d['background_ceiling']:g} counted"
+        background = f"background normalisation with a {frames / 100:g} s time constant ({limits})"
     return [
         "",
         f"Detector: smoothing {d['smoothing_frames']} frames, patience "

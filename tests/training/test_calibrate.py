@@ -319,6 +319,17 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     at_target = next(p for p in record["operating_points"] if p["target_fa_per_hour"] == 5.0)
     assert at_target["recall"] == chosen["recall"]
     assert record["detector_search"]["lookahead_ms"] == 10.0 * model.lookahead_frames
+    assert "background_ceiling" not in detector  # the checkpoint's own (the default) kept
+    # a lower ceiling: searched with it, and stored for the server
+    lower = tmp_path / "ceiling.safetensors"
+    record = calibrate(
+        path, stream_corpus, 5.0, out=lower, runtime="torch", progress=False,
+        background_s=(20.0,), background_ceiling=0.2, folds=0,
+    )  # fmt: skip
+    assert record["detector"]["background_ceiling"] == 0.2
+    assert read_metadata(lower)["detector"]["background_ceiling"] == 0.2
+    with pytest.raises(ValueError, match="background_ceiling must be in"):
+        calibrate(path, stream_corpus, 5.0, background_ceiling=0.0)
     with pytest.raises(ValueError, match="smoothing_ms must be > 0"):
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))
     with pytest.raises(ValueError, match="background_s must be >= 0"):

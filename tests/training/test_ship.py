@@ -369,6 +369,11 @@ def test_the_card_reproduces_the_calibration() -> None:
                      for s in (5, 10)]  # fmt: skip
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert " --smoothing-ms 50,100 --background-s 100" in commands.splitlines()[0]
+    assert "--background-ceiling" not in commands  # the default ceiling
+    meta["detector"]["calibration"]["detector"] = {"background_ceiling": 0.2}
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert " --background-s 100 --background-ceiling 0.2" in commands.splitlines()[0]
+    del meta["detector"]["calibration"]["detector"]
     del meta["detector"]["calibration"]["detector_search"]
     # the stream report's own command, where it ran on this checkpoint
     ran = (

@@ -411,6 +411,10 @@ def test_the_report_names_the_detector_settings_of_its_run() -> None:
         "Detector: smoothing 5 frames, patience 3 frames, background normalisation with a "
         "300 s time constant (floor 0.001)."
     )
+    (_, line) = _detector_line(
+        {"operating_point": {"detector": {**detector, "background_ceiling": 0.2}}}
+    )
+    assert line.endswith("300 s time constant (floor 0.001, posteriors up to 0.2 counted).")
     old = {"calibration": {"detector": {"smoothing_frames": 5, "patience_frames": 3}}}
     assert _detector_line({"operating_point": old})[1].endswith("no background normalisation.")
     assert _detector_line({"operating_point": {"calibration": None}}) == []

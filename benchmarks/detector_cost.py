@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.config import comma_list
-from benchmarks.model_bench import build
+from benchmarks.model_bench import build, stream_case
 from benchmarks.timing import interleaved, median_ratio
 
 #: the shipped lmuformer's background time constant (frames)
@@ -50,19 +50,6 @@ def detector_case(
     return step
 
 
-def model_case(model: Any, batch: int, frames: int) -> Callable[[], None]:
-    """One engine step of the model: ``stream_frames`` on ``frames`` new frames per session."""
-    generator = torch.Generator().manual_seed(batch)
-    features = torch.randn(batch, frames, model.config.in_features, generator=generator)
-    holder = {"state": model.init_state(batch)}
-
-    def step() -> None:
-        with torch.inference_mode():
-            _, _, holder["state"] = model.stream_frames(features, holder["state"])
-
-    return step
-
-
 def measure(
     model_name: str,
     sessions: Sequence[int],
@@ -79,7 +66,7 @@ def measure(
     rows = []
     for batch in sessions:
         cases = {
-            "model": model_case(model, batch, frames),
+            "model": stream_case(model, batch, torch.device("cpu"), frames),
             "detector": detector_case(labels, batch, frames, 0),
             "detector_background": detector_case(labels, batch, frames, BACKGROUND_FRAMES),
         }

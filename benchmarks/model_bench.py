@@ -52,16 +52,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def stream_case(model: Any, batch: int, device: torch.device) -> Callable[[], None]:
-    """One streaming hop for ``batch`` sessions: ``stream_frames`` on one new frame each."""
+def stream_case(
+    model: Any, batch: int, device: torch.device, frames: int = 1
+) -> Callable[[], None]:
+    """One streaming hop for ``batch`` sessions: ``stream_frames`` on ``frames`` new frames
+    each (one by default; an engine step may carry several)."""
     features = model.config.in_features
     generator = torch.Generator().manual_seed(batch)
-    frames = torch.randn(batch, 1, features, generator=generator).to(device)
+    new = torch.randn(batch, frames, features, generator=generator).to(device)
     holder = {"state": model.init_state(batch)}
 
     def step() -> None:
         with torch.inference_mode():
-            _, _, holder["state"] = model.stream_frames(frames, holder["state"])
+            _, _, holder["state"] = model.stream_frames(new, holder["state"])
 
     return step
 

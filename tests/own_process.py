@@ -28,7 +28,7 @@ from _pytest.reports import TestReport
 MARKER = "own_process"
 CHILD_ENV = "LMUKWS_TEST_CHILD_REPORTS"  # set in a child: where its reports go
 OUTPUT_TAIL = 6000  # characters of a failed child's output shown in the report
-_RESULTS = pytest.StashKey[dict[str, "_ChildRun"]]()
+_RESULTS = pytest.StashKey[dict[Path, "_ChildRun"]]()
 
 
 class _ChildRun:
@@ -97,16 +97,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if os.environ.get(CHILD_ENV) or item.get_closest_marker(MARKER) is None:
         return None
     runs = item.config.stash.setdefault(_RESULTS, {})
-    module = item.nodeid.split("::")[0]
-    if module not in runs:
-        session_items = item.session.items
+    if item.path not in runs:
         nodeids = [
             i.nodeid
-            for i in session_items
-            if i.nodeid.split("::")[0] == module and i.get_closest_marker(MARKER) is not None
+            for i in item.session.items
+            if i.path == item.path and i.get_closest_marker(MARKER) is not None
         ]
-        runs[module] = _ChildRun(item.config, nodeids)
-    run = runs[module]
+        runs[item.path] = _ChildRun(item.config, nodeids)
+    run = runs[item.path]
     hook = item.ihook
     hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     reports = run.reports.get(item.nodeid, [])

@@ -19,13 +19,17 @@ Every point also gets a **held-out** estimate (``heldout``): the voices are spli
 each fold is measured with the thresholds that the other folds' curves pick for the point's
 budget, so the recall and FA/h it reports are those of voices the thresholds never saw.
 
-With ``--smoothing-ms``, ``--patience-ms`` and ``--background-s`` (lists), the detector's
-posterior smoothing, patience and background normalisation (``streaming.detector``: each
-keyword weighed against what the session's audio has given it so far) are searched too:
+With ``--smoothing-ms``, ``--patience-ms``, ``--background-s`` and ``--background-ceiling``
+(lists), the detector's posterior smoothing, patience and background normalisation
+(``streaming.detector``: each keyword weighed against what the session's audio has given it so
+far, counting posteriors up to the ceiling) are searched too:
 thresholds are calibrated as above for every combination, and the one with the best held-out
 recall at X (with ``--folds``; else recall on all voices) whose median detection delay stays
 within ``--max-delay-ms`` wins (longer smoothing and patience trade delay for fewer brief false
-peaks; a background raises the bar of the keywords a voice keeps lifting).
+peaks; a background raises the bar of the keywords a voice keeps lifting). With ``--kinds
+mixed,negatives,repeats`` the validation streams include a user repeating commands
+(``training.streams``), so every saying of a repeated keyword counts in the recall that picks
+the winner: the background must not learn to ignore a command said clearly again and again.
 
 Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames``,
 ``patience_frames`` and ``background_frames``, and ``detector.calibration`` (target, measured
@@ -44,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from training.stream_report import DEFAULT_KINDS, parse_kinds
 
 __all__ = [
     "FOLDS",
@@ -328,7 +334,7 @@ def search_detector(
     base: Any,
     hours: float,
     target_fa_per_hour: float,
-    candidates: Sequence[tuple[int, int, int]],
+    candidates: Sequence[tuple[int, int, int, float]],
     max_delay_ms: float = MAX_DELAY_MS,
     lookahead_ms: float = 0.0,
     keyword_weight: float = KEYWORD_WEIGHT,
@@ -336,23 +342,25 @@ def search_detector(
     seed: int = 0,
 ) -> tuple[Any, np.ndarray, list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience,
-    background) frames triple of ``candidates`` (background 0: none); returns the winner
+    background frames, background ceiling) of ``candidates`` (background 0: none); returns the
+    winner
     (``base`` with those settings), its per-run curves (``run_curves``), one row per
     candidate and the winner's held-out points (``heldout`` over the ladder and the target at
     ``keyword_weight``; None without ``folds``), which ``calibrate`` keeps. The winner finds
-    the most keywords at the target rate among the triples whose median delay plus
+    the most keywords at the target rate among the candidates whose median delay plus
     ``lookahead_ms`` (the model's look-ahead, which a stream run's detection times leave out)
     is within ``max_delay_ms``: held-out recall (``heldout`` read off at the target as
     ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all voices
     (the first candidate on ties; the least delayed one when none is within)."""
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, counts_of, heldout_of = [], [], []
-    for smoothing, patience, background in candidates:
+    for smoothing, patience, background, ceiling in candidates:
         config = dataclasses.replace(
             base,
             smoothing_frames=smoothing,
             patience_frames=patience,
             background_frames=background,
+            background_ceiling=float(ceiling),
         )
         counts = run_curves(runs, config, config.keywords)
         tables = _tables(counts.sum(axis=0), config.keywords)
@@ -363,6 +371,7 @@ def search_detector(
             "smoothing_frames": smoothing,
             "patience_frames": patience,
             "background_frames": background,
+            "background_ceiling": float(ceiling),
             **measured,
         }
         points = None
@@ -402,7 +411,8 @@ def calibrate(
     smoothing_ms: Sequence[float] = (),
     patience_ms: Sequence[float] = (),
     background_s: Sequence[float] = (),
-    background_ceiling: float | None = None,
+    background_ceiling: Sequence[float] = (),
+    kinds: Sequence[str] = DEFAULT_KINDS,
     max_delay_ms: float = MAX_DELAY_MS,
     keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
@@ -412,8 +422,9 @@ def calibrate(
     place) and returns the ``detector.calibration`` record. ``smoothing_ms``, ``patience_ms``
     and ``background_s`` (the background normalisation's time constant, 0: none): the
     detector search's values (empty: the checkpoint's own), rounded to whole frames.
-    ``background_ceiling``: the background counts only posteriors up to it (None: the
-    checkpoint's own); stored in the checkpoint with the rest.
+    ``background_ceiling``: the background counts only posteriors up to it; searched like the
+    others (empty: the checkpoint's own) and stored in the checkpoint when given. ``kinds``:
+    the kinds of validation stream (``training.streams.KINDS``).
     ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"`` (``choose_keyword_weight``,
     after the detector search, which uses the default weight); ``folds``: voice folds of the
     held-out estimate (0: none)."""
@@ -428,8 +439,10 @@ def calibrate(
             raise ValueError(f"{name} must be > 0, got {list(values)}")
     if any(not v >= 0 for v in background_s):
         raise ValueError(f"background_s must be >= 0 (0: none), got {list(background_s)}")
-    if background_ceiling is not None and not 0 < background_ceiling <= 1:
-        raise ValueError(f"background_ceiling must be in (0, 1], got {background_ceiling}")
+    if any(not 0 < v <= 1 for v in background_ceiling):
+        raise ValueError(f"background_ceiling must be in (0, 1], got {list(background_ceiling)}")
+    if not kinds:
+        raise ValueError("kinds: at least one kind of stream")
     auto = keyword_weight == "auto"
     if not auto and not (isinstance(keyword_weight, int | float) and 0 <= keyword_weight <= 1):
         raise ValueError(f"--keyword-weight must be in [0, 1] or auto, got {keyword_weight!r}")
@@ -444,23 +457,24 @@ def calibrate(
     engine = load_engine(checkpoint, runtime, threads)
     streams = load_streams(
         data, split, recordings=recordings, recordings_use="train", seed=seed,
-        max_voices=max_voices,
+        max_voices=max_voices, kinds=kinds,
     )  # fmt: skip
     runs = run_engine(engine, streams, progress=progress)
     base = engine.detector_config()
-    if background_ceiling is not None:
-        base = dataclasses.replace(base, background_ceiling=float(background_ceiling))
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     search: list[dict[str, Any]] = []
     searched: list[dict[str, Any]] | None = None  # the search winner's held-out points
     lookahead_ms = engine.served.lookahead_frames * engine.frame_ms
-    if smoothing_ms or patience_ms or background_s:
+    if smoothing_ms or patience_ms or background_s or background_ceiling:
         backgrounds = [round(v * 1000 / engine.frame_ms) for v in background_s]
+        ceilings = [float(c) for c in dict.fromkeys(background_ceiling)]
         candidates = [
-            (s, p, b)
+            (s, p, b, c)
             for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
             for b in (list(dict.fromkeys(backgrounds)) or [base.background_frames])
+            # without a background the ceiling does nothing: one candidate
+            for c in ((ceilings if b else ceilings[:1]) or [base.background_ceiling])
         ]
         base, counts, search, searched = search_detector(
             runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
@@ -520,6 +534,7 @@ def calibrate(
             "recordings": None if recordings is None else str(recordings),
             "recordings_use": "train",
             "seed": seed,
+            "kinds": list(kinds),
             "streams": len(streams),
             "hours": round(hours, 3),
             "events": sum(len(s.events) for s in streams),
@@ -557,7 +572,7 @@ def calibrate(
     detector["smoothing_frames"] = base.smoothing_frames
     detector["patience_frames"] = base.patience_frames
     detector["background_frames"] = base.background_frames
-    if background_ceiling is not None:
+    if background_ceiling:
         detector["background_ceiling"] = base.background_ceiling
     detector["calibration"] = record
     meta["detector"] = detector
@@ -610,10 +625,18 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--background-ceiling",
-        type=float,
+        type=_ceilings,
+        default=(),
         help="the background counts only posteriors up to this (default: the checkpoint's, "
         "0.5 unless set); lower keeps a keyword said clearly, again and again, from raising its "
-        "own bar",
+        "own bar; comma-separated values are searched, e.g. 0.2,0.5 (with --kinds ...,repeats)",
+    )
+    p.add_argument(
+        "--kinds",
+        type=parse_kinds,
+        default=DEFAULT_KINDS,
+        help="comma-separated kinds of validation stream: mixed, negatives, repeats (a user "
+        "repeating a command, so the search weighs repeated sayings); default mixed,negatives",
     )
     p.add_argument(
         "--max-delay-ms",
@@ -670,6 +693,14 @@ def _number_list(unit: str, zero: bool = False) -> Any:
     return parse
 
 
+def _ceilings(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated background ceilings in (0, 1]."""
+    values = _number_list("ceilings")(text)
+    if any(v > 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected ceilings in (0, 1], got {text!r}")
+    return values
+
+
 def _frames(values_ms: Sequence[float], frame_ms: float) -> list[int]:
     """Milliseconds as whole frames (at least one), duplicates dropped, in order."""
     return list(dict.fromkeys(max(1, round(v / frame_ms)) for v in values_ms))
@@ -690,6 +721,7 @@ def _run(args: argparse.Namespace) -> int:
         patience_ms=args.patience_ms,
         background_s=args.background_s,
         background_ceiling=args.background_ceiling,
+        kinds=args.kinds,
         max_delay_ms=args.max_delay_ms,
         keyword_weight=args.keyword_weight,
         folds=args.folds,

@@ -736,13 +736,15 @@ def model_card(
 
 def _search_options(search: dict[str, Any]) -> str:
     """The ``calibrate`` options of a stored detector search: each setting that took more than
-    one value (a background searched even at one value), frames as ms or seconds."""
+    one value (a background searched even at one value), frames as ms or seconds, ceilings as
+    they are."""
     rows = search.get("candidates") or []
     options = ""
     for key, flag, scale in (
         ("smoothing_frames", "--smoothing-ms", 10),
         ("patience_frames", "--patience-ms", 10),
         ("background_frames", "--background-s", 0.01),
+        ("background_ceiling", "--background-ceiling", 1),
     ):
         values = list(dict.fromkeys(r[key] for r in rows if key in r))
         if len(values) > 1 or (key == "background_frames" and any(values)):
@@ -751,14 +753,27 @@ def _search_options(search: dict[str, Any]) -> str:
 
 
 def _ceiling_option(calibration: dict[str, Any]) -> str:
-    """``--background-ceiling`` where the calibration ran with a ceiling other than the
-    detector's default."""
+    """``--background-ceiling`` where the calibration ran with one ceiling other than the
+    detector's default (a searched one is among ``_search_options``)."""
     from streaming.detector import DetectorSettings
 
+    rows = (calibration.get("detector_search") or {}).get("candidates") or []
+    if len({r["background_ceiling"] for r in rows if "background_ceiling" in r}) > 1:
+        return ""
     ceiling = (calibration.get("detector") or {}).get("background_ceiling")
     if ceiling is None or ceiling == DetectorSettings.background_ceiling:
         return ""
     return f" --background-ceiling {ceiling:g}"
+
+
+def _kinds_option(data: dict[str, Any]) -> str:
+    """``--kinds`` where the calibration's validation streams were not the default kinds."""
+    from training.stream_report import DEFAULT_KINDS
+
+    kinds = data.get("kinds")
+    if not kinds or tuple(kinds) == DEFAULT_KINDS:
+        return ""
+    return " --kinds " + ",".join(kinds)
 
 
 def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[str, str]:
@@ -778,6 +793,7 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
             options += f" --recordings {data['recordings']}"
         options += _search_options(calibration.get("detector_search") or {})
         options += _ceiling_option(calibration)
+        options += _kinds_option(data)
         weight = calibration.get("keyword_weight", 1.0)
         if calibration.get("keyword_weight_search"):
             options += " --keyword-weight auto"

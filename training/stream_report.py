@@ -596,7 +596,7 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
     )
     p.add_argument(
         "--kinds",
-        type=_kinds,
+        type=parse_kinds,
         default=DEFAULT_KINDS,
         help="comma-separated kinds of stream: mixed, negatives, repeats (a user repeating "
         "a command); default mixed,negatives",
@@ -606,7 +606,8 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
     return p
 
 
-def _kinds(text: str) -> tuple[str, ...]:
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated kinds of stream (``training.streams.KINDS``)."""
     from training.streams import KINDS
 
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())

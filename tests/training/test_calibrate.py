@@ -229,22 +229,26 @@ def test_the_detector_search_trades_patience_for_false_alarms() -> None:
     run = _spiky_run()
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = run.stream.scored_seconds / 3600
-    config, counts, rows, _ = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)])
+    config, counts, rows, _ = search_detector(
+        [run], base, hours, 1.0, [(1, 3, 0, 0.5), (1, 8, 0, 0.5)]
+    )
     assert [(r["smoothing_frames"], r["patience_frames"]) for r in rows] == [(1, 3), (1, 8)]
     assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 1.0  # peaks fire at patience 3
     assert rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"] and not rows[0]["chosen"]
     assert (config.smoothing_frames, config.patience_frames) == (1, 8)
     assert counts.shape[:2] == (1, 1)  # one run, one keyword
     # a delay bound no pair meets: the least delayed pair (one without detections has none)
-    rows = search_detector([run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)], max_delay_ms=-1e4)[2]
+    rows = search_detector(
+        [run], base, hours, 1.0, [(1, 3, 0, 0.5), (1, 8, 0, 0.5)], max_delay_ms=-1e4
+    )[2]
     assert rows[0]["delay_median_ms"] is None and rows[1]["delay_median_ms"] > -1e4
     assert [r["chosen"] for r in rows] == [False, True]
     # the look-ahead counts against the bound
     delay = rows[1]["delay_median_ms"]
-    rows = search_detector([run], base, hours, 1.0, [(1, 8, 0)], max_delay_ms=delay + 10.0)[2]
+    rows = search_detector([run], base, hours, 1.0, [(1, 8, 0, 0.5)], max_delay_ms=delay + 10.0)[2]
     assert rows[0]["chosen"]
     rows = search_detector(
-        [run], base, hours, 1.0, [(1, 3, 0), (1, 8, 0)], max_delay_ms=delay + 10.0,
+        [run], base, hours, 1.0, [(1, 3, 0, 0.5), (1, 8, 0, 0.5)], max_delay_ms=delay + 10.0,
         lookahead_ms=20.0,
     )[2]  # fmt: skip
     assert [r["chosen"] for r in rows] == [False, True]  # none within: the least delayed
@@ -286,11 +290,49 @@ def test_the_detector_search_takes_a_background_when_it_finds_more() -> None:
     ]
     base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
-    config, _, rows, _ = search_detector(runs, base, hours, 1.0, [(1, 3, 0), (1, 3, 3000)])
+    config, _, rows, _ = search_detector(
+        runs, base, hours, 1.0, [(1, 3, 0, 0.5), (1, 3, 3000, 0.5)]
+    )
     assert [r["background_frames"] for r in rows] == [0, 3000]
     assert rows[0]["recall"] == 0.0 and rows[0]["fa_per_hour"] == 0.0
     assert rows[1]["recall"] == 1.0 and rows[1]["fa_per_hour"] == 0.0
     assert config.background_frames == 3000 and rows[1]["chosen"]
+
+
+def test_the_detector_search_keeps_a_repeated_command_with_a_lower_ceiling() -> None:
+    """A user saying "yes" five times, each saying 1 s at 0.4 and then 300 ms at 0.75, beside
+    a voice that keeps lifting "yes" (so the background is needed): with the default ceiling
+    the 0.4 stretches raise "yes"'s own bar and the later sayings are missed; with a ceiling
+    of 0.2 they do not count, and the search takes it."""
+    T, sayings = 6000, range(500, 5500, 1000)
+    posteriors = np.zeros((T, 3))
+    events, segments = [], []
+    for start in sayings:
+        posteriors[start : start + 100, 0] = 0.4
+        posteriors[start + 100 : start + 130, 0] = 0.75
+        s, e = start / 100, (start + 130) / 100
+        events.append(KeywordEvent("yes", s, e, "repeated"))
+        segments.append(Segment("keyword", s, e, "yes"))
+    posteriors[:, 2] = 1.0 - posteriors[:, 0]
+    stream = Stream(
+        name="repeats/says",
+        kind="repeats",
+        voice="says",
+        audio=np.broadcast_to(np.zeros(1, np.float32), (T * 160 + 240,)),
+        events=events,
+        segments=segments,
+    )
+    runs = [_voice_run("lifts", 0.05, list(range(3000, 5800, 400)), None)]
+    runs.append(StreamRun(stream, posteriors, []))
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    hours = sum(r.stream.scored_seconds for r in runs) / 3600
+    candidates = [(1, 3, 0, 0.5), (1, 3, 3000, 0.5), (1, 3, 3000, 0.2)]
+    config, _, rows, _ = search_detector(runs, base, hours, 1.0, candidates)
+    assert [r["background_ceiling"] for r in rows] == [0.5, 0.5, 0.2]
+    assert rows[0]["recall"] == 0.0  # no threshold tells the lifted peaks from the sayings
+    assert 0.0 < rows[1]["recall"] < 1.0  # the first sayings only
+    assert rows[2]["recall"] == 1.0 and rows[2]["fa_per_hour"] == 0.0 and rows[2]["chosen"]
+    assert (config.background_frames, config.background_ceiling) == (3000, 0.2)
 
 
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
@@ -320,16 +362,30 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     assert at_target["recall"] == chosen["recall"]
     assert record["detector_search"]["lookahead_ms"] == 10.0 * model.lookahead_frames
     assert "background_ceiling" not in detector  # the checkpoint's own (the default) kept
-    # a lower ceiling: searched with it, and stored for the server
+    calibrate_events = record["data"]["events"]
+    assert record["data"]["kinds"] == ["mixed", "negatives"]
+    # ceilings searched on streams with repeated sayings; the winner's stored for the server
     lower = tmp_path / "ceiling.safetensors"
     record = calibrate(
         path, stream_corpus, 5.0, out=lower, runtime="torch", progress=False,
-        background_s=(20.0,), background_ceiling=0.2, folds=0,
+        background_s=(0.0, 20.0), background_ceiling=(0.2, 0.5), folds=0,
+        kinds=("mixed", "negatives", "repeats"),
     )  # fmt: skip
-    assert record["detector"]["background_ceiling"] == 0.2
-    assert read_metadata(lower)["detector"]["background_ceiling"] == 0.2
+    search = record["detector_search"]["candidates"]
+    assert [(r["background_frames"], r["background_ceiling"]) for r in search] == [
+        (0, 0.2),
+        (2000, 0.2),
+        (2000, 0.5),
+    ]  # fmt: skip  (without a background the ceiling does nothing: searched once)
+    chosen = next(r for r in search if r["chosen"])
+    assert record["detector"]["background_ceiling"] == chosen["background_ceiling"]
+    assert read_metadata(lower)["detector"]["background_ceiling"] == chosen["background_ceiling"]
+    assert record["data"]["kinds"] == ["mixed", "negatives", "repeats"]
+    assert record["data"]["events"] > calibrate_events  # the repeated sayings count
     with pytest.raises(ValueError, match="background_ceiling must be in"):
-        calibrate(path, stream_corpus, 5.0, background_ceiling=0.0)
+        calibrate(path, stream_corpus, 5.0, background_ceiling=(0.0,))
+    with pytest.raises(ValueError, match="unknown stream kinds"):
+        calibrate(path, stream_corpus, 5.0, runtime="torch", kinds=("mixed", "chatter"))
     with pytest.raises(ValueError, match="smoothing_ms must be > 0"):
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))
     with pytest.raises(ValueError, match="background_s must be >= 0"):

@@ -373,6 +373,26 @@ def test_the_card_reproduces_the_calibration() -> None:
     meta["detector"]["calibration"]["detector"] = {"background_ceiling": 0.2}
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert " --background-s 100 --background-ceiling 0.2" in commands.splitlines()[0]
+    # ceilings searched on streams with repeats: the list once, and the kinds
+    candidates[:] = [
+        {
+            "smoothing_frames": 5,
+            "patience_frames": 3,
+            "background_frames": b,
+            "background_ceiling": c,
+        }
+        for b, c in ((0, 0.2), (10000, 0.2), (10000, 0.5))
+    ]
+    meta["detector"]["calibration"]["data"]["kinds"] = ["mixed", "negatives", "repeats"]
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    line = commands.splitlines()[0]
+    assert (
+        " --background-s 0,100 --background-ceiling 0.2,0.5 --kinds mixed,negatives,repeats" in line
+    )
+    assert line.count("--background-ceiling") == 1
+    meta["detector"]["calibration"]["data"]["kinds"] = ["mixed", "negatives"]
+    assert "--kinds" not in _stream_commands("lmuformer", meta, "soup.safetensors")[0]
+    del meta["detector"]["calibration"]["data"]["kinds"]
     del meta["detector"]["calibration"]["detector"]
     del meta["detector"]["calibration"]["detector_search"]
     # the stream report's own command, where it ran on this checkpoint

@@ -275,17 +275,23 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             if held.get("folds")
             else ""
         )
-        frames = (meta.get("detector") or {}).get("background_frames") or 0
+        detector = meta.get("detector") or {}
+        frames = detector.get("background_frames") or 0
+        ceiling = detector.get("background_ceiling")
         background = (
             f"; each keyword's posterior is weighed against its own background in the session "
-            f"(`background_frames` {frames}: a {frames / 100:g} s time constant)"
+            f"(`background_frames` {frames}: a {frames / 100:g} s time constant"
+            + (f", counting posteriors up to {ceiling:g}" if ceiling is not None else "")
+            + ")"
             if frames
             else ""
         )
+        data = calibration.get("data") or {}
+        repeats = ", with repeated commands" if "repeats" in (data.get("kinds") or ()) else ""
         lines.append(
             f"Thresholds calibrated with `lmukws calibrate` to "
             f"{calibration.get('target_fa_per_hour')} FA/h on validation streams "
-            f"({calibration.get('data', {}).get('hours')} h){heldout}{background}; "
+            f"({data.get('hours')} h{repeats}){heldout}{background}; "
             f"`start.sensitivity` moves along {len(calibration.get('operating_points') or [])} "
             "operating points."
         )

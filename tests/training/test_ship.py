@@ -12,7 +12,7 @@ import torch
 from lmukws.cli import main
 from models import FeatureConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
 from tests.training.test_evaluate import LABELS, make_corpus, make_recordings
-from training.ship import _stream_commands, checkpoint_record
+from training.ship import _stream_commands, _streams_section, checkpoint_record
 
 
 def trained_like_checkpoint(path: Path, val_acc: float = 0.5, **training: object) -> Path:
@@ -405,6 +405,21 @@ def test_the_card_reproduces_the_calibration() -> None:
     assert commands.splitlines()[1] == ran and option == "--streams reports/streams-x "
     commands, option = _stream_commands("lmuformer", meta, "other.safetensors")
     assert "--wake-word" not in commands and option == "--streams reports/streams-lmuformer "
+
+
+def test_the_card_names_the_background_and_the_calibration_streams() -> None:
+    calibration = {"target_fa_per_hour": 20.0, "data": {"hours": 7.5}, "operating_points": []}
+    meta = {
+        "detector": {"calibration": calibration, "background_frames": 10000},
+        "metrics": {"streams": {"split": "test", "recall": 0.3, "hours": 5.0, "events": 10}},
+    }
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Thresholds"))
+    assert "validation streams (7.5 h);" in line and "a 100 s time constant)" in line
+    meta["detector"]["background_ceiling"] = 0.2
+    calibration["data"]["kinds"] = ["mixed", "negatives", "repeats"]
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Thresholds"))
+    assert "validation streams (7.5 h, with repeated commands);" in line
+    assert "a 100 s time constant, counting posteriors up to 0.2)" in line
 
 
 def test_provenance_of_stream_windows_is_kept_as_it_is() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from models.config import DEFAULT_MODEL, MODEL_NAMES, ModelConfig
+from models.config import DEFAULT_MODEL, MODEL_NAMES, model_config_from_dict
+from models.ensemble import build_from_config
 from models.lmuformer import LMUFormer
 
 METADATA_KEY = "lmukws"
@@ -79,10 +80,10 @@ def load_checkpoint(
     path = _existing(path)
     meta = read_metadata(path)
     try:
-        config = ModelConfig.from_dict(meta["model"])
-    except (TypeError, ValueError) as error:
+        config = model_config_from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: bad model config in metadata ({error})") from error
-    model = LMUFormer(config)
+    model = build_from_config(config)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as error:

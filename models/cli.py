@@ -1,4 +1,5 @@
-"""``lmukws convert-checkpoint``: import the authors' released ``.pth`` state dicts.
+"""``lmukws convert-checkpoint``: import the authors' released ``.pth`` state dicts;
+``lmukws ensemble``: average streaming checkpoints into one served model.
 
 Imports nothing heavy at import time (torch is imported when the command runs).
 """
@@ -43,8 +44,55 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from models.checkpoint import CheckpointError
+    from models.ensemble_checkpoint import write_ensemble
+
+    try:
+        model, _ = write_ensemble(args.checkpoints, args.weights, args.out)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    params = sum(p.numel() for p in model.parameters())
+    weights = ", ".join(f"{w:g}" for w in model.config.weights)
+    print(
+        f"wrote {args.out}: {model.config.name} (weights {weights}), {params:,} parameters; "
+        "uncalibrated: run lmukws calibrate on it"
+    )
+    return 0
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive weights, got {text!r}")
+    return values
+
+
 def register(subparsers: Any) -> None:
-    """Add ``convert-checkpoint``."""
+    """Add ``convert-checkpoint`` and ``ensemble``."""
+    parser = subparsers.add_parser(
+        "ensemble",
+        help="average streaming checkpoints' per-frame logits into one served checkpoint",
+        description=(
+            "Write one checkpoint whose network runs every given streaming model on the same "
+            "frames and averages their per-frame logits with --weights (models.ensemble). The "
+            "members must share labels, features and look-ahead. The result is uncalibrated: "
+            "run lmukws calibrate on it, then serve it with --checkpoint."
+        ),
+    )
+    parser.add_argument("checkpoints", type=Path, nargs="+", help="two or more .safetensors")
+    parser.add_argument(
+        "--weights",
+        type=_weights,
+        help="comma-separated, one per checkpoint, normalised to sum to 1 (default: equal)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output .safetensors")
+    parser.set_defaults(func=_run_ensemble)
+
     parser = subparsers.add_parser(
         "convert-checkpoint",
         help="convert the authors' released LMUFormer .pth into an lmukws .safetensors",

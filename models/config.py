@@ -162,3 +162,77 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Streaming models over the same features and labels whose per-frame logits are averaged
+    with ``weights`` (``models.ensemble``): a second model of another kind (the spiking
+    LMUFormer beside the LMUFormer) errs on other audio, so the average fires less on speech
+    that only one of them takes for a keyword.
+
+    ``members``: each model's ``ModelConfig`` (streaming models, one look-ahead); ``weights``:
+    one per member, positive, summing to 1.
+    """
+
+    members: tuple[ModelConfig, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(self.members)}")
+        if len(self.weights) != len(self.members):
+            raise ValueError(
+                f"{len(self.weights)} weights for {len(self.members)} members: one per member"
+            )
+        if any(not w > 0 for w in self.weights) or abs(sum(self.weights) - 1.0) > 1e-6:
+            raise ValueError(f"weights must be positive and sum to 1, got {list(self.weights)}")
+        windowed = [m.name for m in self.members if not m.streaming]
+        if windowed:
+            raise ValueError(
+                f"{windowed} have no streaming form: only streaming models are averaged frame "
+                f"by frame (one of {list(STREAMING_MODELS)})"
+            )
+        for attr in ("num_classes", "in_features"):
+            values = {getattr(m, attr) for m in self.members}
+            if len(values) > 1:
+                raise ValueError(f"the members differ in {attr}: {sorted(values)}")
+
+    @property
+    def name(self) -> str:
+        """The members' names joined by ``+`` (``lmuformer+spiking-lmuformer``)."""
+        return "+".join(m.name for m in self.members)
+
+    @property
+    def num_classes(self) -> int:
+        return self.members[0].num_classes
+
+    @property
+    def in_features(self) -> int:
+        return self.members[0].in_features
+
+    @property
+    def streaming(self) -> bool:
+        return True
+
+    @property
+    def window(self) -> int:
+        return max(m.window for m in self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"members": [m.to_dict() for m in self.members], "weights": list(self.weights)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleConfig:
+        unknown = set(data) - {"members", "weights"}
+        if unknown:
+            raise ValueError(f"unknown ensemble config keys {sorted(unknown)}")
+        members = tuple(ModelConfig.from_dict(dict(m)) for m in data["members"])
+        return cls(members, tuple(float(w) for w in data["weights"]))
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig | EnsembleConfig:
+    """A checkpoint's ``model`` section: an ensemble's (``members``) or one model's."""
+    if "members" in data:
+        return EnsembleConfig.from_dict(data)
+    return ModelConfig.from_dict(data)

@@ -53,7 +53,9 @@ log = logging.getLogger("lmukws.onnx")
 EXPORT_FORMAT = 2
 #: the graph's outputs may differ from torch's by float rounding, never more than this
 SELF_CHECK_TOLERANCE = 1e-3
-_MODEL_SOURCES = ("layers.py", "lif.py", "lmu.py", "lmuformer.py", "state.py", "onnx_step.py")
+_MODEL_SOURCES = (
+    "layers.py", "lif.py", "lmu.py", "lmuformer.py", "ensemble.py", "state.py", "onnx_step.py",
+)  # fmt: skip
 
 
 def onnxruntime_available() -> bool:

@@ -8,7 +8,7 @@ import sys
 from lmukws.cli import build_parser
 
 COMMANDS = {"serve", "stream", "classify", "mic", "data", "train", "evaluate", "ship-checkpoint",
-            "convert-checkpoint", "bench"}  # fmt: skip
+            "convert-checkpoint", "ensemble", "calibrate", "evaluate-streams", "bench"}  # fmt: skip
 
 
 def test_every_command_is_registered() -> None:

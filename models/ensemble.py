@@ -77,10 +77,6 @@ class LogitEnsemble(LMUFormer):
         networks = [LMUFormer(member).network for member in config.members]
         self.network = AveragedNetworks(networks, config.weights)  # type: ignore[assignment]
 
-    @property
-    def members(self) -> tuple[ModelConfig, ...]:
-        return self.config.members  # type: ignore[attr-defined,no-any-return]
-
 
 def ensemble_models(models: Sequence[LMUFormer], weights: Sequence[float]) -> LogitEnsemble:
     """The ensemble of ``models`` (their weights copied) averaged with ``weights``."""

@@ -16,8 +16,9 @@ from models.ensemble import ensemble_models
 from models.ensemble_checkpoint import write_ensemble
 from models.onnx_step import OnnxStreamStep, onnxruntime_available
 from tests.models.conftest import make_model, randomise_batchnorm
+from tests.models.test_onnx_step import stream_clip as onnx_stream_clip
+from tests.models.test_streaming import TOLERANCE, stream_clip
 
-TOLERANCE = 1e-4  # as tests/models/test_streaming.py
 LABELS = ["yes", "no", "go", "_unknown_", "_silence_"]
 
 
@@ -25,16 +26,6 @@ def members() -> list:
     a = make_model("lmuformer", "tiny", seed=1)
     b = randomise_batchnorm(make_model("spiking-lmuformer", "tiny", seed=2), seed=2)
     return [a, b]
-
-
-def stream(model, feats: torch.Tensor, chunk: int) -> torch.Tensor:
-    state = model.init_state(feats.shape[0])
-    outputs = []
-    for piece in feats.split(chunk, dim=1):
-        logits, state = model.stream(piece, state)
-        outputs.append(logits)
-    tail, _ = model.finish(state)
-    return torch.cat([*outputs, tail], dim=1)
 
 
 @torch.inference_mode()
@@ -46,7 +37,7 @@ def test_the_ensemble_averages_its_members_in_parallel_and_streaming() -> None:
     assert torch.allclose(ensemble.frame_logits(feats), expected, atol=1e-6)
     assert torch.allclose(ensemble(feats), expected.mean(dim=1), atol=1e-6)
     for chunk in (1, 4, 13):
-        assert (stream(ensemble, feats, chunk) - expected).abs().max().item() <= TOLERANCE
+        assert (stream_clip(ensemble, feats, chunk) - expected).abs().max().item() <= TOLERANCE
     assert ensemble.lookahead_frames == a.lookahead_frames
     assert ensemble.config.name == "lmuformer+spiking-lmuformer"
     # the members' weights were copied: changing a member leaves the ensemble as it is
@@ -123,11 +114,5 @@ def test_the_ensemble_exports_to_onnx_like_one_model(tmp_path: Path) -> None:
     step = OnnxStreamStep(ensemble, threads=1, cache_dir=tmp_path)
     assert list(step.graphs) == [None]
     feats = torch.randn(2, 30, 128, generator=torch.Generator().manual_seed(7))
-    state = ensemble.init_state(2)
-    outputs = []
-    for piece in feats.split(2, dim=1):
-        logits, positions, state = step.stream_frames(piece, state)
-        outputs.append(logits[:, positions[0] >= 0])
-    tail, _ = ensemble.finish(state)
-    streamed = torch.cat([*outputs, tail], dim=1)
+    streamed = onnx_stream_clip(step, feats, 2)
     assert (streamed - ensemble.frame_logits(feats)).abs().max().item() <= TOLERANCE

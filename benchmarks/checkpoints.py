@@ -32,12 +32,14 @@ def labels(num_classes: int) -> list[str]:
 def checkpoint_for(name: str, config: BenchConfig, out: Path) -> tuple[Path, str]:
     """(path, origin) of the checkpoint to serve for model ``name``; origin is ``given``,
     ``shipped`` or ``random``."""
-    from models import build_model, read_metadata, save_checkpoint
+    from models import read_metadata, save_checkpoint
     from models.checkpoint import CheckpointError, default_checkpoint
+    from models.config import model_config_from_dict
+    from models.ensemble import build_named
 
     for path in config.checkpoints:
-        meta = read_metadata(path)
-        if (meta.get("model") or {}).get("name") == name:
+        section = read_metadata(path).get("model") or {}
+        if section and model_config_from_dict(section).name == name:
             return Path(path), "given"
     if not config.model_overrides:
         try:
@@ -48,7 +50,7 @@ def checkpoint_for(name: str, config: BenchConfig, out: Path) -> tuple[Path, str
 
     torch.manual_seed(config.seed)
     overrides = {"num_classes": 37, **config.model_overrides}
-    model = build_model(name, **overrides)
+    model = build_named(name, **overrides)
     suffix = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     path = work_dir() / f"{name}-random-{suffix}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.config import MODEL_NAMES, RUNTIMES, FeatureConfig
+from models.config import RUNTIMES, FeatureConfig, check_model_name
 
-#: The models a run measures unless ``--models`` names others (any of ``MODEL_NAMES``): the two
-#: shipped ones. Window models (``WINDOW_MODELS``) have no streaming step: the model sections
-#: cost their window forward per hop (model_bench), the service sections serve them as
-#: ``lmukws serve`` does, recomputing the window every ``window_hop_ms``.
+#: The models a run measures unless ``--models`` names others (any of ``MODEL_NAMES``, or an
+#: ensemble of streaming models such as ``lmuformer+spiking-lmuformer``): the two shipped
+#: ones. Window models (``WINDOW_MODELS``) have no streaming step: the model sections cost
+#: their window forward per hop (model_bench), the service sections serve them as ``lmukws
+#: serve`` does, recomputing the window every ``window_hop_ms``.
 DEFAULT_MODELS = ("lmuformer", "spiking-lmuformer")
 #: Sections that need only the models; the engine and server sections are added when present.
 MODEL_SECTIONS = ("model", "window", "runtime", "train")
@@ -136,9 +137,8 @@ class BenchConfig:
             raise ValueError("train_recipe needs train_data (the corpus the trainer reads)")
         if self.runtime and self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
-        bad = set(self.models) - set(MODEL_NAMES)
-        if bad:
-            raise ValueError(f"unknown models {sorted(bad)}; expected some of {MODEL_NAMES}")
+        for name in self.models:
+            check_model_name(name)
         if self.window_hop_ms < 0:
             raise ValueError(f"window_hop_ms must be >= 0 (0: serve's), got {self.window_hop_ms}")
 

@@ -34,18 +34,19 @@ from torch import nn
 
 from benchmarks.config import BenchConfig, SectionUnavailableError
 from benchmarks.timing import Timing, device_sync, interleaved, median_ratio
-from models.config import FeatureConfig
+from models.config import MODEL_NAMES, FeatureConfig
 
 #: Frames per second of audio (one per hop): a session is real time at this many frames/s.
 FRAMES_PER_SECOND = 1000.0 / FeatureConfig().frame_shift_ms
 
 
 def build(name: str, config: BenchConfig, device: torch.device) -> nn.Module:
-    """A seeded model of the benchmark's size on ``device``, in eval mode."""
-    from models import build_model
+    """A seeded model of the benchmark's size on ``device``, in eval mode (an ensemble name
+    builds its members, equally weighted)."""
+    from models.ensemble import build_named
 
     torch.manual_seed(config.seed)
-    return build_model(name, **config.model_overrides).to(device).eval()
+    return build_named(name, **config.model_overrides).to(device).eval()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -376,6 +377,9 @@ def bench_train(
         from benchmarks.train_data_bench import data_path_run
 
         for name, t in timings.items():
+            if name not in MODEL_NAMES:  # an ensemble: the trainer trains its members one by one
+                log(f"{name}: no data-path run (an ensemble's members are trained alone)")
+                continue
             run = data_path_run(name, config, device, log)
             if run["frames"] == config.train_frames:  # the same shape: the ratio means something
                 run["vs_compute_alone"] = round(run["step_ms"] / (t.median * 1000.0), 2)

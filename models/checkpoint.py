@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from models.config import DEFAULT_MODEL, MODEL_NAMES, model_config_from_dict
+from models.config import DEFAULT_MODEL, check_model_name, model_config_from_dict
 from models.ensemble import build_from_config
 from models.lmuformer import LMUFormer
 
@@ -112,9 +112,9 @@ def load_checkpoint(
 
 
 def default_checkpoint(name: str = DEFAULT_MODEL) -> Path:
-    """The shipped checkpoint of model ``name``: ``models/checkpoints/NAME.safetensors``."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
+    """The shipped checkpoint of model ``name``: ``models/checkpoints/NAME.safetensors`` (an
+    ensemble's name joins its members': ``lmuformer+spiking-lmuformer``)."""
+    check_model_name(name)
     path = CHECKPOINT_DIR / f"{name}.safetensors"
     if not path.is_file():
         raise CheckpointError(

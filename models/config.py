@@ -21,6 +21,37 @@ WINDOW_MODELS = ("spiking-attention",)
 STREAMING_MODELS = tuple(name for name in MODEL_NAMES if name not in WINDOW_MODELS)
 #: how often a served window model's window is recomputed by default (ms)
 DEFAULT_WINDOW_HOP_MS = 100.0
+#: joins an ensemble's member names into its name (``lmuformer+spiking-lmuformer``)
+ENSEMBLE_JOIN = "+"
+
+
+def ensemble_member_names(name: str) -> tuple[str, ...]:
+    """The members of the ensemble named ``name`` (``"lmuformer+spiking-lmuformer"``): two or
+    more streaming models. Raises ValueError saying what is wrong."""
+    members = tuple(name.split(ENSEMBLE_JOIN))
+    if len(members) < 2:
+        raise ValueError(f"{name!r} is not an ensemble name: members joined by {ENSEMBLE_JOIN!r}")
+    bad = [m for m in members if m not in STREAMING_MODELS]
+    if bad:
+        raise ValueError(
+            f"{name!r}: {bad} are not streaming models; an ensemble's members are some of "
+            f"{list(STREAMING_MODELS)}"
+        )
+    return members
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it names one model (``MODEL_NAMES``) or an ensemble of streaming models
+    (``lmuformer+spiking-lmuformer``); else a ValueError listing the choices."""
+    if name in MODEL_NAMES:
+        return name
+    if ENSEMBLE_JOIN in name:
+        ensemble_member_names(name)
+        return name
+    raise ValueError(
+        f"unknown model name {name!r}; expected one of {MODEL_NAMES} or streaming models "
+        f"joined by {ENSEMBLE_JOIN!r} (an ensemble)"
+    )
 
 
 def window_hop_frames(hop_ms: float, frame_shift_ms: float) -> int:
@@ -201,7 +232,7 @@ class EnsembleConfig:
     @property
     def name(self) -> str:
         """The members' names joined by ``+`` (``lmuformer+spiking-lmuformer``)."""
-        return "+".join(m.name for m in self.members)
+        return ENSEMBLE_JOIN.join(m.name for m in self.members)
 
     @property
     def num_classes(self) -> int:

@@ -20,15 +20,24 @@ Shapes: B batch, T frames, F mel bins, K labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from models.config import EnsembleConfig, ModelConfig
+from models.config import (
+    MODEL_NAMES,
+    EnsembleConfig,
+    ModelConfig,
+    check_model_name,
+    ensemble_member_names,
+)
 from models.layers import StreamClock
-from models.lmuformer import LMUFormer
+from models.lmuformer import LMUFormer, build_model
 
-__all__ = ["AveragedNetworks", "LogitEnsemble", "build_from_config", "ensemble_models"]
+__all__ = [
+    "AveragedNetworks", "LogitEnsemble", "build_from_config", "build_named", "ensemble_models",
+]  # fmt: skip
 
 
 class AveragedNetworks(nn.Module):
@@ -96,3 +105,13 @@ def build_from_config(config: ModelConfig | EnsembleConfig) -> LMUFormer:
     if isinstance(config, EnsembleConfig):
         return LogitEnsemble(config)
     return LMUFormer(config)
+
+
+def build_named(name: str, **config: Any) -> LMUFormer:
+    """An untrained model named ``name``: one of ``MODEL_NAMES``, or an ensemble of streaming
+    models (``"lmuformer+spiking-lmuformer"``) with equal weights, every member built with
+    ``config`` (the benchmarks' sizes; costs do not depend on the weights)."""
+    if check_model_name(name) in MODEL_NAMES:
+        return build_model(name, **config)
+    members = tuple(ModelConfig(name=member, **config) for member in ensemble_member_names(name))
+    return LogitEnsemble(EnsembleConfig(members, tuple(1.0 / len(members) for _ in members)))

@@ -11,8 +11,8 @@ import torch
 from lmukws.cli import main
 from models import load_checkpoint, read_metadata, save_checkpoint
 from models.checkpoint import CheckpointError
-from models.config import EnsembleConfig, ModelConfig
-from models.ensemble import ensemble_models
+from models.config import EnsembleConfig, ModelConfig, check_model_name
+from models.ensemble import build_named, ensemble_models
 from models.ensemble_checkpoint import write_ensemble
 from models.onnx_step import OnnxStreamStep, onnxruntime_available
 from tests.models.conftest import make_model, randomise_batchnorm
@@ -59,6 +59,28 @@ def test_the_config_refuses_what_cannot_be_averaged() -> None:
         EnsembleConfig((lmu, ModelConfig("spiking-lmuformer", dim=16, num_classes=5)), (0.5, 0.5))
     config = EnsembleConfig((lmu, spiking), (0.25, 0.75))
     assert EnsembleConfig.from_dict(config.to_dict()) == config
+
+
+def test_an_ensemble_is_named_by_its_members() -> None:
+    """``lmuformer+spiking-lmuformer`` builds both members, equally weighted, at the given
+    sizes (the benchmarks' ensembles); names that cannot be averaged are refused, saying why."""
+    ensemble = build_named("lmuformer+spiking-lmuformer", dim=16, num_classes=5)
+    assert ensemble.config.name == "lmuformer+spiking-lmuformer"
+    assert ensemble.config.weights == (0.5, 0.5)
+    assert [m.dim for m in ensemble.config.members] == [16, 16]
+    single = {
+        name: build_named(name, dim=16, num_classes=5)
+        for name in ("lmuformer", "spiking-lmuformer")
+    }
+    count = sum(p.numel() for p in ensemble.parameters())
+    assert count == sum(p.numel() for m in single.values() for p in m.parameters())
+    assert check_model_name("spiking-lmu+lmuformer") == "spiking-lmu+lmuformer"
+    with pytest.raises(ValueError, match="not streaming models"):
+        check_model_name("lmuformer+spiking-attention")
+    with pytest.raises(ValueError, match="not streaming models"):
+        check_model_name("lmuformer+")
+    with pytest.raises(ValueError, match="unknown model name 'lmu'"):
+        build_named("lmu")
 
 
 @torch.inference_mode()

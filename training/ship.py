@@ -81,6 +81,12 @@ def ship(
     model, meta = load_checkpoint(checkpoint)
     if model.config.name != name:
         raise ValueError(f"{checkpoint} holds {model.config.name}, not {name}")
+    ensemble = "ensemble" in meta
+    if ensemble and (histories or continue_card):
+        raise ValueError(
+            f"{checkpoint} is an ensemble: it has no training history of its own (its "
+            "members' cards have theirs); ship it without --history and --continue-card"
+        )
     metrics_path = report / "metrics.json"
     curve_path = report / "accuracy_vs_frames.json"
     if not metrics_path.is_file() or not curve_path.is_file():
@@ -140,7 +146,8 @@ def ship(
             metrics["streams"]["command"] = stream_report["command"]
     shipped = dict(meta)
     shipped.update(training=training, detector=detector, metrics=metrics)
-    shipped["provenance"] = f"trained by lmukws train; shipped from {checkpoint.name}"
+    made = str(meta.get("provenance")) if ensemble else "trained by lmukws train"
+    shipped["provenance"] = f"{made}; shipped from {checkpoint.name}"
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = save_checkpoint(out_dir / f"{name}.safetensors", model, shipped)
@@ -155,7 +162,10 @@ def ship(
                              ("README.md", "streams.md")):  # fmt: skip
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
-    card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, continued)
+    if ensemble:
+        card = ensemble_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, report)
+    else:
+        card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, continued)
     card_path = out_dir / f"{name}.md"
     history = history_section(card_path.read_text("utf-8")) if card_path.is_file() else ""
     card_path.write_text(card + history, encoding="utf-8")
@@ -488,6 +498,68 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.2f} %"
 
 
+def _card_intro(name: str, dev: dict[str, Any]) -> list[str]:
+    """A card's title and its warning that the model heard synthetic speech only."""
+    return [
+        f"# Model card: {name}",
+        "",
+        "**Trained on synthetic speech.** This checkpoint was trained and tested only on speech "
+        "made by offline text-to-speech engines (the `lmukws data synth` corpus), never on "
+        "recordings of people. "
+        + (
+            f"Its accuracy on real speakers is measured only on a small real-speech dev set "
+            f"({dev.get('clips')} clips of {dev.get('speakers')} speakers, below); the other "
+            "numbers are for held-out synthetic voices."
+            if dev
+            else "Its accuracy on real microphones and real speakers is unknown; the numbers "
+            "below are for held-out synthetic voices."
+        ),
+        "",
+    ]
+
+
+def _results_section(
+    evaluation: dict[str, Any], curve: dict[str, Any], validation: str
+) -> list[str]:
+    """A card's table of held-out-voice test results (and the real-speech dev set's)."""
+    dev = evaluation.get("real_speech_dev") or {}
+    return [
+        "",
+        "## Held-out-voice test results",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| test accuracy ({evaluation.get('num_clips')} clips, unseen speakers) | "
+        f"**{_pct(evaluation.get('accuracy'))}** |",
+        f"| macro accuracy (mean per class) | {_pct(evaluation.get('macro_accuracy'))} |",
+        f"| best validation accuracy | {validation} |",
+        f"| frames to 99 % of final accuracy, streaming (paper: 87 of 128) | "
+        f"{curve.get('frames_to_99')} of {curve.get('num_frames')} |",
+        f"| streaming vs parallel prediction agreement | "
+        f"{_pct(curve.get('prediction_agreement_stream_vs_parallel'))} |",
+        *(
+            [
+                f"| real-speech dev set accuracy ({dev.get('clips')} clips, "
+                f"{dev.get('speakers')} real speakers) | **{_pct(dev.get('accuracy'))}** |"
+            ]
+            if dev
+            else []
+        ),
+    ]
+
+
+def _report_sections(name: str, meta: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """The link to the full report, the weakest voices, the dev set and the streams."""
+    return [
+        f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
+        "confusion matrix, accuracy vs frames seen through the streaming form, accuracy per "
+        "voice).",
+        *_weakest_voices(evaluation),
+        *_dev_section(name, evaluation),
+        *_streams_section(name, meta),
+    ]
+
+
 def model_card(
     name: str,
     model: Any,
@@ -531,20 +603,7 @@ def model_card(
         validation = _pct((meta.get("metrics") or {}).get("val_acc"))
     engine_list = ", ".join(sorted(engines)) if isinstance(engines, dict) else str(engines)
     lines = [
-        f"# Model card: {name}",
-        "",
-        "**Trained on synthetic speech.** This checkpoint was trained and tested only on speech "
-        "made by offline text-to-speech engines (the `lmukws data synth` corpus), never on "
-        "recordings of people. "
-        + (
-            f"Its accuracy on real speakers is measured only on a small real-speech dev set "
-            f"({dev.get('clips')} clips of {dev.get('speakers')} speakers, below); the other "
-            "numbers are for held-out synthetic voices."
-            if dev
-            else "Its accuracy on real microphones and real speakers is unknown; the numbers "
-            "below are for held-out synthetic voices."
-        ),
-        "",
+        *_card_intro(name, dev),
         "## Model",
         "",
         *(
@@ -571,34 +630,9 @@ def model_card(
                 "is what that recompute serves.",
             ]
         ),
-        "",
-        "## Held-out-voice test results",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| test accuracy ({evaluation.get('num_clips')} clips, unseen speakers) | "
-        f"**{_pct(accuracy)}** |",
-        f"| macro accuracy (mean per class) | {_pct(evaluation.get('macro_accuracy'))} |",
-        f"| best validation accuracy | {validation} |",
-        f"| frames to 99 % of final accuracy, streaming (paper: 87 of 128) | "
-        f"{curve.get('frames_to_99')} of {curve.get('num_frames')} |",
-        f"| streaming vs parallel prediction agreement | "
-        f"{_pct(curve.get('prediction_agreement_stream_vs_parallel'))} |",
-        *(
-            [
-                f"| real-speech dev set accuracy ({dev.get('clips')} clips, "
-                f"{dev.get('speakers')} real speakers) | **{_pct(dev.get('accuracy'))}** |"
-            ]
-            if dev
-            else []
-        ),
+        *_results_section(evaluation, curve, validation),
         bar_line,
-        f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
-        "confusion matrix, accuracy vs frames seen through the streaming form, accuracy per "
-        "voice).",
-        *_weakest_voices(evaluation),
-        *_dev_section(name, evaluation),
-        *_streams_section(name, meta),
+        *_report_sections(name, meta, evaluation),
         "",
         "## Data",
         "",
@@ -740,6 +774,88 @@ def model_card(
     return "\n".join(lines)
 
 
+def ensemble_card(
+    name: str,
+    model: Any,
+    meta: dict[str, Any],
+    evaluation: dict[str, Any],
+    curve: dict[str, Any],
+    reproduce: str | None,
+    source: Path,
+    report: Path,
+) -> str:
+    """The model card of a shipped ensemble (``lmukws ensemble``): its members with their
+    weights, files and cards, the test results and streams as for one model, and the commands
+    that make it from the members' shipped checkpoints (``source``: the file shipped;
+    ``report``: its ``lmukws evaluate`` report folder)."""
+    members = (meta.get("ensemble") or {}).get("members") or []
+    dev = evaluation.get("real_speech_dev") or {}
+    params = sum(p.numel() for p in model.parameters())
+    listed = [
+        f"- `{m.get('model')}`, weight {m.get('weight'):g}: `{m.get('checkpoint')}` (SHA-256 "
+        f"`{str(m.get('sha256'))[:12]}`, held-out test accuracy {_pct(m.get('test_accuracy'))}"
+        f"; trained as its card says: [{m.get('model')}.md]({m.get('model')}.md))."
+        for m in members
+    ]
+    shipped_from = str(source)
+    weights = ",".join(f"{m.get('weight'):g}" for m in members)
+    checkpoints = " ".join(str(m.get("checkpoint")) for m in members)
+    tested = str((evaluation.get("data") or {}).get("root") or DEFAULT_CORPUS)
+    recordings = f"--recordings {dev.get('recordings') or 'data/recordings'} " if dev else ""
+    calibrating, streams_args = _stream_commands(name, meta, shipped_from)
+    commands = (
+        reproduce
+        or (
+            f"lmukws ensemble {checkpoints} --weights {weights} --out {shipped_from}\n"
+            + calibrating
+            + f"lmukws evaluate {shipped_from} --data {tested} --split test {recordings}"
+            f"--out {report}\n"
+            f"lmukws ship-checkpoint {shipped_from} --report {report} --name {name} "
+            + streams_args
+        ).rstrip()
+    )
+    lines = [
+        *_card_intro(name, dev),
+        "## Model",
+        "",
+        f"- `{name}`: an ensemble of {len(members)} streaming models (`models/ensemble.py`). "
+        "Every frame goes through each member and their per-frame logits are averaged with "
+        "fixed weights, so it fires where the members agree. "
+        f"{params:,} parameters in all, {model.num_classes} labels (the 35 Speech Commands "
+        "words, `_unknown_`, `_silence_`); a session holds one state per member.",
+        f"- Look-ahead {model.lookahead_frames} frames: algorithmic latency "
+        f"{25 + 10 * model.lookahead_frames} ms (25 ms window + look-ahead x 10 ms).",
+        "- Each frame costs the members' steps added up "
+        "([docs/benchmarks.md](../../docs/benchmarks.md)).",
+        "",
+        "## Members",
+        "",
+        *listed,
+        *_results_section(
+            evaluation, curve, "n/a: an ensemble is not trained (its members' cards)"
+        ),
+        "",
+        *_report_sections(name, meta, evaluation),
+        "",
+        "## Training",
+        "",
+        "Not trained as one model: each member was trained as its card says, on the same "
+        "corpus and speaker split. The ensemble adds only its weights, chosen on the validation "
+        "streams ([docs/streams.md](../../docs/streams.md#ensembles)), and a detector "
+        "calibrated on its own scores (the thresholds above; `lmukws calibrate`).",
+        "",
+        "## Reproduce",
+        "",
+        "Make the members first (their cards' Reproduce), then:",
+        "",
+        "```sh",
+        commands,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _search_options(search: dict[str, Any]) -> str:
     """The ``calibrate`` options of a stored detector search: each setting that took more than
     one value (a background searched even at one value), frames as ms or seconds, ceilings as
@@ -842,6 +958,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_name(text: str) -> str:
+    """argparse type of ``--name``: a model's name or an ensemble's."""
+    from models.config import check_model_name
+
+    try:
+        return check_model_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``ship-checkpoint`` to the ``lmukws`` command."""
     parser = subparsers.add_parser(
@@ -851,9 +977,12 @@ def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", help="trained checkpoint (.safetensors)")
     parser.add_argument("--report", required=True, help="its lmukws evaluate report folder")
-    from models.config import MODEL_NAMES
-
-    parser.add_argument("--name", required=True, choices=MODEL_NAMES, help="model name")
+    parser.add_argument(
+        "--name",
+        required=True,
+        type=_model_name,
+        help="model name: one of the models, or an ensemble's (lmuformer+spiking-lmuformer)",
+    )
     parser.add_argument(
         "--history",
         action="append",

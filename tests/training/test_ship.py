@@ -519,3 +519,50 @@ def test_a_further_stage_continues_the_shipped_cards_reproduce(
     assert main([*ship, "--continue-card"]) == 2
     assert "writes 'data/runs/x.safetensors'" in capsys.readouterr().out
     assert (out / "lmuformer.md").read_text() == card
+
+
+def test_ship_an_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ``lmukws ensemble`` checkpoint ships under its members' joined name: the card lists
+    the members with their weights, files and cards, and reproduces it from them; it has no
+    training history of its own."""
+    members = []
+    for name in ("lmuformer", "spiking-lmuformer"):
+        torch.manual_seed(0)
+        model = build_model(name, dim=16, num_classes=len(LABELS)).eval()
+        meta = {"labels": LABELS, "features": FeatureConfig().to_dict(),
+                "metrics": {"test": {"accuracy": 0.5}}}  # fmt: skip
+        members.append(str(save_checkpoint(tmp_path / f"{name}.safetensors", model, meta)))
+    ensemble = tmp_path / "ensemble.safetensors"
+    assert main(["ensemble", *members, "--weights", "3,1", "--out", str(ensemble)]) == 0
+    data = make_corpus(tmp_path / "corpus")
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(ensemble), "--data", str(data), "--out", str(report)]
+    assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
+    name = "lmuformer+spiking-lmuformer"
+    ship = ["ship-checkpoint", str(ensemble), "--report", str(report), "--name", name]
+    out = tmp_path / "shipped"
+    assert main([*ship, "--history", str(report / "metrics.json"), "--out-dir", str(out)]) == 2
+    assert "it has no training history of its own" in capsys.readouterr().out
+    assert main([*ship, "--out-dir", str(out)]) == 0
+
+    model, meta = load_checkpoint(out / f"{name}.safetensors")
+    assert model.config.name == name and model.config.weights == (0.75, 0.25)
+    assert meta["provenance"].startswith("lmukws ensemble ")
+    assert meta["provenance"].endswith("; shipped from ensemble.safetensors")
+    accuracy = json.loads((report / "metrics.json").read_text())["accuracy"]
+    assert meta["metrics"]["test"]["accuracy"] == accuracy
+    card = (out / f"{name}.md").read_text()
+    assert card.startswith(f"# Model card: {name}\n")
+    assert f"| test accuracy (12 clips, unseen speakers) | **{100 * accuracy:.2f} %** |" in card
+    assert f"- `lmuformer`, weight 0.75: `{members[0]}` (SHA-256 " in card
+    assert "trained as its card says: [spiking-lmuformer.md](spiking-lmuformer.md))" in card
+    assert f"lmukws ensemble {' '.join(members)} --weights 0.75,0.25 --out {ensemble}\n" in card
+    assert f"lmukws ship-checkpoint {ensemble} --report {report} --name {name}\n```" in card
+    assert "Epochs trained" not in card and (out / "reports" / name / "metrics.json").is_file()
+
+
+def test_ship_refuses_a_name_that_is_no_model(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["ship-checkpoint", "x.safetensors", "--report", "r", "--name"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "lmuformer+spiking-attention"])
+    assert exit_.value.code == 2 and "not streaming models" in capsys.readouterr().err

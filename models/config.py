@@ -23,6 +23,8 @@ STREAMING_MODELS = tuple(name for name in MODEL_NAMES if name not in WINDOW_MODE
 DEFAULT_WINDOW_HOP_MS = 100.0
 #: joins an ensemble's member names into its name (``lmuformer+spiking-lmuformer``)
 ENSEMBLE_JOIN = "+"
+#: the ensembles with a shipped checkpoint (``models/checkpoints/NAME.safetensors``)
+SHIPPED_ENSEMBLES = ("lmuformer+spiking-lmuformer",)
 
 
 def ensemble_member_names(name: str) -> tuple[str, ...]:

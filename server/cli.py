@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from server.settings import Settings
 
-from models.config import MODEL_NAMES
+from models.config import MODEL_NAMES, SHIPPED_ENSEMBLES
 
 #: the ``Settings`` fields that ``lmukws serve`` takes as flags
 SERVE_FLAGS = (
@@ -60,7 +60,7 @@ SERVE_FLAGS = (
     "ray_replica_cpus",
 )
 #: choices of fields whose type does not list them
-CHOICES: Mapping[str, Sequence[str]] = {"model": MODEL_NAMES}
+CHOICES: Mapping[str, Sequence[str]] = {"model": MODEL_NAMES + SHIPPED_ENSEMBLES}
 
 
 def add_settings_arguments(

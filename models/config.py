@@ -63,9 +63,11 @@ def window_hop_frames(hop_ms: float, frame_shift_ms: float) -> int:
 
 # The model served when no checkpoint is named. The design's default is the Spiking LMUFormer
 # (the paper's headline model); until its shipped checkpoint meets its accuracy bar (see
-# models/checkpoints/spiking-lmuformer.md) the better-trained LMUFormer is served, and the
-# spiking model is one flag away (--model spiking-lmuformer).
-DEFAULT_MODEL = "lmuformer"
+# models/checkpoints/spiking-lmuformer.md) it is served inside an ensemble: the LMUFormer and
+# the Spiking LMUFormer averaged frame by frame (0.7 / 0.3), which fires less on speech than
+# either alone (docs/streams.md#ensembles) for about 2.5 times one model's cost per frame
+# (docs/benchmarks.md#ensembles). Each model alone is one flag away (--model lmuformer).
+DEFAULT_MODEL = "lmuformer+spiking-lmuformer"
 #: what runs a model's streaming step (models.runtime): "auto" = "onnx" on the CPU when ONNX
 #: Runtime is installed, else "torch"
 RUNTIMES = ("auto", "torch", "onnx")

@@ -27,6 +27,7 @@ each [B, ...].
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -45,7 +46,7 @@ from models.lmuformer import LMUFormer, ModelState
 from models.state import StateLayout, flatten_state, map_tensors
 from models.torch_step import TorchStreamStep
 
-__all__ = ["OnnxStreamStep", "default_cache_dir", "onnxruntime_available"]
+__all__ = ["OnnxStreamStep", "default_cache_dir", "exported", "onnxruntime_available"]
 
 log = logging.getLogger("lmukws.onnx")
 
@@ -162,6 +163,11 @@ class OnnxStreamStep:
     # -- export and load ----------------------------------------------------------------------
 
     def _load(self, max_static_frames: int) -> None:
+        # one process exports a model at a time; the others wait, then load its files
+        with _exclusive(self.cache_dir / f"{self.key}.lock"):
+            self._load_or_export(max_static_frames)
+
+    def _load_or_export(self, max_static_frames: int) -> None:
         dynamic = self.cache_dir / f"{self.key}-any.onnx"
         static_marker = self.cache_dir / f"{self.key}.static"
         if not static_marker.exists():
@@ -278,6 +284,32 @@ def _symbolic_frames(path: str) -> bool:
     graph = onnx.load(path, load_external_data=False).graph
     frames = next(i for i in graph.input if i.name == "frames")
     return bool(frames.type.tensor_type.shape.dim[1].dim_param)
+
+
+def exported(
+    model: LMUFormer, cache_dir: str | Path | None = None, max_static_frames: int = 8
+) -> bool:
+    """Whether ``model``'s graphs are in the cache (``OnnxStreamStep`` then only loads them:
+    seconds, where exporting a spiking model takes minutes on a small CPU)."""
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = _model_key(model)
+    if (folder / f"{key}-any.onnx").exists():
+        return True
+    if not (folder / f"{key}.static").exists():
+        return False
+    counts = [1 << k for k in range(max_static_frames.bit_length()) if 1 << k <= max_static_frames]
+    return all((folder / f"{key}-n{n}.onnx").exists() for n in counts)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Any:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _writable(folder: Path) -> Path:

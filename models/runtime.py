@@ -5,24 +5,29 @@ contract of ``LMUFormer.stream_frames`` with the state as ``flatten_state``'s li
 the engine gathers rows from its slab and scatters them back without building the state tree
 every step. ``models.torch_step.TorchStreamStep`` is the model itself;
 ``models.onnx_step.OnnxStreamStep`` is its ONNX Runtime export; ``load_runtime`` picks one by
-name (``models.config.RUNTIMES``).
+name (``models.config.RUNTIMES``). ``WarmingStep`` runs the torch step while the export is
+made in the background, then the exported one: "auto" does that when the export is not
+cached yet, so a service is ready at once instead of after minutes of exporting.
 
 Shapes: frames [B, n, F] -> logits [B, n, K], positions [B, n] int64; every leaf [B, ...].
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+import time
 from typing import Protocol
 
 import torch
 
 from models.config import RUNTIMES
 from models.lmuformer import LMUFormer
-from models.onnx_step import OnnxStreamStep, onnxruntime_available
+from models.onnx_step import OnnxStreamStep, exported, onnxruntime_available
 from models.torch_step import TorchStreamStep
 
-__all__ = ["StepRuntime", "StreamRuntime", "TorchStreamStep", "load_runtime"]
+__all__ = ["StepRuntime", "StreamRuntime", "TorchStreamStep", "WarmingStep", "load_runtime"]
 
 log = logging.getLogger("lmukws.runtime")
 
@@ -40,13 +45,57 @@ class StepRuntime(Protocol):
 StreamRuntime = StepRuntime  # the earlier name
 
 
+class WarmingStep:
+    """The torch step until the ONNX export is ready, then the exported step (a
+    ``StepRuntime``). A background thread exports a copy of the model (so tracing never
+    touches the module the steps run), loads the graphs and checks them against torch; the
+    next step after that runs on ONNX Runtime: both take the same flat state, so sessions
+    carry on mid-stream. If the export fails the steps stay in torch (a warning)."""
+
+    def __init__(self, model: LMUFormer, threads: int = 0) -> None:
+        self._torch = TorchStreamStep(model)
+        self.active: StepRuntime = self._torch
+        #: set once the export has finished (or failed)
+        self.ready = threading.Event()
+        copied = copy.deepcopy(model).eval()
+        self._thread = threading.Thread(
+            target=self._export, args=(copied, threads), name="lmukws-onnx-export", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return self.active.name
+
+    def stream_leaves(
+        self, frames: torch.Tensor, leaves: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        return self.active.stream_leaves(frames, leaves)
+
+    def _export(self, model: LMUFormer, threads: int) -> None:
+        started = time.monotonic()
+        log.info("exporting the streaming step to ONNX in the background; torch runs it meanwhile")
+        try:
+            onnx = OnnxStreamStep(model, threads=threads)
+        except Exception as error:  # the service keeps serving on torch
+            log.warning("the ONNX streaming step failed to load (%s): the model's steps stay in "
+                        "torch", error)  # fmt: skip
+        else:
+            self.active = onnx
+            log.info("the streaming steps run on ONNX Runtime now (ready after %.0f s)",
+                     time.monotonic() - started)  # fmt: skip
+        finally:
+            self.ready.set()
+
+
 def load_runtime(
     model: LMUFormer, runtime: str, device: torch.device, threads: int = 0
 ) -> StepRuntime:
     """The step runtime named ``runtime`` (one of ``RUNTIMES``): "onnx" exports the model's
-    streaming step (``models.onnx_step``, CPU only, ``threads`` intra-op threads); "auto" picks
-    it on the CPU when ONNX Runtime is installed and falls back to torch, with a warning, when
-    the export fails."""
+    streaming step (``models.onnx_step``, CPU only, ``threads`` intra-op threads) before it
+    returns; "auto" picks it on the CPU when ONNX Runtime is installed: loaded now when the
+    export is cached, else a ``WarmingStep`` (torch now, ONNX once exported in the
+    background); it falls back to torch, with a warning, when the export fails."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if runtime == "torch":
@@ -58,6 +107,8 @@ def load_runtime(
     if runtime == "auto" and not onnxruntime_available():
         log.warning("onnxruntime is not installed: the model's steps run in torch")
         return TorchStreamStep(model)
+    if runtime == "auto" and not exported(model):
+        return WarmingStep(model, threads)
     try:
         return OnnxStreamStep(model, threads=threads)
     except Exception as error:

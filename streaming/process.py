@@ -26,7 +26,8 @@ Child -> server: ``("ready", pid, runtime)``, ``("events", handle, [Event, ...])
 ``("progress", {handle: (input samples read, queued 16 kHz samples)})`` every ``PROGRESS_S``
 for the sessions that changed, ``("metrics", request, snapshot)`` (the engine's series after
 everything sent before the request), ``("heartbeat",)`` when nothing else was sent for
-``HEARTBEAT_S``, ``("closed",)``.
+``HEARTBEAT_S``, ``("runtime", runtime, pid)`` when the steps move to ONNX Runtime after a
+background export (``models.runtime.WarmingStep``), ``("closed",)``.
 
 ``received_at`` is ``time.perf_counter()``: on Linux the system-wide monotonic clock, so the
 latencies measured across the two processes are real. Nothing is lost: per session the socket
@@ -364,6 +365,10 @@ class EngineProcess:
                     future = self._metrics_requests.pop(message[1], None)
                     if future is not None and not future.done():
                         future.set_result(message[2])
+                elif kind == "runtime":  # the background ONNX export is in (models.runtime)
+                    self.runtime = message[1]
+                    log.info("engine process %d: streaming steps on the %s runtime now",
+                             message[2], self.runtime)  # fmt: skip
                 elif kind == "closed":
                     self._closed_seen.set()
                     return
@@ -701,6 +706,7 @@ class _ChildServer:
         """
         engine = self.engine
         next_report = time.monotonic() + PROGRESS_S
+        runtime = engine.runtime  # told in "ready"; a WarmingStep changes it once exported
         while not self.link.closed:
             timeout = 0.0 if engine.ready_sessions else PROGRESS_S
             for message in self.link.receive(timeout):
@@ -712,6 +718,9 @@ class _ChildServer:
             if now >= next_report:
                 self._report()
                 next_report = now + PROGRESS_S
+                if engine.runtime != runtime:
+                    runtime = engine.runtime
+                    self._send(("runtime", runtime, os.getpid()))
             if now - self._last_sent >= HEARTBEAT_S:
                 self._send(("heartbeat",))
         return 0.0

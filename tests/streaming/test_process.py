@@ -45,8 +45,10 @@ async def until_end(session: RemoteSession, timeout: float = 30.0) -> list[Event
     return events
 
 
-def in_process_events(checkpoint: Path, x: np.ndarray, chunk: int) -> list[Event]:
-    engine = local_engine(checkpoint)
+def in_process_events(
+    checkpoint: Path, x: np.ndarray, chunk: int, config: EngineConfig = CONFIG
+) -> list[Event]:
+    engine = StreamingEngine.from_checkpoint(checkpoint, config)
     session = engine.create_session(16000)
     events: list[Event] = []
     for start in range(0, x.size, chunk):
@@ -256,3 +258,47 @@ def test_a_dead_child_is_reaped_and_replaced_until_it_can_be(tone_checkpoint: Pa
 def test_heartbeat_timeout_must_exceed_the_responsive_window(tone_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="heartbeat_timeout_s"):
         EnginePool(local_engine(tone_checkpoint), tone_checkpoint, heartbeat_timeout_s=0.5)
+
+
+def test_children_move_to_onnx_once_their_background_export_is_in(
+    tone_checkpoint: Path, tmp_path: Path
+) -> None:
+    """With no cached export ("auto"), the children are ready at once on torch, export in the
+    background and tell the pool when their steps run on ONNX Runtime; the detections are
+    the in-process ones either way."""
+    import uuid
+
+    import torch
+
+    from models import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(tone_checkpoint)
+    with torch.no_grad():  # weights no run has exported yet (the cache key hashes them)
+        model.network.head.linear.bias.add_((1 + uuid.uuid4().int % 1000) * 1e-6)
+    fresh = save_checkpoint(tmp_path / "fresh.safetensors", model, meta)
+    x = sequence([("low", 0.3), ("high", 1.6)], 3.0)
+
+    async def main() -> tuple[list[str | None], list[Event]]:
+        local = StreamingEngine.from_checkpoint(fresh, CONFIG)  # torch: it never steps
+        pool = EnginePool(local, fresh, count=1, runtime="auto")
+        await pool.start()
+        try:
+            seen = [pool.runtime]
+            await until(lambda: pool.runtime == "onnx", 300, "the export moved to onnx")
+            seen.append(pool.runtime)
+            session = pool.create_session(16000)
+            for start in range(0, x.size, 640):
+                session.push(x[start : start + 640])
+            session.push_stop()
+            events = await until_end(session)
+            session.close()
+            return seen, events
+        finally:
+            await pool.aclose()
+
+    seen, events = asyncio.run(main())
+    assert seen == ["torch", "onnx"]
+    # the same graphs in process (the export is cached now)
+    expected = in_process_events(fresh, x, 640, replace(CONFIG, runtime="onnx"))
+    assert any(isinstance(e, Detection) for e in expected)
+    assert_same_events(summary(events), summary(expected))

@@ -1,0 +1,97 @@
+"""The "auto" runtime with no cached export: the torch step serves at once while the export is
+made in the background, then the exported step takes over mid-stream; one process exports a
+model at a time, the others load its files."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import onnx_step, runtime
+from models.onnx_step import OnnxStreamStep, exported, onnxruntime_available
+from models.runtime import WarmingStep, load_runtime
+from models.state import flatten_state
+from tests.models.conftest import make_model
+
+pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="ONNX Runtime is not installed")
+TOLERANCE = 1e-4  # as tests/models/test_streaming.py
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cold_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LMUKWS_CACHE_DIR", str(tmp_path))
+    return tmp_path / "onnx"
+
+
+def stream(step: runtime.StepRuntime, feats: torch.Tensor, leaves: list, chunk: int) -> tuple:
+    """``feats`` [1, T, F] through ``step`` in chunks: (the logits of the frames it could
+    score [1, <= T, K], leaves)."""
+    outputs = []
+    for start in range(0, feats.shape[1], chunk):
+        logits, positions, leaves = step.stream_leaves(feats[:, start : start + chunk], leaves)
+        outputs.append(logits[:, positions[0] >= 0])
+    return torch.cat(outputs, dim=1), leaves
+
+
+@torch.inference_mode()
+def test_torch_serves_until_the_export_is_in_then_onnx_mid_stream(cold_cache: Path) -> None:
+    model = make_model("lmuformer", "tiny", seed=3)
+    assert not exported(model)
+    step = load_runtime(model, "auto", CPU, threads=1)
+    assert isinstance(step, WarmingStep)
+    feats = torch.randn(1, 40, 128, generator=torch.Generator().manual_seed(1))
+    leaves, layout = flatten_state(model.init_state(1))
+    first, leaves = stream(step, feats[:, :20], leaves, 4)  # torch or onnx, whichever is in
+    assert step.ready.wait(300) and step.name == "onnx"
+    rest, leaves = stream(step, feats[:, 20:], leaves, 4)  # the same session, on ONNX Runtime
+    tail, _ = model.finish(layout.unflatten(leaves))
+    streamed = torch.cat([first, rest, tail], dim=1)
+    assert (streamed - model.frame_logits(feats)).abs().max().item() <= TOLERANCE
+    # the next load finds the export and loads it at once
+    assert exported(model)
+    assert isinstance(load_runtime(model, "auto", CPU, threads=1), OnnxStreamStep)
+
+
+def test_a_failed_export_leaves_the_steps_in_torch(
+    cold_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no graph today")
+
+    monkeypatch.setattr(runtime, "OnnxStreamStep", broken)
+    with caplog.at_level(logging.WARNING, logger="lmukws.runtime"):
+        step = load_runtime(make_model("lmuformer", "tiny", seed=4), "auto", CPU, threads=1)
+        assert isinstance(step, WarmingStep) and step.ready.wait(60)
+    assert step.name == "torch" and "no graph today" in caplog.text
+
+
+def test_one_export_at_a_time_the_others_load_it(
+    cold_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two loads of a model at once (two engine processes at a cold start) export it once: the
+    cache file's lock makes the second wait for the first's graphs."""
+    model = make_model("lmuformer", "tiny", seed=5)
+    calls = []
+    export = OnnxStreamStep._export
+
+    def counted(self: OnnxStreamStep, path: Path, frames: int | None) -> bool:
+        calls.append(frames)
+        return export(self, path, frames)
+
+    monkeypatch.setattr(onnx_step.OnnxStreamStep, "_export", counted)
+    steps: list[OnnxStreamStep] = []
+    threads = [
+        threading.Thread(target=lambda: steps.append(OnnxStreamStep(model, threads=1)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(steps) == 2 and calls == [None]  # one export, for any frame count
+    assert all(list(step.graphs) == [None] for step in steps)

@@ -810,8 +810,7 @@ def ensemble_card(
             + calibrating
             + f"lmukws evaluate {shipped_from} --data {tested} --split test {recordings}"
             f"--out {report}\n"
-            f"lmukws ship-checkpoint {shipped_from} --report {report} --name {name} "
-            + streams_args
+            f"lmukws ship-checkpoint {shipped_from} --report {report} --name {name} " + streams_args
         ).rstrip()
     )
     lines = [

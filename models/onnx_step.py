@@ -168,6 +168,9 @@ class OnnxStreamStep:
             self._load_or_export(max_static_frames)
 
     def _load_or_export(self, max_static_frames: int) -> None:
+        for stale in self.cache_dir.glob(f"{self.key}-*.onnx.tmp"):  # an export killed midway
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         dynamic = self.cache_dir / f"{self.key}-any.onnx"
         static_marker = self.cache_dir / f"{self.key}.static"
         if not static_marker.exists():
@@ -215,7 +218,7 @@ class OnnxStreamStep:
         frame_dims = {0: batch} if frames else {0: batch, 1: Dim("frames", min=1, max=4096)}
         dynamic_shapes = (frame_dims, [{0: batch} for _ in leaves])
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{self.key}-", suffix=".onnx.tmp", dir=path.parent)
         os.close(fd)
         what = "any frame count" if frames is None else f"{frames} frames"
         log.info("exporting the %s streaming step to ONNX (%s): %s", self.model.config.name,

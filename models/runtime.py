@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -47,19 +52,21 @@ StreamRuntime = StepRuntime  # the earlier name
 
 class WarmingStep:
     """The torch step until the ONNX export is ready, then the exported step (a
-    ``StepRuntime``). A background thread exports a copy of the model (so tracing never
-    touches the module the steps run), loads the graphs and checks them against torch; the
-    next step after that runs on ONNX Runtime: both take the same flat state, so sessions
-    carry on mid-stream. If the export fails the steps stay in torch (a warning)."""
+    ``StepRuntime``). The export runs in a process of its own at low priority
+    (``models.onnx_export``: it holds the interpreter lock for seconds at a time, which would
+    stall this process's steps and heartbeats); a background thread waits for it, loads the
+    cached graphs and checks them against torch, and the next step after that runs on ONNX
+    Runtime: both take the same flat state, so sessions carry on mid-stream. If the export
+    fails the steps stay in torch (a warning)."""
 
     def __init__(self, model: LMUFormer, threads: int = 0) -> None:
         self._torch = TorchStreamStep(model)
         self.active: StepRuntime = self._torch
         #: set once the export has finished (or failed)
         self.ready = threading.Event()
-        copied = copy.deepcopy(model).eval()
+        copied = copy.deepcopy(model).eval()  # the check never touches the served module
         self._thread = threading.Thread(
-            target=self._export, args=(copied, threads), name="lmukws-onnx-export", daemon=True
+            target=self._warm, args=(copied, threads), name="lmukws-onnx-export", daemon=True
         )
         self._thread.start()
 
@@ -72,11 +79,12 @@ class WarmingStep:
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         return self.active.stream_leaves(frames, leaves)
 
-    def _export(self, model: LMUFormer, threads: int) -> None:
+    def _warm(self, model: LMUFormer, threads: int) -> None:
         started = time.monotonic()
         log.info("exporting the streaming step to ONNX in the background; torch runs it meanwhile")
         try:
-            onnx = OnnxStreamStep(model, threads=threads)
+            export_elsewhere(model, threads)
+            onnx = OnnxStreamStep(model, threads=threads)  # loads what the export cached
         except Exception as error:  # the service keeps serving on torch
             log.warning("the ONNX streaming step failed to load (%s): the model's steps stay in "
                         "torch", error)  # fmt: skip
@@ -86,6 +94,26 @@ class WarmingStep:
                      time.monotonic() - started)  # fmt: skip
         finally:
             self.ready.set()
+
+
+def export_elsewhere(model: LMUFormer, threads: int = 1) -> None:
+    """Export ``model``'s streaming step into the ONNX cache in a child process
+    (``python -m models.onnx_export``, niced); raises RuntimeError with its reason if it
+    fails."""
+    from models.checkpoint import save_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="lmukws-export-") as folder:
+        path = save_checkpoint(Path(folder) / "model.safetensors", model)
+        command = [sys.executable, "-m", "models.onnx_export", str(path), "--parent"]
+        result = subprocess.run(
+            [*command, str(os.getpid()), "--threads", str(max(1, threads))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise RuntimeError(reason)
 
 
 def load_runtime(

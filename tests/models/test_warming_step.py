@@ -4,8 +4,13 @@ model at a time, the others load its files."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -63,7 +68,7 @@ def test_a_failed_export_leaves_the_steps_in_torch(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no graph today")
 
-    monkeypatch.setattr(runtime, "OnnxStreamStep", broken)
+    monkeypatch.setattr(runtime, "export_elsewhere", broken)
     with caplog.at_level(logging.WARNING, logger="lmukws.runtime"):
         step = load_runtime(make_model("lmuformer", "tiny", seed=4), "auto", CPU, threads=1)
         assert isinstance(step, WarmingStep) and step.ready.wait(60)
@@ -95,3 +100,56 @@ def test_one_export_at_a_time_the_others_load_it(
         thread.join(300)
     assert len(steps) == 2 and calls == [None]  # one export, for any frame count
     assert all(list(step.graphs) == [None] for step in steps)
+
+
+def test_the_export_process_says_why_it_failed(tmp_path: Path) -> None:
+    """``python -m models.onnx_export`` on a file that is no checkpoint: exit 1, the reason."""
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint at all")
+    command = [sys.executable, "-m", "models.onnx_export", str(tmp_path / "bad.safetensors")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1 and "the ONNX export failed" in result.stderr
+
+
+def test_the_export_process_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """An engine process killed mid-export leaves no exporter running behind it."""
+    script = (
+        "import torch; from models import build_model; from models.runtime import "
+        "export_elsewhere; torch.manual_seed(7); "
+        "export_elsewhere(build_model('spiking-lmuformer', dim=16, num_classes=5))"
+    )
+    env = {**os.environ, "LMUKWS_CACHE_DIR": str(tmp_path)}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        exporters: list[int] = []
+        while not exporters:
+            assert time.monotonic() < deadline and parent.poll() is None, "no exporter started"
+            exporters = children(parent.pid)
+            time.sleep(0.05)
+        time.sleep(1.0)  # well into its imports
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 60
+        while any(running(pid) for pid in exporters):
+            assert time.monotonic() < deadline, "the exporter outlived its parent"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie is reaped by init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -13,6 +13,9 @@ from training.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = sorted((ROOT / "models" / "checkpoints").glob("*.md"))
+#: cards of trained checkpoints; an ensemble's (``a+b.md``) makes it from shipped members
+TRAINED_CARDS = [card for card in CARDS if "+" not in card.stem]
+ENSEMBLE_CARDS = [card for card in CARDS if "+" in card.stem]
 
 
 def _write(path: Path, data: dict[str, object]) -> Path:
@@ -66,7 +69,7 @@ def _reproduce_commands(card: Path) -> list[list[str]]:
     return [shlex.split(line) for block in blocks for line in block.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("card", CARDS, ids=[c.stem for c in CARDS])
+@pytest.mark.parametrize("card", TRAINED_CARDS, ids=[c.stem for c in TRAINED_CARDS])
 def test_every_stage_a_model_card_trains_starts_from_a_file_a_clone_can_make(card: Path) -> None:
     """Each ``init_from`` of a config the card trains is a file in the repository or one that an
     earlier command of the card writes (a run folder, an averaged checkpoint)."""
@@ -93,3 +96,18 @@ def test_every_stage_a_model_card_trains_starts_from_a_file_a_clone_can_make(car
             assert all(made(m) for m in members), members
             written.append(words[out + 1])
     assert trained >= 2
+
+
+@pytest.mark.parametrize("card", ENSEMBLE_CARDS, ids=[c.stem for c in ENSEMBLE_CARDS])
+def test_an_ensemble_card_averages_shipped_members_whose_cards_train_them(card: Path) -> None:
+    """An ensemble's card starts from files in the repository (the members' shipped
+    checkpoints), each with its own card, and ships what its ``lmukws ensemble`` wrote."""
+    commands = _reproduce_commands(card)
+    (ensemble,) = [w for w in commands if w[:2] == ["lmukws", "ensemble"]]
+    out = ensemble.index("--out")
+    members = [w for w in ensemble[2:out] if not w.startswith("--") and w.endswith(".safetensors")]
+    assert len(members) >= 2
+    for member in members:
+        assert (ROOT / member).is_file() and (ROOT / member).with_suffix(".md") in TRAINED_CARDS
+    (ship,) = [w for w in commands if w[:2] == ["lmukws", "ship-checkpoint"]]
+    assert ship[2] == ensemble[out + 1] and ship[ship.index("--name") + 1] == card.stem

@@ -117,13 +117,18 @@ def export_elsewhere(model: LMUFormer, threads: int = 1) -> None:
 
 
 def load_runtime(
-    model: LMUFormer, runtime: str, device: torch.device, threads: int = 0
+    model: LMUFormer,
+    runtime: str,
+    device: torch.device,
+    threads: int = 0,
+    background: bool = False,
 ) -> StepRuntime:
     """The step runtime named ``runtime`` (one of ``RUNTIMES``): "onnx" exports the model's
     streaming step (``models.onnx_step``, CPU only, ``threads`` intra-op threads) before it
-    returns; "auto" picks it on the CPU when ONNX Runtime is installed: loaded now when the
-    export is cached, else a ``WarmingStep`` (torch now, ONNX once exported in the
-    background); it falls back to torch, with a warning, when the export fails."""
+    returns; "auto" picks it on the CPU when ONNX Runtime is installed, exporting first too,
+    unless ``background`` and the export is not cached yet: then a ``WarmingStep`` (torch
+    now, ONNX once exported in the background, for a service that must be ready at once); it
+    falls back to torch, with a warning, when the export fails."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if runtime == "torch":
@@ -135,7 +140,7 @@ def load_runtime(
     if runtime == "auto" and not onnxruntime_available():
         log.warning("onnxruntime is not installed: the model's steps run in torch")
         return TorchStreamStep(model)
-    if runtime == "auto" and not exported(model):
+    if runtime == "auto" and background and not exported(model):
         return WarmingStep(model, threads)
     try:
         return OnnxStreamStep(model, threads=threads)

@@ -78,7 +78,11 @@ def engine_config(settings: Settings, metadata: Mapping[str, Any]) -> EngineConf
     overrides = {name: getattr(settings, name) for name in DETECTOR_SETTINGS if name in explicit}
     engine = {name: getattr(settings, name) for name in ENGINE_SETTINGS}
     return EngineConfig.from_metadata(
-        metadata, scores_top=protocol.MAX_SCORES_TOP, **engine, **overrides
+        metadata,
+        scores_top=protocol.MAX_SCORES_TOP,
+        export_in_background=True,  # ready at once, on torch until the ONNX export is in
+        **engine,
+        **overrides,
     )
 
 

@@ -71,6 +71,9 @@ class EngineConfig(DetectorSettings):
     scores_top: int = 5
     torch_threads: int = 0  # 0: leave torch's default
     runtime: str = "torch"  # one of models.config.RUNTIMES (the server defaults to "auto")
+    #: "auto" with no cached export: serve on torch while exporting (the server), else export
+    #: first (offline tools, which run long enough for the export to pay)
+    export_in_background: bool = False
     window_hop_ms: float = DEFAULT_WINDOW_HOP_MS  # a window model's recompute period
 
     def __post_init__(self) -> None:
@@ -138,7 +141,11 @@ class StreamingEngine:
         runtime: StepRuntime
         if self.served.streaming:
             runtime = load_runtime(
-                self.model, self.config.runtime, self.device, self.config.torch_threads
+                self.model,
+                self.config.runtime,
+                self.device,
+                self.config.torch_threads,
+                background=self.config.export_in_background,
             )
         else:  # a window model: recompute its window every hop, in torch
             runtime = WindowStep(self.model, self.served.hop_frames, self.served.pad_value)

@@ -47,7 +47,7 @@ def stream(step: runtime.StepRuntime, feats: torch.Tensor, leaves: list, chunk: 
 def test_torch_serves_until_the_export_is_in_then_onnx_mid_stream(cold_cache: Path) -> None:
     model = make_model("lmuformer", "tiny", seed=3)
     assert not exported(model)
-    step = load_runtime(model, "auto", CPU, threads=1)
+    step = load_runtime(model, "auto", CPU, threads=1, background=True)
     assert isinstance(step, WarmingStep)
     feats = torch.randn(1, 40, 128, generator=torch.Generator().manual_seed(1))
     leaves, layout = flatten_state(model.init_state(1))
@@ -59,7 +59,7 @@ def test_torch_serves_until_the_export_is_in_then_onnx_mid_stream(cold_cache: Pa
     assert (streamed - model.frame_logits(feats)).abs().max().item() <= TOLERANCE
     # the next load finds the export and loads it at once
     assert exported(model)
-    assert isinstance(load_runtime(model, "auto", CPU, threads=1), OnnxStreamStep)
+    assert isinstance(load_runtime(model, "auto", CPU, threads=1, background=True), OnnxStreamStep)
 
 
 def test_a_failed_export_leaves_the_steps_in_torch(
@@ -70,7 +70,8 @@ def test_a_failed_export_leaves_the_steps_in_torch(
 
     monkeypatch.setattr(runtime, "export_elsewhere", broken)
     with caplog.at_level(logging.WARNING, logger="lmukws.runtime"):
-        step = load_runtime(make_model("lmuformer", "tiny", seed=4), "auto", CPU, threads=1)
+        model = make_model("lmuformer", "tiny", seed=4)
+        step = load_runtime(model, "auto", CPU, threads=1, background=True)
         assert isinstance(step, WarmingStep) and step.ready.wait(60)
     assert step.name == "torch" and "no graph today" in caplog.text
 

@@ -270,14 +270,10 @@ def test_sessions_behind_by_different_amounts_share_few_model_calls(tone_checkpo
 
 
 def test_runtime_choice(tone_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """auto: ONNX Runtime on the CPU (torch meanwhile when the export is not cached yet),
-    torch (with a warning) when the export cannot load; an explicit onnx runtime fails loudly
-    instead."""
-    from models.runtime import WarmingStep
-
+    """auto: ONNX Runtime on the CPU (exported first, unless in the background as the server
+    does), torch (with a warning) when the export cannot load; an explicit onnx runtime fails
+    loudly instead."""
     auto = StreamingEngine.from_checkpoint(tone_checkpoint, EngineConfig(runtime="auto"))
-    if isinstance(auto.step.runtime, WarmingStep):  # a cold cache: exported in the background
-        assert auto.step.runtime.ready.wait(300)
     assert auto.runtime == "onnx"
     assert StreamingEngine.from_checkpoint(tone_checkpoint).runtime == "torch"  # library default
     with pytest.raises(ValueError, match="runtime must be one of"):

@@ -279,7 +279,8 @@ def test_children_move_to_onnx_once_their_background_export_is_in(
     x = sequence([("low", 0.3), ("high", 1.6)], 3.0)
 
     async def main() -> tuple[list[str | None], list[Event]]:
-        local = StreamingEngine.from_checkpoint(fresh, CONFIG)  # torch: it never steps
+        config = replace(CONFIG, export_in_background=True)  # as the server's
+        local = StreamingEngine.from_checkpoint(fresh, config)  # torch: it never steps
         pool = EnginePool(local, fresh, count=1, runtime="auto")
         await pool.start()
         try:

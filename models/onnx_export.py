@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="the checkpoint whose streaming step to export")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads")
     parser.add_argument("--parent", type=int, default=0, help="end when this process ends")
+    parser.add_argument("--cache-dir", default=None, help="the ONNX cache (default: the usual)")
     args = parser.parse_args(argv)
     if args.parent and not die_with_parent(args.parent):
         return 1
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         model, _ = load_checkpoint(args.checkpoint)
-        OnnxStreamStep(model, threads=args.threads)
+        OnnxStreamStep(model, threads=args.threads, cache_dir=args.cache_dir)
     except Exception as error:
         print(f"the ONNX export failed: {error}", file=sys.stderr)
         return 1

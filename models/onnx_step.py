@@ -46,7 +46,10 @@ from models.lmuformer import LMUFormer, ModelState
 from models.state import StateLayout, flatten_state, map_tensors
 from models.torch_step import TorchStreamStep
 
-__all__ = ["OnnxStreamStep", "default_cache_dir", "exported", "onnxruntime_available"]
+__all__ = [
+    "OnnxStreamStep", "default_cache_dir", "exported", "onnxruntime_available",
+    "writable_cache_dir",
+]  # fmt: skip
 
 log = logging.getLogger("lmukws.onnx")
 
@@ -313,6 +316,12 @@ def _exclusive(path: Path) -> Any:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writable_cache_dir() -> Path:
+    """``default_cache_dir()`` if it can be written, else the temporary folder that replaces
+    it for this process (``OnnxStreamStep`` falls back the same way)."""
+    return _writable(default_cache_dir())
 
 
 def _writable(folder: Path) -> Path:

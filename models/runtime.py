@@ -6,8 +6,9 @@ the engine gathers rows from its slab and scatters them back without building th
 every step. ``models.torch_step.TorchStreamStep`` is the model itself;
 ``models.onnx_step.OnnxStreamStep`` is its ONNX Runtime export; ``load_runtime`` picks one by
 name (``models.config.RUNTIMES``). ``WarmingStep`` runs the torch step while the export is
-made in the background, then the exported one: "auto" does that when the export is not
-cached yet, so a service is ready at once instead of after minutes of exporting.
+made in the background, then the exported one: "auto" does that for the server when the
+export is not cached yet, so the service is ready at once instead of after minutes of
+exporting.
 
 Shapes: frames [B, n, F] -> logits [B, n, K], positions [B, n] int64; every leaf [B, ...].
 """
@@ -29,7 +30,12 @@ import torch
 
 from models.config import RUNTIMES
 from models.lmuformer import LMUFormer
-from models.onnx_step import OnnxStreamStep, exported, onnxruntime_available
+from models.onnx_step import (
+    OnnxStreamStep,
+    exported,
+    onnxruntime_available,
+    writable_cache_dir,
+)
 from models.torch_step import TorchStreamStep
 
 __all__ = ["StepRuntime", "StreamRuntime", "TorchStreamStep", "WarmingStep", "load_runtime"]
@@ -83,8 +89,9 @@ class WarmingStep:
         started = time.monotonic()
         log.info("exporting the streaming step to ONNX in the background; torch runs it meanwhile")
         try:
-            export_elsewhere(model, threads)
-            onnx = OnnxStreamStep(model, threads=threads)  # loads what the export cached
+            cache = writable_cache_dir()  # the one folder both processes use
+            export_elsewhere(model, threads, cache)
+            onnx = OnnxStreamStep(model, threads=threads, cache_dir=cache)  # loads its graphs
         except Exception as error:  # the service keeps serving on torch
             log.warning("the ONNX streaming step failed to load (%s): the model's steps stay in "
                         "torch", error)  # fmt: skip
@@ -96,17 +103,20 @@ class WarmingStep:
             self.ready.set()
 
 
-def export_elsewhere(model: LMUFormer, threads: int = 1) -> None:
-    """Export ``model``'s streaming step into the ONNX cache in a child process
-    (``python -m models.onnx_export``, niced); raises RuntimeError with its reason if it
-    fails."""
+def export_elsewhere(model: LMUFormer, threads: int = 1, cache_dir: Path | None = None) -> None:
+    """Export ``model``'s streaming step into the ONNX cache (``cache_dir``, else the usual) in
+    a child process (``python -m models.onnx_export``, niced); raises RuntimeError with its
+    reason if it fails."""
     from models.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="lmukws-export-") as folder:
         path = save_checkpoint(Path(folder) / "model.safetensors", model)
         command = [sys.executable, "-m", "models.onnx_export", str(path), "--parent"]
+        command += [str(os.getpid()), "--threads", str(max(1, threads))]
+        if cache_dir is not None:
+            command += ["--cache-dir", str(cache_dir)]
         result = subprocess.run(
-            [*command, str(os.getpid()), "--threads", str(max(1, threads))],
+            command,
             capture_output=True,
             text=True,
             check=False,

@@ -154,3 +154,19 @@ def running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+@torch.inference_mode()
+def test_an_unwritable_cache_is_replaced_by_one_folder_for_both_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache that cannot be written (a read-only home): the exporting process and the
+    engine use the same temporary folder, so the engine loads the graphs instead of exporting
+    them again in its own process."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("LMUKWS_CACHE_DIR", str(blocked))
+    monkeypatch.setattr(OnnxStreamStep, "_export", lambda *a: pytest.fail("exported in process"))
+    step = load_runtime(make_model("lmuformer", "tiny", seed=6), "auto", CPU, 1, background=True)
+    assert isinstance(step, WarmingStep) and step.ready.wait(300)
+    assert step.name == "onnx"

@@ -36,7 +36,9 @@ def die_with_parent(parent: int) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.onnx_export", description=__doc__)
     parser.add_argument("checkpoint", help="the checkpoint whose streaming step to export")
-    parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch and ONNX Runtime threads (0: one)"
+    )
     parser.add_argument("--parent", type=int, default=0, help="end when this process ends")
     parser.add_argument("--cache-dir", default=None, help="the ONNX cache (default: the usual)")
     args = parser.parse_args(argv)

@@ -181,13 +181,11 @@ class OnnxStreamStep:
                 self.graphs[None] = self._session(dynamic, frames=None)
                 return
             _touch(static_marker)
-        n = 1
-        while n <= max_static_frames:
+        for n in static_frame_counts(max_static_frames):
             path = self.cache_dir / f"{self.key}-n{n}.onnx"
             if not path.exists():
                 self._export(path, frames=n)
             self.graphs[n] = self._session(path, frames=n)
-            n *= 2
 
     def _example(self, batch: int, frames: int) -> tuple[torch.Tensor, ModelState]:
         """Random frames and a state whose sessions are at different points of their streams:
@@ -303,8 +301,14 @@ def exported(
         return True
     if not (folder / f"{key}.static").exists():
         return False
-    counts = [1 << k for k in range(max_static_frames.bit_length()) if 1 << k <= max_static_frames]
+    counts = static_frame_counts(max_static_frames)
     return all((folder / f"{key}-n{n}.onnx").exists() for n in counts)
+
+
+def static_frame_counts(max_static_frames: int) -> list[int]:
+    """The frame counts a model without a symbolic frame count gets a graph for: the powers
+    of two up to ``max_static_frames``."""
+    return [1 << k for k in range(max_static_frames.bit_length())]
 
 
 @contextlib.contextmanager

@@ -112,7 +112,7 @@ def export_elsewhere(model: LMUFormer, threads: int = 1, cache_dir: Path | None 
     with tempfile.TemporaryDirectory(prefix="lmukws-export-") as folder:
         path = save_checkpoint(Path(folder) / "model.safetensors", model)
         command = [sys.executable, "-m", "models.onnx_export", str(path), "--parent"]
-        command += [str(os.getpid()), "--threads", str(max(1, threads))]
+        command += [str(os.getpid()), "--threads", str(threads)]
         if cache_dir is not None:
             command += ["--cache-dir", str(cache_dir)]
         result = subprocess.run(

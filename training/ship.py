@@ -81,7 +81,9 @@ def ship(
     model, meta = load_checkpoint(checkpoint)
     if model.config.name != name:
         raise ValueError(f"{checkpoint} holds {model.config.name}, not {name}")
-    ensemble = "ensemble" in meta
+    from models.config import EnsembleConfig
+
+    ensemble = isinstance(model.config, EnsembleConfig)
     if ensemble and (histories or continue_card):
         raise ValueError(
             f"{checkpoint} is an ensemble: it has no training history of its own (its "

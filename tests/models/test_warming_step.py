@@ -4,7 +4,6 @@ model at a time, the others load its files."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.checkpoints import children
 from models import onnx_step, runtime
 from models.onnx_step import OnnxStreamStep, exported, onnxruntime_available
 from models.runtime import WarmingStep, load_runtime
@@ -137,14 +137,6 @@ def test_the_export_process_ends_with_the_process_that_started_it(tmp_path: Path
     finally:
         if parent.poll() is None:
             parent.kill()
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in task.read_text().split()]
-    return found
 
 
 def running(pid: int) -> bool:

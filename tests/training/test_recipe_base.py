@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from models.config import ENSEMBLE_JOIN
 from training.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = sorted((ROOT / "models" / "checkpoints").glob("*.md"))
 #: cards of trained checkpoints; an ensemble's (``a+b.md``) makes it from shipped members
-TRAINED_CARDS = [card for card in CARDS if "+" not in card.stem]
-ENSEMBLE_CARDS = [card for card in CARDS if "+" in card.stem]
+TRAINED_CARDS = [card for card in CARDS if ENSEMBLE_JOIN not in card.stem]
+ENSEMBLE_CARDS = [card for card in CARDS if ENSEMBLE_JOIN in card.stem]
 
 
 def _write(path: Path, data: dict[str, object]) -> Path:

@@ -176,11 +176,17 @@ class OnnxStreamStep:
                 stale.unlink()
         dynamic = self.cache_dir / f"{self.key}-any.onnx"
         static_marker = self.cache_dir / f"{self.key}.static"
+        # whether a symbolic frame count exports is the architecture's, not the weights':
+        # once known for it, other weights skip the failing attempt (seconds on a small CPU)
+        architecture_marker = self.cache_dir / f"{_model_key(self.model, weights=False)}.static"
         if not static_marker.exists():
-            if dynamic.exists() or self._export(dynamic, frames=None):
+            if dynamic.exists() or (
+                not architecture_marker.exists() and self._export(dynamic, frames=None)
+            ):
                 self.graphs[None] = self._session(dynamic, frames=None)
                 return
             _touch(static_marker)
+            _touch(architecture_marker)
         for n in static_frame_counts(max_static_frames):
             path = self.cache_dir / f"{self.key}-n{n}.onnx"
             if not path.exists():
@@ -348,8 +354,9 @@ def _touch(path: Path) -> None:
     path.write_text("exports with a fixed frame count only\n")
 
 
-def _model_key(model: LMUFormer) -> str:
-    """Hash of everything the exported graph depends on."""
+def _model_key(model: LMUFormer, weights: bool = True) -> str:
+    """Hash of everything the exported graph depends on (``weights`` False: all but the
+    weights, the architecture's key)."""
     import onnx
     import onnxscript
 
@@ -360,11 +367,11 @@ def _model_key(model: LMUFormer) -> str:
     source_dir = Path(__file__).resolve().parent
     for name in _MODEL_SOURCES:
         digest.update((source_dir / name).read_bytes())
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.state_dict().items() if weights else ():
         digest.update(name.encode())
         digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"{model.config.name}-{digest.hexdigest()[:20]}"
+    return f"{model.config.name}-{'' if weights else 'architecture-'}{digest.hexdigest()[:20]}"
 
 
 @contextlib.contextmanager

@@ -557,6 +557,8 @@ class EnginePool:
                     reason = "hung"
                 else:
                     continue
+                # counted now, not when the task first runs: a restart under way is counted
+                self.metrics.engine_restarts_total.inc(reason=reason)
                 task = asyncio.ensure_future(self._replace(index, reason))
                 self._restarts[index] = task
                 task.add_done_callback(lambda _, i=index: self._restarts.pop(i, None))
@@ -574,7 +576,6 @@ class EnginePool:
             old.kill("the engine process stopped responding")
         else:
             log.error("engine process %s exited (code %s): replacing it", old.pid, old.exitcode)
-        self.metrics.engine_restarts_total.inc(reason=reason)
         await old.reap()
         self._retire(old)
         started = time.monotonic()

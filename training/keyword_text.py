@@ -19,6 +19,7 @@ Digits count as the number words they are read as ("7" says "seven", "1990" says
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -124,6 +125,7 @@ def _inflected(stem: str, form: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1 << 18)  # texts repeat their words; the tables are constant
 def _says(word: str, keyword: str) -> bool:
     forms = (keyword, *HOMOPHONES.get(keyword, ()))
     if word in forms:

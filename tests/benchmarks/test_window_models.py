@@ -86,7 +86,7 @@ def test_service_sections_serve_a_window_model(tmp_path: Path) -> None:
 
 
 def test_streaming_models_have_no_window_hop_in_engine_rows(tmp_path: Path) -> None:
-    argv = ["--preset", "smoke", "--threads", "1", "--sections", "engine"]
+    argv = ["--preset", "smoke", "--threads", "1", "--sections", "engine", "--runtime", "torch"]
     assert main([*argv, "--models", "spiking-lmu", "--out", str(tmp_path)]) == 0
     sections = json.loads((tmp_path / "results.json").read_text())["sections"]
     (row,) = sections["engine"]["spiking-lmu"]["runs"]

@@ -84,6 +84,28 @@ def test_spiking_exports_a_graph_per_frame_count_and_falls_back_to_torch(
             assert set(frames) <= {1, 2} and len(frames) >= 61 // chunk - 5
 
 
+def test_new_weights_of_a_fixed_frame_architecture_skip_the_symbolic_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a symbolic frame count exports is the architecture's: once a spiking model has
+    failed it, a model of the same architecture with other weights exports fixed counts only."""
+    model = make_model("spiking-lmu", "tiny")
+    first = OnnxStreamStep(model, threads=1, cache_dir=tmp_path, max_static_frames=1)
+    asked: list[int | None] = []
+    export = OnnxStreamStep._export
+
+    def recorded(self, path, frames):
+        asked.append(frames)
+        return export(self, path, frames)
+
+    monkeypatch.setattr(OnnxStreamStep, "_export", recorded)
+    with torch.no_grad():
+        model.network.head.linear.bias.add_(1.0)
+    second = OnnxStreamStep(model, threads=1, cache_dir=tmp_path, max_static_frames=1)
+    assert second.key != first.key and asked == [1] and list(second.graphs) == [1]
+    assert onnx_step.exported(model, tmp_path, max_static_frames=1)
+
+
 @torch.inference_mode()
 def test_one_graph_serves_sessions_inside_and_past_the_start_up_delay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

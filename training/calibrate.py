@@ -31,6 +31,11 @@ mixed,negatives,repeats`` the validation streams include a user repeating comman
 (``training.streams``), so every saying of a repeated keyword counts in the recall that picks
 the winner: the background must not learn to ignore a command said clearly again and again.
 
+For an ensemble, ``--ensemble-weights`` searches its member weights first: each member runs
+once, every candidate's posteriors are combined from theirs (``training.ensemble_weights``), and
+the candidate with the best held-out recall at X (its own weights first, kept on ties) is
+calibrated as above and stored in the checkpoint.
+
 Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames``,
 ``patience_frames`` and ``background_frames``, and ``detector.calibration`` (target, measured
 recall and FA/h, data, operating points, the search) into the checkpoint's metadata.
@@ -64,6 +69,7 @@ __all__ = [
     "register_calibrate_parser",
     "run_curves",
     "search_detector",
+    "search_ensemble_weights",
     "shared_threshold",
     "thresholds_for_budget",
     "voice_folds",
@@ -396,6 +402,54 @@ def search_detector(
     return config, counts, rows, heldout_of[best]
 
 
+def search_ensemble_weights(
+    runs: Sequence[Sequence[Any]],
+    candidates: Sequence[Sequence[float]],
+    base: Any,
+    target_fa_per_hour: float,
+    *,
+    posterior: str,
+    folds: int,
+    seed: int = 0,
+    keyword_weight: float,
+) -> tuple[tuple[float, ...], list[Any], list[dict[str, Any]]]:
+    """The candidate whose combined runs (``combine_runs``, ``posterior``: the engine's
+    sigmoid or softmax) find the most keywords at
+    ``target_fa_per_hour`` on held-out voices (``calibrate.heldout`` over the ladder under
+    ``base``'s detector, read off at the target as the keyword-weight search reads it; the
+    first on ties): its weights, its runs and one row per candidate."""
+    from training.ensemble_weights import combine_runs
+
+    if folds < 2:
+        raise ValueError("--ensemble-weights chooses by the held-out estimate: --folds >= 2")
+    targets = sorted({*LADDER, float(target_fa_per_hour)})
+    rows, combined = [], []
+    for weights in candidates:
+        candidate_runs = combine_runs(runs, weights, posterior)
+        counts = run_curves(candidate_runs, base, base.keywords)
+        points = heldout(candidate_runs, base, counts, targets, folds=folds, seed=seed,
+                         keyword_weight=keyword_weight)  # fmt: skip
+        if points is None:
+            raise ValueError("--ensemble-weights needs at least two validation voices")
+        calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
+        rows.append(
+            {
+                "weights": [float(w) for w in weights],
+                "heldout_recall_at_target": _recall_at(points, target_fa_per_hour),
+                "heldout_fa_per_hour": calibrated["fa_per_hour"],
+            }
+        )
+        combined.append(candidate_runs)
+    best = max(
+        range(len(rows)),
+        key=lambda i: (rows[i]["heldout_recall_at_target"] is not None,
+                       rows[i]["heldout_recall_at_target"] or 0.0, -i),
+    )  # fmt: skip
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    return tuple(float(w) for w in candidates[best]), combined[best], rows
+
+
 def calibrate(
     checkpoint: str | Path,
     data: str | Path,
@@ -416,6 +470,7 @@ def calibrate(
     max_delay_ms: float = MAX_DELAY_MS,
     keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
+    ensemble_weights: Sequence[Sequence[float]] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
@@ -427,7 +482,9 @@ def calibrate(
     the kinds of validation stream (``training.streams.KINDS``).
     ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"`` (``choose_keyword_weight``,
     after the detector search, which uses the default weight); ``folds``: voice folds of the
-    held-out estimate (0: none)."""
+    held-out estimate (0: none). ``ensemble_weights``: for an ensemble, candidate member
+    weights searched first (``training.ensemble_weights``; its own weights are always one);
+    the winner is stored in the calibrated checkpoint."""
     from models import load_checkpoint, save_checkpoint
     from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
@@ -453,14 +510,38 @@ def calibrate(
     weight = KEYWORD_WEIGHT if auto else float(keyword_weight)
     if split == "test":
         raise ValueError("calibrate on validation streams; the test streams are for evaluation")
+    if ensemble_weights and folds < 2:
+        raise ValueError("--ensemble-weights chooses by the held-out estimate: --folds >= 2")
     started = time.monotonic()
-    engine = load_engine(checkpoint, runtime, threads)
+    model, meta = load_checkpoint(checkpoint)
+    meta = dict(meta)
+    # searching weights, the ensemble itself never runs: its members do (no export needed)
+    engine = load_engine(checkpoint, "torch" if ensemble_weights else runtime, threads)
     streams = load_streams(
         data, split, recordings=recordings, recordings_use="train", seed=seed,
         max_voices=max_voices, kinds=kinds,
     )  # fmt: skip
-    runs = run_engine(engine, streams, progress=progress)
     base = engine.detector_config()
+    weights_search: list[dict[str, Any]] = []
+    if ensemble_weights:
+        from training.ensemble_weights import member_runs, reweighted
+
+        own = tuple(float(w) for w in getattr(model.config, "weights", ()))
+        if not own:
+            raise ValueError(f"{checkpoint}: --ensemble-weights needs an ensemble checkpoint")
+        if any(len(c) != len(own) for c in ensemble_weights):
+            raise ValueError(f"--ensemble-weights: {len(own)} weights per candidate")
+        candidates = [own] + [
+            tuple(c) for c in ensemble_weights if not np.allclose(c, own)
+        ]  # fmt: skip
+        per_member = member_runs(checkpoint, streams, runtime, threads, progress)
+        chosen_weights, runs, weights_search = search_ensemble_weights(
+            per_member, candidates, base, float(target_fa_per_hour),
+            posterior=engine.config.posterior, folds=folds, seed=seed, keyword_weight=weight,
+        )  # fmt: skip
+        model = reweighted(model, meta, chosen_weights)
+    else:
+        runs = run_engine(engine, streams, progress=progress)
     hours = sum(r.stream.scored_seconds for r in runs) / 3600
     search: list[dict[str, Any]] = []
     searched: list[dict[str, Any]] | None = None  # the search winner's held-out points
@@ -556,6 +637,13 @@ def calibrate(
             "rule": "the weight whose held-out curve has the best recall at the target FA/h",
             "candidates": weight_search,
         }
+    if weights_search:
+        record["ensemble_weight_search"] = {
+            "rule": "the member weights whose held-out curve has the best recall at the target "
+            "FA/h (the checkpoint's own weights first, kept on ties); each candidate's "
+            "posteriors combined from the members' runs",
+            "candidates": weights_search,
+        }
     if search:
         record["detector_search"] = {
             "max_delay_ms": max_delay_ms,
@@ -565,8 +653,6 @@ def calibrate(
             "max_delay_ms",
             "candidates": search,
         }
-    model, meta = load_checkpoint(checkpoint)
-    meta = dict(meta)
     detector = dict(meta.get("detector") or {})
     detector["thresholds"] = chosen["thresholds"]
     detector["smoothing_frames"] = base.smoothing_frames
@@ -660,6 +746,14 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=FOLDS,
         help=f"voice folds of each point's held-out recall and FA/h (0: none; default {FOLDS})",
     )
+    p.add_argument(
+        "--ensemble-weights",
+        type=_candidates,
+        default=(),
+        help="an ensemble's member weights to search first, candidates separated by ';', e.g. "
+        "'0.7,0.3;0.6,0.4' (its own weights are always one): each member runs once, the best "
+        "held-out recall at the target wins and is stored",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
@@ -675,6 +769,15 @@ def _weight(text: str) -> float | str:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or auto, got {text!r}")
     return value
+
+
+def _candidates(text: str) -> list[tuple[float, ...]]:
+    from training.ensemble_weights import parse_candidates
+
+    try:
+        return parse_candidates(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _number_list(unit: str, zero: bool = False) -> Any:
@@ -725,10 +828,13 @@ def _run(args: argparse.Namespace) -> int:
         max_delay_ms=args.max_delay_ms,
         keyword_weight=args.keyword_weight,
         folds=args.folds,
+        ensemble_weights=args.ensemble_weights,
         progress=not args.no_progress,
     )
     keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "keyword_weight", "data")
     summary = {k: record[k] for k in keys}
+    if "ensemble_weight_search" in record:
+        summary["ensemble_weight_search"] = record["ensemble_weight_search"]["candidates"]
     if "keyword_weight_search" in record:
         summary["keyword_weight_search"] = record["keyword_weight_search"]["candidates"]
     if "detector_search" in record:

@@ -832,6 +832,7 @@ def ensemble_card(
         "## Members",
         "",
         *listed,
+        *_weight_search_lines(meta),
         *_results_section(
             evaluation, curve, "n/a: an ensemble is not trained (its members' cards)"
         ),
@@ -855,6 +856,33 @@ def ensemble_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _weight_search_lines(meta: dict[str, Any]) -> list[str]:
+    """The calibration's member-weight search (``calibrate --ensemble-weights``) as a table,
+    or nothing when the weights were not searched."""
+    calibration = (meta.get("detector") or {}).get("calibration") or {}
+    rows = (calibration.get("ensemble_weight_search") or {}).get("candidates") or []
+    if not rows:
+        return []
+    target = calibration.get("target_fa_per_hour")
+    lines = [
+        "",
+        f"The weights were searched by `lmukws calibrate --ensemble-weights` on the validation "
+        f"streams: held-out recall at {target:g} FA/h (thresholds picked on the other voice "
+        "folds) per candidate, the best kept.",
+        "",
+        "| weights | held-out recall | held-out FA/h | |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        recall, fa = row.get("heldout_recall_at_target"), row.get("heldout_fa_per_hour")
+        lines.append(
+            f"| {' / '.join(f'{w:g}' for w in row['weights'])} "
+            f"| {'–' if recall is None else f'{recall:.3f}'} "
+            f"| {'–' if fa is None else f'{fa:.1f}'} | {'**kept**' if row.get('chosen') else ''} |"
+        )
+    return lines
 
 
 def _search_options(search: dict[str, Any]) -> str:
@@ -889,6 +917,16 @@ def _ceiling_option(calibration: dict[str, Any]) -> str:
     return f" --background-ceiling {ceiling:g}"
 
 
+def _ensemble_weights_option(calibration: dict[str, Any]) -> str:
+    """``--ensemble-weights`` with the candidates a stored weight search tried besides the
+    ensemble's own (the first row)."""
+    rows = (calibration.get("ensemble_weight_search") or {}).get("candidates") or []
+    if len(rows) < 2:
+        return ""
+    others = ";".join(",".join(f"{w:g}" for w in row["weights"]) for row in rows[1:])
+    return f' --ensemble-weights "{others}"'
+
+
 def _kinds_option(data: dict[str, Any]) -> str:
     """``--kinds`` where the calibration's validation streams were not the default kinds."""
     from training.stream_report import DEFAULT_KINDS
@@ -917,6 +955,7 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         options += _search_options(calibration.get("detector_search") or {})
         options += _ceiling_option(calibration)
         options += _kinds_option(data)
+        options += _ensemble_weights_option(calibration)
         weight = calibration.get("keyword_weight", 1.0)
         if calibration.get("keyword_weight_search"):
             options += " --keyword-weight auto"

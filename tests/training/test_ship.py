@@ -12,7 +12,12 @@ import torch
 from lmukws.cli import main
 from models import FeatureConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
 from tests.training.test_evaluate import LABELS, make_corpus, make_recordings
-from training.ship import _stream_commands, _streams_section, checkpoint_record
+from training.ship import (
+    _stream_commands,
+    _streams_section,
+    _weight_search_lines,
+    checkpoint_record,
+)
 
 
 def trained_like_checkpoint(path: Path, val_acc: float = 0.5, **training: object) -> Path:
@@ -359,6 +364,12 @@ def test_the_card_reproduces_the_calibration() -> None:
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert commands.splitlines()[0].endswith(" --keyword-weight auto")
     del meta["detector"]["calibration"]["keyword_weight_search"]
+    # an ensemble's weight search: the candidates besides its own weights (the first row)
+    rows = [{"weights": w} for w in ([0.7, 0.3], [0.8, 0.2], [0.6, 0.4])]
+    meta["detector"]["calibration"]["ensemble_weight_search"] = {"candidates": rows}
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert ' --recordings data/recordings --ensemble-weights "0.8,0.2;0.6,0.4" ' in commands
+    del meta["detector"]["calibration"]["ensemble_weight_search"]
     # a detector search: the settings that took several values (a background even at one)
     candidates = [{"smoothing_frames": 5, "patience_frames": 3, "background_frames": b}
                   for b in (0, 3000, 30000)]  # fmt: skip
@@ -405,6 +416,20 @@ def test_the_card_reproduces_the_calibration() -> None:
     assert commands.splitlines()[1] == ran and option == "--streams reports/streams-x "
     commands, option = _stream_commands("lmuformer", meta, "other.safetensors")
     assert "--wake-word" not in commands and option == "--streams reports/streams-lmuformer "
+
+
+def test_an_ensemble_card_shows_its_weight_search() -> None:
+    rows = [
+        {"weights": [0.7, 0.3], "heldout_recall_at_target": 0.4339, "heldout_fa_per_hour": 18.76,
+         "chosen": True},
+        {"weights": [0.8, 0.2], "heldout_recall_at_target": None, "heldout_fa_per_hour": 19.76,
+         "chosen": False},
+    ]  # fmt: skip
+    calibration = {"target_fa_per_hour": 20.0, "ensemble_weight_search": {"candidates": rows}}
+    lines = _weight_search_lines({"detector": {"calibration": calibration}})
+    assert "held-out recall at 20 FA/h" in lines[1]
+    assert lines[-2:] == ["| 0.7 / 0.3 | 0.434 | 18.8 | **kept** |", "| 0.8 / 0.2 | – | 19.8 |  |"]
+    assert _weight_search_lines({"detector": {"calibration": {"target_fa_per_hour": 20}}}) == []
 
 
 def test_the_card_names_the_background_and_the_calibration_streams() -> None:

@@ -18,7 +18,9 @@ the spiking models' LIF scans unroll over n, so they get one graph per power of 
 
 Graphs are cached on disk, keyed by the weights, the config, the model code and the exporter's
 versions: ``$LMUKWS_CACHE_DIR/onnx`` (default ``~/.cache/lmukws/onnx``), so a checkpoint is
-exported once; writes are atomic, so processes may share the cache.
+exported once; writes are atomic, so processes may share the cache. An architecture (config
+and code, any weights) found to export with fixed frame counts only is marked in the cache, so
+other weights of it skip the symbolic attempt.
 
 Shapes: B sessions, n frames, F mel bins, K labels; the state is ``flatten_state``'s leaves,
 each [B, ...].

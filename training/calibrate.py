@@ -413,11 +413,11 @@ def search_ensemble_weights(
     seed: int = 0,
     keyword_weight: float,
 ) -> tuple[tuple[float, ...], list[Any], list[dict[str, Any]]]:
-    """The candidate whose combined runs (``combine_runs``, ``posterior``: the engine's
-    sigmoid or softmax) find the most keywords at
-    ``target_fa_per_hour`` on held-out voices (``calibrate.heldout`` over the ladder under
-    ``base``'s detector, read off at the target as the keyword-weight search reads it; the
-    first on ties): its weights, its runs and one row per candidate."""
+    """The member weights among ``candidates`` whose runs, combined from the members' ``runs``
+    (``ensemble_weights.combine_runs``; ``posterior``: the engine's sigmoid or softmax), find
+    the most keywords at ``target_fa_per_hour`` on held-out voices (``heldout`` over the
+    ladder under ``base``'s detector, read off at the target as ``choose_keyword_weight``
+    does; the first on ties): its weights, its runs and one row per candidate."""
     from training.ensemble_weights import combine_runs
 
     if folds < 2:
@@ -522,20 +522,19 @@ def calibrate(
         max_voices=max_voices, kinds=kinds,
     )  # fmt: skip
     base = engine.detector_config()
-    weights_search: list[dict[str, Any]] = []
+    member_weight_search: list[dict[str, Any]] = []
     if ensemble_weights:
         from training.ensemble_weights import member_runs, reweighted
 
         own = tuple(float(w) for w in getattr(model.config, "weights", ()))
         if not own:
             raise ValueError(f"{checkpoint}: --ensemble-weights needs an ensemble checkpoint")
-        if any(len(c) != len(own) for c in ensemble_weights):
-            raise ValueError(f"--ensemble-weights: {len(own)} weights per candidate")
-        candidates = [own] + [
-            tuple(c) for c in ensemble_weights if not np.allclose(c, own)
-        ]  # fmt: skip
+        if any(len(c) != len(own) or min(c) <= 0 for c in ensemble_weights):
+            raise ValueError(f"--ensemble-weights: {len(own)} positive weights per candidate")
+        given = [tuple(float(w) / sum(c) for w in c) for c in ensemble_weights]
+        candidates = [own] + [c for c in given if not np.allclose(c, own)]
         per_member = member_runs(checkpoint, streams, runtime, threads, progress)
-        chosen_weights, runs, weights_search = search_ensemble_weights(
+        chosen_weights, runs, member_weight_search = search_ensemble_weights(
             per_member, candidates, base, float(target_fa_per_hour),
             posterior=engine.config.posterior, folds=folds, seed=seed, keyword_weight=weight,
         )  # fmt: skip
@@ -637,12 +636,12 @@ def calibrate(
             "rule": "the weight whose held-out curve has the best recall at the target FA/h",
             "candidates": weight_search,
         }
-    if weights_search:
+    if member_weight_search:
         record["ensemble_weight_search"] = {
             "rule": "the member weights whose held-out curve has the best recall at the target "
             "FA/h (the checkpoint's own weights first, kept on ties); each candidate's "
             "posteriors combined from the members' runs",
-            "candidates": weights_search,
+            "candidates": member_weight_search,
         }
     if search:
         record["detector_search"] = {

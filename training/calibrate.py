@@ -47,6 +47,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -515,6 +516,15 @@ def calibrate(
     started = time.monotonic()
     model, meta = load_checkpoint(checkpoint)
     meta = dict(meta)
+    weight_candidates: list[tuple[float, ...]] = []  # the ensemble's own weights first
+    if ensemble_weights:
+        own = tuple(float(w) for w in getattr(model.config, "weights", ()))
+        if not own:
+            raise ValueError(f"{checkpoint}: --ensemble-weights needs an ensemble checkpoint")
+        if any(len(c) != len(own) or min(c) <= 0 for c in ensemble_weights):
+            raise ValueError(f"--ensemble-weights: {len(own)} positive weights per candidate")
+        given = [tuple(float(w) / sum(c) for w in c) for c in ensemble_weights]
+        weight_candidates = [own] + [c for c in given if not np.allclose(c, own)]
     # searching weights, the ensemble itself never runs: its members do (no export needed)
     engine = load_engine(checkpoint, "torch" if ensemble_weights else runtime, threads)
     streams = load_streams(
@@ -526,16 +536,9 @@ def calibrate(
     if ensemble_weights:
         from training.ensemble_weights import member_runs, reweighted
 
-        own = tuple(float(w) for w in getattr(model.config, "weights", ()))
-        if not own:
-            raise ValueError(f"{checkpoint}: --ensemble-weights needs an ensemble checkpoint")
-        if any(len(c) != len(own) or min(c) <= 0 for c in ensemble_weights):
-            raise ValueError(f"--ensemble-weights: {len(own)} positive weights per candidate")
-        given = [tuple(float(w) / sum(c) for w in c) for c in ensemble_weights]
-        candidates = [own] + [c for c in given if not np.allclose(c, own)]
         per_member = member_runs(checkpoint, streams, runtime, threads, progress)
         chosen_weights, runs, member_weight_search = search_ensemble_weights(
-            per_member, candidates, base, float(target_fa_per_hour),
+            per_member, weight_candidates, base, float(target_fa_per_hour),
             posterior=engine.config.posterior, folds=folds, seed=seed, keyword_weight=weight,
         )  # fmt: skip
         model = reweighted(model, meta, chosen_weights)
@@ -809,7 +812,19 @@ def _frames(values_ms: Sequence[float], frame_ms: float) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    record = calibrate(
+    from models.checkpoint import CheckpointError
+
+    try:
+        record = _calibrate_from_args(args)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"lmukws calibrate: {error}", file=sys.stderr)
+        return 2
+    _print_summary(record)
+    return 0
+
+
+def _calibrate_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return calibrate(
         args.checkpoint,
         args.data,
         args.target_fa_per_hour,
@@ -830,6 +845,9 @@ def _run(args: argparse.Namespace) -> int:
         ensemble_weights=args.ensemble_weights,
         progress=not args.no_progress,
     )
+
+
+def _print_summary(record: dict[str, Any]) -> None:
     keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "keyword_weight", "data")
     summary = {k: record[k] for k in keys}
     if "ensemble_weight_search" in record:
@@ -843,4 +861,3 @@ def _run(args: argparse.Namespace) -> int:
         for p in record["operating_points"]
     ]
     print(json.dumps(summary, indent=1))
-    return 0

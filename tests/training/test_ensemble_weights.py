@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from lmukws.cli import main
 from models import build_model, load_checkpoint, read_metadata, save_checkpoint
 from models.ensemble import ensemble_models
 from training.calibrate import calibrate
@@ -79,7 +80,7 @@ def test_candidates_are_parsed_and_normalised() -> None:
 
 
 def test_calibrate_searches_the_weights_and_stores_the_winner(
-    stream_corpus: Path, tmp_path: Path
+    stream_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _tiny_ensemble(stream_corpus, tmp_path, "softmax")
     out = tmp_path / "calibrated.safetensors"
@@ -104,3 +105,10 @@ def test_calibrate_searches_the_weights_and_stores_the_winner(
                   ensemble_weights=[(0.5, 0.5)], progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="--folds >= 2"):
         calibrate(path, stream_corpus, 20.0, folds=0, ensemble_weights=[(0.5, 0.5)])
+    with pytest.raises(ValueError, match="2 positive weights per candidate"):
+        calibrate(path, stream_corpus, 20.0, ensemble_weights=[(0.2, 0.3, 0.5)])
+    # the command says what is wrong, without a traceback
+    argv = ["calibrate", str(single), "--data", str(stream_corpus), "--target-fa-per-hour",
+            "20", "--ensemble-weights", "0.5,0.5"]  # fmt: skip
+    assert main(argv) == 2
+    assert "needs an ensemble checkpoint" in capsys.readouterr().err

@@ -47,7 +47,6 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from training.command_errors import exits_2_on_bad_input
 from training.stream_report import DEFAULT_KINDS, parse_kinds
 
 __all__ = [
@@ -811,20 +811,9 @@ def _frames(values_ms: Sequence[float], frame_ms: float) -> list[int]:
     return list(dict.fromkeys(max(1, round(v / frame_ms)) for v in values_ms))
 
 
+@exits_2_on_bad_input
 def _run(args: argparse.Namespace) -> int:
-    from models.checkpoint import CheckpointError
-
-    try:
-        record = _calibrate_from_args(args)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"lmukws calibrate: {error}", file=sys.stderr)
-        return 2
-    _print_summary(record)
-    return 0
-
-
-def _calibrate_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return calibrate(
+    record = calibrate(
         args.checkpoint,
         args.data,
         args.target_fa_per_hour,
@@ -845,9 +834,6 @@ def _calibrate_from_args(args: argparse.Namespace) -> dict[str, Any]:
         ensemble_weights=args.ensemble_weights,
         progress=not args.no_progress,
     )
-
-
-def _print_summary(record: dict[str, Any]) -> None:
     keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "keyword_weight", "data")
     summary = {k: record[k] for k in keys}
     if "ensemble_weight_search" in record:
@@ -861,3 +847,4 @@ def _print_summary(record: dict[str, Any]) -> None:
         for p in record["operating_points"]
     ]
     print(json.dumps(summary, indent=1))
+    return 0

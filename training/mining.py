@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from training.command_errors import exits_2_on_bad_input
 from training.hard_negatives import write_hard_negatives
 
 __all__ = ["mine_negatives", "register_mine_parser"]
@@ -126,6 +127,7 @@ def register_mine_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+@exits_2_on_bad_input
 def _run(args: argparse.Namespace) -> int:
     summary = mine_negatives(
         args.checkpoint,

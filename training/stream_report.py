@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from training.command_errors import exits_2_on_bad_input
+
 __all__ = [
     "RECALL_AT_FA_PER_HOUR",
     "evaluate_streams",
@@ -616,6 +618,7 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+@exits_2_on_bad_input
 def _run(args: argparse.Namespace) -> int:
     report = evaluate_streams(
         args.checkpoint,

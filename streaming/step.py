@@ -47,9 +47,19 @@ __all__ = [
     "StepInput",
     "StepOutput",
     "Stop",
+    "posteriors_of",
 ]
 
 log = logging.getLogger("lmukws.engine")
+
+
+def posteriors_of(logits: np.ndarray, posterior: str) -> np.ndarray:
+    """Pooled logits [..., K] -> posteriors, ``posterior`` "softmax" or "sigmoid" (float64)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if posterior == "softmax":
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
 
 
 @dataclass(frozen=True)
@@ -191,11 +201,7 @@ class BatchStep:
 
     def posteriors(self, logits: np.ndarray) -> np.ndarray:
         """Pooled logits [..., K] -> posteriors (sigmoid or softmax, float64)."""
-        logits = np.asarray(logits, dtype=np.float64)
-        if self.settings.posterior == "softmax":
-            z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            return z / z.sum(axis=-1, keepdims=True)
-        return 0.5 * (1.0 + np.tanh(0.5 * logits))
+        return posteriors_of(logits, self.settings.posterior)
 
     # -- the step ---------------------------------------------------------------------------
 

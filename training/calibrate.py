@@ -263,6 +263,29 @@ def _recall_at(points: Sequence[dict[str, Any]], fa_per_hour: float) -> float | 
     return recall_at(curve, fa_per_hour)
 
 
+def _heldout_row(points: Sequence[dict[str, Any]], target_fa_per_hour: float) -> dict[str, Any]:
+    """A candidate's held-out figures: recall at the target rate read off its ladder
+    (``_recall_at``), and the FA/h when calibrated to the target."""
+    calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
+    return {
+        "heldout_recall_at_target": _recall_at(points, target_fa_per_hour),
+        "heldout_fa_per_hour": calibrated["fa_per_hour"],
+    }
+
+
+def _mark_best(rows: list[dict[str, Any]]) -> int:
+    """The row with the best held-out recall at the target (a row without one ranks last; the
+    first on ties), marked ``chosen`` among ``rows``."""
+    best = max(
+        range(len(rows)),
+        key=lambda i: (rows[i]["heldout_recall_at_target"] is not None,
+                       rows[i]["heldout_recall_at_target"] or 0.0, -i),
+    )  # fmt: skip
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    return best
+
+
 def choose_keyword_weight(
     runs: Sequence[Any],
     config: Any,
@@ -288,23 +311,9 @@ def choose_keyword_weight(
         )
         if points is None:
             raise ValueError("--keyword-weight auto needs at least two validation voices")
-        at = _recall_at(points, target_fa_per_hour)
-        calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
-        rows.append(
-            {
-                "keyword_weight": weight,
-                "heldout_recall_at_target": at,
-                "heldout_fa_per_hour": calibrated["fa_per_hour"],
-            }
-        )
+        rows.append({"keyword_weight": weight, **_heldout_row(points, target_fa_per_hour)})
         curves_of.append(points)
-    best = max(
-        range(len(rows)),
-        key=lambda i: (rows[i]["heldout_recall_at_target"] is not None,
-                       rows[i]["heldout_recall_at_target"] or 0.0, -i),
-    )  # fmt: skip
-    for i, row in enumerate(rows):
-        row["chosen"] = i == best
+    best = _mark_best(rows)
     return float(weights[best]), rows, curves_of[best]
 
 
@@ -432,22 +441,10 @@ def search_ensemble_weights(
                          keyword_weight=keyword_weight)  # fmt: skip
         if points is None:
             raise ValueError("--ensemble-weights needs at least two validation voices")
-        calibrated = next(p for p in points if p["target_fa_per_hour"] == target_fa_per_hour)
-        rows.append(
-            {
-                "weights": [float(w) for w in weights],
-                "heldout_recall_at_target": _recall_at(points, target_fa_per_hour),
-                "heldout_fa_per_hour": calibrated["fa_per_hour"],
-            }
-        )
+        row = {"weights": [float(w) for w in weights], **_heldout_row(points, target_fa_per_hour)}
+        rows.append(row)
         combined.append(candidate_runs)
-    best = max(
-        range(len(rows)),
-        key=lambda i: (rows[i]["heldout_recall_at_target"] is not None,
-                       rows[i]["heldout_recall_at_target"] or 0.0, -i),
-    )  # fmt: skip
-    for i, row in enumerate(rows):
-        row["chosen"] = i == best
+    best = _mark_best(rows)
     return tuple(float(w) for w in candidates[best]), combined[best], rows
 
 
@@ -518,13 +515,12 @@ def calibrate(
     meta = dict(meta)
     weight_candidates: list[tuple[float, ...]] = []  # the ensemble's own weights first
     if ensemble_weights:
+        from training.ensemble_weights import normalised
+
         own = tuple(float(w) for w in getattr(model.config, "weights", ()))
         if not own:
             raise ValueError(f"{checkpoint}: --ensemble-weights needs an ensemble checkpoint")
-        if any(len(c) != len(own) or min(c) <= 0 for c in ensemble_weights):
-            raise ValueError(f"--ensemble-weights: {len(own)} positive weights per candidate")
-        given = [tuple(float(w) / sum(c) for w in c) for c in ensemble_weights]
-        weight_candidates = [own] + [c for c in given if not np.allclose(c, own)]
+        weight_candidates = normalised([own, *ensemble_weights], members=len(own))
     # searching weights, the ensemble itself never runs: its members do (no export needed)
     engine = load_engine(checkpoint, "torch" if ensemble_weights else runtime, threads)
     streams = load_streams(
@@ -536,7 +532,7 @@ def calibrate(
     if ensemble_weights:
         from training.ensemble_weights import member_runs, reweighted
 
-        per_member = member_runs(checkpoint, streams, runtime, threads, progress)
+        per_member = member_runs(model, meta, streams, runtime, threads, progress)
         chosen_weights, runs, member_weight_search = search_ensemble_weights(
             per_member, weight_candidates, base, float(target_fa_per_hour),
             posterior=engine.config.posterior, folds=folds, seed=seed, keyword_weight=weight,

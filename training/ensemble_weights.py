@@ -17,66 +17,84 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "combine_runs", "member_runs", "parse_candidates", "reweighted",
+    "combine_runs", "member_runs", "normalised", "parse_candidates", "reweighted",
 ]  # fmt: skip
 
 
-def parse_candidates(text: str, members: int | None = None) -> list[tuple[float, ...]]:
-    """``"0.7,0.3;0.6,0.4"``: candidates separated by ``;``, positive weights (one per member
-    when ``members`` is given), normalised to sum to 1 (duplicates dropped); ``ValueError``
-    says what is wrong."""
+def normalised(
+    candidates: Sequence[Sequence[float]], members: int | None = None
+) -> list[tuple[float, ...]]:
+    """``candidates``: positive weights (one per member when ``members`` is given), each
+    normalised to sum to 1, in order, duplicates dropped; ``ValueError`` says what is wrong."""
     out: list[tuple[float, ...]] = []
+    for given in candidates:
+        values = [float(v) for v in given]
+        if members is not None and len(values) != members:
+            raise ValueError(f"{values}: {len(values)} weights for an ensemble of {members}; "
+                             f"{members} positive weights per candidate")  # fmt: skip
+        if any(not v > 0 for v in values):
+            raise ValueError(f"{values}: weights must be positive")
+        candidate = tuple(v / sum(values) for v in values)
+        if not any(len(k) == len(candidate) and np.allclose(candidate, k) for k in out):
+            out.append(candidate)
+    return out
+
+
+def parse_candidates(text: str, members: int | None = None) -> list[tuple[float, ...]]:
+    """``"0.7,0.3;0.6,0.4"``: candidates separated by ``;`` (``normalised``)."""
+    parsed = []
     for part in text.split(";"):
         if not part.strip():
             continue
         try:
-            values = [float(v) for v in part.split(",")]
+            parsed.append([float(v) for v in part.split(",")])
         except ValueError:
             raise ValueError(f"expected comma-separated weights, got {part!r}") from None
-        if members is not None and len(values) != members:
-            raise ValueError(f"{part!r}: {len(values)} weights for an ensemble of {members}")
-        if any(not v > 0 for v in values):
-            raise ValueError(f"{part!r}: weights must be positive")
-        total = sum(values)
-        candidate = tuple(v / total for v in values)
-        if all(not np.allclose(candidate, known) for known in out):
-            out.append(candidate)
-    if not out:
+    if not parsed:
         raise ValueError("--ensemble-weights: no candidate given")
+    return normalised(parsed, members)
+
+
+def _members(ensemble: Any) -> list[Any]:
+    """Each member of ``ensemble`` (a ``LogitEnsemble``) as a model of its own; ``ValueError``
+    for a single model."""
+    from models import LMUFormer
+    from models.config import EnsembleConfig
+
+    if not isinstance(ensemble.config, EnsembleConfig):
+        raise ValueError(f"{ensemble.config.name}: not an ensemble (lmukws ensemble makes one)")
+    out = []
+    for config, network in zip(ensemble.config.members, ensemble.network.members, strict=True):
+        member = LMUFormer(config)
+        member.network.load_state_dict(network.state_dict())
+        out.append(member.eval())
     return out
 
 
 def member_runs(
-    checkpoint: str | Path,
+    ensemble: Any,
+    metadata: Any,
     streams: Sequence[Any],
     runtime: str = "auto",
     threads: int = 0,
     progress: bool = True,
 ) -> list[list[Any]]:
-    """Per member of the ensemble at ``checkpoint``: its ``StreamRun``s of ``streams``, from an
-    engine with the ensemble's settings and the member's network alone."""
-    from models import LMUFormer, load_checkpoint
-    from models.config import EnsembleConfig
+    """Per member of ``ensemble`` (with its checkpoint's ``metadata``): its ``StreamRun``s of
+    ``streams``, from an engine with the ensemble's settings and the member's network alone."""
     from streaming.engine import EngineConfig, StreamingEngine
     from training.stream_eval import run_engine
 
-    model, metadata = load_checkpoint(checkpoint)
-    if not isinstance(model.config, EnsembleConfig):
-        raise ValueError(f"{checkpoint}: not an ensemble (lmukws ensemble makes one)")
     config = EngineConfig.from_metadata(
         metadata, runtime=runtime, torch_threads=threads, max_sessions=256
     )
     out = []
-    for member_config, network in zip(model.config.members, model.network.members, strict=True):
-        member = LMUFormer(member_config)
-        member.network.load_state_dict(network.state_dict())
-        engine = StreamingEngine(member.eval(), metadata, config)
+    for member in _members(ensemble):
+        engine = StreamingEngine(member, metadata, config)
         out.append(run_engine(engine, streams, progress=progress))
         engine.close()
     return out
@@ -98,6 +116,8 @@ def combine_runs(
     """The ensemble's runs for ``weights`` from its members' (``runs[m][s]``: member m, stream
     s; the same streams in the same order): per frame, the posterior of the members' weighted
     pooled logits. Detections are left empty (calibration replays the detector)."""
+    from streaming.step import posteriors_of
+
     if len(runs) != len(weights):
         raise ValueError(f"{len(weights)} weights for {len(runs)} members")
     out = []
@@ -110,11 +130,7 @@ def combine_runs(
             w * _log_scores(r.posteriors, posterior)
             for w, r in zip(weights, per_member, strict=True)
         )
-        if posterior == "softmax":
-            e = np.exp(z - z.max(axis=-1, keepdims=True))
-            p = e / e.sum(axis=-1, keepdims=True)
-        else:
-            p = 0.5 * (1.0 + np.tanh(0.5 * z))
+        p = posteriors_of(z, posterior)  # as the engine turns pooled logits into posteriors
         out.append(dataclasses.replace(first, posteriors=p, detections=[], smoothed=None,
                                        normalized=None, input_key=()))  # fmt: skip
     return out
@@ -123,12 +139,9 @@ def combine_runs(
 def reweighted(model: Any, metadata: dict[str, Any], weights: Sequence[float]) -> Any:
     """``model`` (an ensemble) averaging its members with ``weights``; ``metadata``'s member
     records and provenance are updated in place."""
-    from models.ensemble import LogitEnsemble
+    from models.ensemble import ensemble_models
 
-    config = dataclasses.replace(model.config, weights=tuple(float(w) for w in weights))
-    ensemble = LogitEnsemble(config)
-    for new, old in zip(ensemble.network.members, model.network.members, strict=True):
-        new.load_state_dict(old.state_dict())
+    ensemble = ensemble_models(_members(model), weights)
     section = metadata.get("ensemble") or {}
     for member, weight in zip(section.get("members") or [], weights, strict=False):
         member["weight"] = float(weight)
@@ -136,4 +149,4 @@ def reweighted(model: Any, metadata: dict[str, Any], weights: Sequence[float]) -
     if isinstance(provenance, str) and " --weights " in provenance:
         head = provenance.rsplit(" --weights ", 1)[0]
         metadata["provenance"] = head + " --weights " + ",".join(f"{w:g}" for w in weights)
-    return ensemble.eval()
+    return ensemble

@@ -50,10 +50,10 @@ def test_member_runs_combine_into_the_ensembles_posteriors_for_any_weights(
         dataclasses.replace(s, audio=s.audio[: 4 * 16000])
         for s in load_streams(stream_corpus, "validation")[:2]
     ]
-    members = member_runs(path, streams, runtime="torch", progress=False)
-    assert len(members) == 2 and all(len(runs) == len(streams) for runs in members)
     model, meta = load_checkpoint(path)
     meta = dict(meta)
+    members = member_runs(model, meta, streams, runtime="torch", progress=False)
+    assert len(members) == 2 and all(len(runs) == len(streams) for runs in members)
     other = reweighted(model, meta, (0.2, 0.8))
     assert other.config.weights == (0.2, 0.8)
     assert [m["weight"] for m in meta["ensemble"]["members"]] == [0.2, 0.8]

@@ -40,6 +40,7 @@ BARS = {"lmuformer": 0.97, "spiking-lmuformer": 0.95}
 #: the training configs the model card's commands name (training/configs/<run folder name>.json)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CORPUS = "data/synth"  # the corpus of a stage whose record names none (``data synth``)
+SHIPPED_FROM = "; shipped from "  # ends a shipped checkpoint's provenance, before the file name
 
 
 def trim_provenance(data: dict[str, Any]) -> dict[str, Any]:
@@ -144,12 +145,20 @@ def ship(
             k: v["false_alarms_per_hour"] for k, v in stream_report["sets"].items()
         }
         metrics["streams"]["calibrated"] = stream_report.get("calibrated")
+        grammar = wake_word_summary(stream_report)
+        if grammar:
+            metrics["streams"]["wake_word"] = grammar
         if stream_report.get("command"):
             metrics["streams"]["command"] = stream_report["command"]
     shipped = dict(meta)
     shipped.update(training=training, detector=detector, metrics=metrics)
-    made = str(meta.get("provenance")) if ensemble else "trained by lmukws train"
-    shipped["provenance"] = f"{made}; shipped from {checkpoint.name}"
+    # a shipped ensemble shipped again: its provenance says once where it was shipped from
+    made = (
+        str(meta.get("provenance")).split(SHIPPED_FROM)[0]
+        if ensemble
+        else "trained by lmukws train"
+    )
+    shipped["provenance"] = f"{made}{SHIPPED_FROM}{checkpoint.name}"
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = save_checkpoint(out_dir / f"{name}.safetensors", model, shipped)
@@ -161,6 +170,7 @@ def ship(
     if streams is not None:
         for source, copy in (("streams.json", "streams.json"), ("det.png", "det.png"),
                              ("det_by_voice.png", "det_by_voice.png"),
+                             ("det_wake.png", "det_wake.png"),
                              ("README.md", "streams.md")):  # fmt: skip
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
@@ -256,6 +266,24 @@ def averaging_commands(members: Sequence[dict[str, Any]], out: str, made: Sequen
     return commands + average_command([str(m.get("path")) for m in members], out)
 
 
+def wake_word_summary(report: dict[str, Any]) -> dict[str, Any] | None:
+    """An ``evaluate-streams`` report's wake-word grammar in a few numbers: the word, its
+    false alarms per hour on the streams, the recall of commands said right after it and of
+    the wake word itself (None without commands streams: no ``--wake-word``, or an older
+    report)."""
+    wake = report.get("wake_word") or {}
+    if "commands" not in wake:
+        return None
+    by = wake["commands"].get("recall_by") or {}
+    return {
+        "word": wake["word"],
+        "false_alarms_per_hour": wake.get("false_alarms_per_hour"),
+        "command_recall": by.get("context:command"),
+        "wake_recall": by.get("context:wake"),
+        "commands": wake["commands"].get("commands"),
+    }
+
+
 def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
     """The card's section on detection in streams (none without an evaluate-streams report)."""
     streams = (meta.get("metrics") or {}).get("streams")
@@ -306,6 +334,16 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             f"({data.get('hours')} h{repeats}){heldout}{background}; "
             f"`start.sensitivity` moves along {len(calibration.get('operating_points') or [])} "
             "operating points."
+        )
+    grammar = streams.get("wake_word")
+    if grammar:
+        lines.append(
+            f"With the wake-word grammar (`wake_word: {grammar['word']}`): "
+            f"{grammar.get('false_alarms_per_hour') or 0:.1f} false alarms per hour on the same "
+            f"streams; of {grammar.get('commands')} commands said right after the wake word, "
+            f"recall **{_pct(grammar.get('command_recall'))}** (the wake word "
+            f"{_pct(grammar.get('wake_recall'))}; curve: [reports/{name}/det_wake.png]"
+            f"(reports/{name}/det_wake.png))."
         )
     lines.append(
         f"DET curve: [reports/{name}/det.png](reports/{name}/det.png); details: "

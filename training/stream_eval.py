@@ -42,7 +42,7 @@ from streaming.engine import StreamingEngine
 from training.report import voice_engine
 from training.streams import Stream
 
-__all__ = ["LATE_S", "Found", "StreamRun", "run_engine", "score", "sweep"]
+__all__ = ["LATE_S", "Found", "StreamRun", "grammar_sweep", "run_engine", "score", "sweep"]
 
 LATE_S = 1.0  # a detection this long after the keyword's end still belongs to it
 REPEAT_S = 60.0  # recall is also reported for keywords said again within this long
@@ -344,6 +344,32 @@ def sweep(
                 "false_alarms_per_hour": result["false_alarms_per_hour"],
                 "sets": {k: v["false_alarms_per_hour"] for k, v in result["sets"].items()},
                 "recall_by_voice": recall_by_voice(result),
+            }
+        )
+    return points
+
+
+def grammar_sweep(
+    runs: Sequence[StreamRun],
+    command_runs: Sequence[StreamRun],
+    configs: Sequence[tuple[float, DetectorConfig]],
+) -> list[dict[str, Any]]:
+    """The wake-word grammar's DET curve: per (parameter, config with a wake word), the recall
+    of the commands (events of context ``command``) and of the wake word (``wake``) on
+    ``command_runs``, and the false alarms per hour (overall and per set) on ``runs``, by
+    replaying the detector over the recorded posteriors."""
+    points = []
+    for value, config in configs:
+        found = lambda run, c=config: firings_as_found(run, c)  # noqa: E731
+        heard = score(runs, found, examples=0)
+        asked = score(command_runs, found, examples=0)
+        points.append(
+            {
+                "parameter": value,
+                "command_recall": asked["recall_by"].get("context:command"),
+                "wake_recall": asked["recall_by"].get("context:wake"),
+                "false_alarms_per_hour": heard["false_alarms_per_hour"],
+                "sets": {k: v["false_alarms_per_hour"] for k, v in heard["sets"].items()},
             }
         )
     return points

@@ -12,6 +12,9 @@ writes to DIR:
   of ``--compare`` reports beside it;
 - ``det_by_voice.png``: the same sweep, each voice source's miss rate against the false alarms
   of all streams (how e.g. the neural voices fare as the detector is loosened);
+- with ``--wake-word``, ``det_wake.png``: the wake-word grammar's curve, the miss rate of
+  commands said right after the wake word (``training.streams.build_command_streams``) against
+  the false alarms per hour of the same streams under the grammar, beside the plain detector's;
 - ``README.md``: the same in tables.
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "RECALL_AT_FA_PER_HOUR",
     "evaluate_streams",
     "plot_det",
+    "plot_det_wake",
     "recall_at",
     "recall_at_rates",
     "register_evaluate_streams_parser",
@@ -100,7 +104,7 @@ def evaluate_streams(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the split's streams of ``kinds``; write the report to
     ``out``."""
-    from training.stream_eval import run_engine, score, sweep, threshold_configs
+    from training.stream_eval import run_engine, score, sweep
 
     started = time.monotonic()
     out = Path(out)
@@ -112,12 +116,7 @@ def evaluate_streams(
     runs = run_engine(engine, streams, progress=progress)
     keywords = engine.detector_config().keywords
     result = score(runs, keywords=keywords)
-    if engine.sensitivity.calibrated:
-        configs = [(s, engine.detector_config(sensitivity=s)) for s in SENSITIVITY_GRID]
-        parameter = "sensitivity"
-    else:
-        configs = threshold_configs(engine.detector_config(), THRESHOLD_GRID)
-        parameter = "threshold"
+    parameter, configs = det_configs(engine)
     det = sweep(runs, configs)
     report: dict[str, Any] = {
         "command": command_line(
@@ -158,18 +157,78 @@ def evaluate_streams(
         },
     }
     if wake_word is not None:
-        wake_runs = run_engine(engine, streams, progress=progress, wake_word=wake_word)
-        report["wake_word"] = {
-            "word": wake_word,
-            **score(wake_runs, keywords=keywords, examples=50),
-        }
+        report["wake_word"] = wake_word_result(
+            engine, streams, runs, data, split, wake_word, seed=seed, max_voices=max_voices,
+            progress=progress,
+        )  # fmt: skip
     report["seconds"] = round(time.monotonic() - started, 1)
     (out / "streams.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     others = [_load_curve(Path(c)) for c in compare]
     plot_det(report, out / "det.png", others)
     plot_det_by_voice(report, out / "det_by_voice.png")
+    if wake_word is not None:
+        plot_det_wake(report, out / "det_wake.png")
     (out / "README.md").write_text(markdown(report, others), encoding="utf-8")
     return report
+
+
+def det_configs(engine: Any, wake_word: str | None = None) -> tuple[str, list[tuple[float, Any]]]:
+    """The DET sweep's parameter and detector configs: the sensitivity ladder of a calibrated
+    checkpoint, else one threshold for every keyword; ``wake_word``: with its grammar."""
+    from training.stream_eval import threshold_configs
+
+    if engine.sensitivity.calibrated:
+        grid = SENSITIVITY_GRID
+        return "sensitivity", [
+            (s, engine.detector_config(sensitivity=s, wake_word=wake_word)) for s in grid
+        ]
+    return "threshold", threshold_configs(
+        engine.detector_config(wake_word=wake_word), THRESHOLD_GRID
+    )
+
+
+def wake_word_result(
+    engine: Any,
+    streams: Sequence[Any],
+    runs: Sequence[Any],
+    data: str | Path,
+    split: str,
+    wake_word: str,
+    *,
+    seed: int = 0,
+    max_voices: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The wake-word grammar, run through the engine as a session with ``wake_word`` sees it:
+
+    - on ``streams`` (the evaluation's own): its false alarms, and a recall over every keyword
+      event there, most of which no wake word precedes;
+    - ``commands``: on the split's commands streams (``build_command_streams``: the wake word,
+      then a command), the recall of the commands (``recall_by["context:command"]``) and of the
+      wake word;
+    - ``det``: the grammar's sweep (``det_configs``, ``stream_eval.grammar_sweep``) over the
+      recorded posteriors of ``runs`` (the grammar does not change them) and of the commands.
+    """
+    from training.stream_eval import grammar_sweep, run_engine, score
+    from training.streams import build_command_streams
+
+    keywords = engine.detector_config().keywords
+    wake_runs = run_engine(engine, streams, progress=progress, wake_word=wake_word)
+    requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
+    command_runs = run_engine(engine, requests, progress=progress, wake_word=wake_word)
+    parameter, configs = det_configs(engine, wake_word)
+    points = grammar_sweep(runs, command_runs, configs)
+    return {
+        "word": wake_word,
+        **score(wake_runs, keywords=keywords, examples=50),
+        "commands": {
+            "streams": len(requests),
+            "commands": sum(e.context == "command" for r in requests for e in r.events),
+            "hours": sum(r.seconds for r in requests) / 3600,
+            **score(command_runs, keywords=keywords, examples=20),
+        },
+        "det": {"parameter": parameter, "points": points},
+    }
 
 
 def shown_path(path: str | Path) -> str:
@@ -349,6 +408,26 @@ def plot_det(report: dict[str, Any], path: Path, others: Sequence[dict[str, Any]
     return _save_det(plt, fig, ax, path, "miss rate (keyword events)", title)
 
 
+def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
+    """The wake-word grammar's DET curve (miss rate of the commands said after the wake word)
+    beside the plain detector's (of every keyword event), both against the false alarms per
+    hour of the evaluation's streams (log); None (no file) without a grammar result."""
+    wake = report.get("wake_word") or {}
+    if "det" not in wake:
+        return None
+    from training.report import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pts, fa = _measured(report["det"]["points"])
+    ax.plot(fa, [p["miss_rate"] for p in pts], marker=".", label="every keyword, no grammar")
+    pts, fa = _measured(wake["det"]["points"])
+    miss = [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
+    ax.plot(fa, miss, marker=".", label=f"commands after {wake['word']!r}, with the grammar")
+    title = f"{_label(report)}: wake-word grammar, {report['split']} streams"
+    return _save_det(plt, fig, ax, path, "miss rate", title)
+
+
 def plot_det_by_voice(report: dict[str, Any], path: Path) -> Path | None:
     """Miss rate of each voice source's keywords against the false alarms per hour of all
     streams (log), one curve per source; None (no file) for a curve without the split."""
@@ -416,6 +495,45 @@ def _fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
+
+
+def _wake_word_lines(w: dict[str, Any]) -> list[str]:
+    """The wake-word grammar's paragraph: false alarms on the streams, command recall on the
+    commands streams, and its sweep (reports written before the commands streams: the first
+    line only)."""
+    lines = [
+        "",
+        f"With the wake-word grammar (`wake_word: {w['word']}`, default command window): "
+        f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)}); recall over every keyword "
+        f"event of these streams, most of which no wake word precedes, {_fmt(w['recall'])}.",
+    ]
+    if "commands" not in w:
+        return lines
+    c = w["commands"]
+    by = c["recall_by"]
+    lines += [
+        "",
+        f"Commands after the wake word ({c['streams']} commands streams, {c['hours']:.2f} h: "
+        f"each voice says {w['word']!r}, then after 0.2-0.8 s one of its other keywords, every "
+        f"keyword in turn, over the mixed streams' backgrounds): command recall "
+        f"**{_fmt(by.get('context:command'))}** of {c['commands']} commands, wake word "
+        f"{_fmt(by.get('context:wake'))}; "
+        f"{c['false_alarms']} false alarms there. The grammar's DET curve ([det_wake.png]"
+        "(det_wake.png)): command recall against the false alarms per hour of the streams "
+        "above.",
+        "",
+        f"| {w['det']['parameter']} | command recall | wake-word recall | FA/h | "
+        + " | ".join(w["det"]["points"][0]["sets"])
+        + " |",
+        "|---|---|---|---|" + "---|" * len(w["det"]["points"][0]["sets"]),
+    ]
+    for p in w["det"]["points"]:
+        sets = " | ".join(_fmt(v, 1) for v in p["sets"].values())
+        lines.append(
+            f"| {p['parameter']:g} | {_fmt(p['command_recall'])} | {_fmt(p['wake_recall'])} | "
+            f"{_fmt(p['false_alarms_per_hour'], 1)} | {sets} |"
+        )
+    return lines
 
 
 def _per_set(result: dict[str, Any]) -> str:
@@ -497,13 +615,7 @@ def markdown(report: dict[str, Any], others: Sequence[dict[str, Any]] = ()) -> s
             f"{_fmt(s['false_alarms_per_hour'], 1)} | |"
         )
     if "wake_word" in r:
-        w = r["wake_word"]
-        lines += [
-            "",
-            f"With the wake-word grammar (`wake_word: {w['word']}`, default command window): "
-            f"recall {_fmt(w['recall'])}, {_fmt(w['false_alarms_per_hour'], 1)} FA/h "
-            f"({_per_set(w)}).",
-        ]
+        lines += _wake_word_lines(r["wake_word"])
     lines += _recall_by_lines(r)
     lines += _voice_table(r)
     lines += [
@@ -592,7 +704,11 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
     p.add_argument("--max-voices", type=int, help="first N voices only (a quick run)")
     p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    p.add_argument("--wake-word", help="also score the wake-word grammar with this wake word")
+    p.add_argument(
+        "--wake-word",
+        help="also score the wake-word grammar with this wake word: its false alarms on the "
+        "streams, and the recall of commands said right after it (commands streams)",
+    )
     p.add_argument(
         "--compare", action="append", default=[], type=Path, help="another report to overlay"
     )

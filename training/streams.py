@@ -15,6 +15,9 @@ minutes-long streams, one per voice of the split (a person talking, with pauses)
 - **repeats** streams (only when asked for): a user repeating a command. Three of the voice's
   keywords, each said ``REPEATS`` times, 2-8 s apart, clean; what a detector that adapts to
   the session (``streaming.detector``'s background normalisation) must not learn to ignore.
+- **commands** streams (``build_command_streams``, for the wake-word grammar): the voice says
+  the wake word, then after a short pause one of its other keywords, for each of them in turn,
+  over the mixed streams' backgrounds: the requests a wake-word grammar must pass.
 
 Ground truth is exact: each keyword event is the span of its clip in the stream. Deterministic
 for a seed. Only the split's own voices are used, so test streams hold no training voice.
@@ -46,6 +49,7 @@ __all__ = [
     "KeywordEvent",
     "Segment",
     "Stream",
+    "build_command_streams",
     "build_streams",
     "streams_from_recordings",
 ]
@@ -69,6 +73,8 @@ GAP_WORDS_S = (0.04, 0.15)  # between the words of one phrase
 GAP_ITEMS_S = (0.3, 1.5)  # between phrases, sentences and words said alone
 #: repeats streams: keywords per voice, times each is said, seconds between two sayings
 REPEATED_KEYWORDS, REPEATS, GAP_REPEATS_S = 3, 5, (2.0, 8.0)
+#: commands streams: seconds from the wake word's end to its command, and between requests
+GAP_COMMAND_S, GAP_REQUESTS_S = (0.2, 0.8), (2.0, 5.0)
 #: kinds of stream ``build_streams`` makes, and those it makes unless asked for others
 KINDS = ("mixed", "negatives", "repeats")
 DEFAULT_KINDS = ("mixed", "negatives")
@@ -81,14 +87,16 @@ class KeywordEvent:
     keyword: str
     start_s: float
     end_s: float
-    context: str  # alone | carrier | sequence
+    context: str  # alone | carrier | sequence | repeated | wake | command
 
 
 @dataclass(frozen=True)
 class Segment:
     """What a span of the stream holds, to tell what triggered a false alarm."""
 
-    kind: str  # keyword | carrier | sequence | unknown | sentence | paragraph | silence | recording
+    #: keyword | carrier | sequence | unknown | sentence | paragraph | silence | recording |
+    #: wake | command
+    kind: str
     start_s: float
     end_s: float
     text: str
@@ -235,12 +243,7 @@ def build_streams(
     if unknown_kinds:
         raise ValueError(f"unknown stream kinds {unknown_kinds}; known: {list(KINDS)}")
     root = Path(corpus)
-    rows = [r for r in read_manifest(root) if r["split"] == split]
-    if not rows:
-        raise ValueError(f"{root}: no rows in split {split!r}")
-    labels = {r["label"] for r in rows}
-    wanted = set(keywords) if keywords is not None else labels - {UNKNOWN, SILENCE}
-    by_voice = _voice_items(rows, wanted)
+    rows, by_voice = _split_items(root, split, keywords)
     continuous: dict[str, list[dict[str, str]]] = defaultdict(list)
     try:
         for r in read_continuous(root, split):
@@ -251,13 +254,12 @@ def build_streams(
     voices = sorted(set(by_voice) | set(continuous))
     if max_voices is not None:
         voices = voices[:max_voices]
-    babble_pool = [r for r in rows if r["path"] and r["label"] == UNKNOWN]
     streams: list[Stream] = []
     for i, voice in enumerate(voices):
         rng = random.Random(f"streams:{seed}:{split}:{voice}")
         if "mixed" in kinds and by_voice[voice]["keyword"]:
             background, snr = BACKGROUNDS[(i + seed) % len(BACKGROUNDS)]
-            others = [r for r in babble_pool if r["voice"] != voice]
+            others = _babble(rows, voice)
             streams.append(
                 _mixed_stream(
                     root, voice, by_voice[voice], continuous[voice], rng, background, snr, others
@@ -271,6 +273,75 @@ def build_streams(
             repeats_rng = random.Random(f"repeats:{seed}:{split}:{voice}")
             streams.append(_repeats_stream(root, voice, by_voice[voice]["keyword"], repeats_rng))
     return streams
+
+
+def build_command_streams(
+    corpus: str | Path,
+    split: str,
+    wake_word: str,
+    *,
+    seed: int = 0,
+    keywords: Sequence[str] | None = None,
+    max_voices: int | None = None,
+) -> list[Stream]:
+    """The split's commands streams, one per voice that says ``wake_word``: each of the
+    voice's other keyword clips once, in a random order, right after a clip of the wake word
+    (``GAP_COMMAND_S`` between them, ``GAP_REQUESTS_S`` between requests), over the
+    backgrounds that the mixed streams take in turn (``BACKGROUNDS``). Events: the wake word
+    (context ``wake``) and the command (``command``). ``keywords``, ``max_voices``: as
+    ``build_streams``'."""
+    root = Path(corpus)
+    rows, by_voice = _split_items(root, split, keywords)
+    said = {r["label"] for items in by_voice.values() for r in items["keyword"]}
+    if wake_word not in said:
+        raise ValueError(f"{root}: no {wake_word!r} clip in split {split!r} to wake the commands")
+    voices = sorted(by_voice)
+    if max_voices is not None:
+        voices = voices[:max_voices]
+    streams = []
+    for i, voice in enumerate(voices):
+        said = by_voice[voice]["keyword"]
+        wake = sorted((r for r in said if r["label"] == wake_word), key=lambda r: r["path"])
+        commands = sorted((r for r in said if r["label"] != wake_word), key=lambda r: r["path"])
+        if not wake or not commands:
+            continue
+        background, snr = BACKGROUNDS[(i + seed) % len(BACKGROUNDS)]
+        rng = random.Random(f"commands:{seed}:{split}:{voice}")
+        rng.shuffle(commands)
+        w = _Writer()
+        w.silence(rng.uniform(*GAP_ITEMS_S))
+        for command in commands:
+            gain = _gain(rng)  # one request, one level
+            for j, (context, row) in enumerate((("wake", rng.choice(wake)), ("command", command))):
+                if j:
+                    w.silence(rng.uniform(*GAP_COMMAND_S))
+                s, e = w.speech(_read_wav(root / row["path"]), gain)
+                w.events.append(KeywordEvent(row["label"], s, e, context))
+                w.segments.append(Segment(context, s, e, row["label"]))
+            w.silence(rng.uniform(*GAP_REQUESTS_S))
+        audio = w.audio()
+        if background != "clean" and snr is not None:
+            audio = _add_background(audio, background, snr, rng, root, _babble(rows, voice))
+        streams.append(w.stream("commands", voice, audio, background=background, snr_db=snr))
+    return streams
+
+
+def _split_items(
+    root: Path, split: str, keywords: Sequence[str] | None
+) -> tuple[list[dict[str, str]], dict[str, dict[str, list]]]:
+    """The split's manifest rows and, per voice, its clips of ``keywords`` (default: every
+    keyword label) and of ``_unknown_``."""
+    rows = [r for r in read_manifest(root) if r["split"] == split]
+    if not rows:
+        raise ValueError(f"{root}: no rows in split {split!r}")
+    labels = {r["label"] for r in rows}
+    wanted = set(keywords) if keywords is not None else labels - {UNKNOWN, SILENCE}
+    return rows, _voice_items(rows, wanted)
+
+
+def _babble(rows: list[dict[str, str]], voice: str) -> list[dict[str, str]]:
+    """The ``_unknown_`` clips of the split's other voices: the babble behind ``voice``."""
+    return [r for r in rows if r["path"] and r["label"] == UNKNOWN and r["voice"] != voice]
 
 
 def _repeats_stream(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -310,7 +311,8 @@ def test_card_notes_come_from_the_runs_config_as_it_is_now() -> None:
 
 def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     """--streams copies the evaluate-streams report beside the evaluation report and puts its
-    recall and false alarms per hour into the metadata and the card."""
+    recall and false alarms per hour, and its wake-word grammar's, into the metadata and the
+    card."""
     streams = tmp_path / "streams"
     streams.mkdir()
     result = {
@@ -318,10 +320,12 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
         "events": 100, "delay_ms": {"median": 80.0, "p90": 200.0}, "calibrated": True,
         "sets": {"mixed": {"false_alarms_per_hour": 2.0},
                  "negatives/recorded": {"false_alarms_per_hour": 4.0}},
+        "wake_word": {"word": "marvin", "false_alarms_per_hour": 0.5, "commands": {
+            "commands": 34, "recall_by": {"context:command": 0.25, "context:wake": 0.5}}},
     }  # fmt: skip
     (streams / "streams.json").write_text(json.dumps(result))
-    (streams / "det.png").write_bytes(b"\x89PNG fake")
-    (streams / "det_by_voice.png").write_bytes(b"\x89PNG fake")
+    for plot in ("det.png", "det_by_voice.png", "det_wake.png"):
+        (streams / plot).write_bytes(b"\x89PNG fake")
     (streams / "README.md").write_text("# Streams\n")
     checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
     evaluate_and_ship(checkpoint, tmp_path, "--streams", str(streams))
@@ -330,9 +334,17 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     assert meta["metrics"]["streams"]["false_alarms_per_hour"] == 3.5
     assert meta["metrics"]["streams"]["sets"] == {"mixed": 2.0, "negatives/recorded": 4.0}
     copies = {p.name for p in (out / "reports" / "lmuformer").iterdir()}
-    assert {"streams.json", "det.png", "det_by_voice.png", "streams.md"} <= copies
+    assert {"streams.json", "det.png", "det_by_voice.png", "det_wake.png", "streams.md"} <= copies
+    grammar = meta["metrics"]["streams"]["wake_word"]
+    assert grammar == {"word": "marvin", "false_alarms_per_hour": 0.5, "command_recall": 0.25,
+                       "wake_recall": 0.5, "commands": 34}  # fmt: skip
     card = (out / "lmuformer.md").read_text()
     assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
+    assert (
+        "With the wake-word grammar (`wake_word: marvin`): 0.5 false alarms per hour on the same "
+        "streams; of 34 commands said right after the wake word, recall **25.00 %** (the wake "
+        "word 50.00 %" in card
+    )
     assert "recall **90.00 %** of 100 keywords" in card
     assert (
         "best.safetensors --data data/synth --split test --out reports/streams-lmuformer\n" in card
@@ -584,6 +596,13 @@ def test_ship_an_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert f"lmukws ensemble {' '.join(members)} --weights 0.75,0.25 --out {ensemble}\n" in card
     assert f"lmukws ship-checkpoint {ensemble} --report {report} --name {name}\n```" in card
     assert "Epochs trained" not in card and (out / "reports" / name / "metrics.json").is_file()
+    # shipped again from a copy of the shipped file: it says once where it was shipped from
+    again = tmp_path / "again.safetensors"
+    shutil.copy2(out / f"{name}.safetensors", again)
+    ship = ["ship-checkpoint", str(again), "--report", str(report), "--name", name]
+    assert main([*ship, "--out-dir", str(out)]) == 0
+    provenance = read_metadata(out / f"{name}.safetensors")["provenance"]
+    assert provenance == meta["provenance"].replace("ensemble.safetensors", "again.safetensors")
 
 
 def test_ship_refuses_a_name_that_is_no_model(capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,6 +123,53 @@ def test_planted_detections_score_as_hits_inside_events_and_false_alarms_outside
     assert missed["recall"] == 0.0 and missed["false_alarms"] == 1
 
 
+def _planted(frames: int, spikes: list[tuple[str, float, int, int]]) -> np.ndarray:
+    """[frames, 5] posteriors over STREAM_LABELS: ``_unknown_`` on top, each (label, p, first,
+    last) spike at p over its frames."""
+    x = np.full((frames, len(STREAM_LABELS)), 0.05)
+    x[:, STREAM_LABELS.index("_unknown_")] = 0.3
+    for label, p, first, last in spikes:
+        x[first:last, STREAM_LABELS.index(label)] = p
+    return x
+
+
+STREAM_LABELS = ("yes", "three", "go", "_unknown_", "_silence_")
+
+
+def test_the_grammar_sweep_counts_commands_only_after_a_fired_wake_word() -> None:
+    """Three requests ("yes" wakes): the second's wake word is said softly, the third's
+    command too. At 0.5 every wake word and command fires; at 0.8 the soft wake word is missed,
+    so its clear command is suppressed, and the soft command is missed. False alarms come from
+    the other streams: a command alone never fires, a wake word and the command after it do."""
+    from training.stream_eval import grammar_sweep, threshold_configs
+
+    events = [
+        KeywordEvent("yes", 1.0, 1.4, "wake"), KeywordEvent("go", 1.8, 2.2, "command"),
+        KeywordEvent("yes", 6.0, 6.4, "wake"), KeywordEvent("three", 6.8, 7.2, "command"),
+        KeywordEvent("yes", 11.0, 11.4, "wake"), KeywordEvent("go", 11.8, 12.2, "command"),
+    ]  # fmt: skip
+    requests = Stream("commands/v", "commands", "v", _silent(20), events=events)
+    spikes = [
+        ("yes", 0.9, 140, 160), ("go", 0.9, 220, 240), ("yes", 0.6, 640, 660),
+        ("three", 0.9, 720, 740), ("yes", 0.9, 1140, 1160), ("go", 0.7, 1220, 1240),
+    ]  # fmt: skip
+    command_run = StreamRun(requests, _planted(2000, spikes), [])
+    speech = Stream("negatives/v", "negatives", "v", _silent(3600))
+    spikes = [("three", 0.95, 1000, 1030), ("yes", 0.95, 50000, 50030), ("go", 0.95, 50100, 50130)]
+    heard = StreamRun(speech, _planted(360_000, spikes), [])
+    base = DetectorConfig.build(
+        STREAM_LABELS, smoothing_frames=1, patience_frames=2, refractory_frames=10,
+        warmup_frames=0, early_threshold=None, wake_word="yes", command_frames=300,
+    )  # fmt: skip
+    points = grammar_sweep([heard], [command_run], threshold_configs(base, (0.5, 0.8)))
+    assert [(p["wake_recall"], p["command_recall"]) for p in points] == [
+        (1.0, 1.0),
+        (pytest.approx(2 / 3), pytest.approx(1 / 3)),
+    ]
+    assert [p["false_alarms_per_hour"] for p in points] == pytest.approx([2.0, 2.0], rel=1e-3)
+    assert points[0]["sets"] == {"negatives/synthetic": pytest.approx(2.0, rel=1e-3)}
+
+
 def test_excluded_spans_are_not_scored() -> None:
     """A recording's words that say a keyword: detections there (and up to 1 s after) are not
     counted, and their time is left out of the hours."""
@@ -213,9 +260,13 @@ def test_the_det_sweep_reads_recall_by_voice_source() -> None:
 def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_path: Path) -> None:
     """The engine path on every stream of the test voice: the report's numbers are the scored
     engine detections, the DET sweep passes through the operating point, and replaying the
-    recorded posteriors at the checkpoint's thresholds gives the engine's own detections."""
+    recorded posteriors at the checkpoint's thresholds gives the engine's own detections. With
+    a wake word, the grammar is scored on the streams (false alarms) and on commands streams
+    (command recall); its sweep passes through the engine's operating point too, and the
+    replayed grammar gives the engine's detections."""
     from training.stream_eval import firings_as_found, run_engine
     from training.stream_report import evaluate_streams, load_engine, load_streams
+    from training.streams import build_command_streams
 
     labels = read_corpus_info(stream_corpus)["labels"]
     torch.manual_seed(0)
@@ -226,7 +277,9 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         {"labels": labels, "detector": {"threshold": 0.3, "posterior": "softmax"}},
     )
     out = tmp_path / "report"
-    report = evaluate_streams(ckpt, stream_corpus, out, runtime="torch", progress=False)
+    report = evaluate_streams(
+        ckpt, stream_corpus, out, runtime="torch", wake_word="yes", progress=False
+    )
     saved = json.loads((out / "streams.json").read_text())
     assert (out / "det.png").stat().st_size > 1000 and "DET" in (out / "README.md").read_text()
     assert saved["recall"] == report["recall"] and saved["events"] == len(STREAM_WORDS)
@@ -241,6 +294,16 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     at_03 = next(p for p in saved["det"]["points"] if p["parameter"] == 0.3)
     assert at_03["recall"] == saved["recall"]
     assert at_03["false_alarms_per_hour"] == pytest.approx(saved["false_alarms_per_hour"])
+    wake = saved["wake_word"]
+    commands = wake["commands"]
+    assert (commands["streams"], commands["commands"]) == (1, len(STREAM_WORDS) - 1)
+    at_op = next(p for p in wake["det"]["points"] if p["parameter"] == 0.3)
+    assert at_op["false_alarms_per_hour"] == pytest.approx(wake["false_alarms_per_hour"])
+    assert at_op["command_recall"] == commands["recall_by"]["context:command"]
+    assert at_op["wake_recall"] == commands["recall_by"]["context:wake"]
+    readme = (out / "README.md").read_text()
+    assert "Commands after the wake word" in readme and "| threshold | command recall" in readme
+    assert (out / "det_wake.png").stat().st_size > 1000
     engine = load_engine(ckpt, "torch")
     streams = load_streams(stream_corpus, "test")
     runs = run_engine(engine, streams, progress=False)
@@ -249,6 +312,10 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
         assert firings_as_found(run, config) == pytest.approx(run.detections)
         frames = run.posteriors.shape[0]
         assert frames == (run.stream.audio.size - 400) // 160 + 1
+    grammar = engine.detector_config(wake_word="yes")
+    requests = build_command_streams(stream_corpus, "test", "yes")
+    for run in run_engine(engine, requests, progress=False, wake_word="yes"):
+        assert firings_as_found(run, grammar) == pytest.approx(run.detections)
     # with a background normalisation, the engine's detections are the replay's too
     detector = {"threshold": 0.3, "posterior": "softmax", "background_ms": 2000,
                 "background_floor": 1e-4}  # fmt: skip
@@ -450,3 +517,42 @@ def test_repeats_streams_say_each_keyword_again_and_again(stream_corpus: Path) -
     assert "repeats" not in {s.kind for s in build_streams(stream_corpus, "test")}
     with pytest.raises(ValueError, match="unknown stream kinds"):
         build_streams(stream_corpus, "test", kinds=("mixed", "chatter"))
+
+
+def test_commands_streams_say_each_command_right_after_the_wake_word(stream_corpus: Path) -> None:
+    """One commands stream per voice of the split: the wake word, then after 0.2-0.8 s each of
+    the voice's other keywords once, both at their clips' positions and one gain per request;
+    deterministic; planted detections of the commands score as the commands' recall. A wake
+    word the split never says is refused."""
+    from training.streams import GAP_COMMAND_S, build_command_streams
+
+    streams = build_command_streams(stream_corpus, "test", "go")
+    assert [s.kind for s in streams] == ["commands"] and streams[0].background == "clean"
+    again = build_command_streams(stream_corpus, "test", "go")
+    assert np.array_equal(streams[0].audio, again[0].audio)
+    stream = streams[0]
+    rows = read_manifest(stream_corpus)
+    clips = {
+        r["label"]: _wav(stream_corpus / r["path"]) for r in rows if r["voice"] == stream.voice
+    }
+    contexts = [e.context for e in stream.events]
+    assert contexts == ["wake", "command"] * (len(STREAM_WORDS) - 1)
+    commands = [e.keyword for e in stream.events if e.context == "command"]
+    assert sorted(commands) == sorted(set(STREAM_WORDS) - {"go"})
+    for wake, command in zip(stream.events[::2], stream.events[1::2], strict=True):
+        assert wake.keyword == "go"
+        assert GAP_COMMAND_S[0] - 1e-3 <= command.start_s - wake.end_s <= GAP_COMMAND_S[1] + 1e-3
+        gains = []
+        for event in (wake, command):
+            start = round(event.start_s * 16000)
+            clip = clips[event.keyword]
+            piece = stream.audio[start : start + clip.size]
+            gains.append(float(piece @ clip / (clip @ clip)))
+            np.testing.assert_allclose(piece, gains[-1] * clip, atol=2e-4)
+        assert gains[0] == pytest.approx(gains[1], abs=1e-3)
+    said = [Found(e.keyword, e.end_s + 0.1, 0.9) for e in stream.events if e.context == "command"]
+    result = score([StreamRun(stream, np.zeros((0, 4)), said)])
+    assert result["recall_by"]["context:command"] == 1.0
+    assert result["recall_by"]["context:wake"] == 0.0 and result["false_alarms"] == 0
+    with pytest.raises(ValueError, match="no 'marvin' clip"):
+        build_command_streams(stream_corpus, "test", "marvin")

@@ -423,8 +423,16 @@ def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
     ax.plot(fa, [p["miss_rate"] for p in pts], marker=".", label="every keyword, no grammar")
     pts, fa = _measured(wake["det"]["points"])
     miss = [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
-    ax.plot(fa, miss, marker=".", label=f"commands after {wake['word']!r}, with the grammar")
-    title = f"{_label(report)}: wake-word grammar, {report['split']} streams"
+    line = ax.plot(fa, miss, marker=".", label=f"commands after {wake['word']!r}, with the grammar")
+    recall = wake["commands"]["recall_by"].get("context:command")
+    if recall is not None and wake.get("false_alarms_per_hour") is not None:
+        ax.plot(
+            max(wake["false_alarms_per_hour"], 0.1), 1 - recall, marker="*", markersize=14,
+            color=line[0].get_color(),
+            label=f"operating point: command recall {recall:.3f}, "
+            f"{wake['false_alarms_per_hour']:.1f} FA/h",
+        )  # fmt: skip
+    title = f"{report['model']}: wake-word grammar, {report['split']} streams"
     return _save_det(plt, fig, ax, path, "miss rate", title)
 
 

@@ -84,6 +84,14 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="with --wake-word: how long commands are accepted (default: the server's)",
     )
+    parser.add_argument(
+        "--command-sensitivity",
+        type=_unit_interval,
+        default=None,
+        metavar="S",
+        help="with --wake-word: the commands' point on the DET curve, the wake word keeping "
+        "--sensitivity (default: the server's)",
+    )
 
 
 def _run_stream(args: argparse.Namespace) -> int:

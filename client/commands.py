@@ -54,15 +54,18 @@ def thresholds_of(args: argparse.Namespace) -> dict[str, float] | None:
 
 def session_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``start`` options of the session flags (``--keywords``, ``--threshold``,
-    ``--sensitivity``, ``--wake-word``, ``--command-window-ms``)."""
-    if args.command_window_ms is not None and args.wake_word is None:
-        raise ValueError("--command-window-ms needs --wake-word")
+    ``--sensitivity``, ``--wake-word``, ``--command-window-ms``, ``--command-sensitivity``)."""
+    for flag, value in (("--command-window-ms", args.command_window_ms),
+                        ("--command-sensitivity", args.command_sensitivity)):  # fmt: skip
+        if value is not None and args.wake_word is None:
+            raise ValueError(f"{flag} needs --wake-word")
     return {
         "keywords": args.keywords,
         "thresholds": thresholds_of(args),
         "sensitivity": args.sensitivity,
         "wake_word": args.wake_word,
         "command_window_ms": args.command_window_ms,
+        "command_sensitivity": args.command_sensitivity,
     }
 
 

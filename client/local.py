@@ -139,6 +139,7 @@ class LocalSession:
         sensitivity: float | None = None,
         wake_word: str | None = None,
         command_window_ms: int | None = None,
+        command_sensitivity: float | None = None,
         scores_every_ms: int = 0,
     ) -> None:
         self.engine = engine
@@ -150,6 +151,7 @@ class LocalSession:
             sensitivity=sensitivity,
             wake_word=wake_word,
             command_window_ms=command_window_ms,
+            command_sensitivity=command_sensitivity,
             scores_every_ms=scores_every_ms,
         )
         self.ready = ready_message(engine.served, self.session, sample_rate)

@@ -48,6 +48,7 @@ DETECTOR_SETTINGS = (
     "early_threshold",
     "rearm_fraction",
     "command_window_ms",
+    "command_sensitivity",
     "pooling_ms",
     "background_ms",
     "background_floor",

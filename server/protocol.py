@@ -41,6 +41,7 @@ from pydantic import (
     ValidationError,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -179,8 +180,9 @@ class StartMessage(_ClientMessage):
     calibrated operating point) moves every keyword along the calibrated DET curve, from fewest
     false alarms (0) to fewest misses (1), under any explicit ``thresholds``; ``wake_word`` (a
     label) lets every other keyword fire only within ``command_window_ms`` after the wake word
-    fired; ``scores_every_ms`` > 0 asks for a ``scores`` message about every that many
-    milliseconds of audio (rounded to whole 10 ms frames).
+    fired, at ``command_sensitivity`` (0..1, with a wake word only; default ``sensitivity``)
+    while the wake word keeps ``sensitivity``; ``scores_every_ms`` > 0 asks for a ``scores``
+    message about every that many milliseconds of audio (rounded to whole 10 ms frames).
     """
 
     type: Literal["start"] = "start"
@@ -191,7 +193,14 @@ class StartMessage(_ClientMessage):
     sensitivity: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     wake_word: str | None = None
     command_window_ms: Annotated[int, Field(ge=100, le=60_000)] | None = None
+    command_sensitivity: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     scores_every_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+    @model_validator(mode="after")
+    def _commands_follow_a_wake_word(self) -> StartMessage:
+        if self.command_sensitivity is not None and self.wake_word is None:
+            raise ValueError("command_sensitivity applies to the commands after a wake_word")
+        return self
 
     @field_validator("sample_rate", mode="before")
     @classmethod

@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     command_window_ms: float = _detector(
         _ms(_DETECTOR.command_window_frames), "wake word: how long a command may follow it", gt=0
     )
+    command_sensitivity: float | None = _detector(
+        _DETECTOR.command_sensitivity,
+        "wake word: the commands' point on the calibrated DET curve (None: the session's "
+        "sensitivity)",
+        ge=0,
+        le=1,
+    )
     background_ms: float = _detector(
         _ms(_DETECTOR.background_frames),
         "time constant of each keyword's background in a session (0: off)",

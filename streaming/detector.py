@@ -65,8 +65,10 @@ class DetectorSettings:
     from them. ``pooling_frames``: the sliding mean of per-frame logits (the clip head over
     ~1 s); ``posterior``: sigmoid (BCE training) or softmax (CE) of the pooled logits;
     ``thresholds``: per-label defaults over ``threshold``; ``command_window_frames``: the
-    wake-word grammar's window; ``background_*``: the background normalisation (0 frames:
-    off). The others are ``DetectorConfig``'s.
+    wake-word grammar's window; ``command_sensitivity``: the point of the calibrated DET curve
+    that the commands take under a wake word (None: the session's sensitivity);
+    ``background_*``: the background normalisation (0 frames: off). The others are
+    ``DetectorConfig``'s.
     """
 
     threshold: float = 0.5
@@ -78,6 +80,7 @@ class DetectorSettings:
     early_threshold: float | None = 0.9
     rearm_fraction: float = 0.8
     command_window_frames: int = 300
+    command_sensitivity: float | None = None
     pooling_frames: int = 100
     posterior: str = "sigmoid"
     background_frames: int = 0
@@ -89,6 +92,10 @@ class DetectorSettings:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         if self.pooling_frames < 1:
             raise ValueError(f"pooling_frames must be >= 1, got {self.pooling_frames}")
+        if self.command_sensitivity is not None and not 0 <= self.command_sensitivity <= 1:
+            raise ValueError(
+                f"command_sensitivity must be in [0, 1], got {self.command_sensitivity}"
+            )
         _check_background(self.background_frames, self.background_floor, self.background_ceiling)
 
     @property

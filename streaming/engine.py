@@ -271,17 +271,28 @@ class StreamingEngine:
         sensitivity: float | None = None,
         wake_word: str | None = None,
         command_window_ms: float | None = None,
+        command_sensitivity: float | None = None,
     ) -> DetectorConfig:
         """The detector settings of a session; ``ValueError`` names unknown labels.
 
         Thresholds, in increasing priority: the default, the engine's per-keyword thresholds
         (the checkpoint's calibrated ones) or, with ``sensitivity``, that point of its DET
         curve, then the session's ``thresholds``. ``wake_word`` turns on the wake-word grammar
-        with a command window of ``command_window_ms`` (default: the config's)."""
+        with a command window of ``command_window_ms`` (default: the config's);
+        ``command_sensitivity`` (default: the config's, else ``sensitivity``) then puts every
+        other keyword at that point of the curve: said only right after the wake word, a
+        command can be looser than the wake word."""
         c = self.config
         label_thresholds = dict(c.thresholds)
         if sensitivity is not None:
             label_thresholds.update(self.sensitivity.thresholds(sensitivity))
+        if command_sensitivity is not None and wake_word is None:
+            raise ValueError("command_sensitivity is the commands' point under a wake_word")
+        if command_sensitivity is None and wake_word is not None:
+            command_sensitivity = c.command_sensitivity
+        if command_sensitivity is not None:
+            commands = self.sensitivity.thresholds(command_sensitivity)
+            label_thresholds.update({k: t for k, t in commands.items() if k != wake_word})
         window = c.command_window_frames
         if command_window_ms is not None:
             if command_window_ms <= 0:
@@ -316,6 +327,7 @@ class StreamingEngine:
         sensitivity: float | None = None,
         wake_word: str | None = None,
         command_window_ms: float | None = None,
+        command_sensitivity: float | None = None,
         record_posteriors: bool = False,
     ) -> SessionSpec:
         """A session's options, validated (``ValueError`` for bad keywords, thresholds,
@@ -328,6 +340,7 @@ class StreamingEngine:
             sensitivity=sensitivity,
             wake_word=wake_word,
             command_window_ms=command_window_ms,
+            command_sensitivity=command_sensitivity,
         )
         self.resampler(int(sample_rate))  # ValueError for a rate the engine cannot take
         every = math.ceil(scores_every_ms / self.frame_ms) if scores_every_ms > 0 else 0

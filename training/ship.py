@@ -277,6 +277,7 @@ def wake_word_summary(report: dict[str, Any]) -> dict[str, Any] | None:
     by = wake["commands"].get("recall_by") or {}
     return {
         "word": wake["word"],
+        "command_sensitivity": wake.get("command_sensitivity"),
         "false_alarms_per_hour": wake.get("false_alarms_per_hour"),
         "command_recall": by.get("context:command"),
         "wake_recall": by.get("context:wake"),
@@ -338,7 +339,13 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
     grammar = streams.get("wake_word")
     if grammar:
         lines.append(
-            f"With the wake-word grammar (`wake_word: {grammar['word']}`): "
+            f"With the wake-word grammar (`wake_word: {grammar['word']}`"
+            + (
+                f", `command_sensitivity: {grammar['command_sensitivity']:g}`"
+                if grammar.get("command_sensitivity") is not None
+                else ""
+            )
+            + "): "
             f"{grammar.get('false_alarms_per_hour') or 0:.1f} false alarms per hour on the same "
             f"streams; of {grammar.get('commands')} commands said right after the wake word, "
             f"recall **{_pct(grammar.get('command_recall'))}** (the wake word "

@@ -100,10 +100,14 @@ def evaluate_streams(
     wake_word: str | None = None,
     compare: Sequence[str | Path] = (),
     kinds: Sequence[str] = DEFAULT_KINDS,
+    command_sensitivity: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the split's streams of ``kinds``; write the report to
-    ``out``."""
+    ``out``. ``wake_word``: also score its grammar (``wake_word_result``), with the commands
+    at ``command_sensitivity`` (default: the checkpoint's, else the wake word's)."""
+    if command_sensitivity is not None and wake_word is None:
+        raise ValueError("--command-sensitivity is the commands' point under a --wake-word")
     from training.stream_eval import run_engine, score, sweep
 
     started = time.monotonic()
@@ -131,6 +135,7 @@ def evaluate_streams(
             wake_word=wake_word,
             compare=compare,
             kinds=kinds,
+            command_sensitivity=command_sensitivity,
         ),
         "checkpoint": shown_path(checkpoint),
         "model": engine.model_name,
@@ -159,7 +164,7 @@ def evaluate_streams(
     if wake_word is not None:
         report["wake_word"] = wake_word_result(
             engine, streams, runs, data, split, wake_word, seed=seed, max_voices=max_voices,
-            progress=progress,
+            command_sensitivity=command_sensitivity, progress=progress,
         )  # fmt: skip
     report["seconds"] = round(time.monotonic() - started, 1)
     (out / "streams.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -172,16 +177,26 @@ def evaluate_streams(
     return report
 
 
-def det_configs(engine: Any, wake_word: str | None = None) -> tuple[str, list[tuple[float, Any]]]:
+def det_configs(
+    engine: Any, wake_word: str | None = None, command_sensitivity: float | None = None
+) -> tuple[str, list[tuple[float, Any]]]:
     """The DET sweep's parameter and detector configs: the sensitivity ladder of a calibrated
-    checkpoint, else one threshold for every keyword; ``wake_word``: with its grammar."""
+    checkpoint, else one threshold for every keyword; ``wake_word``: with its grammar. With
+    commands at a sensitivity of their own (``command_sensitivity``, else the engine's
+    default), only the wake word moves along the ladder (calibrated or not)."""
     from training.stream_eval import threshold_configs
 
-    if engine.sensitivity.calibrated:
-        grid = SENSITIVITY_GRID
-        return "sensitivity", [
-            (s, engine.detector_config(sensitivity=s, wake_word=wake_word)) for s in grid
-        ]
+    if wake_word is not None and command_sensitivity is None:
+        command_sensitivity = engine.config.command_sensitivity
+    if engine.sensitivity.calibrated or command_sensitivity is not None:
+
+        def config(s: float) -> Any:
+            return engine.detector_config(
+                sensitivity=s, wake_word=wake_word, command_sensitivity=command_sensitivity
+            )
+
+        name = "sensitivity" if command_sensitivity is None else "wake-word sensitivity"
+        return name, [(s, config(s)) for s in SENSITIVITY_GRID]
     return "threshold", threshold_configs(
         engine.detector_config(wake_word=wake_word), THRESHOLD_GRID
     )
@@ -197,9 +212,11 @@ def wake_word_result(
     *,
     seed: int = 0,
     max_voices: int | None = None,
+    command_sensitivity: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The wake-word grammar, run through the engine as a session with ``wake_word`` sees it:
+    """The wake-word grammar, run through the engine as a session with ``wake_word`` (and
+    ``command_sensitivity``) sees it:
 
     - on ``streams`` (the evaluation's own): its false alarms, and a recall over every keyword
       event there, most of which no wake word precedes;
@@ -213,13 +230,17 @@ def wake_word_result(
     from training.streams import build_command_streams
 
     keywords = engine.detector_config().keywords
-    wake_runs = run_engine(engine, streams, progress=progress, wake_word=wake_word)
+    grammar = {"wake_word": wake_word, "command_sensitivity": command_sensitivity}
+    wake_runs = run_engine(engine, streams, progress=progress, **grammar)
     requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
-    command_runs = run_engine(engine, requests, progress=progress, wake_word=wake_word)
-    parameter, configs = det_configs(engine, wake_word)
+    command_runs = run_engine(engine, requests, progress=progress, **grammar)
+    parameter, configs = det_configs(engine, wake_word, command_sensitivity)
     points = grammar_sweep(runs, command_runs, configs)
+    if command_sensitivity is None:
+        command_sensitivity = engine.config.command_sensitivity
     return {
         "word": wake_word,
+        "command_sensitivity": command_sensitivity,
         **score(wake_runs, keywords=keywords, examples=50),
         "commands": {
             "streams": len(requests),
@@ -254,6 +275,7 @@ def command_line(
     wake_word: str | None = None,
     compare: Sequence[str | Path] = (),
     kinds: Sequence[str] = DEFAULT_KINDS,
+    command_sensitivity: float | None = None,
 ) -> str:
     """The ``lmukws evaluate-streams`` command that writes this report (every option that
     changes it; the thread count does not)."""
@@ -273,6 +295,8 @@ def command_line(
         parts.append(f"--runtime {runtime}")
     if wake_word is not None:
         parts.append(f"--wake-word {wake_word}")
+    if command_sensitivity is not None:
+        parts.append(f"--command-sensitivity {command_sensitivity:g}")
     if tuple(kinds) != DEFAULT_KINDS:
         parts.append(f"--kinds {','.join(kinds)}")
     parts += [f"--compare {shown_path(c)}" for c in compare]
@@ -511,7 +535,13 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
     line only)."""
     lines = [
         "",
-        f"With the wake-word grammar (`wake_word: {w['word']}`, default command window): "
+        f"With the wake-word grammar (`wake_word: {w['word']}`, default command window"
+        + (
+            f", commands at sensitivity {w['command_sensitivity']:g}"
+            if w.get("command_sensitivity") is not None
+            else ""
+        )
+        + "): "
         f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)}); recall over every keyword "
         f"event of these streams, most of which no wake word precedes, {_fmt(w['recall'])}.",
     ]
@@ -718,6 +748,14 @@ def register_evaluate_streams_parser(subparsers: Any) -> argparse.ArgumentParser
         "streams, and the recall of commands said right after it (commands streams)",
     )
     p.add_argument(
+        "--command-sensitivity",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --wake-word: the commands' point on the calibrated DET curve, 0..1 "
+        "(default: the checkpoint's, else the wake word's sensitivity)",
+    )
+    p.add_argument(
         "--compare", action="append", default=[], type=Path, help="another report to overlay"
     )
     p.add_argument(
@@ -757,6 +795,7 @@ def _run(args: argparse.Namespace) -> int:
         wake_word=args.wake_word,
         compare=args.compare,
         kinds=args.kinds,
+        command_sensitivity=args.command_sensitivity,
         progress=not args.no_progress,
     )
     summary = {k: report[k] for k in ("recall", "false_alarms_per_hour", "hours", "events")}

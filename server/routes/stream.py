@@ -328,6 +328,7 @@ class StreamConnection:
                 sensitivity=message.sensitivity,
                 wake_word=message.wake_word,
                 command_window_ms=message.command_window_ms,
+                command_sensitivity=message.command_sensitivity,
             )
         except EngineFullError as error:
             raise ProtocolError(ErrorCode.SERVER_FULL, str(error)) from None

@@ -77,18 +77,19 @@ def test_stream_sends_sensitivity_and_wake_word_in_start(
     server: ProtocolServer, burst_wav: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.behaviour = "normal"
-    flags = ("--sensitivity", "0.25", "--wake-word", "yes", "--command-window-ms", "2500")
+    flags = ("--sensitivity", "0.25", "--wake-word", "yes", "--command-window-ms", "2500",
+             "--command-sensitivity", "0.75")  # fmt: skip
     assert (
         run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags), io.StringIO()) == 0
     )
     start = server.sessions[-1].start
     assert (start.sensitivity, start.wake_word, start.command_window_ms) == (0.25, "yes", 2500)
+    assert start.command_sensitivity == 0.75
     sessions = len(server.sessions)
-    assert (
-        run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags[4:]), io.StringIO())
-        == 2
-    )
-    assert "--command-window-ms needs --wake-word" in capsys.readouterr().err
+    for without_wake_word in (flags[4:6], flags[6:]):
+        args = parse("stream", str(burst_wav), "--url", server.url, *without_wake_word)
+        assert run_stream(args, io.StringIO()) == 2
+        assert f"{without_wake_word[0]} needs --wake-word" in capsys.readouterr().err
     assert len(server.sessions) == sessions  # refused before connecting
 
 

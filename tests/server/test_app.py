@@ -46,6 +46,11 @@ def test_checkpoint_detector_defaults_unless_set_explicitly() -> None:
     assert config.pooling_frames == 100 and config.warmup_frames == 30
     explicit = engine_config(Settings(refractory_ms=2000, threshold=0.55), meta)
     assert explicit.refractory_frames == 200 and explicit.threshold == 0.55
+    assert config.command_sensitivity is None  # commands take the session's sensitivity
+    with_commands = {**meta, "detector": {**meta["detector"], "command_sensitivity": 0.9}}
+    assert engine_config(Settings(), with_commands).command_sensitivity == 0.9
+    looser = engine_config(Settings(command_sensitivity=1.0), with_commands)
+    assert looser.command_sensitivity == 1.0
 
 
 @pytest.mark.slow

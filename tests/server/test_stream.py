@@ -254,8 +254,9 @@ def test_concurrent_sessions_are_independent(client: TestClient) -> None:
 
 def test_wake_word_and_sensitivity_in_start(client: TestClient) -> None:
     """``wake_word`` lets "high" fire only within ``command_window_ms`` after "low" (the
-    session's engine process applies it); ``sensitivity`` 0 keeps the tone model silent; a
-    wake word that is not a label is refused with ``unknown_keyword``."""
+    session's engine process applies it); ``sensitivity`` 0 keeps the tone model silent, and
+    with a wake word ``command_sensitivity`` loosens the commands alone (refused without one);
+    a wake word that is not a label is refused with ``unknown_keyword``."""
     x = sequence(EVENTS, 6.5)
     found = {}
     for window in (3000, 500):
@@ -269,6 +270,15 @@ def test_wake_word_and_sensitivity_in_start(client: TestClient) -> None:
     with client.websocket_connect(STREAM_PATH) as ws:
         ready, messages = stream_signal(ws, x, 1600, start={"sensitivity": 0.0})
     assert ready["wake_word"] is None and min(ready["thresholds"].values()) > 0.95
+    strict_wake = {"sensitivity": 0.0, "wake_word": "low", "command_sensitivity": 1.0}
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ready, messages = stream_signal(ws, x, 1600, start=strict_wake)
+    assert ready["thresholds"]["low"] > 0.95 and ready["thresholds"]["high"] < 0.05
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000, "command_sensitivity": 1.0})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["code"] == "invalid_message"
+        assert "command_sensitivity applies to the commands after a wake_word" in error["message"]
     with client.websocket_connect(STREAM_PATH) as ws:
         ws.send_json({"type": "start", "sample_rate": 16000, "wake_word": "hey"})
         error = ws.receive_json()

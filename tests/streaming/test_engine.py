@@ -348,6 +348,22 @@ def test_sensitivity_wake_word_and_posteriors_of_a_session(engine: StreamingEngi
     assert loose.detector_config.keyword_thresholds == pytest.approx({"low": 0.01, "high": 0.6})
     strict.close()
     loose.close()
+    # under a wake word, the commands may take their own point of the curve
+    woken = engine.create_session(sensitivity=0.0, wake_word="low", command_sensitivity=1.0)
+    thresholds = woken.detector_config.keyword_thresholds
+    assert thresholds["low"] > 0.95 and thresholds["high"] == pytest.approx(0.01)
+    woken.close()
+    with pytest.raises(ValueError, match="commands' point under a wake_word"):
+        engine.create_session(command_sensitivity=1.0)
+    # the engine's default applies to sessions with a wake word only
+    loose_commands = replace(engine.config, command_sensitivity=1.0)
+    engine.config = loose_commands
+    try:
+        woken = engine.detector_config(sensitivity=0.0, wake_word="low").keyword_thresholds
+        plain = engine.detector_config(sensitivity=0.0).keyword_thresholds
+    finally:
+        engine.config = replace(loose_commands, command_sensitivity=None)
+    assert woken["high"] == pytest.approx(0.01) and plain["high"] > 0.95
     with pytest.raises(ValueError, match="sensitivity must be in"):
         engine.create_session(sensitivity=2.0)
     with pytest.raises(ValueError, match="unknown wake words"):

@@ -337,7 +337,7 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     assert {"streams.json", "det.png", "det_by_voice.png", "det_wake.png", "streams.md"} <= copies
     grammar = meta["metrics"]["streams"]["wake_word"]
     assert grammar == {"word": "marvin", "false_alarms_per_hour": 0.5, "command_recall": 0.25,
-                       "wake_recall": 0.5, "commands": 34}  # fmt: skip
+                       "wake_recall": 0.5, "commands": 34, "command_sensitivity": None}  # fmt: skip
     card = (out / "lmuformer.md").read_text()
     assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
     assert (

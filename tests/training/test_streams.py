@@ -350,11 +350,12 @@ def test_report_command_reruns_the_report_with_repository_paths(
         seed=3,
         wake_word="marvin",
         compare=["reports/a", tmp_path / "reports" / "b"],
+        command_sensitivity=1.0,
     )
     assert command == (
         "lmukws evaluate-streams models/m.safetensors --data data/synth --split test "
-        "--recordings data/recordings --seed 3 --wake-word marvin --compare reports/a "
-        "--compare reports/b --out reports/x"
+        "--recordings data/recordings --seed 3 --wake-word marvin --command-sensitivity 1 "
+        "--compare reports/a --compare reports/b --out reports/x"
     )
     assert shown_path("/elsewhere/m.safetensors") == "/elsewhere/m.safetensors"
     parser = argparse.ArgumentParser()
@@ -363,6 +364,7 @@ def test_report_command_reruns_the_report_with_repository_paths(
     assert args.checkpoint == Path("models/m.safetensors") and args.seed == 3
     assert args.compare == [Path("reports/a"), Path("reports/b")]
     assert (args.wake_word, args.out) == ("marvin", Path("reports/x"))
+    assert args.command_sensitivity == 1.0
     assert args.kinds == ("mixed", "negatives")  # the default, not written
     from training import stream_report, streams
 
@@ -556,3 +558,32 @@ def test_commands_streams_say_each_command_right_after_the_wake_word(stream_corp
     assert result["recall_by"]["context:wake"] == 0.0 and result["false_alarms"] == 0
     with pytest.raises(ValueError, match="no 'marvin' clip"):
         build_command_streams(stream_corpus, "test", "marvin")
+
+
+def test_with_commands_at_their_own_sensitivity_the_sweep_moves_the_wake_word(
+    tmp_path: Path,
+) -> None:
+    """The grammar's DET sweep: without ``command_sensitivity`` every keyword moves together;
+    with it (given, or the checkpoint's default) only the wake word moves, the commands keep
+    their point; refused without a wake word."""
+    from training.stream_report import det_configs, evaluate_streams, load_engine
+
+    torch.manual_seed(0)
+    model = build_model("lmuformer", dim=16, num_classes=len(STREAM_LABELS)).eval()
+    meta = {"labels": list(STREAM_LABELS), "detector": {"posterior": "softmax"}}
+    engine = load_engine(save_checkpoint(tmp_path / "t.safetensors", model, meta), "torch")
+    name, joint = det_configs(engine, "yes")
+    assert name == "threshold" and len({c.thresholds[1] for _, c in joint}) == len(joint)
+    for default in (None, 0.9):
+        meta["detector"]["command_sensitivity"] = default
+        ckpt = save_checkpoint(tmp_path / "c.safetensors", model, meta)
+        engine = load_engine(ckpt, "torch")
+        name, ladder = det_configs(engine, "yes", None if default else 0.9)
+        assert name == "wake-word sensitivity"
+        wake = [c.thresholds[0] for _, c in ladder]
+        assert wake == sorted(wake, reverse=True) and wake[0] > wake[-1]
+        commands = engine.detector_config(sensitivity=0.9).thresholds[1:3]
+        for _, config in ladder:
+            np.testing.assert_allclose(config.thresholds[1:3], commands)
+    with pytest.raises(ValueError, match="commands' point under a --wake-word"):
+        evaluate_streams(ckpt, tmp_path, tmp_path / "out", command_sensitivity=0.5)

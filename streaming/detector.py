@@ -23,7 +23,8 @@ keyword's posterior a little makes that keyword harder to fire. Per label that c
 average b of its posterior (frames up to ``background_ceiling`` only, so keywords said clearly
 do not count; time constant ``background_frames``, updated once a block of
 ``BACKGROUND_BLOCK`` frames, used one to two blocks late so a spoken keyword does not raise its
-own bar) divides the posterior's odds by (b + floor) / floor.
+own bar) divides the posterior's odds by (b + floor) / floor. A wake word is left out: the
+user says it again and again, and half-heard sayings would raise its bar until it is missed.
 
 Shapes: T frames in one call, K labels, W = ``smoothing_frames``.
 """
@@ -181,16 +182,26 @@ class DetectorConfig:
         _check_background(self.background_frames, self.background_floor, self.background_ceiling)
 
     @property
-    def background_key(self) -> tuple[int, float, float]:
-        """What the background normalisation depends on (not the thresholds)."""
-        return (self.background_frames, self.background_floor, self.background_ceiling)
+    def background_key(self) -> tuple[int, float, float, int]:
+        """What the background normalisation depends on (not the thresholds): its settings
+        and the wake word, which it leaves out."""
+        return (
+            self.background_frames, self.background_floor, self.background_ceiling,
+            self.wake_label,
+        )  # fmt: skip
 
     @cached_property
     def normalized_labels(self) -> np.ndarray:
-        """[K] bool: the labels the background normalisation applies to (not ``NEVER_FIRE``:
-        it depends on the labels only, so each keyword competes the same whatever fires).
-        Computed once per config: every step of its sessions asks."""
-        return np.array([label not in NEVER_FIRE for label in self.labels])
+        """[K] bool: the labels the background normalisation applies to: not ``NEVER_FIRE``,
+        and not the wake word, said again and again by design (it depends on the labels and
+        the wake word only, so each keyword competes the same whatever fires). Computed once
+        per config: every step of its sessions asks."""
+        return np.array(
+            [
+                label not in NEVER_FIRE and i != self.wake_label
+                for i, label in enumerate(self.labels)
+            ]
+        )
 
     @property
     def keywords(self) -> list[str]:

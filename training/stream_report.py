@@ -48,6 +48,8 @@ THRESHOLD_GRID = (
     0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999,
 )  # fmt: skip
 SENSITIVITY_GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 21))
+#: the commands' sensitivity of the grammar's second curve (``wake_word_result``)
+LOOSE_COMMANDS = 1.0
 #: ``training.streams.DEFAULT_KINDS`` (a test checks they agree), written out because this
 #: module's parser must not import ``training.streams``: ``lmukws --help`` stays torch-free
 DEFAULT_KINDS = ("mixed", "negatives")
@@ -224,7 +226,9 @@ def wake_word_result(
       then a command), the recall of the commands (``recall_by["context:command"]``) and of the
       wake word;
     - ``det``: the grammar's sweep (``det_configs``, ``stream_eval.grammar_sweep``) over the
-      recorded posteriors of ``runs`` (the grammar does not change them) and of the commands.
+      recorded posteriors of ``runs`` (the grammar does not change them) and of the commands;
+      ``loose_commands``: the same with the commands at sensitivity ``LOOSE_COMMANDS``, only
+      the wake word moving (``start.command_sensitivity``).
     """
     from training.stream_eval import grammar_sweep, run_engine, score
     from training.streams import build_command_streams
@@ -238,6 +242,10 @@ def wake_word_result(
     points = grammar_sweep(runs, command_runs, configs)
     if command_sensitivity is None:
         command_sensitivity = engine.config.command_sensitivity
+    det: dict[str, Any] = {"parameter": parameter, "points": points}
+    if command_sensitivity != LOOSE_COMMANDS:  # the same ladder, the commands at the loosest
+        _, configs = det_configs(engine, wake_word, LOOSE_COMMANDS)
+        det["loose_commands"] = grammar_sweep(runs, command_runs, configs)
     return {
         "word": wake_word,
         "command_sensitivity": command_sensitivity,
@@ -248,7 +256,7 @@ def wake_word_result(
             "hours": sum(r.seconds for r in requests) / 3600,
             **score(command_runs, keywords=keywords, examples=20),
         },
-        "det": {"parameter": parameter, "points": points},
+        "det": det,
     }
 
 
@@ -456,6 +464,11 @@ def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
             label=f"operating point: command recall {recall:.3f}, "
             f"{wake['false_alarms_per_hour']:.1f} FA/h",
         )  # fmt: skip
+    if wake["det"].get("loose_commands"):
+        pts, fa = _measured(wake["det"]["loose_commands"])
+        miss = [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
+        ax.plot(fa, miss, marker=".", linestyle="--",
+                label=f"the same, commands at sensitivity {LOOSE_COMMANDS:g}")  # fmt: skip
     title = f"{report['model']}: wake-word grammar, {report['split']} streams"
     return _save_det(plt, fig, ax, path, "miss rate", title)
 
@@ -549,6 +562,7 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
         return lines
     c = w["commands"]
     by = c["recall_by"]
+    loose = bool(w["det"].get("loose_commands"))
     lines += [
         "",
         f"Commands after the wake word ({c['streams']} commands streams, {c['hours']:.2f} h: "
@@ -558,19 +572,30 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
         f"{_fmt(by.get('context:wake'))}; "
         f"{c['false_alarms']} false alarms there. The grammar's DET curve ([det_wake.png]"
         "(det_wake.png)): command recall against the false alarms per hour of the streams "
-        "above.",
+        "above"
+        + (
+            f"; beside it, the same wake-word points with the commands at sensitivity "
+            f"{LOOSE_COMMANDS:g} (`command_sensitivity`), replayed."
+            if loose
+            else "."
+        ),
         "",
         f"| {w['det']['parameter']} | command recall | wake-word recall | FA/h | "
         + " | ".join(w["det"]["points"][0]["sets"])
-        + " |",
-        "|---|---|---|---|" + "---|" * len(w["det"]["points"][0]["sets"]),
+        + " |"
+        + (f" commands at {LOOSE_COMMANDS:g}: recall | FA/h |" if loose else ""),
+        "|---|---|---|---|" + "---|" * len(w["det"]["points"][0]["sets"]) + "---|---|" * loose,
     ]
-    for p in w["det"]["points"]:
+    for i, p in enumerate(w["det"]["points"]):
         sets = " | ".join(_fmt(v, 1) for v in p["sets"].values())
-        lines.append(
+        row = (
             f"| {p['parameter']:g} | {_fmt(p['command_recall'])} | {_fmt(p['wake_recall'])} | "
             f"{_fmt(p['false_alarms_per_hour'], 1)} | {sets} |"
         )
+        if loose:
+            q = w["det"]["loose_commands"][i]
+            row += f" {_fmt(q['command_recall'])} | {_fmt(q['false_alarms_per_hour'], 1)} |"
+        lines.append(row)
     return lines
 
 

@@ -294,6 +294,27 @@ def test_a_command_said_clearly_again_and_again_keeps_firing() -> None:
     assert len(fired(config(background_frames=3000, background_ceiling=1.0), x)) < 10
 
 
+def test_a_wake_word_said_again_and_again_keeps_its_bar() -> None:
+    """The half-heard sayings of a keyword (0.3, under the ceiling) raise its bar until its
+    clear ones (0.62) are missed; as the wake word, said again and again by design, it keeps
+    firing, and in one batch a session without the grammar still normalises it."""
+    from streaming.detector import detect_batch
+
+    x = _bursts(6000, 100, 1, 0.3)
+    for start in range(450, 5800, 900):
+        x[start : start + 30, 1] = 0.62
+    plain = fired(config(), x)
+    assert [k for k, _ in plain] == ["no"] * 6
+    assert fired(config(background_frames=3000), x) == []
+    woken = config(background_frames=3000, wake_word="no", command_frames=100)
+    assert fired(woken, x) == plain
+    assert not woken.normalized_labels[1] and woken.normalized_labels[0]
+    normalised = config(background_frames=3000)
+    states = [DetectorState.initial(c) for c in (woken, normalised)]
+    _, firings, _ = detect_batch([woken, normalised], states, np.stack([x, x]))
+    assert [[(f.keyword, f.frame) for f in found] for found in firings] == [plain, []]
+
+
 def test_background_gives_the_same_bits_chunked_batched_and_replayed() -> None:
     """Any chunking, a batch of sessions at other block phases, and the fast replay: the same
     firings, and the chunked scores are the same bits as the whole."""

@@ -265,7 +265,12 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     (command recall); its sweep passes through the engine's operating point too, and the
     replayed grammar gives the engine's detections."""
     from training.stream_eval import firings_as_found, run_engine
-    from training.stream_report import evaluate_streams, load_engine, load_streams
+    from training.stream_report import (
+        SENSITIVITY_GRID,
+        evaluate_streams,
+        load_engine,
+        load_streams,
+    )
     from training.streams import build_command_streams
 
     labels = read_corpus_info(stream_corpus)["labels"]
@@ -301,6 +306,8 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     assert at_op["false_alarms_per_hour"] == pytest.approx(wake["false_alarms_per_hour"])
     assert at_op["command_recall"] == commands["recall_by"]["context:command"]
     assert at_op["wake_recall"] == commands["recall_by"]["context:wake"]
+    loose = wake["det"]["loose_commands"]  # the wake word's ladder, the commands at 1
+    assert len(loose) == len(SENSITIVITY_GRID) and loose[-1]["wake_recall"] is not None
     readme = (out / "README.md").read_text()
     assert "Commands after the wake word" in readme and "| threshold | command recall" in readme
     assert (out / "det_wake.png").stat().st_size > 1000
@@ -324,7 +331,7 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     )
     engine = load_engine(ckpt, "torch")
     config = engine.detector_config()
-    assert config.background_key == (200, 1e-4, 0.5)
+    assert config.background_key == (200, 1e-4, 0.5, -1)
     runs = run_engine(engine, streams, progress=False)
     for run in runs:
         assert firings_as_found(run, config) == pytest.approx(run.detections)

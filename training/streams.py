@@ -292,17 +292,16 @@ def build_command_streams(
     ``build_streams``'."""
     root = Path(corpus)
     rows, by_voice = _split_items(root, split, keywords)
-    said = {r["label"] for items in by_voice.values() for r in items["keyword"]}
-    if wake_word not in said:
+    if not any(r["label"] == wake_word for items in by_voice.values() for r in items["keyword"]):
         raise ValueError(f"{root}: no {wake_word!r} clip in split {split!r} to wake the commands")
     voices = sorted(by_voice)
     if max_voices is not None:
         voices = voices[:max_voices]
     streams = []
     for i, voice in enumerate(voices):
-        said = by_voice[voice]["keyword"]
-        wake = sorted((r for r in said if r["label"] == wake_word), key=lambda r: r["path"])
-        commands = sorted((r for r in said if r["label"] != wake_word), key=lambda r: r["path"])
+        clips = sorted(by_voice[voice]["keyword"], key=lambda r: r["path"])
+        wake = [r for r in clips if r["label"] == wake_word]
+        commands = [r for r in clips if r["label"] != wake_word]
         if not wake or not commands:
             continue
         background, snr = BACKGROUNDS[(i + seed) % len(BACKGROUNDS)]

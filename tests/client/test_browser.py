@@ -85,6 +85,17 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
     page.wait_for("document.getElementById('start').textContent === 'Start'")
     assert page.evaluate("document.getElementById('error').textContent") == ""
     assert "Session:" in page.evaluate("document.getElementById('summary').textContent")
+    assert "wake_word" not in json.loads(page.evaluate("JSON.stringify(lmukws.startMessage)"))
+    # a wake word goes out with the commands' sensitivity, and the server takes it
+    page.evaluate("document.getElementById('wake-word').value = 'low'")
+    page.evaluate("document.getElementById('start').click()", gesture=True)
+    ready = json.loads(page.wait_for("lmukws.ready && JSON.stringify(lmukws.ready)", timeout=20))
+    start = json.loads(page.evaluate("JSON.stringify(lmukws.startMessage)"))
+    assert (start["wake_word"], start["command_sensitivity"]) == ("low", 1)
+    assert ready["wake_word"] == "low"
+    page.evaluate("document.getElementById('start').click()", gesture=True)
+    page.wait_for("document.getElementById('start').textContent === 'Start'", timeout=20)
+    assert page.evaluate("document.getElementById('error').textContent") == ""
 
 
 def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:

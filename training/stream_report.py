@@ -165,7 +165,7 @@ def evaluate_streams(
     }
     if wake_word is not None:
         report["wake_word"] = wake_word_result(
-            engine, streams, runs, data, split, wake_word, seed=seed, max_voices=max_voices,
+            engine, runs, data, split, wake_word, seed=seed, max_voices=max_voices,
             command_sensitivity=command_sensitivity, progress=progress,
         )  # fmt: skip
     report["seconds"] = round(time.monotonic() - started, 1)
@@ -206,7 +206,6 @@ def det_configs(
 
 def wake_word_result(
     engine: Any,
-    streams: Sequence[Any],
     runs: Sequence[Any],
     data: str | Path,
     split: str,
@@ -220,8 +219,10 @@ def wake_word_result(
     """The wake-word grammar, run through the engine as a session with ``wake_word`` (and
     ``command_sensitivity``) sees it:
 
-    - on ``streams`` (the evaluation's own): its false alarms, and a recall over every keyword
-      event there, most of which no wake word precedes;
+    - on the evaluation's own streams: its false alarms, and a recall over every keyword
+      event there, most of which no wake word precedes; replayed over the posteriors of
+      ``runs``, the engine's run of those streams (the grammar does not change the posteriors, and
+      the replay gives the engine's detections: tests/training/test_streams.py);
     - ``commands``: on the split's commands streams (``build_command_streams``: the wake word,
       then a command), the recall of the commands (``recall_by["context:command"]``) and of the
       wake word;
@@ -230,12 +231,11 @@ def wake_word_result(
       ``loose_commands``: the same with the commands at sensitivity ``LOOSE_COMMANDS``, only
       the wake word moving (``start.command_sensitivity``).
     """
-    from training.stream_eval import grammar_sweep, run_engine, score
+    from training.stream_eval import firings_as_found, grammar_sweep, run_engine, score
     from training.streams import build_command_streams
 
-    keywords = engine.detector_config().keywords
     grammar = {"wake_word": wake_word, "command_sensitivity": command_sensitivity}
-    wake_runs = run_engine(engine, streams, progress=progress, **grammar)
+    session = engine.detector_config(**grammar)
     requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
     command_runs = run_engine(engine, requests, progress=progress, **grammar)
     parameter, configs = det_configs(engine, wake_word, command_sensitivity)
@@ -249,12 +249,14 @@ def wake_word_result(
     return {
         "word": wake_word,
         "command_sensitivity": command_sensitivity,
-        **score(wake_runs, keywords=keywords, examples=50),
+        **score(
+            runs, lambda run: firings_as_found(run, session), keywords=session.keywords, examples=50
+        ),
         "commands": {
             "streams": len(requests),
             "commands": sum(e.context == "command" for r in requests for e in r.events),
             "hours": sum(r.seconds for r in requests) / 3600,
-            **score(command_runs, keywords=keywords, examples=20),
+            **score(command_runs, keywords=session.keywords, examples=20),
         },
         "det": det,
     }
@@ -453,8 +455,7 @@ def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 5))
     pts, fa = _measured(report["det"]["points"])
     ax.plot(fa, [p["miss_rate"] for p in pts], marker=".", label="every keyword, no grammar")
-    pts, fa = _measured(wake["det"]["points"])
-    miss = [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
+    fa, miss = _command_misses(wake["det"]["points"])
     line = ax.plot(fa, miss, marker=".", label=f"commands after {wake['word']!r}, with the grammar")
     recall = wake["commands"]["recall_by"].get("context:command")
     if recall is not None and wake.get("false_alarms_per_hour") is not None:
@@ -465,12 +466,17 @@ def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
             f"{wake['false_alarms_per_hour']:.1f} FA/h",
         )  # fmt: skip
     if wake["det"].get("loose_commands"):
-        pts, fa = _measured(wake["det"]["loose_commands"])
-        miss = [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
+        fa, miss = _command_misses(wake["det"]["loose_commands"])
         ax.plot(fa, miss, marker=".", linestyle="--",
                 label=f"the same, commands at sensitivity {LOOSE_COMMANDS:g}")  # fmt: skip
     title = f"{report['model']}: wake-word grammar, {report['split']} streams"
     return _save_det(plt, fig, ax, path, "miss rate", title)
+
+
+def _command_misses(points: Sequence[dict[str, Any]]) -> tuple[np.ndarray, list[float]]:
+    """A grammar curve's x (``_measured``'s FA/h) and its commands' miss rates (nan: none)."""
+    pts, fa = _measured(points)
+    return fa, [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
 
 
 def plot_det_by_voice(report: dict[str, Any], path: Path) -> Path | None:

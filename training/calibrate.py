@@ -36,6 +36,9 @@ once, every candidate's posteriors are combined from theirs (``training.ensemble
 the candidate with the best held-out recall at X (its own weights first, kept on ties) is
 calibrated as above and stored in the checkpoint.
 
+With ``--wake-word W`` the wake-word grammar is calibrated last (``training.grammar_calibration``):
+the commands' point of the new curve, stored as ``detector.command_sensitivity``.
+
 Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames``,
 ``patience_frames`` and ``background_frames``, and ``detector.calibration`` (target, measured
 recall and FA/h, data, operating points, the search) into the checkpoint's metadata.
@@ -55,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from training.command_errors import exits_2_on_bad_input
+from training.grammar_calibration import GRAMMAR_TARGET_FA_PER_HOUR, calibrate_grammar
 from training.stream_report import DEFAULT_KINDS, parse_kinds
 
 __all__ = [
@@ -469,6 +473,8 @@ def calibrate(
     keyword_weight: float | str = KEYWORD_WEIGHT,
     folds: int = FOLDS,
     ensemble_weights: Sequence[Sequence[float]] = (),
+    wake_word: str | None = None,
+    grammar_target_fa_per_hour: float = GRAMMAR_TARGET_FA_PER_HOUR,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``checkpoint`` (see the module docstring); writes it to ``out`` (default: in
@@ -482,7 +488,9 @@ def calibrate(
     after the detector search, which uses the default weight); ``folds``: voice folds of the
     held-out estimate (0: none). ``ensemble_weights``: for an ensemble, candidate member
     weights searched first (``training.ensemble_weights``; its own weights are always one);
-    the winner is stored in the calibrated checkpoint."""
+    the winner is stored in the calibrated checkpoint. ``wake_word``: then calibrate the
+    grammar too (``training.grammar_calibration``): the commands' sensitivity whose grammar meets
+    ``grammar_target_fa_per_hour``, stored as ``detector.command_sensitivity``."""
     from models import load_checkpoint, save_checkpoint
     from training.stream_eval import run_engine
     from training.stream_report import load_engine, load_streams
@@ -510,6 +518,10 @@ def calibrate(
         raise ValueError("calibrate on validation streams; the test streams are for evaluation")
     if ensemble_weights and folds < 2:
         raise ValueError("--ensemble-weights chooses by the held-out estimate: --folds >= 2")
+    if wake_word is not None and not grammar_target_fa_per_hour > 0:
+        raise ValueError(
+            f"--grammar-target-fa-per-hour must be > 0, got {grammar_target_fa_per_hour}"
+        )
     started = time.monotonic()
     model, meta = load_checkpoint(checkpoint)
     meta = dict(meta)
@@ -523,6 +535,8 @@ def calibrate(
         weight_candidates = normalised([own, *ensemble_weights], members=len(own))
     # searching weights, the ensemble itself never runs: its members do (no export needed)
     engine = load_engine(checkpoint, "torch" if ensemble_weights else runtime, threads)
+    if wake_word is not None:
+        engine.detector_config(wake_word=wake_word)  # ValueError for a label it does not know
     streams = load_streams(
         data, split, recordings=recordings, recordings_use="train", seed=seed,
         max_voices=max_voices, kinds=kinds,
@@ -661,7 +675,20 @@ def calibrate(
     detector["calibration"] = record
     meta["detector"] = detector
     meta.pop("checkpoint", None)
-    save_checkpoint(out or checkpoint, model, meta)
+    target_path = save_checkpoint(out or checkpoint, model, meta)
+    if wake_word is not None:  # on the calibrated checkpoint: its thresholds are the wake word's
+        grammar = calibrate_grammar(
+            target_path, runs, data, wake_word, grammar_target_fa_per_hour, split=split,
+            seed=seed, max_voices=max_voices, runtime=runtime, threads=threads,
+            progress=progress,
+        )  # fmt: skip
+        record["grammar"] = grammar
+        if grammar["command_sensitivity"] is None:
+            detector.pop("command_sensitivity", None)
+        else:
+            detector["command_sensitivity"] = grammar["command_sensitivity"]
+        record["seconds"] = round(time.monotonic() - started, 1)
+        save_checkpoint(target_path, model, meta)
     return record
 
 
@@ -752,6 +779,19 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "'0.7,0.3;0.6,0.4' (its own weights are always one): each member runs once, the best "
         "held-out recall at the target wins and is stored",
     )
+    p.add_argument(
+        "--wake-word",
+        help="calibrate the wake-word grammar too: on validation commands streams (this word, "
+        "then a command), store as detector.command_sensitivity the loosest commands' point "
+        "whose grammar meets --grammar-target-fa-per-hour (the default of sessions with any "
+        "wake word)",
+    )
+    p.add_argument(
+        "--grammar-target-fa-per-hour",
+        type=float,
+        default=GRAMMAR_TARGET_FA_PER_HOUR,
+        help=f"the grammar's false alarms per hour (default {GRAMMAR_TARGET_FA_PER_HOUR:g})",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
     return p
@@ -828,6 +868,8 @@ def _run(args: argparse.Namespace) -> int:
         keyword_weight=args.keyword_weight,
         folds=args.folds,
         ensemble_weights=args.ensemble_weights,
+        wake_word=args.wake_word,
+        grammar_target_fa_per_hour=args.grammar_target_fa_per_hour,
         progress=not args.no_progress,
     )
     keys = ("target_fa_per_hour", "recall", "fa_per_hour", "heldout", "keyword_weight", "data")
@@ -838,6 +880,15 @@ def _run(args: argparse.Namespace) -> int:
         summary["keyword_weight_search"] = record["keyword_weight_search"]["candidates"]
     if "detector_search" in record:
         summary["detector_search"] = record["detector_search"]["candidates"]
+    if "grammar" in record:
+        grammar = record["grammar"]
+        summary["grammar"] = {
+            **{k: grammar[k] for k in ("wake_word", "target_fa_per_hour", "command_sensitivity")},
+            "points": [
+                (p["parameter"], p["command_recall"], p["false_alarms_per_hour"])
+                for p in grammar["points"]
+            ],
+        }
     summary["operating_points"] = [
         (p["target_fa_per_hour"], p["recall"], p["fa_per_hour"], p.get("heldout_fa_per_hour"))
         for p in record["operating_points"]

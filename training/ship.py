@@ -336,6 +336,7 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             f"`start.sensitivity` moves along {len(calibration.get('operating_points') or [])} "
             "operating points."
         )
+        lines += _grammar_calibration_line(calibration)
     grammar = streams.get("wake_word")
     if grammar:
         lines.append(
@@ -962,6 +963,45 @@ def _ceiling_option(calibration: dict[str, Any]) -> str:
     return f" --background-ceiling {ceiling:g}"
 
 
+def _grammar_calibration_line(calibration: dict[str, Any]) -> list[str]:
+    """What ``calibrate --wake-word`` chose for the commands after a wake word, and why."""
+    grammar = calibration.get("grammar")
+    if not grammar:
+        return []
+    data = grammar.get("data") or {}
+    target = grammar.get("target_fa_per_hour")
+    where = (
+        f"on the validation commands streams ({data.get('commands')} commands after "
+        f"`{grammar.get('wake_word')}`) and the validation streams"
+    )
+    if grammar.get("command_sensitivity") is None:
+        return [
+            f"Wake-word grammar: even with the commands at the wake word's point the grammar "
+            f"misses {target:g} FA/h {where}, so no `command_sensitivity` is stored (the "
+            "commands keep the session's sensitivity)."
+        ]
+    return [
+        f"Wake-word grammar: `command_sensitivity` **{grammar['command_sensitivity']:g}** "
+        f"(the default of every session with a wake word), the loosest commands' point whose "
+        f"grammar meets {target:g} FA/h {where}: there "
+        f"{grammar.get('fa_per_hour') or 0:.1f} FA/h, commands found "
+        f"{_pct(grammar.get('command_recall'))}."
+    ]
+
+
+def _grammar_option(calibration: dict[str, Any]) -> str:
+    """``--wake-word`` (and a grammar target other than the default) of a stored grammar."""
+    from training.grammar_calibration import GRAMMAR_TARGET_FA_PER_HOUR
+
+    grammar = calibration.get("grammar")
+    if not grammar:
+        return ""
+    option = f" --wake-word {grammar['wake_word']}"
+    if grammar.get("target_fa_per_hour") != GRAMMAR_TARGET_FA_PER_HOUR:
+        option += f" --grammar-target-fa-per-hour {grammar['target_fa_per_hour']:g}"
+    return option
+
+
 def _ensemble_weights_option(calibration: dict[str, Any]) -> str:
     """``--ensemble-weights`` with the candidates a stored weight search tried besides the
     ensemble's own (the first row)."""
@@ -1001,6 +1041,7 @@ def _stream_commands(name: str, meta: dict[str, Any], checkpoint: str) -> tuple[
         options += _ceiling_option(calibration)
         options += _kinds_option(data)
         options += _ensemble_weights_option(calibration)
+        options += _grammar_option(calibration)
         weight = calibration.get("keyword_weight", 1.0)
         if calibration.get("keyword_weight_search"):
             options += " --keyword-weight auto"

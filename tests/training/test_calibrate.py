@@ -11,6 +11,7 @@ import torch
 
 from models import build_model, read_metadata, save_checkpoint
 from streaming.detector import DetectorConfig
+from tests.training.conftest import STREAM_WORDS
 from training.calibrate import (
     allocate,
     calibrate,
@@ -23,6 +24,7 @@ from training.calibrate import (
     voice_folds,
 )
 from training.dataset import read_corpus_info
+from training.grammar_calibration import COMMAND_GRID, choose_command_sensitivity
 from training.stream_eval import StreamRun
 from training.streams import KeywordEvent, Segment, Stream
 
@@ -390,3 +392,59 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))
     with pytest.raises(ValueError, match="background_s must be >= 0"):
         calibrate(path, stream_corpus, 5.0, background_s=(-1.0,))
+
+
+def _grammar_point(sensitivity: float, fa_per_hour: float) -> dict[str, float]:
+    return {"parameter": sensitivity, "false_alarms_per_hour": fa_per_hour}
+
+
+def test_the_commands_take_the_loosest_point_whose_grammar_meets_the_target() -> None:
+    points = [_grammar_point(s, fa) for s, fa in ((0.5, 0.0), (0.6, 1.0), (0.7, 2.0), (0.8, 3.5))]
+    assert choose_command_sensitivity(points, 2.0) == 2  # 0.7: exactly at the target
+    assert choose_command_sensitivity(points, 10.0) == 3
+    assert choose_command_sensitivity(points, 0.5) == 0
+    # the wake word's own point misses: none (the commands keep the session's sensitivity)
+    assert choose_command_sensitivity([_grammar_point(0.5, 3.0)], 2.0) is None
+    # a looser point that dips back under the target after one that missed is not taken
+    dip = [_grammar_point(0.5, 1.0), _grammar_point(0.6, 2.5), _grammar_point(0.7, 1.5)]
+    assert choose_command_sensitivity(dip, 2.0) == 0
+
+
+def test_calibrate_with_a_wake_word_stores_the_commands_point_the_server_uses(
+    stream_corpus: Path, tmp_path: Path
+) -> None:
+    """The grammar's record: the commands' sweep from the wake word's default point to the
+    loosest, measured on the validation commands streams; the chosen point is stored as the
+    checkpoint's default, and a session with the wake word finds the commands it measured."""
+    from streaming.engine import EngineConfig, StreamingEngine
+    from training.stream_eval import run_engine, score
+    from training.streams import build_command_streams
+
+    path, _ = _tiny_checkpoint(stream_corpus, tmp_path)
+    out = tmp_path / "grammar.safetensors"
+    record = calibrate(
+        path, stream_corpus, 5.0, out=out, runtime="torch", progress=False, wake_word="yes",
+        grammar_target_fa_per_hour=1000.0,
+    )  # fmt: skip
+    grammar = record["grammar"]
+    assert [p["parameter"] for p in grammar["points"]] == list(COMMAND_GRID)
+    assert COMMAND_GRID[0] == 0.5 and COMMAND_GRID[-1] == 1.0
+    assert grammar["data"]["commands"] == len(STREAM_WORDS) - 1  # one validation voice
+    assert grammar["data"]["hours"] == record["data"]["hours"]
+    chosen = choose_command_sensitivity(grammar["points"], 1000.0)
+    assert chosen is not None and grammar["points"][chosen]["chosen"]
+    assert sum(p["chosen"] for p in grammar["points"]) == 1
+    assert grammar["command_sensitivity"] == COMMAND_GRID[chosen]
+    meta = read_metadata(out)
+    assert meta["detector"]["command_sensitivity"] == grammar["command_sensitivity"]
+    assert meta["detector"]["calibration"]["grammar"] == grammar
+    engine = StreamingEngine.from_checkpoint(out, EngineConfig.from_metadata(meta))
+    assert engine.config.command_sensitivity == grammar["command_sensitivity"]
+    requests = build_command_streams(stream_corpus, "validation", "yes")
+    runs = run_engine(engine, requests, progress=False, wake_word="yes")
+    found = score(runs, examples=0)["recall_by"].get("context:command")
+    assert found == grammar["command_recall"]
+    with pytest.raises(ValueError, match="never fires"):
+        calibrate(path, stream_corpus, 5.0, runtime="torch", wake_word="_unknown_")
+    with pytest.raises(ValueError, match="grammar-target-fa-per-hour"):
+        calibrate(path, stream_corpus, 5.0, wake_word="yes", grammar_target_fa_per_hour=0.0)

@@ -382,6 +382,14 @@ def test_the_card_reproduces_the_calibration() -> None:
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert ' --recordings data/recordings --ensemble-weights "0.8,0.2;0.6,0.4" ' in commands
     del meta["detector"]["calibration"]["ensemble_weight_search"]
+    # a grammar calibration: its wake word, and its target where not the default
+    meta["detector"]["calibration"]["grammar"] = {"wake_word": "marvin", "target_fa_per_hour": 2.0}
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert " --recordings data/recordings --wake-word marvin --keyword-weight 1" in commands
+    meta["detector"]["calibration"]["grammar"]["target_fa_per_hour"] = 0.5
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert " --wake-word marvin --grammar-target-fa-per-hour 0.5 " in commands
+    del meta["detector"]["calibration"]["grammar"]
     # a detector search: the settings that took several values (a background even at one)
     candidates = [{"smoothing_frames": 5, "patience_frames": 3, "background_frames": b}
                   for b in (0, 3000, 30000)]  # fmt: skip
@@ -610,3 +618,25 @@ def test_ship_refuses_a_name_that_is_no_model(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exit_:
         main([*args, "lmuformer+spiking-attention"])
     assert exit_.value.code == 2 and "not streaming models" in capsys.readouterr().err
+
+
+def test_the_card_says_where_the_commands_sit_under_a_wake_word() -> None:
+    grammar = {
+        "wake_word": "marvin", "target_fa_per_hour": 2.0, "command_sensitivity": 1.0,
+        "command_recall": 0.4321, "fa_per_hour": 0.33, "data": {"commands": 850},
+    }  # fmt: skip
+    calibration = {"target_fa_per_hour": 20.0, "data": {"hours": 6.0}, "grammar": grammar}
+    meta = {
+        "detector": {"calibration": calibration},
+        "metrics": {"streams": {"split": "test", "recall": 0.3, "hours": 5.0, "events": 10}},
+    }
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Wake-word grammar"))
+    assert line == (
+        "Wake-word grammar: `command_sensitivity` **1** (the default of every session with a "
+        "wake word), the loosest commands' point whose grammar meets 2 FA/h on the validation "
+        "commands streams (850 commands after `marvin`) and the validation streams: there 0.3 "
+        "FA/h, commands found 43.21 %."
+    )
+    grammar.update(command_sensitivity=None, command_recall=None, fa_per_hour=None)
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Wake-word grammar"))
+    assert "misses 2 FA/h" in line and "no `command_sensitivity` is stored" in line

@@ -352,6 +352,9 @@ class ModelInfo(_ServerMessage):
     # the calibrated DET curve: per point its sensitivity, target and measured FA/h, recall and
     # thresholds ([] without a calibration)
     operating_points: list[dict[str, Any]] = Field(default_factory=list)
+    # the commands' default point of that curve in a session with a wake word (the checkpoint's,
+    # from lmukws calibrate --wake-word, or the server's); null: the session's sensitivity
+    command_sensitivity: float | None = None
     parameters: int
     sample_rate: int = TARGET_SAMPLE_RATE
     frame_ms: float = FRAME_MS

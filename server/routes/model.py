@@ -14,8 +14,8 @@ router = APIRouter(tags=["model"])
 
 @router.get(protocol.MODEL_PATH, response_model=protocol.ModelInfo)
 async def model_info(service: ServiceDep) -> protocol.ModelInfo:
-    """Name, labels, thresholds and operating points, parameters, look-ahead, algorithmic
-    latency and checkpoint metadata."""
+    """Name, labels, thresholds and operating points (and the commands' default point under a
+    wake word), parameters, look-ahead, algorithmic latency and checkpoint metadata."""
     engine = service.engine
     served = engine.served
     detector = engine.detector_config()
@@ -30,6 +30,7 @@ async def model_info(service: ServiceDep) -> protocol.ModelInfo:
         thresholds=detector.keyword_thresholds,
         calibrated=engine.sensitivity.calibrated,
         operating_points=engine.sensitivity.describe(),
+        command_sensitivity=engine.config.command_sensitivity,
         parameters=served.parameters,
         frame_ms=served.frame_ms,
         window_ms=served.window_ms,

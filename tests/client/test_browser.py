@@ -99,7 +99,14 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
 
 
 def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:
-    server = LiveServer(tone_checkpoint, tmp_path / "serve", LMUKWS_MAX_SESSIONS="1")
+    """The only session taken, Start says the server is full; the command-sensitivity slider
+    starts at the served default (here the server's setting, from ``GET /v1/model``)."""
+    server = LiveServer(
+        tone_checkpoint,
+        tmp_path / "serve",
+        LMUKWS_MAX_SESSIONS="1",
+        LMUKWS_COMMAND_SENSITIVITY="0.7",
+    )
     wav = write_tones(tmp_path / "fake-mic.wav", 16000, 1)
     browser = Browser(tmp_path / "profile", wav)
     try:
@@ -111,6 +118,8 @@ def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Pat
             async with connect(server.ws):  # takes the only session
                 tab = await asyncio.to_thread(browser.open, server.http + "/")
                 try:
+                    slider = "document.getElementById('command-sensitivity-value').textContent"
+                    assert await asyncio.to_thread(tab.wait_for, f"{slider} === '0.70'", 30)
                     await asyncio.to_thread(
                         tab.evaluate, "document.getElementById('start').click()", True
                     )

@@ -286,3 +286,22 @@ def test_wake_word_and_sensitivity_in_start(client: TestClient) -> None:
         assert "hey" in error["message"]
     info = client.get("/v1/model").json()
     assert info["calibrated"] is False and info["operating_points"] == []
+    assert info["command_sensitivity"] is None  # commands take the session's sensitivity
+
+
+def test_the_server_s_command_sensitivity_is_every_wake_word_session_s_default(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """``LMUKWS_COMMAND_SENSITIVITY``: ``/v1/model`` says it, and a session with a wake word
+    and no ``command_sensitivity`` of its own puts its commands there (looser than the wake
+    word at ``sensitivity`` 0); a session's own value still wins."""
+    client = make_client(command_sensitivity=1.0)
+    assert client.get("/v1/model").json()["command_sensitivity"] == 1.0
+    x = sequence(EVENTS, 6.5)
+    strict = {"sensitivity": 0.0, "wake_word": "low"}
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ready, _ = stream_signal(ws, x, 1600, start=strict)
+    assert ready["thresholds"]["low"] > 0.95 and ready["thresholds"]["high"] < 0.05
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ready, _ = stream_signal(ws, x, 1600, start={**strict, "command_sensitivity": 0.0})
+    assert ready["thresholds"]["high"] > 0.95

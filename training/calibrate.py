@@ -666,6 +666,11 @@ def calibrate(
             "candidates": search,
         }
     detector = dict(meta.get("detector") or {})
+    earlier = (detector.get("calibration") or {}).get("grammar") or {}
+    if "command_sensitivity" in earlier and detector.get("command_sensitivity") == earlier.get(
+        "command_sensitivity"
+    ):  # chosen on the old curve by an earlier --wake-word; one set by hand stays
+        detector.pop("command_sensitivity", None)
     detector["thresholds"] = chosen["thresholds"]
     detector["smoothing_frames"] = base.smoothing_frames
     detector["patience_frames"] = base.patience_frames

@@ -444,6 +444,16 @@ def test_calibrate_with_a_wake_word_stores_the_commands_point_the_server_uses(
     runs = run_engine(engine, requests, progress=False, wake_word="yes")
     found = score(runs, examples=0)["recall_by"].get("context:command")
     assert found == grammar["command_recall"]
+    # calibrated again without a wake word: the old curve's commands point goes with it
+    again = tmp_path / "again.safetensors"
+    calibrate(out, stream_corpus, 5.0, out=again, runtime="torch", progress=False, folds=0)
+    assert "command_sensitivity" not in read_metadata(again)["detector"]
+    meta = read_metadata(again)  # one set by hand stays
+    meta["detector"]["command_sensitivity"] = 0.9
+    _, model = _tiny_checkpoint(stream_corpus, tmp_path)
+    hand = save_checkpoint(tmp_path / "hand.safetensors", model, meta)
+    calibrate(hand, stream_corpus, 5.0, runtime="torch", progress=False, folds=0)
+    assert read_metadata(hand)["detector"]["command_sensitivity"] == 0.9
     with pytest.raises(ValueError, match="never fires"):
         calibrate(path, stream_corpus, 5.0, runtime="torch", wake_word="_unknown_")
     with pytest.raises(ValueError, match="grammar-target-fa-per-hour"):

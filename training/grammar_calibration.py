@@ -70,17 +70,16 @@ def calibrate_grammar(
     default point): ``command_sensitivity`` (None: no point meets the target), the sweep's
     ``points`` and the data. ``runs``: the engine's runs of the validation streams the
     thresholds were calibrated on (their recorded posteriors; the grammar does not change
-    them)."""
-    from training.stream_eval import grammar_sweep, run_engine
-    from training.stream_report import load_engine
-    from training.streams import build_command_streams
+    them). ``calibrate`` checks ``wake_word`` and the target before its long runs."""
+    from training.stream_eval import grammar_sweep
+    from training.stream_report import commands_streams_summary, load_engine, run_commands_streams
 
-    if not target_fa_per_hour > 0:
-        raise ValueError(f"--grammar-target-fa-per-hour must be > 0, got {target_fa_per_hour}")
     started = time.monotonic()
     engine = load_engine(checkpoint, runtime, threads)
-    requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
-    command_runs = run_engine(engine, requests, progress=progress)
+    requests, command_runs = run_commands_streams(
+        engine, data, split, wake_word, seed=seed, max_voices=max_voices, progress=progress
+    )
+    said = commands_streams_summary(requests)
     configs = [
         (c, engine.detector_config(wake_word=wake_word, command_sensitivity=c))
         for c in COMMAND_GRID
@@ -103,9 +102,9 @@ def calibrate_grammar(
         "data": {
             "split": split,
             "seed": seed,
-            "commands_streams": len(requests),
-            "commands": sum(e.context == "command" for r in requests for e in r.events),
-            "commands_hours": round(sum(r.seconds for r in requests) / 3600, 3),
+            "commands_streams": said["streams"],
+            "commands": said["commands"],
+            "commands_hours": round(said["hours"], 3),
             "hours": round(sum(r.stream.scored_seconds for r in runs) / 3600, 3),
         },
         "points": points,

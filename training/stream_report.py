@@ -36,12 +36,14 @@ from training.command_errors import exits_2_on_bad_input
 
 __all__ = [
     "RECALL_AT_FA_PER_HOUR",
+    "commands_streams_summary",
     "evaluate_streams",
     "plot_det",
     "plot_det_wake",
     "recall_at",
     "recall_at_rates",
     "register_evaluate_streams_parser",
+    "run_commands_streams",
 ]
 
 THRESHOLD_GRID = (
@@ -231,17 +233,18 @@ def wake_word_result(
       ``loose_commands``: the same with the commands at sensitivity ``LOOSE_COMMANDS``, only
       the wake word moving (``start.command_sensitivity``).
     """
-    from training.stream_eval import firings_as_found, grammar_sweep, run_engine, score
-    from training.streams import build_command_streams
+    from training.stream_eval import firings_as_found, grammar_sweep, score
 
+    if command_sensitivity is None:  # the engine's default, what a session gets
+        command_sensitivity = engine.config.command_sensitivity
     grammar = {"wake_word": wake_word, "command_sensitivity": command_sensitivity}
     session = engine.detector_config(**grammar)
-    requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
-    command_runs = run_engine(engine, requests, progress=progress, **grammar)
+    requests, command_runs = run_commands_streams(
+        engine, data, split, wake_word, seed=seed, max_voices=max_voices, session=grammar,
+        progress=progress,
+    )  # fmt: skip
     parameter, configs = det_configs(engine, wake_word, command_sensitivity)
     points = grammar_sweep(runs, command_runs, configs)
-    if command_sensitivity is None:
-        command_sensitivity = engine.config.command_sensitivity
     det: dict[str, Any] = {"parameter": parameter, "points": points}
     if command_sensitivity != LOOSE_COMMANDS:  # the same ladder, the commands at the loosest
         _, configs = det_configs(engine, wake_word, LOOSE_COMMANDS)
@@ -253,12 +256,40 @@ def wake_word_result(
             runs, lambda run: firings_as_found(run, session), keywords=session.keywords, examples=50
         ),
         "commands": {
-            "streams": len(requests),
-            "commands": sum(e.context == "command" for r in requests for e in r.events),
-            "hours": sum(r.seconds for r in requests) / 3600,
+            **commands_streams_summary(requests),
             **score(command_runs, keywords=session.keywords, examples=20),
         },
         "det": det,
+    }
+
+
+def run_commands_streams(
+    engine: Any,
+    data: str | Path,
+    split: str,
+    wake_word: str,
+    *,
+    seed: int = 0,
+    max_voices: int | None = None,
+    session: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[list[Any], list[Any]]:
+    """The split's commands streams (``training.streams.build_command_streams``) and the
+    engine's runs of them (``stream_eval.run_engine``, sessions opened with ``session``'s
+    options, e.g. the grammar; the posteriors do not depend on them)."""
+    from training.stream_eval import run_engine
+    from training.streams import build_command_streams
+
+    requests = build_command_streams(data, split, wake_word, seed=seed, max_voices=max_voices)
+    return requests, run_engine(engine, requests, progress=progress, **(session or {}))
+
+
+def commands_streams_summary(requests: Sequence[Any]) -> dict[str, Any]:
+    """How many commands streams, commands said in them, and hours of audio."""
+    return {
+        "streams": len(requests),
+        "commands": sum(e.context == "command" for r in requests for e in r.events),
+        "hours": sum(r.seconds for r in requests) / 3600,
     }
 
 

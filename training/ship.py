@@ -70,13 +70,17 @@ def ship(
     reproduce: str | None = None,
     streams: Path | None = None,
     continue_card: bool = False,
+    recalibrated: bool = False,
 ) -> Path:
     """Write the shipped checkpoint, its report copy and model card; returns the checkpoint.
     ``streams``: its ``lmukws evaluate-streams`` report (recall and FA/h on streams, DET
     curve), copied beside the evaluation report and summarised in the metadata and card.
     ``continue_card``: the checkpoint is a further stage of the one shipped as ``name`` now:
     its card's Reproduce up to the command that writes this run's starting checkpoint, and its
-    per-epoch history, come first (earlier run folders need not exist any more)."""
+    per-epoch history, come first (earlier run folders need not exist any more).
+    ``recalibrated``: the checkpoint holds the shipped ``name``'s weights, calibrated again
+    (``streams`` then required): the card keeps its Reproduce and history, with this
+    calibration's ``calibrate`` and ``evaluate-streams`` commands in place of the old ones."""
     from models import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
@@ -85,10 +89,17 @@ def ship(
     from models.config import EnsembleConfig
 
     ensemble = isinstance(model.config, EnsembleConfig)
-    if ensemble and (histories or continue_card):
+    if ensemble and (histories or continue_card or recalibrated):
         raise ValueError(
             f"{checkpoint} is an ensemble: it has no training history of its own (its "
-            "members' cards have theirs); ship it without --history and --continue-card"
+            "members' cards have theirs, its card comes from its metadata); ship it without "
+            "--history, --continue-card and --recalibrated"
+        )
+    if recalibrated and (histories or continue_card or streams is None):
+        raise ValueError(
+            "--recalibrated ships the shipped weights with a new calibration: it takes their "
+            "training record as it is (no --history, no --continue-card) and needs the "
+            "--streams report that measured the new calibration"
         )
     metrics_path = report / "metrics.json"
     curve_path = report / "accuracy_vs_frames.json"
@@ -97,6 +108,9 @@ def ship(
     evaluation = json.loads(metrics_path.read_text())
     curve = json.loads(curve_path.read_text())
 
+    shipped_card: str | None = None
+    if recalibrated:
+        meta, shipped_card = _shipped_weights_recalibrated(out_dir, name, model, meta)
     training = dict(meta.get("training") or {})
     _name_stage_runs(training)
     if "data" in training:
@@ -174,6 +188,8 @@ def ship(
                              ("README.md", "streams.md")):  # fmt: skip
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
+    if shipped_card is not None:
+        reproduce = recalibrated_commands(shipped_card, name, shipped, str(checkpoint))
     if ensemble:
         card = ensemble_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, report)
     else:
@@ -251,6 +267,68 @@ def _shipped_so_far(
     commands = continued_commands(card.read_text(encoding="utf-8"), start)
     earlier = (read_metadata(weights).get("training") or {}).get("history") or []
     return commands, [{**row, "stage": row.get("stage", 1)} for row in earlier]
+
+
+def _shipped_weights_recalibrated(
+    out_dir: Path, name: str, model: Any, meta: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """For ``--recalibrated``: ``meta`` with the shipped checkpoint's training record (its
+    stages and per-epoch history) and the shipped card's text. ``ValueError`` where ``model``
+    does not hold the shipped weights: new weights are a new stage (``--continue-card``)."""
+    import torch
+
+    from models import load_checkpoint
+
+    card, weights = out_dir / f"{name}.md", out_dir / f"{name}.safetensors"
+    if not card.is_file() or not weights.is_file():
+        raise FileNotFoundError(
+            f"--recalibrated: no shipped {name} (card and weights) in {out_dir}"
+        )
+    shipped, shipped_meta = load_checkpoint(weights)
+    ours, theirs = model.state_dict(), shipped.state_dict()
+    same = ours.keys() == theirs.keys() and all(
+        ours[k].shape == theirs[k].shape and torch.equal(ours[k], theirs[k]) for k in ours
+    )
+    if not same:
+        raise ValueError(
+            f"--recalibrated: the weights differ from the shipped {name}'s; ship new weights "
+            "as a further stage (--continue-card)"
+        )
+    return {**meta, "training": shipped_meta.get("training") or {}}, card.read_text("utf-8")
+
+
+def recalibrated_commands(card: str, name: str, meta: dict[str, Any], checkpoint: str) -> str:
+    """The shipped ``card``'s Reproduce commands with those that calibrate ``checkpoint`` and
+    measure its streams into the same report replaced by ``meta``'s (``_stream_commands``); a
+    command the card lacks goes before its ``ship-checkpoint`` line."""
+    commands = reproduce_commands(card)
+    if not commands:
+        raise ValueError(f"--recalibrated: the shipped {name} card has no Reproduce commands")
+    calibrating, _ = _stream_commands(name, meta, checkpoint)
+    for new in calibrating.splitlines():
+        words = new.split()
+
+        def same_step(line: str, words: list[str] = words) -> bool:
+            old = line.split()
+            if old[:3] != words[:3]:
+                return False
+            return words[1] != "evaluate-streams" or _out(old) == _out(words)
+
+        at = next((i for i, line in enumerate(commands) if same_step(line)), None)
+        if at is not None:
+            commands[at] = new
+            continue
+        ship_at = next(
+            (i for i, line in enumerate(commands) if line.startswith("lmukws ship-checkpoint")),
+            len(commands),
+        )
+        commands.insert(ship_at, new)
+    return "\n".join(commands)
+
+
+def _out(words: Sequence[str]) -> str | None:
+    """A command's ``--out`` value (its words), or None."""
+    return next((nxt for w, nxt in itertools.pairwise(words) if w == "--out"), None)
 
 
 def averaging_commands(members: Sequence[dict[str, Any]], out: str, made: Sequence[str]) -> str:
@@ -1076,6 +1154,7 @@ def _run(args: argparse.Namespace) -> int:
             [Path(h) for h in args.history],
             streams=Path(args.streams) if args.streams else None,
             continue_card=args.continue_card,
+            recalibrated=args.recalibrated,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"lmukws ship-checkpoint: {error}")
@@ -1125,6 +1204,13 @@ def register_ship_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the checkpoint is a further stage of the shipped NAME: keep that card's Reproduce "
         "up to the command writing this run's init_from, and its history rows; --history "
         "then names only the new stages' files",
+    )
+    parser.add_argument(
+        "--recalibrated",
+        action="store_true",
+        help="the checkpoint holds the shipped NAME's weights, calibrated again: keep its "
+        "card's Reproduce and history, with this calibration's calibrate and evaluate-streams "
+        "commands in their place (needs --streams)",
     )
     parser.add_argument(
         "--out-dir", default=str(Path(__file__).resolve().parent.parent / "models" / "checkpoints")

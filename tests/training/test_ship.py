@@ -566,6 +566,95 @@ def test_a_further_stage_continues_the_shipped_cards_reproduce(
     assert (out / "lmuformer.md").read_text() == card
 
 
+def test_recalibrated_weights_keep_the_shipped_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--recalibrated: the shipped weights with a new calibration keep the card's Reproduce and
+    history; its calibrate and evaluate-streams commands become the new ones (added before the
+    ship command where the card has none). Other weights, or no streams report, are refused."""
+    monkeypatch.chdir(tmp_path)
+    first = trained_like_checkpoint(tmp_path / "first.safetensors")
+    history = tmp_path / "history.json"
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}
+    history.write_text(json.dumps([row]))
+    report = evaluate_and_ship(first, tmp_path, "--history", str(history))
+    out = tmp_path / "shipped"
+    source = "data/runs/bg/b.safetensors"  # the card's commands name it relative to the root
+    earlier = [
+        "lmukws train --config training/configs/old-stage.json",
+        f"lmukws calibrate {source} --data data/synth --target-fa-per-hour 20",
+        f"lmukws evaluate-streams {source} --data data/synth --split test --out reports/s-old",
+        f"lmukws evaluate-streams {source} --data data/synth --split test --out reports/s",
+        f"lmukws ship-checkpoint {source} --report reports/r --name lmuformer --streams reports/s",
+    ]
+
+    def with_reproduce(lines: list[str]) -> None:
+        card = (out / "lmuformer.md").read_text()
+        block = card.split("## Reproduce\n\n```sh\n", 1)[1].split("```", 1)[0]
+        (out / "lmuformer.md").write_text(card.replace(block, "\n".join(lines) + "\n"))
+
+    def reproduce() -> list[str]:
+        card = (out / "lmuformer.md").read_text()
+        return card.split("## Reproduce\n\n```sh\n", 1)[1].split("```", 1)[0].splitlines()
+
+    with_reproduce(earlier)
+    card = (out / "lmuformer.md").read_text()
+    (out / "lmuformer.md").write_text(card + "\n## History\n\nBy hand.\n")
+    model, meta = load_checkpoint(first)
+    meta["training"] = {"recipe": {"loss": "ce"}}  # the run folder's record, without history
+    meta["detector"]["calibration"] = {
+        "target_fa_per_hour": 20.0, "keyword_weight": 0.5,
+        "data": {"corpus": "data/synth", "split": "validation"},
+        "grammar": {"wake_word": "yes", "target_fa_per_hour": 2.0},
+    }  # fmt: skip
+    save_checkpoint(tmp_path / source, model, meta)
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    command = f"lmukws evaluate-streams {source} --data data/synth --split test --out reports/s"
+    result = {
+        "split": "test",
+        "recall": 0.5,
+        "false_alarms_per_hour": 9.0,
+        "hours": 1.0,
+        "events": 10,
+        "delay_ms": {"median": 80.0},
+        "sets": {},
+        "command": command,
+    }
+    (streams / "streams.json").write_text(json.dumps(result))
+    ship = ["ship-checkpoint", source, "--report", str(report), "--name", "lmuformer"]
+    ship += ["--out-dir", str(out)]
+    assert main([*ship, "--recalibrated"]) == 2  # no streams report: refused
+    assert "needs the --streams report" in capsys.readouterr().out
+    assert main([*ship, "--streams", str(streams), "--recalibrated"]) == 0
+
+    calibrate = (
+        f"lmukws calibrate {source} --data data/synth --target-fa-per-hour 20 --wake-word yes"
+    )
+    assert reproduce() == [earlier[0], calibrate, earlier[2], command, earlier[4]]
+    card = (out / "lmuformer.md").read_text()
+    assert card.endswith("## History\n\nBy hand.\n")
+    shipped = read_metadata(out / "lmuformer.safetensors")
+    assert [r["val_acc"] for r in shipped["training"]["history"]] == [0.5]  # the shipped rows
+    assert shipped["detector"]["calibration"]["grammar"]["wake_word"] == "yes"
+    assert shipped["metrics"]["streams"]["false_alarms_per_hour"] == 9.0
+
+    # a card without those steps: they go before its ship command
+    with_reproduce([earlier[0], earlier[4]])
+    assert main([*ship, "--streams", str(streams), "--recalibrated"]) == 0
+    assert reproduce() == [earlier[0], calibrate, command, earlier[4]]
+
+    # other weights are a new stage, not a recalibration: refused, nothing written
+    card = (out / "lmuformer.md").read_text()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(tmp_path / "other.safetensors", model, meta)
+    ship[1] = str(tmp_path / "other.safetensors")
+    assert main([*ship, "--streams", str(streams), "--recalibrated"]) == 2
+    assert "the weights differ from the shipped lmuformer's" in capsys.readouterr().out
+    assert (out / "lmuformer.md").read_text() == card
+
+
 def test_ship_an_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An ``lmukws ensemble`` checkpoint ships under its members' joined name: the card lists
     the members with their weights, files and cards, and reproduces it from them; it has no

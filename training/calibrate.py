@@ -105,16 +105,25 @@ WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 
 
 def run_curves(
-    runs: Sequence[Any], base: Any, keywords: Sequence[str], grid: Sequence[float] = GRID
+    runs: Sequence[Any],
+    base: Any,
+    keywords: Sequence[str],
+    grid: Sequence[float] = GRID,
+    progress: str | None = None,
 ) -> np.ndarray:
     """[len(runs), len(keywords), len(grid), 2]: per run, keyword and threshold of ``grid``,
     (hits, false alarms) with only that keyword enabled, replaying the detector over the run's
-    posteriors. Counts add over runs, so any subset's curves are a sum (``heldout``)."""
+    posteriors. Counts add over runs, so any subset's curves are a sum (``heldout``).
+    ``progress``: a progress bar over the keywords, with this label (the slow part of a
+    calibration: one replay per keyword and threshold)."""
+    from tqdm import tqdm
+
     from training.stream_eval import firings_as_found, score
 
     index = {label: i for i, label in enumerate(base.labels)}
     out = np.zeros((len(runs), len(keywords), len(grid), 2))
-    for j, k in enumerate(keywords):
+    bar = tqdm(keywords, desc=progress, unit="keyword", disable=progress is None, leave=False)
+    for j, k in enumerate(bar):
         for g, t in enumerate(grid):
             thresholds = np.full(len(base.labels), math.inf)
             thresholds[index[k]] = t
@@ -300,16 +309,20 @@ def choose_keyword_weight(
     folds: int = FOLDS,
     seed: int = 0,
     known: dict[float, list[dict[str, Any]]] | None = None,
+    progress: bool = False,
 ) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
     """The keyword weight whose held-out curve (``heldout`` over the ladder and the target)
     finds the most keywords at ``target_fa_per_hour``, read off in log FA/h as the DET tables
     are (a curve that does not reach the rate ranks last; the first weight on ties). Returns
     it, one row per weight (its held-out recall at the target rate, and the held-out FA/h
     when calibrated to the target) and the winner's held-out points. ``known``: held-out
-    points already measured for some weights (the detector search's), not measured again."""
+    points already measured for some weights (the detector search's), not measured again;
+    ``progress``: a progress bar over the weights."""
+    from tqdm import tqdm
+
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, curves_of = [], []
-    for weight in weights:
+    for weight in tqdm(weights, desc="keyword weights", disable=not progress, leave=False):
         points = (known or {}).get(weight) or heldout(
             runs, config, counts, targets, folds=folds, seed=seed, keyword_weight=weight
         )
@@ -360,6 +373,7 @@ def search_detector(
     keyword_weight: float = KEYWORD_WEIGHT,
     folds: int = 0,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[Any, np.ndarray, list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience,
     background frames, background ceiling) of ``candidates`` (background 0: none); returns the
@@ -371,10 +385,11 @@ def search_detector(
     ``lookahead_ms`` (the model's look-ahead, which a stream run's detection times leave out)
     is within ``max_delay_ms``: held-out recall (``heldout`` read off at the target as
     ``choose_keyword_weight`` does) with ``folds``, else the recall measured on all voices
-    (the first candidate on ties; the least delayed one when none is within)."""
+    (the first candidate on ties; the least delayed one when none is within). ``progress``:
+    a progress bar over each candidate's curves."""
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, counts_of, heldout_of = [], [], []
-    for smoothing, patience, background, ceiling in candidates:
+    for i, (smoothing, patience, background, ceiling) in enumerate(candidates, start=1):
         config = dataclasses.replace(
             base,
             smoothing_frames=smoothing,
@@ -382,7 +397,8 @@ def search_detector(
             background_frames=background,
             background_ceiling=float(ceiling),
         )
-        counts = run_curves(runs, config, config.keywords)
+        label = f"detector settings {i}/{len(candidates)}" if progress else None
+        counts = run_curves(runs, config, config.keywords, progress=label)
         tables = _tables(counts.sum(axis=0), config.keywords)
         _, measured = _operating_point(
             runs, config, tables, target_fa_per_hour * hours, keyword_weight
@@ -426,21 +442,24 @@ def search_ensemble_weights(
     folds: int,
     seed: int = 0,
     keyword_weight: float,
+    progress: bool = False,
 ) -> tuple[tuple[float, ...], list[Any], list[dict[str, Any]]]:
     """The member weights among ``candidates`` whose runs, combined from the members' ``runs``
     (``ensemble_weights.combine_runs``; ``posterior``: the engine's sigmoid or softmax), find
     the most keywords at ``target_fa_per_hour`` on held-out voices (``heldout`` over the
     ladder under ``base``'s detector, read off at the target as ``choose_keyword_weight``
-    does; the first on ties): its weights, its runs and one row per candidate."""
+    does; the first on ties): its weights, its runs and one row per candidate. ``progress``:
+    a progress bar over each candidate's curves."""
     from training.ensemble_weights import combine_runs
 
     if folds < 2:
         raise ValueError("--ensemble-weights chooses by the held-out estimate: --folds >= 2")
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, combined = [], []
-    for weights in candidates:
+    for i, weights in enumerate(candidates, start=1):
         candidate_runs = combine_runs(runs, weights, posterior)
-        counts = run_curves(candidate_runs, base, base.keywords)
+        label = f"member weights {i}/{len(candidates)}" if progress else None
+        counts = run_curves(candidate_runs, base, base.keywords, progress=label)
         points = heldout(candidate_runs, base, counts, targets, folds=folds, seed=seed,
                          keyword_weight=keyword_weight)  # fmt: skip
         if points is None:
@@ -550,6 +569,7 @@ def calibrate(
         chosen_weights, runs, member_weight_search = search_ensemble_weights(
             per_member, weight_candidates, base, float(target_fa_per_hour),
             posterior=engine.config.posterior, folds=folds, seed=seed, keyword_weight=weight,
+            progress=progress,
         )  # fmt: skip
         model = reweighted(model, meta, chosen_weights)
     else:
@@ -571,18 +591,19 @@ def calibrate(
         ]
         base, counts, search, searched = search_detector(
             runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
-            weight, folds=folds, seed=seed,
+            weight, folds=folds, seed=seed, progress=progress,
         )  # fmt: skip
     else:
-        counts = run_curves(runs, base, base.keywords)
+        counts = run_curves(runs, base, base.keywords, progress="curves" if progress else None)
     tables = _tables(counts.sum(axis=0), base.keywords)
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     weight_search: list[dict[str, Any]] = []
     known = {weight: searched} if searched else {}  # the search's, at this weight
     if auto:
         weight, weight_search, estimates = choose_keyword_weight(
-            runs, base, counts, float(target_fa_per_hour), folds=folds, seed=seed, known=known
-        )
+            runs, base, counts, float(target_fa_per_hour), folds=folds, seed=seed, known=known,
+            progress=progress,
+        )  # fmt: skip
     elif folds:
         estimates = known.get(weight) or heldout(
             runs, base, counts, targets, folds=folds, seed=seed, keyword_weight=weight

@@ -338,7 +338,7 @@ def test_the_detector_search_keeps_a_repeated_command_with_a_lower_ceiling() -> 
 
 
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
-    stream_corpus: Path, tmp_path: Path
+    stream_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, model = _tiny_checkpoint(stream_corpus, tmp_path)
     out = tmp_path / "calibrated.safetensors"
@@ -368,11 +368,14 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     assert record["data"]["kinds"] == ["mixed", "negatives"]
     # ceilings searched on streams with repeated sayings; the winner's stored for the server
     lower = tmp_path / "ceiling.safetensors"
+    capsys.readouterr()
     record = calibrate(
-        path, stream_corpus, 5.0, out=lower, runtime="torch", progress=False,
+        path, stream_corpus, 5.0, out=lower, runtime="torch", progress=True,
         background_s=(0.0, 20.0), background_ceiling=(0.2, 0.5), folds=0,
         kinds=("mixed", "negatives", "repeats"),
     )  # fmt: skip
+    shown = capsys.readouterr().err  # the long search shows where it is
+    assert all(f"detector settings {i}/3" in shown for i in (1, 2, 3))
     search = record["detector_search"]["candidates"]
     assert [(r["background_frames"], r["background_ceiling"]) for r in search] == [
         (0, 0.2),

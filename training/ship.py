@@ -1053,9 +1053,12 @@ def _grammar_calibration_line(calibration: dict[str, Any]) -> list[str]:
         f"`{grammar.get('wake_word')}`) and the validation streams"
     )
     if grammar.get("command_sensitivity") is None:
+        points = grammar.get("points") or []
+        there = points[0].get("false_alarms_per_hour") if points else None
+        made = f" (there {there:.1f} FA/h)" if there is not None else ""
         return [
             f"Wake-word grammar: even with the commands at the wake word's point the grammar "
-            f"misses {target:g} FA/h {where}, so no `command_sensitivity` is stored (the "
+            f"misses {target:g} FA/h {where}{made}, so no `command_sensitivity` is stored (the "
             "commands keep the session's sensitivity)."
         ]
     return [

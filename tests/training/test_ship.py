@@ -729,3 +729,6 @@ def test_the_card_says_where_the_commands_sit_under_a_wake_word() -> None:
     grammar.update(command_sensitivity=None, command_recall=None, fa_per_hour=None)
     line = next(x for x in _streams_section("m", meta) if x.startswith("Wake-word grammar"))
     assert "misses 2 FA/h" in line and "no `command_sensitivity` is stored" in line
+    grammar["points"] = [{"parameter": 0.5, "false_alarms_per_hour": 7.14}]  # how far off
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Wake-word grammar"))
+    assert "and the validation streams (there 7.1 FA/h), so no `command_sensitivity`" in line

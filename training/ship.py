@@ -306,15 +306,7 @@ def recalibrated_commands(card: str, name: str, meta: dict[str, Any], checkpoint
         raise ValueError(f"--recalibrated: the shipped {name} card has no Reproduce commands")
     calibrating, _ = _stream_commands(name, meta, checkpoint)
     for new in calibrating.splitlines():
-        words = new.split()
-
-        def same_step(line: str, words: list[str] = words) -> bool:
-            old = line.split()
-            if old[:3] != words[:3]:
-                return False
-            return words[1] != "evaluate-streams" or _out(old) == _out(words)
-
-        at = next((i for i, line in enumerate(commands) if same_step(line)), None)
+        at = next((i for i, line in enumerate(commands) if _same_step(line, new)), None)
         if at is not None:
             commands[at] = new
             continue
@@ -324,6 +316,15 @@ def recalibrated_commands(card: str, name: str, meta: dict[str, Any], checkpoint
         )
         commands.insert(ship_at, new)
     return "\n".join(commands)
+
+
+def _same_step(old: str, new: str) -> bool:
+    """Whether card command ``old`` is the step ``new`` redoes: the same command on the same
+    checkpoint, and for ``evaluate-streams`` the same report folder."""
+    before, after = old.split(), new.split()
+    if before[:3] != after[:3]:
+        return False
+    return after[1] != "evaluate-streams" or _out(before) == _out(after)
 
 
 def _out(words: Sequence[str]) -> str | None:

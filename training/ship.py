@@ -358,6 +358,7 @@ def wake_word_summary(report: dict[str, Any]) -> dict[str, Any] | None:
         "word": wake["word"],
         "command_sensitivity": wake.get("command_sensitivity"),
         "false_alarms_per_hour": wake.get("false_alarms_per_hour"),
+        "command_false_alarms_per_hour": wake.get("command_false_alarms_per_hour"),
         "command_recall": by.get("context:command"),
         "wake_recall": by.get("context:wake"),
         "commands": wake["commands"].get("commands"),
@@ -427,7 +428,14 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             )
             + "): "
             f"{grammar.get('false_alarms_per_hour') or 0:.1f} false alarms per hour on the same "
-            f"streams; of {grammar.get('commands')} commands said right after the wake word, "
+            "streams"
+            + (
+                f" ({grammar['command_false_alarms_per_hour']:.1f} of them commands, the rest the "
+                "wake word's own)"
+                if grammar.get("command_false_alarms_per_hour") is not None
+                else ""
+            )
+            + f"; of {grammar.get('commands')} commands said right after the wake word, "
             f"recall **{_pct(grammar.get('command_recall'))}** (the wake word "
             f"{_pct(grammar.get('wake_recall'))}; curve: [reports/{name}/det_wake.png]"
             f"(reports/{name}/det_wake.png))."

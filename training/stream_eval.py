@@ -357,7 +357,8 @@ def grammar_sweep(
     """The wake-word grammar's DET curve: per (parameter, config with a wake word), the recall
     of the commands (events of context ``command``) and of the wake word (``wake``) on
     ``command_runs``, and the false alarms per hour (overall and per set) on ``runs``, by
-    replaying the detector over the recorded posteriors."""
+    replaying the detector over the recorded posteriors, and of those false alarms the
+    commands' alone (``command_false_alarms_per_hour``)."""
     points = []
     for value, config in configs:
         found = lambda run, c=config: firings_as_found(run, c)  # noqa: E731
@@ -369,10 +370,22 @@ def grammar_sweep(
                 "command_recall": asked["recall_by"].get("context:command"),
                 "wake_recall": asked["recall_by"].get("context:wake"),
                 "false_alarms_per_hour": heard["false_alarms_per_hour"],
+                "command_false_alarms_per_hour": command_false_alarms_per_hour(heard, config),
                 "sets": {k: v["false_alarms_per_hour"] for k, v in heard["sets"].items()},
             }
         )
     return points
+
+
+def command_false_alarms_per_hour(result: dict[str, Any], config: DetectorConfig) -> float:
+    """The false alarms per hour of ``result`` (``score`` under ``config``, a wake-word
+    grammar) that are commands, not the wake word itself: what an application that acts only on
+    the commands after a wake word gets wrong (a false wake word alone opens the window, and
+    acts on nothing)."""
+    wake = config.labels[config.wake_label]
+    own = (result["per_keyword"].get(wake) or {}).get("false_alarms", 0)
+    hours = result["hours"]
+    return (result["false_alarms"] - own) / hours if hours else 0.0
 
 
 def threshold_configs(

@@ -233,7 +233,12 @@ def wake_word_result(
       ``loose_commands``: the same with the commands at sensitivity ``LOOSE_COMMANDS``, only
       the wake word moving (``start.command_sensitivity``).
     """
-    from training.stream_eval import firings_as_found, grammar_sweep, score
+    from training.stream_eval import (
+        command_false_alarms_per_hour,
+        firings_as_found,
+        grammar_sweep,
+        score,
+    )
 
     if command_sensitivity is None:  # the engine's default, what a session gets
         command_sensitivity = engine.config.command_sensitivity
@@ -249,12 +254,14 @@ def wake_word_result(
     if command_sensitivity != LOOSE_COMMANDS:  # the same ladder, the commands at the loosest
         _, configs = det_configs(engine, wake_word, LOOSE_COMMANDS)
         det["loose_commands"] = grammar_sweep(runs, command_runs, configs)
+    heard = score(
+        runs, lambda run: firings_as_found(run, session), keywords=session.keywords, examples=50
+    )
     return {
         "word": wake_word,
         "command_sensitivity": command_sensitivity,
-        **score(
-            runs, lambda run: firings_as_found(run, session), keywords=session.keywords, examples=50
-        ),
+        **heard,
+        "command_false_alarms_per_hour": command_false_alarms_per_hour(heard, session),
         "commands": {
             **commands_streams_summary(requests),
             **score(command_runs, keywords=session.keywords, examples=20),
@@ -592,8 +599,15 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
             else ""
         )
         + "): "
-        f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)}); recall over every keyword "
-        f"event of these streams, most of which no wake word precedes, {_fmt(w['recall'])}.",
+        f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)})"
+        + (
+            f", {_fmt(w['command_false_alarms_per_hour'], 1)} of them commands (the rest the "
+            "wake word's own)"
+            if w.get("command_false_alarms_per_hour") is not None
+            else ""
+        )
+        + "; recall over every keyword event of these streams, most of which no wake word "
+        f"precedes, {_fmt(w['recall'])}.",
     ]
     if "commands" not in w:
         return lines
@@ -617,21 +631,28 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
             else "."
         ),
         "",
-        f"| {w['det']['parameter']} | command recall | wake-word recall | FA/h | "
+        f"| {w['det']['parameter']} | command recall | wake-word recall | FA/h | of them "
+        "commands | "
         + " | ".join(w["det"]["points"][0]["sets"])
         + " |"
-        + (f" commands at {LOOSE_COMMANDS:g}: recall | FA/h |" if loose else ""),
-        "|---|---|---|---|" + "---|" * len(w["det"]["points"][0]["sets"]) + "---|---|" * loose,
+        + (f" commands at {LOOSE_COMMANDS:g}: recall | FA/h | of them commands |" if loose else ""),
+        "|---|---|---|---|---|"
+        + "---|" * len(w["det"]["points"][0]["sets"])
+        + "---|---|---|" * loose,
     ]
     for i, p in enumerate(w["det"]["points"]):
         sets = " | ".join(_fmt(v, 1) for v in p["sets"].values())
         row = (
             f"| {p['parameter']:g} | {_fmt(p['command_recall'])} | {_fmt(p['wake_recall'])} | "
-            f"{_fmt(p['false_alarms_per_hour'], 1)} | {sets} |"
+            f"{_fmt(p['false_alarms_per_hour'], 1)} | "
+            f"{_fmt(p.get('command_false_alarms_per_hour'), 1)} | {sets} |"
         )
         if loose:
             q = w["det"]["loose_commands"][i]
-            row += f" {_fmt(q['command_recall'])} | {_fmt(q['false_alarms_per_hour'], 1)} |"
+            row += (
+                f" {_fmt(q['command_recall'])} | {_fmt(q['false_alarms_per_hour'], 1)} | "
+                f"{_fmt(q.get('command_false_alarms_per_hour'), 1)} |"
+            )
         lines.append(row)
     return lines
 

@@ -320,7 +320,8 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
         "events": 100, "delay_ms": {"median": 80.0, "p90": 200.0}, "calibrated": True,
         "sets": {"mixed": {"false_alarms_per_hour": 2.0},
                  "negatives/recorded": {"false_alarms_per_hour": 4.0}},
-        "wake_word": {"word": "marvin", "false_alarms_per_hour": 0.5, "commands": {
+        "wake_word": {"word": "marvin", "false_alarms_per_hour": 0.5,
+                      "command_false_alarms_per_hour": 0.2, "commands": {
             "commands": 34, "recall_by": {"context:command": 0.25, "context:wake": 0.5}}},
     }  # fmt: skip
     (streams / "streams.json").write_text(json.dumps(result))
@@ -337,13 +338,14 @@ def test_ship_with_a_streams_report(tmp_path: Path) -> None:
     assert {"streams.json", "det.png", "det_by_voice.png", "det_wake.png", "streams.md"} <= copies
     grammar = meta["metrics"]["streams"]["wake_word"]
     assert grammar == {"word": "marvin", "false_alarms_per_hour": 0.5, "command_recall": 0.25,
-                       "wake_recall": 0.5, "commands": 34, "command_sensitivity": None}  # fmt: skip
+                       "wake_recall": 0.5, "commands": 34, "command_sensitivity": None,
+                       "command_false_alarms_per_hour": 0.2}  # fmt: skip
     card = (out / "lmuformer.md").read_text()
     assert "## Detection on streams" in card and "**3.5 false alarms per hour**" in card
     assert (
         "With the wake-word grammar (`wake_word: marvin`): 0.5 false alarms per hour on the same "
-        "streams; of 34 commands said right after the wake word, recall **25.00 %** (the wake "
-        "word 50.00 %" in card
+        "streams (0.2 of them commands, the rest the wake word's own); of 34 commands said "
+        "right after the wake word, recall **25.00 %** (the wake word 50.00 %" in card
     )
     assert "recall **90.00 %** of 100 keywords" in card
     assert (

@@ -167,6 +167,10 @@ def test_the_grammar_sweep_counts_commands_only_after_a_fired_wake_word() -> Non
         (pytest.approx(2 / 3), pytest.approx(1 / 3)),
     ]
     assert [p["false_alarms_per_hour"] for p in points] == pytest.approx([2.0, 2.0], rel=1e-3)
+    # of them the command's: the wake word's own false alarm opens the window, acts on nothing
+    assert [p["command_false_alarms_per_hour"] for p in points] == pytest.approx(
+        [1.0, 1.0], rel=1e-3
+    )
     assert points[0]["sets"] == {"negatives/synthetic": pytest.approx(2.0, rel=1e-3)}
 
 
@@ -304,6 +308,10 @@ def test_evaluate_streams_end_to_end_on_a_tiny_model(stream_corpus: Path, tmp_pa
     assert (commands["streams"], commands["commands"]) == (1, len(STREAM_WORDS) - 1)
     at_op = next(p for p in wake["det"]["points"] if p["parameter"] == 0.3)
     assert at_op["false_alarms_per_hour"] == pytest.approx(wake["false_alarms_per_hour"])
+    assert at_op["command_false_alarms_per_hour"] == pytest.approx(
+        wake["command_false_alarms_per_hour"]
+    )
+    assert wake["command_false_alarms_per_hour"] <= wake["false_alarms_per_hour"]
     assert at_op["command_recall"] == commands["recall_by"]["context:command"]
     assert at_op["wake_recall"] == commands["recall_by"]["context:wake"]
     loose = wake["det"]["loose_commands"]  # the wake word's ladder, the commands at 1

@@ -507,13 +507,20 @@ def plot_det_wake(report: dict[str, Any], path: Path) -> Path | None:
         fa, miss = _command_misses(wake["det"]["loose_commands"])
         ax.plot(fa, miss, marker=".", linestyle="--",
                 label=f"the same, commands at sensitivity {LOOSE_COMMANDS:g}")  # fmt: skip
+    fa, miss = _command_misses(wake["det"]["points"], "command_false_alarms_per_hour")
+    if len(fa):  # reports from before the commands' own rate: no such curve
+        ax.plot(fa, miss, marker=".", linestyle=":", color=line[0].get_color(),
+                label="the grammar, counting only the commands' false alarms")  # fmt: skip
     title = f"{report['model']}: wake-word grammar, {report['split']} streams"
     return _save_det(plt, fig, ax, path, "miss rate", title)
 
 
-def _command_misses(points: Sequence[dict[str, Any]]) -> tuple[np.ndarray, list[float]]:
-    """A grammar curve's x (``_measured``'s FA/h) and its commands' miss rates (nan: none)."""
-    pts, fa = _measured(points)
+def _command_misses(
+    points: Sequence[dict[str, Any]], rate: str = "false_alarms_per_hour"
+) -> tuple[np.ndarray, list[float]]:
+    """A grammar curve's x (``_measured``'s FA/h, of ``rate``) and its commands' miss rates
+    (nan: none)."""
+    pts, fa = _measured(points, rate)
     return fa, [np.nan if p["command_recall"] is None else 1 - p["command_recall"] for p in pts]
 
 
@@ -537,10 +544,13 @@ def plot_det_by_voice(report: dict[str, Any], path: Path) -> Path | None:
     return _save_det(plt, fig, ax, path, "miss rate (keyword events of the source)", title)
 
 
-def _measured(points: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The DET points with a measured FA/h, and their x values (0 drawn at 0.1 on log axes)."""
-    pts = [p for p in points if p["false_alarms_per_hour"] is not None]
-    return pts, np.maximum([p["false_alarms_per_hour"] for p in pts], 0.1)
+def _measured(
+    points: Sequence[dict[str, Any]], rate: str = "false_alarms_per_hour"
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The DET points with a measured FA/h (``rate``: which), and their x values (0 drawn at
+    0.1 on log axes)."""
+    pts = [p for p in points if p.get(rate) is not None]
+    return pts, np.maximum([p[rate] for p in pts], 0.1)
 
 
 def _save_det(plt: Any, fig: Any, ax: Any, path: Path, ylabel: str, title: str) -> Path:

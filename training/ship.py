@@ -230,8 +230,13 @@ def reproduce_commands(card: str) -> list[str]:
 
 def writes(command: str, path: str) -> bool:
     """Whether a card command writes ``path`` (its ``--out`` is that file or folder)."""
+    return output_of(command) == path
+
+
+def output_of(command: str) -> str | None:
+    """A card command's ``--out`` value (a trailing ``# comment`` left out), or None."""
     words = command.split("#", 1)[0].split()
-    return any(w == "--out" and nxt == path for w, nxt in itertools.pairwise(words))
+    return next((nxt for w, nxt in itertools.pairwise(words) if w == "--out"), None)
 
 
 def continued_commands(card: str, start: str) -> list[str]:
@@ -324,12 +329,7 @@ def _same_step(old: str, new: str) -> bool:
     before, after = old.split(), new.split()
     if before[:3] != after[:3]:
         return False
-    return after[1] != "evaluate-streams" or _out(before) == _out(after)
-
-
-def _out(words: Sequence[str]) -> str | None:
-    """A command's ``--out`` value (its words), or None."""
-    return next((nxt for w, nxt in itertools.pairwise(words) if w == "--out"), None)
+    return after[1] != "evaluate-streams" or output_of(old) == output_of(new)
 
 
 def averaging_commands(members: Sequence[dict[str, Any]], out: str, made: Sequence[str]) -> str:
@@ -419,6 +419,9 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
         lines += _grammar_calibration_line(calibration)
     grammar = streams.get("wake_word")
     if grammar:
+        from training.stream_report import false_commands_phrase
+
+        false_commands = false_commands_phrase(grammar)
         lines.append(
             f"With the wake-word grammar (`wake_word: {grammar['word']}`"
             + (
@@ -429,12 +432,7 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             + "): "
             f"{grammar.get('false_alarms_per_hour') or 0:.1f} false alarms per hour on the same "
             "streams"
-            + (
-                f" ({grammar['command_false_alarms_per_hour']:.1f} of them commands, the rest the "
-                "wake word's own)"
-                if grammar.get("command_false_alarms_per_hour") is not None
-                else ""
-            )
+            + (f" ({false_commands})" if false_commands else "")
             + f"; of {grammar.get('commands')} commands said right after the wake word, "
             f"recall **{_pct(grammar.get('command_recall'))}** (the wake word "
             f"{_pct(grammar.get('wake_recall'))}; curve: [reports/{name}/det_wake.png]"

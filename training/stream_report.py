@@ -600,6 +600,7 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
     """The wake-word grammar's paragraph: false alarms on the streams, command recall on the
     commands streams, and its sweep (reports written before the commands streams: the first
     line only)."""
+    false_commands = false_commands_phrase(w)
     lines = [
         "",
         f"With the wake-word grammar (`wake_word: {w['word']}`, default command window"
@@ -609,14 +610,9 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
             else ""
         )
         + "): "
-        f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)})"
-        + (
-            f", {_fmt(w['command_false_alarms_per_hour'], 1)} of them commands (the rest the "
-            "wake word's own)"
-            if w.get("command_false_alarms_per_hour") is not None
-            else ""
-        )
-        + "; recall over every keyword event of these streams, most of which no wake word "
+        f"{_fmt(w['false_alarms_per_hour'], 1)} FA/h ({_per_set(w)}"
+        + (f"; {false_commands}" if false_commands else "")
+        + "); recall over every keyword event of these streams, most of which no wake word "
         f"precedes, {_fmt(w['recall'])}.",
     ]
     if "commands" not in w:
@@ -665,6 +661,15 @@ def _wake_word_lines(w: dict[str, Any]) -> list[str]:
             )
         lines.append(row)
     return lines
+
+
+def false_commands_phrase(grammar: dict[str, Any]) -> str:
+    """How many of a wake-word grammar's false alarms per hour are commands ("" for a report
+    from before that was counted)."""
+    rate = grammar.get("command_false_alarms_per_hour")
+    if rate is None:
+        return ""
+    return f"{rate:.1f} of them commands, the rest the wake word's own"
 
 
 def _per_set(result: dict[str, Any]) -> str:

@@ -78,8 +78,9 @@ def format_latency(message: DetectionMessage) -> str:
     )
 
 
-def format_message(message: Any) -> str:
-    """One human-readable line for a server message."""
+def format_message(message: Any, wake_word: str | None = None) -> str:
+    """One human-readable line for a server message; a detection of ``wake_word`` (the
+    session's, from its ``ready``) is marked as such."""
     if isinstance(message, ReadyMessage):
         return (
             f"  model {message.model}, {len(message.labels)} labels, input {message.sample_rate} "
@@ -88,6 +89,7 @@ def format_message(message: Any) -> str:
     if isinstance(message, DetectionMessage):
         return (
             f"  {message.audio_ms / 1000:8.3f} s  {message.keyword:<10} {message.score:.2f}  "
+            f"{'wake word  ' if message.keyword == wake_word else ''}"
             f"latency {format_latency(message)}"
         )
     if isinstance(message, ScoresMessage):
@@ -112,6 +114,7 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
         return report_error("stream", error)
     status = EXIT_OK
     for path in args.files:
+        wake_word = None
         if not args.json:
             print(path, file=out, flush=True)
         messages = stream_file(
@@ -130,7 +133,9 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
                         record = {"file": str(path), **message.model_dump(mode="json")}
                         print(json.dumps(record), file=out, flush=True)
                     else:
-                        print(format_message(message), file=out, flush=True)
+                        if isinstance(message, ReadyMessage):
+                            wake_word = message.wake_word
+                        print(format_message(message, wake_word), file=out, flush=True)
         except BrokenPipeError:
             raise
         except (ClientError, ValueError, OSError) as error:

@@ -118,12 +118,16 @@ class LiveState:
             f"({r.lookahead_frames} look-ahead frames)"
         )
 
-    @staticmethod
-    def detection_line(d: LoggedDetection) -> str:
+    def is_wake_word(self, d: LoggedDetection) -> bool:
+        """Whether a detection is the session's wake word (the grammar's, in ``ready``)."""
+        return d.message.keyword == self.ready.wake_word
+
+    def detection_line(self, d: LoggedDetection) -> str:
         m, lat = d.message, d.message.latency
         e2e = f"{d.e2e_ms:.0f}" if d.e2e_ms is not None else "?"
+        wake = "wake word  " if self.is_wake_word(d) else ""
         return (
-            f"{m.audio_ms / 1000:8.2f} s  {m.keyword:<10} {m.score:.2f}  latency ms: "
+            f"{m.audio_ms / 1000:8.2f} s  {m.keyword:<10} {m.score:.2f}  {wake}latency ms: "
             f"algorithmic {lat.algorithmic_ms:.0f} · queue {lat.queue_ms:.1f} · "
             f"compute {lat.compute_ms:.1f} · server {lat.server_ms:.1f} · end-to-end {e2e}"
         )
@@ -228,7 +232,8 @@ class LiveState:
             m, lat = d.message, d.message.latency
             log.add_row(
                 f"{m.audio_ms / 1000:.2f} s",
-                Text(m.keyword, style="bold green"),
+                Text(m.keyword, style="bold green")
+                + (Text(" (wake word)", style="dim") if self.is_wake_word(d) else Text("")),
                 f"{m.score:.2f}",
                 f"{lat.algorithmic_ms:.0f}",
                 f"{lat.queue_ms:.1f}",
@@ -306,7 +311,7 @@ class _Printer:
         if self.as_json:
             self._json({**d.message.model_dump(mode="json"), "e2e_ms": d.e2e_ms})
         else:
-            print(LiveState.detection_line(d), file=self.out, flush=True)
+            print(self.state.detection_line(d), file=self.out, flush=True)
 
     def finish(self) -> None:
         if self.as_json:

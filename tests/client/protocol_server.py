@@ -132,6 +132,7 @@ class ProtocolServer:
                     lookahead_frames=4,
                     algorithmic_latency_ms=65.0,
                     keywords=start.keywords or LABELS[:4],
+                    wake_word=start.wake_word,
                 )
             )
         )

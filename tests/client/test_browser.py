@@ -93,6 +93,12 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
     start = json.loads(page.evaluate("JSON.stringify(lmukws.startMessage)"))
     assert (start["wake_word"], start["command_sensitivity"]) == ("low", 1)
     assert ready["wake_word"] == "low"
+    # the wake word's detections are marked in the log, apart from the commands
+    assert page.wait_for(
+        "document.querySelector('#log tr.detection.wake[data-keyword=\"low\"] .wake') !== null",
+        timeout=60,
+    )
+    assert page.evaluate("document.querySelector('#log tr.wake[data-keyword=\"high\"]')") is None
     page.evaluate("document.getElementById('start').click()", gesture=True)
     page.wait_for("document.getElementById('start').textContent === 'Start'", timeout=20)
     assert page.evaluate("document.getElementById('error').textContent") == ""

@@ -79,8 +79,11 @@ def test_stream_sends_sensitivity_and_wake_word_in_start(
     server.behaviour = "normal"
     flags = ("--sensitivity", "0.25", "--wake-word", "yes", "--command-window-ms", "2500",
              "--command-sensitivity", "0.75")  # fmt: skip
-    assert (
-        run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags), io.StringIO()) == 0
+    out = io.StringIO()
+    assert run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags), out) == 0
+    # the wake word's detection is marked as such in the text output
+    assert any(
+        " yes " in line and "wake word  latency" in line for line in out.getvalue().splitlines()
     )
     start = server.sessions[-1].start
     assert (start.sensitivity, start.wake_word, start.command_window_ms) == (0.25, "yes", 2500)
@@ -109,6 +112,7 @@ def test_stream_text_and_json(server: ProtocolServer, burst_wav: Path) -> None:
     assert lines[0] == str(burst_wav)
     assert "model protocol-test" in lines[1] and "32000 Hz" in lines[1]
     assert any("yes" in line and "65 ms algorithmic + 3.5 ms server" in line for line in lines)
+    assert not any("wake word" in line for line in lines)
     assert lines[-1] == "  end: 1.00 s of audio, 100 frames, 1 detection"
 
     out = io.StringIO()
@@ -252,7 +256,12 @@ def test_live_state_latency_and_summary() -> None:
     assert "detections: 3 (yes ×2, no ×1)" in text
     assert "server 4.0/4.0" in text and "end-to-end 125/150" in text
     assert state.summary_dict()["detections"] == {"yes": 2, "no": 1}
-    assert "end-to-end 150" in LiveState.detection_line(state.detections[0])
+    assert "end-to-end 150" in state.detection_line(state.detections[0])
+    assert "wake word" not in state.detection_line(state.detections[0])
+    # with a wake-word grammar in force, its detections are marked as the wake word's
+    state.ready = state.ready.model_copy(update={"wake_word": "yes"})
+    assert "yes        0.90  wake word  latency" in state.detection_line(state.detections[0])
+    assert "wake word" not in state.detection_line(state.detections[2])
 
 
 def test_live_view_renders() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from training.backgrounds import DEFAULT_BACKGROUNDS, parse_backgrounds
 from training.train_args import add_train_arguments
 
 
@@ -83,6 +84,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             device=args.device,
             limit=args.limit,
             recordings=getattr(args, "recordings", None),
+            backgrounds=getattr(args, "backgrounds", None),
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -112,6 +114,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(
             f"real-speech dev set: {100 * dev['accuracy']:.2f} % on {dev['clips']} clips "
             f"({kinds}); {speakers}"
+        )
+    backgrounds = metrics.get("backgrounds")
+    if backgrounds:
+        print(
+            f"keyword clips ({backgrounds['clips']}): clean "
+            f"{100 * backgrounds['clean']['accuracy']:.2f} %, "
+            + ", ".join(
+                f"{name} {100 * b['accuracy']:.2f} %"
+                for name, b in backgrounds["backgrounds"].items()
+            )
         )
     return 0
 
@@ -151,6 +163,13 @@ def _add_speech_commands(data_subparsers: Any) -> None:
     parser.set_defaults(func=_run_speech_commands)
 
 
+def _backgrounds(text: str) -> list[tuple[str, float]]:
+    try:
+        return parse_backgrounds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_evaluate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -187,6 +206,17 @@ def _add_evaluate(subparsers: Any) -> None:
         default=None,
         help="an `lmukws data recordings` folder: also score its real-speech dev set (use=dev "
         "keyword and word clips), reported separately",
+    )
+    parser.add_argument(
+        "--backgrounds",
+        nargs="?",
+        type=_backgrounds,
+        const=list(DEFAULT_BACKGROUNDS),
+        default=None,
+        metavar="KIND:SNR,...",
+        help="also score the keyword clips with the test streams' backgrounds mixed in "
+        "(babble of other voices, noise, tones) at these SNRs; alone: "
+        + ",".join(f"{k}:{s:g}" for k, s in DEFAULT_BACKGROUNDS),
     )
     parser.add_argument(
         "--threads",

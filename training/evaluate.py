@@ -25,7 +25,7 @@ it into a report folder. Shapes: B batch, T frames, F mel bins, K labels, N clip
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +119,9 @@ class Evaluation:
     voices: list[str] = field(default_factory=list)
     #: the real-speech dev set's results (``--recordings``), reported separately
     real_speech_dev: DevEvaluation | None = None
+    #: keyword-clip accuracy under backgrounds (``--backgrounds``,
+    #: ``training.backgrounds.evaluate_backgrounds``)
+    backgrounds: dict[str, Any] | None = None
 
     @property
     def num_clips(self) -> int:
@@ -375,9 +378,11 @@ def evaluate_checkpoint(
     limit: int | None = None,
     show_progress: bool = True,
     recordings: str | Path | None = None,
+    backgrounds: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[Evaluation, dict[str, Any], dict[str, Any]]:
-    """Load ``checkpoint`` and evaluate it on ``split`` of the corpus at ``data`` (clean), and
-    on the real-speech dev set of ``recordings`` when given (:func:`evaluate_recordings`).
+    """Load ``checkpoint`` and evaluate it on ``split`` of the corpus at ``data`` (clean), on
+    the real-speech dev set of ``recordings`` when given (:func:`evaluate_recordings`), and
+    its keyword clips under ``backgrounds`` (kind, SNR dB) when given.
 
     Returns (evaluation, checkpoint metadata, dataset provenance).
     """
@@ -417,5 +422,16 @@ def evaluate_checkpoint(
     if recordings is not None:
         evaluation.real_speech_dev = evaluate_recordings(
             model, recordings, dataset, list(labels), batch_size=batch_size, device=device
+        )
+    if backgrounds:
+        from training.backgrounds import evaluate_backgrounds
+
+        evaluation.backgrounds = evaluate_backgrounds(
+            model,
+            dataset,
+            backgrounds,
+            batch_size=batch_size,
+            device=device,
+            progress=show_progress,
         )
     return evaluation, meta, dataset.provenance()

@@ -603,6 +603,9 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
             "speakers ([below](#real-speech-dev-set))",
         )
         lines += _dev_readme(dev)
+    backgrounds = metrics.get("backgrounds")
+    if backgrounds:
+        lines += backgrounds_readme(backgrounds)
     voices = metrics.get("per_voice") or {}
     if voices:
         weakest = list(voices.items())[:5]
@@ -628,6 +631,27 @@ def _readme(metrics: dict[str, Any], evaluation: Evaluation) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def backgrounds_readme(backgrounds: dict[str, Any]) -> list[str]:
+    """README lines: keyword-clip accuracy clean and under each background."""
+    clean = backgrounds["clean"]["accuracy"]
+    lines = [
+        "## Under backgrounds",
+        "",
+        f"The split's {backgrounds['clips']} keyword clips with the test streams' backgrounds "
+        "mixed in (babble: three talkers saying other voices' non-keyword words; SNR against "
+        "the speech's active level), classified by the clip path "
+        "(`lmukws evaluate --backgrounds`):",
+        "",
+        "| background | keyword clips right | change |",
+        "|---|---|---|",
+        f"| none | {100 * clean:.2f} % | |",
+    ]
+    for name, b in backgrounds["backgrounds"].items():
+        delta = 100 * (b["accuracy"] - clean)
+        lines.append(f"| {name} | {100 * b['accuracy']:.2f} % | {delta:+.2f} points |")
+    return [*lines, ""]
 
 
 def write_report(
@@ -667,6 +691,8 @@ def write_report(
     if dev is not None:
         metrics["real_speech_dev"] = real_speech_dev_stats(dev)
         write_real_speech_dev(out, dev, metrics["real_speech_dev"])
+    if evaluation.backgrounds is not None:
+        metrics["backgrounds"] = evaluation.backgrounds
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "accuracy_vs_frames.json").write_text(
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"

@@ -146,6 +146,8 @@ def ship(
     dev = evaluation.get("real_speech_dev")
     if dev:
         metrics["real_speech_dev"] = dev_summary(dev)
+    if evaluation.get("backgrounds"):
+        metrics["backgrounds"] = evaluation["backgrounds"]
     stream_report: dict[str, Any] | None = None
     if streams is not None:
         if not (streams / "streams.json").is_file():
@@ -656,6 +658,12 @@ def _results_section(
 ) -> list[str]:
     """A card's table of held-out-voice test results (and the real-speech dev set's)."""
     dev = evaluation.get("real_speech_dev") or {}
+    backgrounds = evaluation.get("backgrounds") or {}
+    mixed = [
+        f"| keyword clips under {name} (clean {_pct(backgrounds['clean']['accuracy'])}) | "
+        f"{_pct(b['accuracy'])} |"
+        for name, b in (backgrounds.get("backgrounds") or {}).items()
+    ]
     return [
         "",
         "## Held-out-voice test results",
@@ -678,7 +686,21 @@ def _results_section(
             if dev
             else []
         ),
+        *mixed,
     ]
+
+
+def backgrounds_option(evaluation: dict[str, Any]) -> str:
+    """The ``lmukws evaluate`` option that measured a report's backgrounds ("" if none)."""
+    from training.backgrounds import DEFAULT_BACKGROUNDS
+
+    mixed = (evaluation.get("backgrounds") or {}).get("backgrounds") or {}
+    if not mixed:
+        return ""
+    spec = [(b["kind"], float(b["snr_db"])) for b in mixed.values()]
+    if spec == list(DEFAULT_BACKGROUNDS):
+        return "--backgrounds "
+    return "--backgrounds " + ",".join(f"{kind}:{snr:g}" for kind, snr in spec) + " "
 
 
 def _report_sections(name: str, meta: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
@@ -876,6 +898,7 @@ def model_card(
         if not any(writes(line, folder) for line in made):
             synths += f"lmukws data recordings --out {folder}  # scripts/install-speech-data.sh\n"
         recordings = f"--recordings {folder} "
+    recordings += backgrounds_option(evaluation)
     if continued is not None:  # the earlier stages as the shipped card made them
         synths = "".join(f"{line}\n" for line in continued) + synths
     calibrating, streams_args = _stream_commands(name, meta, shipped_from)
@@ -935,6 +958,7 @@ def ensemble_card(
     checkpoints = " ".join(str(m.get("checkpoint")) for m in members)
     tested = str((evaluation.get("data") or {}).get("root") or DEFAULT_CORPUS)
     recordings = f"--recordings {dev.get('recordings') or 'data/recordings'} " if dev else ""
+    recordings += backgrounds_option(evaluation)
     calibrating, streams_args = _stream_commands(name, meta, shipped_from)
     commands = (
         reproduce

@@ -49,6 +49,8 @@ __all__ = [
     "KeywordEvent",
     "Segment",
     "Stream",
+    "add_background",
+    "babble_behind",
     "build_command_streams",
     "build_streams",
     "streams_from_recordings",
@@ -259,7 +261,7 @@ def build_streams(
         rng = random.Random(f"streams:{seed}:{split}:{voice}")
         if "mixed" in kinds and by_voice[voice]["keyword"]:
             background, snr = BACKGROUNDS[(i + seed) % len(BACKGROUNDS)]
-            others = _babble(rows, voice)
+            others = babble_behind(rows, voice)
             streams.append(
                 _mixed_stream(
                     root, voice, by_voice[voice], continuous[voice], rng, background, snr, others
@@ -320,7 +322,7 @@ def build_command_streams(
             w.silence(rng.uniform(*GAP_REQUESTS_S))
         audio = w.audio()
         if background != "clean" and snr is not None:
-            audio = _add_background(audio, background, snr, rng, root, _babble(rows, voice))
+            audio = add_background(audio, background, snr, rng, root, babble_behind(rows, voice))
         streams.append(w.stream("commands", voice, audio, background=background, snr_db=snr))
     return streams
 
@@ -338,7 +340,7 @@ def _split_items(
     return rows, _voice_items(rows, wanted)
 
 
-def _babble(rows: list[dict[str, str]], voice: str) -> list[dict[str, str]]:
+def babble_behind(rows: list[dict[str, str]], voice: str) -> list[dict[str, str]]:
     """The ``_unknown_`` clips of the split's other voices: the babble behind ``voice``."""
     return [r for r in rows if r["path"] and r["label"] == UNKNOWN and r["voice"] != voice]
 
@@ -435,7 +437,7 @@ def _mixed_stream(
         w.silence(rng.uniform(*GAP_ITEMS_S))
     audio = w.audio()
     if background != "clean" and snr_db is not None:
-        audio = _add_background(audio, background, snr_db, rng, root, babble_rows)
+        audio = add_background(audio, background, snr_db, rng, root, babble_rows)
     return w.stream("mixed", voice, audio, background=background, snr_db=snr_db)
 
 
@@ -471,7 +473,7 @@ def _tones(n: int, rng: random.Random) -> np.ndarray:
     return out
 
 
-def _add_background(
+def add_background(
     audio: np.ndarray,
     kind: str,
     snr_db: float,

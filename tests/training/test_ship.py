@@ -51,7 +51,11 @@ def legacy_stage_record(path: Path) -> dict[str, object]:
 
 
 def evaluate_and_ship(
-    checkpoint: Path, tmp_path: Path, *ship_options: str, recordings: bool = False
+    checkpoint: Path,
+    tmp_path: Path,
+    *ship_options: str,
+    recordings: bool = False,
+    backgrounds: str | None = None,
 ) -> Path:
     """``lmukws evaluate`` on a tiny corpus (and, with ``recordings``, a tiny real-speech dev
     set) into tmp_path/report, then ``ship-checkpoint`` as lmuformer into tmp_path/shipped;
@@ -62,6 +66,8 @@ def evaluate_and_ship(
     if recordings:
         folder = make_recordings(tmp_path / "recordings", data, labels=LABELS)
         evaluate += ["--recordings", str(folder)]
+    if backgrounds is not None:
+        evaluate += ["--backgrounds", backgrounds]
     assert main([*evaluate, "--batch-size", "8", "--threads", "1"]) == 0
     ship = ["ship-checkpoint", str(checkpoint), "--report", str(report), "--name", "lmuformer"]
     assert main([*ship, "--out-dir", str(tmp_path / "shipped"), *ship_options]) == 0
@@ -99,6 +105,7 @@ def test_ship_writes_checkpoint_report_and_card(tmp_path: Path) -> None:
     assert "Real-speech dev set" not in card and "real_speech_dev" not in meta["metrics"]
     assert "Its accuracy on real microphones and real speakers is unknown" in card
     assert "## History" not in card
+    assert "keyword clips under" not in card and "--backgrounds" not in card
 
     # a hand-written History section survives the next ship
     (out / "lmuformer.md").write_text(card + "\n## History\n\n| stage | result |\n| 1 | 80 % |\n")
@@ -734,3 +741,17 @@ def test_the_card_says_where_the_commands_sit_under_a_wake_word() -> None:
     grammar["points"] = [{"parameter": 0.5, "false_alarms_per_hour": 7.14}]  # how far off
     line = next(x for x in _streams_section("m", meta) if x.startswith("Wake-word grammar"))
     assert "and the validation streams (there 7.1 FA/h), so no `command_sensitivity`" in line
+
+
+def test_the_card_shows_keyword_clips_under_backgrounds(tmp_path: Path) -> None:
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    report = evaluate_and_ship(checkpoint, tmp_path, backgrounds="babble:10,noise:0")
+    measured = json.loads((report / "metrics.json").read_text())["backgrounds"]
+    _, meta = load_checkpoint(tmp_path / "shipped" / "lmuformer.safetensors")
+    assert meta["metrics"]["backgrounds"] == measured
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    clean = f"{100 * measured['clean']['accuracy']:.2f} %"
+    babble = f"{100 * measured['backgrounds']['babble 10 dB']['accuracy']:.2f} %"
+    assert f"| keyword clips under babble 10 dB (clean {clean}) | {babble} |" in card
+    assert "| keyword clips under noise 0 dB" in card
+    assert "--backgrounds babble:10,noise:0 --out reports/lmuformer-synth" in card

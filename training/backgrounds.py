@@ -70,6 +70,8 @@ def evaluate_backgrounds(
     import torch
     from tqdm import tqdm
 
+    from training.streams import add_background, babble_behind
+
     rows = dataset.rows
     keyword = [
         i
@@ -79,8 +81,6 @@ def evaluate_backgrounds(
     if not keyword:
         raise ValueError("the split has no keyword clips to mix backgrounds into")
     root = Path(dataset.root)
-    from training.streams import add_background, babble_behind
-
     behind: dict[str, list[dict[str, str]]] = {}  # voice -> the babble behind it
     for i in keyword:
         voice = rows[i].get("voice", "")

@@ -288,3 +288,53 @@ def test_the_device_script_trains_side_by_side_and_leaves_what_may_come_back(
         log_b = tar.extractfile("logs/b.log").read().decode()  # type: ignore[union-attr]
     assert {"logs/a.log", "logs/a.history.json", "logs/b.log"} <= names
     assert "not-carried.safetensors" in log_b
+
+
+def test_setting_the_tree_aside_removes_only_committed_files_and_restores_them(
+    tmp_path: Path,
+) -> None:
+    """scripts/device-prepare.sh --set-aside / --restore in a scratch repository: the committed
+    checkpoints and reports go and come back; local files stay; changed ones are refused."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(root / "scripts" / "device-prepare.sh", repo / "scripts")
+    (repo / "models" / "checkpoints" / "reports" / "m").mkdir(parents=True)
+    (repo / "reports" / "streams-x").mkdir(parents=True)
+    (repo / "models" / "checkpoints" / "m.safetensors").write_bytes(b"w" * 3_000_000)
+    (repo / "models" / "checkpoints" / "m.md").write_text("card\n")
+    (repo / "models" / "checkpoints" / "reports" / "m" / "metrics.json").write_text("{}\n")
+    (repo / "reports" / "streams-x" / "streams.json").write_text("{}\n")
+    (repo / "code.py").write_text("x = 1\n")
+    who = {f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER")
+           for key, value in (("NAME", "t"), ("EMAIL", "t@t"))}  # fmt: skip
+    env = {**os.environ, "PYTHON": sys.executable, **who}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+
+    run("git", "init", "-q")
+    run("git", "add", ".")
+    assert run("git", "commit", "-q", "-m", "c").returncode == 0
+    (repo / "reports" / "local-only.txt").write_text("not committed\n")
+    before = run("bash", "scripts/device-prepare.sh", "--check")
+    assert before.returncode == 0 and "working tree 2.9 MiB" in before.stdout, before.stdout
+    aside = run("bash", "scripts/device-prepare.sh", "--set-aside")
+    assert aside.returncode == 0 and "working tree 0.0 MiB" in aside.stdout, aside.stdout
+    assert not (repo / "models" / "checkpoints" / "m.safetensors").exists()
+    assert not (repo / "reports" / "streams-x" / "streams.json").exists()
+    assert (repo / "models" / "checkpoints" / "m.md").is_file()  # the card is code's kin: kept
+    assert (repo / "reports" / "local-only.txt").is_file()  # never committed: not touched
+    assert run("bash", "scripts/device-prepare.sh", "--restore").returncode == 0
+    assert (repo / "models" / "checkpoints" / "m.safetensors").stat().st_size == 3_000_000
+    assert run("git", "status", "--short", "--untracked-files=no").stdout == ""
+    # a changed report would be lost by --restore: refused, nothing removed
+    (repo / "reports" / "streams-x" / "streams.json").write_text('{"new": 1}\n')
+    refused = run("bash", "scripts/device-prepare.sh", "--set-aside")
+    assert refused.returncode == 1 and "commit or drop" in refused.stderr
+    assert (repo / "models" / "checkpoints" / "m.safetensors").is_file()

@@ -51,7 +51,7 @@ for spec in "$@"; do
     if [ "$spec" != "$config" ]; then
         sets+=(--set "init_from=${spec#*=}")
     fi
-    run=$("$python" -m lmukws train --config "$config" --print-recipe |
+    run=$("$python" -m lmukws train --config "$config" "${sets[@]}" --print-recipe |
         "$python" -c 'import json, sys; print(json.load(sys.stdin)["out"])')
     runs+=("$run")
     name=$(basename "$run")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.command_errors import exits_2_on_bad_input
 from training.voices import SAMPLE_RATE, read_wav, write_wav
 
 GAP_SAMPLES = 800  # 50 ms of silence between files, so no codec frame spans two files
@@ -151,9 +152,14 @@ def pack(
         if source in roots and (roots[source] / file).is_file():
             (out / name).write_bytes(gzip.compress((roots[source] / file).read_bytes()))
     return {
-        "clips": sum(1 for s, p in files if s == CORPUS and not p.startswith("continuous/")),
-        "continuous": sum(1 for s, p in files if s == CORPUS and p.startswith("continuous/")),
-        "recordings": sum(1 for s, _ in files if s == RECORDINGS),
+        **{
+            what: len({r["path"] for r in tables.get(name, ()) if r["path"]})
+            for what, name in (
+                ("clips", "manifest.csv.gz"),
+                ("continuous", "continuous.csv.gz"),
+                ("recordings", "recordings-manifest.csv.gz"),
+            )
+        },
         "hours": position / SAMPLE_RATE / 3600,
         "mib": audio.stat().st_size / 2**20,
         "kbps": audio.stat().st_size * 8 / (position / SAMPLE_RATE) / 1000,
@@ -229,28 +235,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("packed", type=Path)
     u.add_argument("corpus", type=Path)
     u.add_argument("--recordings", type=Path, help="where a pack's recordings go")
+    p.set_defaults(func=_run_pack)
+    u.set_defaults(func=_run_unpack)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "pack":
-            s = pack(
-                args.corpus,
-                args.out,
-                args.level,
-                recordings=args.recordings,
-                recordings_hours=args.recordings_hours,
-                continuous_splits=[x for x in args.continuous_splits.split(",") if x],
-            )
-            print(
-                f"{s['clips']} clips, {s['continuous']} continuous, {s['recordings']} "
-                f"recordings: {s['hours']:.2f} h, {s['mib']:.1f} MiB, {s['kbps']:.1f} kbps "
-                f"-> {args.out}"
-            )
-        else:
-            n = unpack(args.packed, args.corpus, args.recordings)
-            print(f"unpacked {n} files into {args.corpus}")
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return args.func(args)
+
+
+@exits_2_on_bad_input
+def _run_pack(args: argparse.Namespace) -> int:
+    s = pack(
+        args.corpus,
+        args.out,
+        args.level,
+        recordings=args.recordings,
+        recordings_hours=args.recordings_hours,
+        continuous_splits=[x for x in args.continuous_splits.split(",") if x],
+    )
+    print(
+        f"{s['clips']} clips, {s['continuous']} continuous, {s['recordings']} recordings: "
+        f"{s['hours']:.2f} h, {s['mib']:.1f} MiB, {s['kbps']:.1f} kbps -> {args.out}"
+    )
+    return 0
+
+
+@exits_2_on_bad_input
+def _run_unpack(args: argparse.Namespace) -> int:
+    n = unpack(args.packed, args.corpus, args.recordings)
+    print(f"unpacked {n} files into {args.corpus}")
     return 0
 
 

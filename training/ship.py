@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.backgrounds import DEFAULT_BACKGROUNDS
 from training.voices import DEFAULT_ENGINES
 
 REPORT_FILES = (
@@ -692,8 +693,6 @@ def _results_section(
 
 def backgrounds_option(evaluation: dict[str, Any]) -> str:
     """The ``lmukws evaluate`` option that measured a report's backgrounds ("" if none)."""
-    from training.backgrounds import DEFAULT_BACKGROUNDS
-
     mixed = (evaluation.get("backgrounds") or {}).get("backgrounds") or {}
     if not mixed:
         return ""

@@ -6,43 +6,16 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from lmukws.cli import main
-from models import FeatureConfig, build_model, save_checkpoint
+from models import FeatureConfig, save_checkpoint
+from tests.training.test_evaluate import make_corpus, tiny
 from training.backgrounds import DEFAULT_BACKGROUNDS, evaluate_backgrounds, parse_backgrounds
 from training.dataset import ManifestDataset
 
-sf = pytest.importorskip("soundfile")
+#: make_corpus: three voices, each saying every label once as a tone of the label's pitch
 LABELS = ["yes", "no", "up", "_unknown_"]
-
-
-def make_corpus(root: Path) -> Path:
-    """Three voices; each says every label once as a tone of its own pitch (window mode)."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, label in enumerate(LABELS):
-        (root / label).mkdir(parents=True)
-        for v in range(3):
-            t = np.arange(8000) / 16000
-            x = 0.3 * np.sin(2 * np.pi * (300 + 250 * i + 40 * v) * t)
-            x += 0.01 * rng.standard_normal(t.size)
-            path = f"{label}/v{v}.wav"
-            sf.write(root / path, x.astype(np.float32), 16000, subtype="PCM_16")
-            rows.append([path, label, "test", f"v{v}", "tone", label])
-    with (root / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split", "voice", "engine", "text"])
-        writer.writerows(rows)
-    (root / "corpus.json").write_text(json.dumps({"labels": LABELS, "sample_rate": 16000}))
-    return root
-
-
-def tiny() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_model("lmuformer", dim=16, num_classes=len(LABELS)).eval()
 
 
 def test_backgrounds_parse() -> None:
@@ -57,7 +30,7 @@ def test_babble_comes_from_other_voices_and_is_seeded(
 ) -> None:
     import training.streams
 
-    data = make_corpus(tmp_path / "corpus")
+    data = make_corpus(tmp_path / "corpus", labels=LABELS)
     dataset = ManifestDataset(data, "test", labels=LABELS, augment=False, window_frames=128)
     mixed = []
     real = training.streams.add_background
@@ -80,7 +53,7 @@ def test_babble_comes_from_other_voices_and_is_seeded(
 def test_cli_reports_clean_and_mixed_keyword_clips(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = make_corpus(tmp_path / "corpus")
+    data = make_corpus(tmp_path / "corpus", labels=LABELS)
     checkpoint = tmp_path / "tiny.safetensors"
     save_checkpoint(checkpoint, tiny(), {"labels": LABELS, "features": FeatureConfig().to_dict()})
     out = tmp_path / "report"

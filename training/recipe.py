@@ -103,9 +103,12 @@ class Recipe:
     stream: dict[str, Any] = field(default_factory=dict)
     #: validation stream windows scored every epoch (0: none)
     val_stream_items: int = 0
-    #: clip targets mixed with the ``init_from`` model's softmax at this weight (0: off), so
-    #: fine-tuning for streams keeps the clip accuracy it started from
+    #: clip targets mixed with the teacher's softmax at this weight (0: off): by default the
+    #: ``init_from`` model, so fine-tuning for streams keeps the clip accuracy it started from
     distill_weight: float = 0.0
+    #: the teacher instead of ``init_from``: a checkpoint of any model (an ensemble too) with
+    #: the corpus's labels and fbank, e.g. a stronger network distilled into a smaller one
+    distill_from: str | None = None
     #: voice sources to oversample: the manifest's ``engine`` → how many times each of its
     #: training clips is drawn per pass, and its voices' weight when stream windows pick a
     #: voice (e.g. ``{"kokoro": 3}``; a source not named counts once)
@@ -156,8 +159,13 @@ class Recipe:
             )
         if not 0.0 <= float(values.get("distill_weight", 0.0)) <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {values['distill_weight']!r}")
-        if float(values.get("distill_weight", 0.0)) > 0 and not values.get("init_from"):
-            raise ValueError("distill_weight needs init_from (the model it distils from)")
+        distilling = float(values.get("distill_weight", 0.0)) > 0
+        if distilling and not (values.get("init_from") or values.get("distill_from")):
+            raise ValueError(
+                "distill_weight needs init_from or distill_from (the model it distils from)"
+            )
+        if values.get("distill_from") and not distilling:
+            raise ValueError("distill_from needs distill_weight > 0 (how much of it to learn)")
         for engine, times in dict(values.get("engine_repeat") or {}).items():
             if not isinstance(times, int) or isinstance(times, bool) or times < 1:
                 raise ValueError(

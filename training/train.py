@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -177,6 +178,25 @@ def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[st
     return {**checkpoint_record(path, meta), "init_from": init_from}
 
 
+def _load_teacher(
+    path: str, labels: Sequence[str], features: FeatureConfig
+) -> tuple[LMUFormer, dict[str, Any]]:
+    """The frozen ``distill_from`` model (any kind, an ensemble too) and its identity for the
+    run's metadata. It must share the corpus's labels (in order) and fbank, since it sees
+    the student's very features."""
+    from models import load_checkpoint
+
+    teacher, meta = load_checkpoint(path)
+    if list(meta.get("labels") or []) != list(labels):
+        raise ValueError(f"distill_from {path}: its labels differ from the corpus labels")
+    theirs = FeatureConfig.from_dict(meta.get("features") or {})
+    ours, theirs = (dataclasses.replace(c, target_length=0) for c in (features, theirs))
+    if theirs != ours:
+        raise ValueError(f"distill_from {path}: its fbank settings differ from the corpus's")
+    _log(f"distilling from {path} ({teacher.config.name})")
+    return teacher.eval().requires_grad_(False), checkpoint_record(path, meta)
+
+
 def _warm_start(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str, Any]:
     """Copy into ``model`` every tensor of ``path`` (any model) whose name and shape agree;
     its identity and what was copied, for the run's metadata."""
@@ -216,10 +236,11 @@ def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
 def distilled_targets(
     teacher: LMUFormer, feats: Tensor, targets: Tensor, recipe: Recipe, device: torch.device
 ) -> Tensor:
-    """Clip targets [B, K] mixed with the frozen ``init_from`` model's probabilities on the
-    same features [B, T, F]: ``(1 - w) targets + w softmax(teacher)``, ``w =
-    distill_weight``. Keeps what the starting model knew of clips while stream windows teach
-    the rest (learning without forgetting, Li & Hoiem 2017)."""
+    """Clip targets [B, K] mixed with a frozen teacher's probabilities on the same features
+    [B, T, F]: ``(1 - w) targets + w softmax(teacher)``, ``w = distill_weight``. The teacher
+    is the ``init_from`` model (keeps what it knew of clips while stream windows teach the
+    rest: learning without forgetting, Li & Hoiem 2017) or ``distill_from``'s (a stronger
+    network's soft targets, Hinton et al. 2015)."""
     with (
         torch.no_grad(),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"),
@@ -409,8 +430,11 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
     state_path = out / STATE_FILE
     init = _init_weights(model, recipe.init_from, labels) if recipe.init_from else None
     warm = _warm_start(model, recipe.warm_start_from, labels) if recipe.warm_start_from else None
-    teacher = None
-    if recipe.distill_weight > 0:  # the init_from weights, frozen (Recipe checks init_from)
+    teacher, distilled = None, None
+    if recipe.distill_from:
+        teacher, distilled = _load_teacher(recipe.distill_from, labels, train_ds.feature_config)
+        teacher = teacher.to(device)
+    elif recipe.distill_weight > 0:  # the init_from weights, frozen (Recipe checks init_from)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -447,6 +471,7 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 "parameters": n_params,
                 "init_from": init,
                 **({"warm_start_from": warm} if warm else {}),
+                **({"distilled_from": distilled} if distilled else {}),
             },
             "metrics": metrics,
             # the posterior that matches the loss: softmax after CE, sigmoid after BCE

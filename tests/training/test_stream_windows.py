@@ -136,7 +136,7 @@ def test_distilled_targets_mix_labels_with_the_teachers_probabilities() -> None:
         probs = torch.softmax(teacher(feats), dim=1)
     torch.testing.assert_close(mixed, 0.75 * targets + 0.25 * probs, atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed.sum(dim=1), torch.ones(3))
-    with pytest.raises(ValueError, match="init_from"):
+    with pytest.raises(ValueError, match="init_from or distill_from"):
         Recipe.from_dict({"distill_weight": 0.5})
     with pytest.raises(ValueError, match="distill_weight"):
         Recipe.from_dict({"distill_weight": 1.5, "init_from": "x.safetensors"})
@@ -206,6 +206,55 @@ def test_stream_training_from_a_teacher_with_ignored_windows(
     _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert meta["training"]["recipe"]["distill_weight"] == 0.5
     assert meta["training"]["recipe"]["stream"]["ambiguous_fraction"] == 0.5
+
+
+def test_a_stronger_model_of_another_kind_teaches_through_distill_from(
+    stream_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distill_from: a spiking student learns from an lmuformer teacher's softmax (the loaded
+    checkpoint, not a copy of itself), the metadata names the teacher, and a teacher with other
+    labels or another fbank is refused before training."""
+    from models import save_checkpoint
+    from training import train as train_module
+
+    base = _tiny_run(stream_corpus)
+    train(Recipe.from_dict({**base, "out": str(tmp_path / "teacher")}), progress=False)
+    teacher_path = tmp_path / "teacher" / "last.safetensors"
+    seen: list[str] = []
+    real = train_module.distilled_targets
+
+    def spy(teacher, feats, targets, recipe, device):  # type: ignore[no-untyped-def]
+        seen.append(teacher.config.name)
+        return real(teacher, feats, targets, recipe, device)
+
+    monkeypatch.setattr(train_module, "distilled_targets", spy)
+    student = {
+        **base,
+        "model": "spiking-lmuformer",
+        "out": str(tmp_path / "student"),
+        "distill_from": str(teacher_path),
+        "distill_weight": 0.5,
+    }
+    train(Recipe.from_dict(student), progress=False)
+    assert seen == ["lmuformer", "lmuformer"]  # every step, from the loaded teacher
+    _, meta = load_checkpoint(tmp_path / "student" / "last.safetensors")
+    assert meta["model"]["name"] == "spiking-lmuformer"
+    assert meta["training"]["distilled_from"]["path"] == str(teacher_path)
+    assert meta["training"]["recipe"]["distill_from"] == str(teacher_path)
+
+    model, teacher_meta = load_checkpoint(teacher_path)
+    for name, change in [
+        ("labels", {"labels": list(reversed(teacher_meta["labels"]))}),
+        ("fbank", {"features": {**teacher_meta["features"], "num_mel_bins": 64}}),
+    ]:
+        other = save_checkpoint(
+            tmp_path / f"other-{name}.safetensors", model, {**teacher_meta, **change}
+        )
+        with pytest.raises(ValueError, match=name):
+            train(Recipe.from_dict({**student, "distill_from": str(other)}), progress=False)
+    with pytest.raises(ValueError, match="distill_weight"):
+        Recipe.from_dict({"distill_from": str(teacher_path)})
+    Recipe.from_dict({"distill_from": str(teacher_path), "distill_weight": 0.5})  # no init_from
 
 
 def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Path) -> None:

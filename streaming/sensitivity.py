@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["DEFAULT_SENSITIVITY", "OperatingPoint", "SensitivityCurve"]
@@ -48,6 +48,9 @@ class OperatingPoint:
     fa_per_hour: float | None = None
     heldout_recall: float | None = None
     heldout_fa_per_hour: float | None = None
+    #: FA/h on each kind of calibration stream (``negatives/recorded``: real recorded speech
+    #: without keywords; ``negatives/synthetic``; ``mixed``), as ``lmukws calibrate`` measured
+    fa_per_hour_by_set: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class OperatingPoint:
             "fa_per_hour": self.fa_per_hour,
             "heldout_recall": self.heldout_recall,
             "heldout_fa_per_hour": self.heldout_fa_per_hour,
+            "fa_per_hour_by_set": dict(self.fa_per_hour_by_set),
         }
 
     @classmethod
@@ -71,6 +75,7 @@ class OperatingPoint:
             fa_per_hour=number("fa_per_hour"),
             heldout_recall=number("heldout_recall"),
             heldout_fa_per_hour=number("heldout_fa_per_hour"),
+            fa_per_hour_by_set={k: float(v) for k, v in dict(data.get("sets") or {}).items()},
         )
 
 
@@ -164,7 +169,7 @@ class SensitivityCurve:
         out = []
         for i, point in enumerate(self.points):
             if i <= self.default:
-                s = DEFAULT_SENSITIVITY * i / self.default if self.default else 0.0
+                s = DEFAULT_SENSITIVITY * i / self.default if self.default else DEFAULT_SENSITIVITY
             else:
                 s = 0.5 + 0.5 * (i - self.default) / (last - self.default)
             out.append(

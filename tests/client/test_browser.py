@@ -104,11 +104,30 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
     assert page.evaluate("document.getElementById('error').textContent") == ""
 
 
+def _calibrated_copy(checkpoint: Path, out: Path) -> Path:
+    """``checkpoint`` with a two-point calibration (20 and 100 FA/h), as the page reads it."""
+    from models import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    keywords = [k for k in meta["labels"] if not k.startswith("_")]
+    points = [
+        {"target_fa_per_hour": 20.0, "thresholds": dict.fromkeys(keywords, 0.8), "recall": 0.5,
+         "fa_per_hour": 19.0, "heldout_recall": 0.42, "heldout_fa_per_hour": 21.4,
+         "sets": {"mixed": 30.0, "negatives/recorded": 11.9}},
+        {"target_fa_per_hour": 100.0, "thresholds": dict.fromkeys(keywords, 0.5),
+         "recall": 0.61, "fa_per_hour": 88.0},
+    ]  # fmt: skip
+    calibration = {"target_fa_per_hour": 20.0, "operating_points": points}
+    meta["detector"] = {**meta["detector"], "calibration": calibration}
+    return save_checkpoint(out, model, meta)
+
+
 def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:
     """The only session taken, Start says the server is full; the command-sensitivity slider
-    starts at the served default (here the server's setting, from ``GET /v1/model``)."""
+    starts at the served default (here the server's setting, from ``GET /v1/model``), and the
+    sensitivity slider says what its calibrated point measured."""
     server = LiveServer(
-        tone_checkpoint,
+        _calibrated_copy(tone_checkpoint, tmp_path / "calibrated.safetensors"),
         tmp_path / "serve",
         LMUKWS_MAX_SESSIONS="1",
         LMUKWS_COMMAND_SENSITIVITY="0.7",
@@ -126,6 +145,20 @@ def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Pat
                 try:
                     slider = "document.getElementById('command-sensitivity-value').textContent"
                     assert await asyncio.to_thread(tab.wait_for, f"{slider} === '0.70'", 30)
+                    expect = "document.getElementById('sensitivity-expect').textContent"
+                    shown = [await asyncio.to_thread(tab.evaluate, expect)]
+                    await asyncio.to_thread(
+                        tab.evaluate,
+                        "(() => { const s = document.getElementById('sensitivity');"
+                        " s.value = 1; s.dispatchEvent(new Event('input')); })()",
+                    )
+                    shown.append(await asyncio.to_thread(tab.evaluate, expect))
+                    assert shown == [
+                        "nearest calibrated point (0.50), on the validation streams: 21 false"
+                        " alarms/h (12/h on recorded speech), 42 % of keywords found",
+                        "nearest calibrated point (1.00), on the validation streams: 88 false"
+                        " alarms/h, 61 % of keywords found",
+                    ]
                     await asyncio.to_thread(
                         tab.evaluate, "document.getElementById('start').click()", True
                     )

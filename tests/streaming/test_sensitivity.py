@@ -18,6 +18,7 @@ CALIBRATION = {
             "recall": 0.85,
             "heldout_recall": 0.8,
             "heldout_fa_per_hour": 2.6,
+            "sets": {"mixed": 3.0, "negatives/recorded": 1.2},
         },
         {"target_fa_per_hour": 20.0, "thresholds": {"yes": 0.3, "no": 0.4}, "recall": 0.97},
     ],
@@ -58,9 +59,22 @@ def test_describe_names_the_sensitivity_of_each_point() -> None:
     # the held-out estimate travels with its point (None where the calibration has none)
     assert (rows[1]["heldout_recall"], rows[1]["heldout_fa_per_hour"]) == (0.8, 2.6)
     assert rows[0]["heldout_fa_per_hour"] is None
+    # and so does what it made on each kind of stream (recorded speech apart)
+    assert rows[1]["fa_per_hour_by_set"] == {"mixed": 3.0, "negatives/recorded": 1.2}
+    assert rows[0]["fa_per_hour_by_set"] == {}
     curve = SensitivityCurve.from_calibration(CALIBRATION)
     for row in rows:
         assert curve.thresholds(row["sensitivity"]) == pytest.approx(row["thresholds"])
+
+
+def test_a_default_that_is_the_strictest_point_reads_half() -> None:
+    """With the default first, every sensitivity up to 0.5 selects it: it is described at 0.5."""
+    calibration = {**CALIBRATION, "target_fa_per_hour": 0.5}
+    curve = SensitivityCurve.from_calibration(calibration)
+    rows = curve.describe()
+    assert [r["sensitivity"] for r in rows] == pytest.approx([0.5, 0.6667, 0.8333, 1.0])
+    assert rows[0]["default"] and curve.thresholds(0.5) == pytest.approx(rows[0]["thresholds"])
+    assert curve.thresholds(0.0) == curve.thresholds(0.5)
 
 
 def test_bad_sensitivity_and_metadata() -> None:

@@ -16,6 +16,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -43,6 +44,37 @@ class LiveSession(Protocol):
     def poll(self) -> list[DetectionMessage | ScoresMessage]: ...
     async def finish(self, timeout: float = ...) -> EndMessage: ...
     async def close(self) -> None: ...
+
+
+def operating_point_line(
+    points: Sequence[Mapping[str, Any]], sensitivity: float | None
+) -> str | None:
+    """What the calibration measured at the operating point nearest ``sensitivity`` (None:
+    the default, 0.5), from ``GET /v1/model``'s ``operating_points``: held-out false alarms
+    per hour and recall, and the false alarms on recorded speech; None when uncalibrated."""
+    if not points:
+        return None
+    s = 0.5 if sensitivity is None else float(sensitivity)
+    near = min(points, key=lambda p: abs(float(p["sensitivity"]) - s))  # the first on ties
+
+    def rate(x: float) -> str:
+        return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+    fa = near.get("heldout_fa_per_hour")
+    fa = near.get("fa_per_hour") if fa is None else fa
+    recall = near.get("heldout_recall")
+    recall = near.get("recall") if recall is None else recall
+    recorded = (near.get("fa_per_hour_by_set") or {}).get("negatives/recorded")
+    text = (
+        f"sensitivity {s:.2f}: nearest calibrated point ({float(near['sensitivity']):.2f}), "
+        "on the validation streams: "
+    )
+    text += "false alarms not measured" if fa is None else f"{rate(fa)} false alarms/h"
+    if recorded is not None:
+        text += f" ({rate(recorded)}/h on recorded speech)"
+    if recall is not None:
+        text += f", {round(100 * recall)} % of keywords found"
+    return text
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,8 @@ class LiveState:
     samples_captured: int = 0
     overflows: int = 0
     end: EndMessage | None = None
+    #: what the session's operating point measured (``operating_point_line``), if calibrated
+    operating_point: str | None = None
     _sent: collections.deque[tuple[int, float]] = field(
         default_factory=lambda: collections.deque(maxlen=2000)
     )
@@ -112,11 +146,12 @@ class LiveState:
 
     def header(self) -> str:
         r = self.ready
-        return (
+        line = (
             f"{self.source} · model {r.model} · input {self.device!r} at {self.sample_rate} Hz · "
             f"algorithmic latency {r.algorithmic_latency_ms:.0f} ms "
             f"({r.lookahead_frames} look-ahead frames)"
         )
+        return line if self.operating_point is None else f"{line}\n{self.operating_point}"
 
     def is_wake_word(self, d: LoggedDetection) -> bool:
         """Whether a detection is the session's wake word (the grammar's, in ``ready``)."""
@@ -242,7 +277,13 @@ class LiveState:
                 f"{d.e2e_ms:.0f}" if d.e2e_ms is not None else "?",
             )
         return Group(
-            Panel(level, title="lmukws mic", subtitle=self.header(), subtitle_align="left"),
+            Panel(
+                level,
+                title="lmukws mic",
+                subtitle=self.header().split("\n")[0],
+                subtitle_align="left",
+            ),
+            Text(self.operating_point or "", style="dim"),
             Panel(scores, title="top posteriors"),
             Panel(log, title=f"detections ({len(self.detections)})  ·  Ctrl-C to stop"),
         )
@@ -275,8 +316,11 @@ def _no_audio(error: Exception) -> int:
     return EXIT_UNAVAILABLE
 
 
-async def _open_session(args: argparse.Namespace, rate: int) -> tuple[LiveSession, str]:
+async def _open_session(args: argparse.Namespace, rate: int) -> tuple[LiveSession, str, str | None]:
+    """The session, where it runs, and what its operating point measured (None when the
+    model is uncalibrated or the session sets its own thresholds)."""
     options: dict[str, Any] = {**session_options(args), "scores_every_ms": SCORES_EVERY_MS}
+    own_thresholds = bool(options.get("thresholds"))
     if args.local:
         from client.local import LocalSession, load_engine
 
@@ -284,15 +328,31 @@ async def _open_session(args: argparse.Namespace, rate: int) -> tuple[LiveSessio
             load_engine, args.checkpoint, args.model, args.torch_device
         )
         try:
-            return LocalSession(engine, sample_rate=rate, **options), "local engine"
+            session = LocalSession(engine, sample_rate=rate, **options)
         except Exception:
             engine.close()
             raise
+        points = [] if own_thresholds else engine.sensitivity.describe()
+        return session, "local engine", operating_point_line(points, args.sensitivity)
     from client.stream import connect, stream_url
 
     url = args.url or default_url()
     session = await connect(url, sample_rate=rate, encoding="pcm_f32le", **options)
-    return session, stream_url(url)
+    line = None if own_thresholds else await _served_operating_point(url, args.sensitivity)
+    return session, stream_url(url), line
+
+
+async def _served_operating_point(url: str, sensitivity: float | None) -> str | None:
+    """``operating_point_line`` of the served model; None if ``GET /v1/model`` fails (the
+    session itself is open: the line is information, not a requirement)."""
+    from client.rest import RestClient
+
+    try:
+        async with RestClient(url, timeout=5.0) as rest:
+            info = await rest.model()
+    except (ClientError, OSError, ValueError):
+        return None
+    return operating_point_line(info.operating_points, sensitivity)
 
 
 class _Printer:
@@ -329,8 +389,9 @@ async def _mic(args: argparse.Namespace, out: TextIO) -> int:
     from client.mic import Microphone
 
     mic = Microphone(args.device, args.rate, args.block_ms)
-    session, source = await _open_session(args, mic.rate)
+    session, source, operating_point = await _open_session(args, mic.rate)
     state = LiveState(source, mic.device["name"], mic.rate, session.ready)
+    state.operating_point = operating_point
     printer = _Printer(state, args.json, out)
     interactive = not (args.plain or args.json) and out.isatty()
     stop = asyncio.Event()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.browser import Browser, Page, chromium_path
-from tests.client.conftest import write_tones
+from tests.client.conftest import calibrated_copy, write_tones
 from tests.client.live_server import LiveServer
 
 pytestmark = [
@@ -104,30 +104,12 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
     assert page.evaluate("document.getElementById('error').textContent") == ""
 
 
-def _calibrated_copy(checkpoint: Path, out: Path) -> Path:
-    """``checkpoint`` with a two-point calibration (20 and 100 FA/h), as the page reads it."""
-    from models import load_checkpoint, save_checkpoint
-
-    model, meta = load_checkpoint(checkpoint)
-    keywords = [k for k in meta["labels"] if not k.startswith("_")]
-    points = [
-        {"target_fa_per_hour": 20.0, "thresholds": dict.fromkeys(keywords, 0.8), "recall": 0.5,
-         "fa_per_hour": 19.0, "heldout_recall": 0.42, "heldout_fa_per_hour": 21.4,
-         "sets": {"mixed": 30.0, "negatives/recorded": 11.9}},
-        {"target_fa_per_hour": 100.0, "thresholds": dict.fromkeys(keywords, 0.5),
-         "recall": 0.61, "fa_per_hour": 88.0},
-    ]  # fmt: skip
-    calibration = {"target_fa_per_hour": 20.0, "operating_points": points}
-    meta["detector"] = {**meta["detector"], "calibration": calibration}
-    return save_checkpoint(out, model, meta)
-
-
 def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:
     """The only session taken, Start says the server is full; the command-sensitivity slider
     starts at the served default (here the server's setting, from ``GET /v1/model``), and the
     sensitivity slider says what its calibrated point measured."""
     server = LiveServer(
-        _calibrated_copy(tone_checkpoint, tmp_path / "calibrated.safetensors"),
+        calibrated_copy(tone_checkpoint, tmp_path / "calibrated.safetensors"),
         tmp_path / "serve",
         LMUKWS_MAX_SESSIONS="1",
         LMUKWS_COMMAND_SENSITIVITY="0.7",

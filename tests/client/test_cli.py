@@ -4,6 +4,7 @@ the live view's state and summary, the healthcheck. Fast; the protocol test serv
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import subprocess
@@ -20,8 +21,9 @@ from client import cli
 from client.commands import exit_code, run_classify, run_stream
 from client.errors import ConnectError, ServerClosedError, SessionRefusedError
 from client.healthcheck import check, local_url
-from client.live import LiveState, run_mic
+from client.live import LiveState, _open_session, operating_point_line, run_mic
 from server.protocol import DetectionMessage, EndMessage, Latency, ReadyMessage, ScoresMessage
+from tests.client.conftest import calibrated_copy
 from tests.client.protocol_server import ProtocolServer, burst_clip
 
 
@@ -289,3 +291,56 @@ def test_healthcheck_url_from_environment() -> None:
     assert local_url({"LMUKWS_HOST": "::1"}) == "http://[::1]:8000"
     healthy, detail = check("http://127.0.0.1:9", timeout=1.0)
     assert not healthy and "127.0.0.1:9/healthz" in detail
+
+
+# -- the operating point --------------------------------------------------------------------------
+
+POINTS = [  # GET /v1/model's operating_points, strict to loose
+    {"sensitivity": 0.0, "fa_per_hour": 1.5, "recall": 0.2, "fa_per_hour_by_set": {}},
+    {"sensitivity": 0.5, "fa_per_hour": 19.0, "recall": 0.5, "heldout_fa_per_hour": 21.4,
+     "heldout_recall": 0.42, "fa_per_hour_by_set": {"negatives/recorded": 9.7}},
+    {"sensitivity": 1.0, "fa_per_hour": 88.0, "recall": 0.61},
+]  # fmt: skip
+
+
+def test_the_operating_point_line_is_the_nearest_calibrated_points() -> None:
+    """Held-out figures where the calibration has them, the recorded speech apart; nothing
+    for an uncalibrated model."""
+    assert operating_point_line(POINTS, None) == (
+        "sensitivity 0.50: nearest calibrated point (0.50), on the validation streams: "
+        "21 false alarms/h (9.7/h on recorded speech), 42 % of keywords found"
+    )
+    assert operating_point_line(POINTS, 0.9) == (
+        "sensitivity 0.90: nearest calibrated point (1.00), on the validation streams: "
+        "88 false alarms/h, 61 % of keywords found"
+    )
+    assert "(0.00)" in operating_point_line(POINTS, 0.2) and "1.5 false alarms/h" in (
+        operating_point_line(POINTS, 0.2) or ""
+    )
+    assert operating_point_line([], 0.5) is None
+    state = make_state()
+    assert "\n" not in state.header()
+    state.operating_point = operating_point_line(POINTS, None)
+    first, second = state.header().split("\n")
+    assert "algorithmic latency" in first and second.startswith("sensitivity 0.50")
+
+
+def test_mic_sessions_know_their_operating_point(
+    tone_checkpoint: Path, tmp_path: Path, server: ProtocolServer
+) -> None:
+    """A local engine's calibrated curve gives the line; own thresholds do not (the curve
+    does not describe them); a server without GET /v1/model opens the session all the same."""
+    calibrated = str(calibrated_copy(tone_checkpoint, tmp_path / "calibrated.safetensors"))
+
+    async def opened(*argv: str) -> str | None:
+        session, _, line = await _open_session(parse("mic", *argv), 16000)
+        await session.close()
+        return line
+
+    line = asyncio.run(opened("--local", "--checkpoint", calibrated, "--sensitivity", "0.9"))
+    assert line is not None and line.startswith("sensitivity 0.90: nearest calibrated point (1.00)")
+    assert "88 false alarms/h" in line
+    own = asyncio.run(opened("--local", "--checkpoint", calibrated, "--threshold", "low=0.7"))
+    assert own is None
+    assert asyncio.run(opened("--local", "--checkpoint", str(tone_checkpoint))) is None
+    assert asyncio.run(opened("--url", server.url)) is None  # the test server has no REST

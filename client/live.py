@@ -60,10 +60,12 @@ def operating_point_line(
     def rate(x: float) -> str:
         return f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
-    fa = near.get("heldout_fa_per_hour")
-    fa = near.get("fa_per_hour") if fa is None else fa
-    recall = near.get("heldout_recall")
-    recall = near.get("recall") if recall is None else recall
+    def held_out_else_measured(name: str) -> float | None:
+        value = near.get(f"heldout_{name}")
+        return near.get(name) if value is None else value
+
+    fa = held_out_else_measured("fa_per_hour")
+    recall = held_out_else_measured("recall")
     recorded = (near.get("fa_per_hour_by_set") or {}).get("negatives/recorded")
     text = (
         f"sensitivity {s:.2f}: nearest calibrated point ({float(near['sensitivity']):.2f}), "
@@ -144,14 +146,18 @@ class LiveState:
 
     # -- text -------------------------------------------------------------------------------
 
-    def header(self) -> str:
+    def title(self) -> str:
+        """One line: where the session runs, the model, the input and the latency."""
         r = self.ready
-        line = (
+        return (
             f"{self.source} · model {r.model} · input {self.device!r} at {self.sample_rate} Hz · "
             f"algorithmic latency {r.algorithmic_latency_ms:.0f} ms "
             f"({r.lookahead_frames} look-ahead frames)"
         )
-        return line if self.operating_point is None else f"{line}\n{self.operating_point}"
+
+    def header(self) -> str:
+        """The title, and under it what the operating point measured (if calibrated)."""
+        return "\n".join(x for x in (self.title(), self.operating_point) if x)
 
     def is_wake_word(self, d: LoggedDetection) -> bool:
         """Whether a detection is the session's wake word (the grammar's, in ``ready``)."""
@@ -277,12 +283,7 @@ class LiveState:
                 f"{d.e2e_ms:.0f}" if d.e2e_ms is not None else "?",
             )
         return Group(
-            Panel(
-                level,
-                title="lmukws mic",
-                subtitle=self.header().split("\n")[0],
-                subtitle_align="left",
-            ),
+            Panel(level, title="lmukws mic", subtitle=self.title(), subtitle_align="left"),
             Text(self.operating_point or "", style="dim"),
             Panel(scores, title="top posteriors"),
             Panel(log, title=f"detections ({len(self.detections)})  ·  Ctrl-C to stop"),

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models import FeatureConfig, LMUFormer, build_model, save_checkpoint
+from models import FeatureConfig, LMUFormer, build_model, load_checkpoint, save_checkpoint
 from models.frontend import mel_band
 from streaming.detector import DetectorSettings
 from training.augment import feature_noise_roll, mixup, spec_augment, vtlp
@@ -157,21 +157,28 @@ def _epoch_batches(
     yield from loader
 
 
+def _source_checkpoint(
+    key: str, path: str, labels: Sequence[str]
+) -> tuple[LMUFormer, dict[str, Any]]:
+    """The checkpoint a recipe ``key`` (init_from, warm_start_from, distill_from) names, and
+    its metadata; it must have the corpus's labels in the same order."""
+    source, meta = load_checkpoint(path)
+    if list(meta.get("labels") or []) != list(labels):
+        raise ValueError(f"{key} {path}: its labels differ from the corpus labels")
+    return source, meta
+
+
 def _init_weights(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str, Any]:
     """Load ``path``'s weights into ``model``; its identity for the run's metadata.
 
     The checkpoint must be the same model (config) with the same labels in the same order.
     """
-    from models import load_checkpoint
-
-    source, meta = load_checkpoint(path)
+    source, meta = _source_checkpoint("init_from", path, labels)
     if source.config != model.config:
         raise ValueError(
             f"init_from {path}: model {source.config.to_dict()} differs from the recipe's "
             f"{model.config.to_dict()}"
         )
-    if list(meta.get("labels") or []) != list(labels):
-        raise ValueError(f"init_from {path}: its labels differ from the corpus labels")
     model.load_state_dict(source.state_dict())
     # where that run started from in turn: the whole chain of stages
     init_from = (meta.get("training") or {}).get("init_from")
@@ -184,11 +191,7 @@ def _load_teacher(
     """The frozen ``distill_from`` model (any kind, an ensemble too) and its identity for the
     run's metadata. It must share the corpus's labels (in order) and fbank, since it sees
     the student's very features."""
-    from models import load_checkpoint
-
-    teacher, meta = load_checkpoint(path)
-    if list(meta.get("labels") or []) != list(labels):
-        raise ValueError(f"distill_from {path}: its labels differ from the corpus labels")
+    teacher, meta = _source_checkpoint("distill_from", path, labels)
     theirs = FeatureConfig.from_dict(meta.get("features") or {})
     ours, theirs = (dataclasses.replace(c, target_length=0) for c in (features, theirs))
     if theirs != ours:
@@ -200,11 +203,7 @@ def _load_teacher(
 def _warm_start(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str, Any]:
     """Copy into ``model`` every tensor of ``path`` (any model) whose name and shape agree;
     its identity and what was copied, for the run's metadata."""
-    from models import load_checkpoint
-
-    source, meta = load_checkpoint(path)
-    if list(meta.get("labels") or []) != list(labels):
-        raise ValueError(f"warm_start_from {path}: its labels differ from the corpus labels")
+    source, meta = _source_checkpoint("warm_start_from", path, labels)
     theirs, ours = source.state_dict(), model.state_dict()
     copied = [k for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape]
     if not copied:
@@ -707,8 +706,6 @@ def _test_best(
     recipe: Recipe, best: Path, common: dict[str, Any], device: torch.device
 ) -> dict[str, Any] | None:
     """Accuracy of the best checkpoint on the test split, added to its metrics."""
-    from models import load_checkpoint
-
     try:
         test_ds = ManifestDataset(recipe.data, str(recipe.test_split), **common)
     except ValueError:

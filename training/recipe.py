@@ -109,6 +109,9 @@ class Recipe:
     #: the teacher instead of ``init_from``: a checkpoint of any model (an ensemble too) with
     #: the corpus's labels and fbank, e.g. a stronger network distilled into a smaller one
     distill_from: str | None = None
+    #: the stream half learns from the teacher too: each stream window's target mixed with the
+    #: teacher's softmax of its pooled logits (the served posterior) at ``distill_weight``
+    distill_streams: bool = False
     #: voice sources to oversample: the manifest's ``engine`` → how many times each of its
     #: training clips is drawn per pass, and its voices' weight when stream windows pick a
     #: voice (e.g. ``{"kokoro": 3}``; a source not named counts once)
@@ -164,6 +167,8 @@ class Recipe:
             raise ValueError(
                 "distill_weight needs init_from or distill_from (the model it distils from)"
             )
+        if values.get("distill_streams") and not distilling:
+            raise ValueError("distill_streams needs distill_weight > 0 (how much to learn)")
         if values.get("distill_from") and not distilling:
             raise ValueError("distill_from needs distill_weight > 0 (how much of it to learn)")
         for engine, times in dict(values.get("engine_repeat") or {}).items():

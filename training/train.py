@@ -249,6 +249,28 @@ def distilled_targets(
     return (1.0 - w) * targets + w * probs
 
 
+def distilled_stream_targets(
+    teacher: LMUFormer,
+    sfeats: Tensor,
+    targets: Tensor,
+    config: StreamWindowConfig,
+    recipe: Recipe,
+    device: torch.device,
+) -> Tensor:
+    """Stream window targets [B, K] mixed with a frozen teacher's served posterior on the same
+    windows [B, T, F]: the softmax of its pooled logits (``pooled_logits``), at
+    ``distill_weight``. What the teacher makes of a half-heard word, a near miss or two words
+    in one window is the soft target the one-hot label of the window cannot give."""
+    with (
+        torch.no_grad(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"),
+    ):
+        pooled = pooled_logits(teacher.frame_logits(sfeats.to(device)), config)
+        probs = torch.softmax(pooled.float(), dim=1).to(targets.device)
+    w = recipe.distill_weight
+    return (1.0 - w) * targets + w * probs
+
+
 def evaluate_features(
     model: LMUFormer,
     feats: Tensor,
@@ -588,7 +610,12 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 n_kept = int(kept.sum())
                 if n_kept:
                     kept_logits = stream_logits.float()[kept.to(device)]
-                    stream_targets = nn.functional.one_hot(sy[kept], K).float().to(device)
+                    stream_targets = nn.functional.one_hot(sy[kept], K).float()
+                    if teacher is not None and recipe.distill_streams:
+                        stream_targets = distilled_stream_targets(
+                            teacher, sfeats[kept], stream_targets, stream_config, recipe, device
+                        )
+                    stream_targets = stream_targets.to(device)
                     stream_loss = clip_loss(kept_logits, stream_targets, recipe.loss)
                     loss = (loss * len(y) + stream_loss * n_kept) / (len(y) + n_kept)
                     hits = kept_logits.argmax(1).cpu() == sy[kept]

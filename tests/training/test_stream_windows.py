@@ -14,7 +14,7 @@ from tests.training.conftest import STREAM_WORDS
 from training.dataset import read_corpus_info
 from training.recipe import Recipe
 from training.stream_windows import IGNORE, StreamWindowConfig, StreamWindows, pooled_logits
-from training.train import distilled_targets, train
+from training.train import distilled_stream_targets, distilled_targets, train
 
 
 @pytest.mark.parametrize("name", streaming_params(MODEL_NAMES))
@@ -142,6 +142,42 @@ def test_distilled_targets_mix_labels_with_the_teachers_probabilities() -> None:
         Recipe.from_dict({"distill_weight": 1.5, "init_from": "x.safetensors"})
 
 
+def test_stream_targets_learn_the_teachers_served_posterior() -> None:
+    """distill_streams: a window's target mixes its label with the softmax of the teacher's
+    pooled logits over the window's pooled frames (the posterior the server would score),
+    not the mean over the whole window."""
+
+    class FrameTeacher(torch.nn.Module):
+        """Frame logits that differ frame by frame: the first five feature bins, sharpened."""
+
+        def frame_logits(self, feats: torch.Tensor) -> torch.Tensor:
+            return 3.0 * feats[..., :5]
+
+        def forward(self, feats: torch.Tensor) -> torch.Tensor:
+            return self.frame_logits(feats).mean(dim=1)
+
+    config = StreamWindowConfig()
+    torch.manual_seed(0)
+    teacher = FrameTeacher()
+    sfeats = torch.randn(3, config.frames, 128)
+    sfeats[:, config.history_frames : config.history_frames + config.pool_frames, :5] += (
+        torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0])
+    )
+    targets = torch.nn.functional.one_hot(torch.tensor([1, 3, 4]), 5).float()
+    recipe = Recipe.from_dict(
+        {"distill_weight": 0.4, "distill_streams": True, "init_from": "x.safetensors"}
+    )
+    mixed = distilled_stream_targets(teacher, sfeats, targets, config, recipe, torch.device("cpu"))
+    with torch.no_grad():
+        served = torch.softmax(pooled_logits(teacher.frame_logits(sfeats), config), dim=1)
+        whole = torch.softmax(teacher(sfeats), dim=1)
+    torch.testing.assert_close(mixed, 0.6 * targets + 0.4 * served, atol=1e-5, rtol=0)
+    assert not torch.allclose(mixed, 0.6 * targets + 0.4 * whole, atol=1e-3)
+    torch.testing.assert_close(mixed.sum(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="distill_streams needs distill_weight"):
+        Recipe.from_dict({"distill_streams": True})
+
+
 def _tiny_run(corpus: Path, **keys: object) -> dict[str, object]:
     """The keys of a two-step run of a 16-wide lmuformer on ``corpus``, with ``keys`` over."""
     return {
@@ -255,6 +291,42 @@ def test_a_stronger_model_of_another_kind_teaches_through_distill_from(
     with pytest.raises(ValueError, match="distill_weight"):
         Recipe.from_dict({"distill_from": str(teacher_path)})
     Recipe.from_dict({"distill_from": str(teacher_path), "distill_weight": 0.5})  # no init_from
+
+
+def test_the_stream_half_learns_from_the_teacher_only_when_asked(
+    stream_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distill_streams: every step's scored stream windows get the loaded teacher's targets;
+    without it the stream half keeps its one-hot labels (the recipes before it unchanged)."""
+    from training import train as train_module
+
+    base = _tiny_run(stream_corpus, stream_fraction=0.5)
+    train(Recipe.from_dict({**base, "out": str(tmp_path / "teacher")}), progress=False)
+    teacher_path = tmp_path / "teacher" / "last.safetensors"
+    seen: list[tuple[str, int]] = []
+    real = train_module.distilled_stream_targets
+
+    def spy(teacher, sfeats, targets, config, recipe, device):  # type: ignore[no-untyped-def]
+        seen.append((teacher.config.name, len(sfeats)))
+        return real(teacher, sfeats, targets, config, recipe, device)
+
+    monkeypatch.setattr(train_module, "distilled_stream_targets", spy)
+    student = {
+        **base,
+        "model": "spiking-lmuformer",
+        "distill_from": str(teacher_path),
+        "distill_weight": 0.5,
+    }
+    train(Recipe.from_dict({**student, "out": str(tmp_path / "clips")}), progress=False)
+    assert seen == []
+    train(
+        Recipe.from_dict({**student, "out": str(tmp_path / "both"), "distill_streams": True}),
+        progress=False,
+    )
+    assert [name for name, _ in seen] == ["lmuformer", "lmuformer"]
+    assert all(n > 0 for _, n in seen)
+    _, meta = load_checkpoint(tmp_path / "both" / "last.safetensors")
+    assert meta["training"]["recipe"]["distill_streams"] is True
 
 
 def test_mined_false_alarms_become_hard_scenes(stream_corpus: Path, tmp_path: Path) -> None:

@@ -193,10 +193,15 @@ def ship(
                 shutil.copy2(streams / source, report_copy / copy)
     if shipped_card is not None:
         reproduce = recalibrated_commands(shipped_card, name, shipped, str(checkpoint))
+    sweep = sensitivity_sweep(stream_report) if stream_report else []
     if ensemble:
-        card = ensemble_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, report)
+        card = ensemble_card(
+            name, model, shipped, evaluation, curve, reproduce, checkpoint, report, sweep
+        )
     else:
-        card = model_card(name, model, shipped, evaluation, curve, reproduce, checkpoint, continued)
+        card = model_card(
+            name, model, shipped, evaluation, curve, reproduce, checkpoint, continued, sweep
+        )
     card_path = out_dir / f"{name}.md"
     history = history_section(card_path.read_text("utf-8")) if card_path.is_file() else ""
     card_path.write_text(card + history, encoding="utf-8")
@@ -368,8 +373,64 @@ def wake_word_summary(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
-    """The card's section on detection in streams (none without an evaluate-streams report)."""
+def sensitivity_sweep(stream_report: dict[str, Any], step: float = 0.1) -> list[dict[str, Any]]:
+    """What ``start.sensitivity`` gave on a calibrated checkpoint's ``evaluate-streams``
+    report: the DET sweep's points at every ``step`` of sensitivity (recall, false alarms
+    per hour in all and per set); none for a sweep over thresholds (uncalibrated)."""
+    det = stream_report.get("det") or {}
+    if det.get("parameter") != "sensitivity":
+        return []
+    rows = []
+    for point in det.get("points") or []:
+        s = float(point["parameter"])
+        if abs(s / step - round(s / step)) < 1e-6:
+            rows.append(
+                {
+                    "sensitivity": round(s, 6),
+                    "recall": point.get("recall"),
+                    "false_alarms_per_hour": point.get("false_alarms_per_hour"),
+                    "sets": dict(point.get("sets") or {}),
+                }
+            )
+    return rows
+
+
+def sensitivity_table(sweep: Sequence[dict[str, Any]], default: float = 0.5) -> list[str]:
+    """The card's table of a ``sensitivity_sweep``: a row per sensitivity, the default bold."""
+    if not sweep:
+        return []
+
+    def rate(x: Any) -> str:
+        return "–" if x is None else f"{float(x):.1f}"
+
+    lines = [
+        "",
+        "What `start.sensitivity` gives on the same test streams (the report's DET sweep; "
+        "each keyword's threshold moves along the calibrated curve):",
+        "",
+        "| sensitivity | recall | false alarms per hour, all streams | per hour of real speech |",
+        "|---|---|---|---|",
+    ]
+    for row in sweep:
+        s = float(row["sensitivity"])
+        cells = [
+            f"{s:g}",
+            _pct(row.get("recall")),
+            rate(row.get("false_alarms_per_hour")),
+            rate((row.get("sets") or {}).get("negatives/recorded")),
+        ]
+        if abs(s - default) < 1e-9:
+            cells = [f"**{c}**" for c in cells]
+            cells[0] += " (default)"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _streams_section(
+    name: str, meta: dict[str, Any], sweep: Sequence[dict[str, Any]] = ()
+) -> list[str]:
+    """The card's section on detection in streams (none without an evaluate-streams report;
+    ``sweep``: its ``sensitivity_sweep``, shown as a table)."""
     streams = (meta.get("metrics") or {}).get("streams")
     if not streams:
         return []
@@ -420,6 +481,9 @@ def _streams_section(name: str, meta: dict[str, Any]) -> list[str]:
             "operating points."
         )
         lines += _grammar_calibration_line(calibration)
+        lines += sensitivity_table(sweep)
+        if sweep:
+            lines.append("")
     grammar = streams.get("wake_word")
     if grammar:
         from training.stream_report import false_commands_phrase
@@ -702,7 +766,12 @@ def backgrounds_option(evaluation: dict[str, Any]) -> str:
     return "--backgrounds " + ",".join(f"{kind}:{snr:g}" for kind, snr in spec) + " "
 
 
-def _report_sections(name: str, meta: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+def _report_sections(
+    name: str,
+    meta: dict[str, Any],
+    evaluation: dict[str, Any],
+    sweep: Sequence[dict[str, Any]] = (),
+) -> list[str]:
     """The link to the full report, the weakest voices, the dev set and the streams."""
     return [
         f"Full report: [reports/{name}/README.md](reports/{name}/README.md) (per-class table, "
@@ -710,7 +779,7 @@ def _report_sections(name: str, meta: dict[str, Any], evaluation: dict[str, Any]
         "voice).",
         *_weakest_voices(evaluation),
         *_dev_section(name, evaluation),
-        *_streams_section(name, meta),
+        *_streams_section(name, meta, sweep),
     ]
 
 
@@ -723,10 +792,12 @@ def model_card(
     reproduce: str | None,
     source: Path | None = None,
     continued: Sequence[str] | None = None,
+    sweep: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The Markdown model card of a shipped checkpoint (``source``: the file it was shipped
     from, named by the commands when it is an average of checkpoints; ``continued``: the
-    earlier card's commands that make this run's start, for ``--continue-card``)."""
+    earlier card's commands that make this run's start, for ``--continue-card``; ``sweep``:
+    the streams report's ``sensitivity_sweep``)."""
     training = meta.get("training") or {}
     recipe = training.get("recipe") or {}
     corpus = ((training.get("data") or {}).get("train") or {}).get("corpus") or {}
@@ -786,7 +857,7 @@ def model_card(
         ),
         *_results_section(evaluation, curve, validation),
         bar_line,
-        *_report_sections(name, meta, evaluation),
+        *_report_sections(name, meta, evaluation, sweep),
         "",
         "## Data",
         "",
@@ -938,6 +1009,7 @@ def ensemble_card(
     reproduce: str | None,
     source: Path,
     report: Path,
+    sweep: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The model card of a shipped ensemble (``lmukws ensemble``): its members with their
     weights, files and cards, the test results and streams as for one model, and the commands
@@ -991,7 +1063,7 @@ def ensemble_card(
             evaluation, curve, "n/a: an ensemble is not trained (its members' cards)"
         ),
         "",
-        *_report_sections(name, meta, evaluation),
+        *_report_sections(name, meta, evaluation, sweep),
         "",
         "## Training",
         "",

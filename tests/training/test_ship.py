@@ -18,6 +18,7 @@ from training.ship import (
     _streams_section,
     _weight_search_lines,
     checkpoint_record,
+    sensitivity_sweep,
 )
 
 
@@ -755,3 +756,70 @@ def test_the_card_shows_keyword_clips_under_backgrounds(tmp_path: Path) -> None:
     assert f"| keyword clips under babble 10 dB (clean {clean}) | {babble} |" in card
     assert "| keyword clips under noise 0 dB" in card
     assert "--backgrounds babble:10,noise:0 --out reports/lmuformer-synth" in card
+
+
+def _sweep_point(s: float, recall: float, fa: float, recorded: float) -> dict[str, object]:
+    return {"parameter": s, "recall": recall, "false_alarms_per_hour": fa,
+            "sets": {"mixed": 2 * fa, "negatives/recorded": recorded}}  # fmt: skip
+
+
+def test_the_card_shows_what_each_sensitivity_gave_on_the_test_streams(tmp_path: Path) -> None:
+    """A calibrated checkpoint's streams report sweeps start.sensitivity: the card tables it
+    every 0.1 (recall, FA/h of all streams and of real speech), the default row bold; a sweep
+    over thresholds (uncalibrated) gives no table."""
+    points = [_sweep_point(i / 20, 0.2 + i / 50, 1.0 + i, 0.5 * i) for i in range(21)]
+    report = {"det": {"parameter": "sensitivity", "points": points}}
+    sweep = sensitivity_sweep(report)
+    assert [row["sensitivity"] for row in sweep] == [i / 10 for i in range(11)]
+    assert sweep[5] == {"sensitivity": 0.5, "recall": 0.4, "false_alarms_per_hour": 11.0,
+                        "sets": {"mixed": 22.0, "negatives/recorded": 5.0}}  # fmt: skip
+    assert sensitivity_sweep({"det": {"parameter": "threshold", "points": points}}) == []
+    assert sensitivity_sweep({}) == []
+
+    calibration = {"target_fa_per_hour": 20.0, "data": {"hours": 6.0}}
+    meta = {
+        "detector": {"calibration": calibration},
+        "metrics": {"streams": {"split": "test", "recall": 0.4, "hours": 5.0, "events": 10}},
+    }
+    lines = _streams_section("m", meta, sweep)
+    header = lines.index(
+        "| sensitivity | recall | false alarms per hour, all streams | per hour of real speech |"
+    )
+    rows = lines[header + 2 : header + 13]
+    assert rows[0] == "| 0 | 20.00 % | 1.0 | 0.0 |"
+    assert rows[5] == "| **0.5** (default) | **40.00 %** | **11.0** | **5.0** |"
+    assert rows[10] == "| 1 | 60.00 % | 21.0 | 10.0 |"
+    assert lines[header + 13] == ""
+    assert not any(line.startswith("| sensitivity") for line in _streams_section("m", meta))
+
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    result = {
+        "split": "test", "recall": 0.4, "false_alarms_per_hour": 11.0, "hours": 2.0,
+        "events": 100, "delay_ms": {"median": 80.0, "p90": 200.0}, "calibrated": True,
+        "sets": {"mixed": {"false_alarms_per_hour": 22.0}}, **report,
+    }  # fmt: skip
+    (streams / "streams.json").write_text(json.dumps(result))
+    checkpoint = trained_like_checkpoint(tmp_path / "best.safetensors")
+    model, trained = load_checkpoint(checkpoint)
+    trained["detector"]["calibration"] = calibration
+    save_checkpoint(checkpoint, model, trained)
+    evaluate_and_ship(checkpoint, tmp_path, "--streams", str(streams))
+    card = (tmp_path / "shipped" / "lmuformer.md").read_text()
+    assert "| **0.5** (default) | **40.00 %** | **11.0** | **5.0** |" in card
+
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED_DIR.glob("*.safetensors")), ids=lambda p: p.name)
+def test_every_shipped_card_shows_its_streams_report_as_shipped(path: Path) -> None:
+    """The shipped cards' stream sections are what ship-checkpoint renders from their
+    metadata and their report copy (the sensitivity table included)."""
+    name = path.name.removesuffix(".safetensors")
+    report = path.parent / "reports" / name / "streams.json"
+    if not report.is_file():
+        pytest.skip(f"{name} shipped without a streams report")
+    sweep = sensitivity_sweep(json.loads(report.read_text()))
+    section = "\n".join(_streams_section(name, read_metadata(path), sweep))
+    assert section in (path.parent / f"{name}.md").read_text()

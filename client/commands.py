@@ -113,6 +113,11 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as error:
         return report_error("stream", error)
     status = EXIT_OK
+    operating_point = None
+    if not args.json and not options.get("thresholds"):
+        from client.operating_point import served_operating_point
+
+        operating_point = await served_operating_point(url, args.sensitivity)
     for path in args.files:
         wake_word = None
         if not args.json:
@@ -136,6 +141,8 @@ async def _stream_files(args: argparse.Namespace, out: TextIO) -> int:
                         if isinstance(message, ReadyMessage):
                             wake_word = message.wake_word
                         print(format_message(message, wake_word), file=out, flush=True)
+                        if isinstance(message, ReadyMessage) and operating_point:
+                            print(f"  {operating_point}", file=out, flush=True)
         except BrokenPipeError:
             raise
         except (ClientError, ValueError, OSError) as error:

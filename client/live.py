@@ -16,7 +16,6 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -26,6 +25,7 @@ from client.audio import level_dbfs
 from client.commands import report_error, session_options
 from client.errors import ClientError
 from client.exits import EXIT_OK, EXIT_UNAVAILABLE, default_url
+from client.operating_point import operating_point_line, served_operating_point
 from server.protocol import DetectionMessage, EndMessage, ReadyMessage, ScoresMessage
 
 LOG_LINES = 8
@@ -44,39 +44,6 @@ class LiveSession(Protocol):
     def poll(self) -> list[DetectionMessage | ScoresMessage]: ...
     async def finish(self, timeout: float = ...) -> EndMessage: ...
     async def close(self) -> None: ...
-
-
-def operating_point_line(
-    points: Sequence[Mapping[str, Any]], sensitivity: float | None
-) -> str | None:
-    """What the calibration measured at the operating point nearest ``sensitivity`` (None:
-    the default, 0.5), from ``GET /v1/model``'s ``operating_points``: held-out false alarms
-    per hour and recall, and the false alarms on recorded speech; None when uncalibrated."""
-    if not points:
-        return None
-    s = 0.5 if sensitivity is None else float(sensitivity)
-    near = min(points, key=lambda p: abs(float(p["sensitivity"]) - s))  # the first on ties
-
-    def rate(x: float) -> str:
-        return f"{x:.1f}" if x < 10 else f"{x:.0f}"
-
-    def held_out_else_measured(name: str) -> float | None:
-        value = near.get(f"heldout_{name}")
-        return near.get(name) if value is None else value
-
-    fa = held_out_else_measured("fa_per_hour")
-    recall = held_out_else_measured("recall")
-    recorded = (near.get("fa_per_hour_by_set") or {}).get("negatives/recorded")
-    text = (
-        f"sensitivity {s:.2f}: nearest calibrated point ({float(near['sensitivity']):.2f}), "
-        "on the validation streams: "
-    )
-    text += "false alarms not measured" if fa is None else f"{rate(fa)} false alarms/h"
-    if recorded is not None:
-        text += f" ({rate(recorded)}/h on recorded speech)"
-    if recall is not None:
-        text += f", {round(100 * recall)} % of keywords found"
-    return text
 
 
 @dataclass(frozen=True)
@@ -339,21 +306,8 @@ async def _open_session(args: argparse.Namespace, rate: int) -> tuple[LiveSessio
 
     url = args.url or default_url()
     session = await connect(url, sample_rate=rate, encoding="pcm_f32le", **options)
-    line = None if own_thresholds else await _served_operating_point(url, args.sensitivity)
+    line = None if own_thresholds else await served_operating_point(url, args.sensitivity)
     return session, stream_url(url), line
-
-
-async def _served_operating_point(url: str, sensitivity: float | None) -> str | None:
-    """``operating_point_line`` of the served model; None if ``GET /v1/model`` fails (the
-    session itself is open: the line is information, not a requirement)."""
-    from client.rest import RestClient
-
-    try:
-        async with RestClient(url, timeout=5.0) as rest:
-            info = await rest.model()
-    except (ClientError, OSError, ValueError):
-        return None
-    return operating_point_line(info.operating_points, sensitivity)
 
 
 class _Printer:

@@ -21,7 +21,8 @@ from client import cli
 from client.commands import exit_code, run_classify, run_stream
 from client.errors import ConnectError, ServerClosedError, SessionRefusedError
 from client.healthcheck import check, local_url
-from client.live import LiveState, _open_session, operating_point_line, run_mic
+from client.live import LiveState, _open_session, run_mic
+from client.operating_point import operating_point_line
 from server.protocol import DetectionMessage, EndMessage, Latency, ReadyMessage, ScoresMessage
 from tests.client.conftest import calibrated_copy
 from tests.client.protocol_server import ProtocolServer, burst_clip
@@ -115,6 +116,7 @@ def test_stream_text_and_json(server: ProtocolServer, burst_wav: Path) -> None:
     assert "model protocol-test" in lines[1] and "32000 Hz" in lines[1]
     assert any("yes" in line and "65 ms algorithmic + 3.5 ms server" in line for line in lines)
     assert not any("wake word" in line for line in lines)
+    assert not any("calibrated point" in line for line in lines)  # no GET /v1/model here
     assert lines[-1] == "  end: 1.00 s of audio, 100 frames, 1 detection"
 
     out = io.StringIO()

@@ -84,6 +84,29 @@ def test_stream_detects_the_word(default_server: LiveServer, spoken: Path) -> No
     assert WORD in [r["keyword"] for r in records if r["type"] == "detection"]
 
 
+def test_stream_says_what_the_default_operating_point_measured(
+    default_server: LiveServer, spoken: Path
+) -> None:
+    """Under the ready line, the served calibration's point for the session's sensitivity;
+    none for a session with its own thresholds (the curve does not describe them)."""
+
+    def text(*options: str) -> list[str]:
+        argv = [*LMUKWS, "stream", str(spoken), "--url", default_server.ws, *options]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    lines = text()
+    assert f"model {DEFAULT_MODEL}" in lines[1]
+    assert lines[2].startswith(
+        "  sensitivity 0.50: nearest calibrated point (0.50), on the validation streams: "
+    )
+    assert "false alarms/h (" in lines[2] and "/h on recorded speech), " in lines[2]
+    assert lines[2].endswith(" % of keywords found")
+    assert text("--sensitivity", "0")[2].startswith("  sensitivity 0.00: nearest calibrated")
+    assert not any("calibrated point" in line for line in text("--threshold", f"{WORD}=0.9"))
+
+
 def test_mic_demo_detects_the_word(
     default_server: LiveServer, spoken: Path, tmp_path: Path
 ) -> None:

@@ -396,7 +396,8 @@ def sensitivity_sweep(stream_report: dict[str, Any], step: float = 0.1) -> list[
 
 
 def sensitivity_table(sweep: Sequence[dict[str, Any]], default: float = 0.5) -> list[str]:
-    """The card's table of a ``sensitivity_sweep``: a row per sensitivity, the default bold."""
+    """The card's table of a ``sensitivity_sweep``, set apart by blank lines: a row per
+    sensitivity, the default bold; nothing for an empty sweep."""
     if not sweep:
         return []
 
@@ -423,7 +424,7 @@ def sensitivity_table(sweep: Sequence[dict[str, Any]], default: float = 0.5) -> 
             cells = [f"**{c}**" for c in cells]
             cells[0] += " (default)"
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return [*lines, ""]
 
 
 def _streams_section(
@@ -482,8 +483,6 @@ def _streams_section(
         )
         lines += _grammar_calibration_line(calibration)
         lines += sensitivity_table(sweep)
-        if sweep:
-            lines.append("")
     grammar = streams.get("wake_word")
     if grammar:
         from training.stream_report import false_commands_phrase

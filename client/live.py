@@ -345,8 +345,9 @@ async def _mic(args: argparse.Namespace, out: TextIO) -> int:
 
     mic = Microphone(args.device, args.rate, args.block_ms)
     session, source, operating_point = await _open_session(args, mic.rate)
-    state = LiveState(source, mic.device["name"], mic.rate, session.ready)
-    state.operating_point = operating_point
+    state = LiveState(
+        source, mic.device["name"], mic.rate, session.ready, operating_point=operating_point
+    )
     printer = _Printer(state, args.json, out)
     interactive = not (args.plain or args.json) and out.isatty()
     stop = asyncio.Event()

@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +233,17 @@ def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
 
 
 def distilled_targets(
-    teacher: LMUFormer, feats: Tensor, targets: Tensor, recipe: Recipe, device: torch.device
+    teacher: Callable[[Tensor], Tensor],
+    feats: Tensor,
+    targets: Tensor,
+    recipe: Recipe,
+    device: torch.device,
 ) -> Tensor:
     """Clip targets [B, K] mixed with a frozen teacher's probabilities on the same features
-    [B, T, F]: ``(1 - w) targets + w softmax(teacher)``, ``w = distill_weight``. The teacher
-    is the ``init_from`` model (keeps what it knew of clips while stream windows teach the
-    rest: learning without forgetting, Li & Hoiem 2017) or ``distill_from``'s (a stronger
-    network's soft targets, Hinton et al. 2015)."""
+    [B, T, F]: ``(1 - w) targets + w softmax(teacher(feats))``, ``w = distill_weight``. The
+    teacher is the ``init_from`` model (keeps what it knew of clips while stream windows teach
+    the rest: learning without forgetting, Li & Hoiem 2017) or ``distill_from``'s (a stronger
+    network's soft targets, Hinton et al. 2015); any callable giving logits [B, K]."""
     with (
         torch.no_grad(),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"),
@@ -257,18 +261,15 @@ def distilled_stream_targets(
     recipe: Recipe,
     device: torch.device,
 ) -> Tensor:
-    """Stream window targets [B, K] mixed with a frozen teacher's served posterior on the same
-    windows [B, T, F]: the softmax of its pooled logits (``pooled_logits``), at
-    ``distill_weight``. What the teacher makes of a half-heard word, a near miss or two words
+    """Stream window targets [B, K] mixed, as ``distilled_targets`` mixes clips, with a frozen
+    teacher's served posterior on the same windows [B, T, F]: the softmax of its pooled logits
+    (``pooled_logits``). What the teacher makes of a half-heard word, a near miss or two words
     in one window is the soft target the one-hot label of the window cannot give."""
-    with (
-        torch.no_grad(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16"),
-    ):
-        pooled = pooled_logits(teacher.frame_logits(sfeats.to(device)), config)
-        probs = torch.softmax(pooled.float(), dim=1).to(targets.device)
-    w = recipe.distill_weight
-    return (1.0 - w) * targets + w * probs
+
+    def served(windows: Tensor) -> Tensor:
+        return pooled_logits(teacher.frame_logits(windows), config)
+
+    return distilled_targets(served, sfeats, targets, recipe, device)
 
 
 def evaluate_features(

@@ -181,24 +181,28 @@ def test_sessions_spread_over_the_replicas(deployed: str) -> None:
     assert len(spread) == 2 and max(spread.values()) <= 16, spread
 
 
-def reports_of_both(base: str) -> httpx.Response:
-    """``/readyz`` once both replicas have reported (every REPORT_S; a loaded host can delay
-    a replica's report loop for several seconds)."""
-    deadline = time.monotonic() + 60
+def both_ready(base: str) -> httpx.Response:
+    """``/readyz`` once both replicas have reported ready, or after 90 s. Each reports every
+    REPORT_S, and a loaded host can delay that loop for seconds; a replica that Serve has just
+    started (``serve.run`` returns before its app's lifespan loads the model, and a replica
+    whose health check timed out is replaced) reports ``loading`` until its model is in."""
+    deadline = time.monotonic() + 90
     while True:
         ready = httpx.get(f"{base}/readyz", timeout=10)
-        if len(ready.json().get("replicas", {})) == 2 or time.monotonic() > deadline:
+        replicas = ready.json().get("replicas", {})
+        both = len(replicas) == 2 and all(r["status"] == "ready" for r in replicas.values())
+        if both or time.monotonic() > deadline:
             return ready
         time.sleep(0.5)
 
 
 def test_health_and_metrics_speak_for_every_replica(deployed: str) -> None:
     base = f"http://{deployed}"
-    ready = reports_of_both(base)
+    ready = both_ready(base)
     body = ready.json()
     assert ready.status_code == 200 and body["status"] == "ready", body
     assert len(body["replicas"]) == 2, body
-    assert all(r["status"] == "ready" for r in body["replicas"].values())
+    assert all(r["status"] == "ready" for r in body["replicas"].values()), body
     assert body["engines"] == body["engines_total"] == 2
     text = httpx.get(f"{base}/metrics", timeout=10).text
     for name in body["replicas"]:

@@ -53,6 +53,8 @@ DETECTOR_SETTINGS = (
     "background_ms",
     "background_floor",
     "background_ceiling",
+    "speech_gate_ms",
+    "speech_gate_recent_ms",
 )
 
 

@@ -152,6 +152,17 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
     )
+    speech_gate_ms: float = _detector(
+        _ms(_DETECTOR.speech_gate_frames),
+        "hold keywords back after this much other speech that ended within "
+        "speech_gate_recent_ms (0: off)",
+        ge=0,
+    )
+    speech_gate_recent_ms: float = _detector(
+        _ms(_DETECTOR.speech_gate_recent_frames),
+        "the speech gate: how long after other speech it stays closed",
+        gt=0,
+    )
 
     # protocol limits
     max_message_bytes: int = Field(

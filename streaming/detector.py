@@ -15,7 +15,12 @@ over the last ``smoothing_frames`` frames and fires keyword k when all of these 
   ``rearm_fraction`` × its threshold, so one long utterance, whose score wobbles around the
   threshold while the word passes through the pooling window, fires once;
 - with a wake word (``wake_label``), every other keyword fires only within
-  ``command_frames`` frames after the wake word fired (the wake word itself always can).
+  ``command_frames`` frames after the wake word fired (the wake word itself always can);
+- with the speech gate (``speech_gate_frames`` > 0), no keyword but the wake word fires while
+  the model's latest stretch of other speech (pooled ``_unknown_`` posterior above
+  ``SPEECH_GATE_POSTERIOR``) lasted at least ``speech_gate_frames`` and ended at most
+  ``speech_gate_recent_frames`` ago (``speech_gate``): a command follows a pause or a short
+  carrier ("the word is ..."), not a long sentence, which is where most false alarms were.
 
 With ``background_frames`` > 0 the posteriors are first normalised by the session's own
 background (``normalize_background``): a voice or a room whose speech keeps lifting one
@@ -41,6 +46,10 @@ from typing import Any
 import numpy as np
 
 NEVER_FIRE = ("_unknown_", "_silence_")
+#: the label whose pooled posterior tells other speech, for the speech gate
+OTHER_SPEECH = "_unknown_"
+#: the speech gate counts frames whose ``OTHER_SPEECH`` posterior is above this
+SPEECH_GATE_POSTERIOR = 0.5
 #: frames per block of the background average (``normalize_background``): it is updated at
 #: each block's end and used from the block after next
 BACKGROUND_BLOCK = 100
@@ -54,6 +63,8 @@ MS_SETTINGS = {
     "warmup_ms": "warmup_frames",
     "command_window_ms": "command_window_frames",
     "background_ms": "background_frames",
+    "speech_gate_ms": "speech_gate_frames",
+    "speech_gate_recent_ms": "speech_gate_recent_frames",
 }
 
 
@@ -68,8 +79,8 @@ class DetectorSettings:
     ``thresholds``: per-label defaults over ``threshold``; ``command_window_frames``: the
     wake-word grammar's window; ``command_sensitivity``: the point of the calibrated DET curve
     that the commands take under a wake word (None: the session's sensitivity);
-    ``background_*``: the background normalisation (0 frames: off). The others are
-    ``DetectorConfig``'s.
+    ``background_*``: the background normalisation (0 frames: off); ``speech_gate_*``: the
+    speech gate (0 frames: off). The others are ``DetectorConfig``'s.
     """
 
     threshold: float = 0.5
@@ -87,6 +98,8 @@ class DetectorSettings:
     background_frames: int = 0
     background_floor: float = 1e-3
     background_ceiling: float = 0.5
+    speech_gate_frames: int = 0
+    speech_gate_recent_frames: int = 100
 
     def __post_init__(self) -> None:
         if self.posterior not in POSTERIORS:
@@ -98,6 +111,7 @@ class DetectorSettings:
                 f"command_sensitivity must be in [0, 1], got {self.command_sensitivity}"
             )
         _check_background(self.background_frames, self.background_floor, self.background_ceiling)
+        _check_speech_gate(self.speech_gate_frames, self.speech_gate_recent_frames)
 
     @property
     def detector_settings(self) -> DetectorSettings:
@@ -143,6 +157,13 @@ def _check_background(frames: int, floor: float, ceiling: float) -> None:
         raise ValueError(f"background_ceiling must be in (0, 1], got {ceiling}")
 
 
+def _check_speech_gate(frames: int, recent: int) -> None:
+    if frames < 0:
+        raise ValueError(f"speech_gate_frames must be >= 0 (0: off), got {frames}")
+    if recent < 1:
+        raise ValueError(f"speech_gate_recent_frames must be >= 1, got {recent}")
+
+
 _DEFAULTS = DetectorSettings()
 
 
@@ -163,6 +184,8 @@ class DetectorConfig:
     background_frames: int = _DEFAULTS.background_frames  # 0: no background normalisation
     background_floor: float = _DEFAULTS.background_floor
     background_ceiling: float = _DEFAULTS.background_ceiling
+    speech_gate_frames: int = _DEFAULTS.speech_gate_frames  # 0: no speech gate
+    speech_gate_recent_frames: int = _DEFAULTS.speech_gate_recent_frames
 
     def __post_init__(self) -> None:
         if self.thresholds.shape != (len(self.labels),):
@@ -180,6 +203,9 @@ class DetectorConfig:
         if self.wake_label >= 0 and not math.isfinite(self.thresholds[self.wake_label]):
             raise ValueError(f"the wake word {self.labels[self.wake_label]!r} cannot fire")
         _check_background(self.background_frames, self.background_floor, self.background_ceiling)
+        _check_speech_gate(self.speech_gate_frames, self.speech_gate_recent_frames)
+        if self.speech_gate_frames and OTHER_SPEECH not in self.labels:
+            raise ValueError(f"the speech gate needs an {OTHER_SPEECH!r} label")
 
     @property
     def background_key(self) -> tuple[int, float, float, int]:
@@ -278,6 +304,17 @@ class Background:
 
 
 @dataclass(frozen=True)
+class SpeechRun:
+    """The speech gate's count (``speech_gate``), in frames: the current run of other speech
+    (0: none going), the length of the latest run (the current one included) and the frames
+    since its last frame (0 while it goes on)."""
+
+    current: int = 0
+    latest: int = 0
+    since: int = 1 << 30
+
+
+@dataclass(frozen=True)
 class DetectorState:
     """Per-session detector state (a few hundred bytes; about 1 KB with a background)."""
 
@@ -290,6 +327,7 @@ class DetectorState:
     armed: np.ndarray  # [K] bool
     wake_until: int = -1  # last frame of the open command window (wake-word grammar)
     background: Background | None = None  # with config.background_frames > 0
+    speech: SpeechRun | None = None  # with config.speech_gate_frames > 0
 
     @classmethod
     def initial(cls, config: DetectorConfig) -> DetectorState:
@@ -303,6 +341,7 @@ class DetectorState:
             last_fire=-(1 << 62),
             armed=np.ones(K, dtype=bool),
             background=Background.initial(K) if config.background_frames else None,
+            speech=SpeechRun() if config.speech_gate_frames else None,
         )
 
 
@@ -395,6 +434,35 @@ def normalize_background(
     return [Background(block_sum[i], level[i], lagged[i]) for i in range(B)], out
 
 
+def speech_gate(
+    config: DetectorConfig, run: SpeechRun, posteriors: np.ndarray
+) -> tuple[np.ndarray, SpeechRun]:
+    """The speech gate over posteriors [T, K] after ``run``: [T] bool, True where it holds
+    keywords back, and the count after these frames.
+
+    A frame is other speech when its ``OTHER_SPEECH`` posterior is above
+    ``SPEECH_GATE_POSTERIOR``; the gate is closed while the latest run of such frames lasted
+    ``speech_gate_frames`` or more and its last frame is at most ``speech_gate_recent_frames``
+    back. It depends on the posteriors only (not on thresholds or firings), in whole frames:
+    any chunking gives the same gate."""
+    T = posteriors.shape[0]
+    if T == 0:
+        return np.zeros(0, dtype=bool), run
+    speech = posteriors[:, config.labels.index(OTHER_SPEECH)] > SPEECH_GATE_POSTERIOR
+    t = np.arange(T)
+    last = np.maximum.accumulate(np.where(speech, t, -1))  # latest speech frame, -1: none yet
+    went_on = np.concatenate(([run.current > 0], speech[:-1]))
+    start = np.maximum.accumulate(np.where(speech & ~went_on, t, -1))  # -1: carried in
+    length = np.where(start >= 0, t - start + 1, run.current + t + 1)  # at speech frames
+    latest = np.where(last >= 0, length[np.maximum(last, 0)], run.latest)
+    since = np.where(last >= 0, t - last, np.minimum(run.since + t + 1, 1 << 30))
+    closed = (latest >= config.speech_gate_frames) & (since <= config.speech_gate_recent_frames)
+    after = SpeechRun(
+        current=int(length[-1]) if speech[-1] else 0, latest=int(latest[-1]), since=int(since[-1])
+    )
+    return closed, after
+
+
 def detect(
     config: DetectorConfig, state: DetectorState, posteriors: np.ndarray
 ) -> tuple[DetectorState, list[Firing], np.ndarray]:
@@ -436,6 +504,11 @@ def detect_batch(
     if groups:
         posteriors = posteriors.copy()
     background_of: dict[int, Background] = {}  # the new backgrounds, handed to ``decide``
+    gate_of: dict[int, tuple[np.ndarray, SpeechRun]] = {}  # the speech gates, likewise
+    for i, config in enumerate(configs if m else ()):
+        if config.speech_gate_frames:
+            run = states[i].speech or SpeechRun()
+            gate_of[i] = speech_gate(config, run, posteriors[i])
     for members in groups.values():
         K = posteriors.shape[2]
         backgrounds = [states[i].background or Background.initial(K) for i in members]
@@ -471,6 +544,7 @@ def detect_batch(
                 new_rings[j],
                 (top[j], scores[j], above[j]),
                 background_of.get(i),
+                gate_of.get(i),
             )
     return new_states, firings, smoothed
 
@@ -497,12 +571,15 @@ def decide(
     ring: np.ndarray | None = None,
     tops: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     background: Background | None = None,
+    gate: tuple[np.ndarray, SpeechRun | None] | None = None,
 ) -> tuple[DetectorState, list[Firing]]:
     """The firing rules over smoothed posteriors [T, K] (``sliding_mean`` of ``posteriors``
     [T, K] over ``state.ring``) -> (new state, firings). ``ring``: the new ring if the caller
     already has it ([W - 1, K], the last rows of ring + posteriors); ``tops``: ``top_labels``
     of ``smoothed`` if the caller computed them for many sessions at once; ``background``:
-    the session's background after these frames (``normalize_background``; None: the state's).
+    the session's background after these frames (``normalize_background``; None: the state's);
+    ``gate``: the speech gate over these frames [T] and its count after them (``speech_gate``;
+    the count None: the state's), None without one.
 
     A frame whose top label is under its threshold, with no run going and every label armed,
     changes nothing but the counters: such steps skip the per-frame loop.
@@ -514,6 +591,8 @@ def decide(
     if ring is None:
         ring = np.concatenate((state.ring, posteriors))[T:] if W > 1 else state.ring
     filled = min(W, state.filled + T)
+    closed, speech = gate if gate is not None else (None, None)
+    speech = state.speech if speech is None else speech
     if state.run_label < 0 and not above_mask.any() and state.armed.all():
         quiet = DetectorState(
             ring=ring,
@@ -525,6 +604,7 @@ def decide(
             armed=state.armed,
             wake_until=state.wake_until,
             background=state.background if background is None else background,
+            speech=speech,
         )
         return quiet, []
     above = above_mask.tolist()
@@ -540,6 +620,7 @@ def decide(
         config.warmup_frames,
         config.refractory_frames,
     )
+    held = closed.tolist() if closed is not None else [False] * T
     firings: list[Firing] = []
     frame = state.frames
     for t in range(T):
@@ -563,6 +644,7 @@ def decide(
             and frame - last_fire >= refractory
             and (run_length >= patience or (early is not None and score_list[t] >= early))
             and (wake < 0 or k == wake or frame <= wake_until)
+            and (k == wake or not held[t])
         ):
             firings.append(
                 Firing(label=k, keyword=config.labels[k], score=score_list[t], frame=frame)
@@ -588,6 +670,7 @@ def decide(
         armed=armed,
         wake_until=wake_until,
         background=state.background if background is None else background,
+        speech=speech,
     )
     return new_state, firings
 
@@ -626,6 +709,9 @@ def replay(
     if smoothed is None:
         smoothed = sliding_mean(state.ring, posteriors, 0, config.smoothing_frames)
     top, scores, above = top_labels(smoothed, config.thresholds)
+    closed = None
+    if config.speech_gate_frames:  # it depends on the posteriors only: once for the recording
+        closed, _ = speech_gate(config, SpeechRun(), posteriors)
     active = np.flatnonzero(above)
     firings: list[Firing] = []
     t = 0
@@ -644,6 +730,7 @@ def replay(
             smoothed[t:end],
             state.ring,
             (top[t:end], scores[t:end], above[t:end]),
+            gate=None if closed is None else (closed[t:end], None),
         )
         firings += found
         t = end

@@ -315,6 +315,8 @@ class StreamingEngine:
             background_frames=c.background_frames,
             background_floor=c.background_floor,
             background_ceiling=c.background_ceiling,
+            speech_gate_frames=c.speech_gate_frames,
+            speech_gate_recent_frames=c.speech_gate_recent_frames,
         )
 
     def session_spec(

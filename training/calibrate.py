@@ -36,12 +36,17 @@ once, every candidate's posteriors are combined from theirs (``training.ensemble
 the candidate with the best held-out recall at X (its own weights first, kept on ties) is
 calibrated as above and stored in the checkpoint.
 
+With ``--speech-gate-ms`` (a list, 0: off) the detector's speech gate is searched with the
+other settings: keywords are held back right after a long stretch of what the model calls
+other speech (``streaming.detector.speech_gate``), so the thresholds can be lower elsewhere.
+
 With ``--wake-word W`` the wake-word grammar is calibrated last (``training.grammar_calibration``):
 the commands' point of the new curve, stored as ``detector.command_sensitivity``.
 
 Writes ``detector.thresholds`` (the point at X), the chosen ``smoothing_frames``,
-``patience_frames`` and ``background_frames``, and ``detector.calibration`` (target, measured
-recall and FA/h, data, operating points, the search) into the checkpoint's metadata.
+``patience_frames``, ``background_frames`` (and ``speech_gate_frames`` when searched), and
+``detector.calibration`` (target, measured recall and FA/h, data, operating points, the
+search) into the checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -367,7 +372,7 @@ def search_detector(
     base: Any,
     hours: float,
     target_fa_per_hour: float,
-    candidates: Sequence[tuple[int, int, int, float]],
+    candidates: Sequence[tuple[int, int, int, float] | tuple[int, int, int, float, int]],
     max_delay_ms: float = MAX_DELAY_MS,
     lookahead_ms: float = 0.0,
     keyword_weight: float = KEYWORD_WEIGHT,
@@ -376,8 +381,8 @@ def search_detector(
     progress: bool = False,
 ) -> tuple[Any, np.ndarray, list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Calibrate thresholds at ``target_fa_per_hour`` for every (smoothing, patience,
-    background frames, background ceiling) of ``candidates`` (background 0: none); returns the
-    winner
+    background frames, background ceiling[, speech-gate frames]) of ``candidates`` (background
+    0: none; speech gate 0: none, left out: ``base``'s); returns the winner
     (``base`` with those settings), its per-run curves (``run_curves``), one row per
     candidate and the winner's held-out points (``heldout`` over the ladder and the target at
     ``keyword_weight``; None without ``folds``), which ``calibrate`` keeps. The winner finds
@@ -389,13 +394,14 @@ def search_detector(
     a progress bar over each candidate's curves."""
     targets = sorted({*LADDER, float(target_fa_per_hour)})
     rows, counts_of, heldout_of = [], [], []
-    for i, (smoothing, patience, background, ceiling) in enumerate(candidates, start=1):
+    for i, (smoothing, patience, background, ceiling, *gate) in enumerate(candidates, start=1):
         config = dataclasses.replace(
             base,
             smoothing_frames=smoothing,
             patience_frames=patience,
             background_frames=background,
             background_ceiling=float(ceiling),
+            speech_gate_frames=int(gate[0]) if gate else base.speech_gate_frames,
         )
         label = f"detector settings {i}/{len(candidates)}" if progress else None
         counts = run_curves(runs, config, config.keywords, progress=label)
@@ -408,6 +414,7 @@ def search_detector(
             "patience_frames": patience,
             "background_frames": background,
             "background_ceiling": float(ceiling),
+            "speech_gate_frames": config.speech_gate_frames,
             **measured,
         }
         points = None
@@ -487,6 +494,7 @@ def calibrate(
     patience_ms: Sequence[float] = (),
     background_s: Sequence[float] = (),
     background_ceiling: Sequence[float] = (),
+    speech_gate_ms: Sequence[float] = (),
     kinds: Sequence[str] = DEFAULT_KINDS,
     max_delay_ms: float = MAX_DELAY_MS,
     keyword_weight: float | str = KEYWORD_WEIGHT,
@@ -501,7 +509,8 @@ def calibrate(
     and ``background_s`` (the background normalisation's time constant, 0: none): the
     detector search's values (empty: the checkpoint's own), rounded to whole frames.
     ``background_ceiling``: the background counts only posteriors up to it; searched like the
-    others (empty: the checkpoint's own) and stored in the checkpoint when given. ``kinds``:
+    others (empty: the checkpoint's own) and stored in the checkpoint when given; so is
+    ``speech_gate_ms`` (the speech gate's other-speech length, 0: none). ``kinds``:
     the kinds of validation stream (``training.streams.KINDS``).
     ``keyword_weight``: see ``thresholds_for_budget``, or ``"auto"`` (``choose_keyword_weight``,
     after the detector search, which uses the default weight); ``folds``: voice folds of the
@@ -523,6 +532,8 @@ def calibrate(
         raise ValueError(f"background_s must be >= 0 (0: none), got {list(background_s)}")
     if any(not 0 < v <= 1 for v in background_ceiling):
         raise ValueError(f"background_ceiling must be in (0, 1], got {list(background_ceiling)}")
+    if any(not v >= 0 for v in speech_gate_ms):
+        raise ValueError(f"speech_gate_ms must be >= 0 (0: none), got {list(speech_gate_ms)}")
     if not kinds:
         raise ValueError("kinds: at least one kind of stream")
     auto = keyword_weight == "auto"
@@ -578,16 +589,20 @@ def calibrate(
     search: list[dict[str, Any]] = []
     searched: list[dict[str, Any]] | None = None  # the search winner's held-out points
     lookahead_ms = engine.served.lookahead_frames * engine.frame_ms
-    if smoothing_ms or patience_ms or background_s or background_ceiling:
+    if smoothing_ms or patience_ms or background_s or background_ceiling or speech_gate_ms:
         backgrounds = [round(v * 1000 / engine.frame_ms) for v in background_s]
         ceilings = [float(c) for c in dict.fromkeys(background_ceiling)]
+        gates = list(dict.fromkeys(round(v / engine.frame_ms) for v in speech_gate_ms))
+        if gates and "_unknown_" not in engine.labels:
+            raise ValueError("--speech-gate-ms needs a model with an _unknown_ label")
         candidates = [
-            (s, p, b, c)
+            (s, p, b, c, g)
             for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])
             for p in (_frames(patience_ms, engine.frame_ms) or [base.patience_frames])
             for b in (list(dict.fromkeys(backgrounds)) or [base.background_frames])
             # without a background the ceiling does nothing: one candidate
             for c in ((ceilings if b else ceilings[:1]) or [base.background_ceiling])
+            for g in (gates or [base.speech_gate_frames])
         ]
         base, counts, search, searched = search_detector(
             runs, base, hours, target_fa_per_hour, candidates, max_delay_ms, lookahead_ms,
@@ -661,6 +676,8 @@ def calibrate(
             "background_frames": base.background_frames,
             "background_floor": base.background_floor,
             "background_ceiling": base.background_ceiling,
+            "speech_gate_frames": base.speech_gate_frames,
+            "speech_gate_recent_frames": base.speech_gate_recent_frames,
         },
         "operating_points": points,
         "seconds": round(time.monotonic() - started, 1),
@@ -698,6 +715,8 @@ def calibrate(
     detector["background_frames"] = base.background_frames
     if background_ceiling:
         detector["background_ceiling"] = base.background_ceiling
+    if speech_gate_ms:
+        detector["speech_gate_frames"] = base.speech_gate_frames
     detector["calibration"] = record
     meta["detector"] = detector
     meta.pop("checkpoint", None)
@@ -767,6 +786,13 @@ def register_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the background counts only posteriors up to this (default: the checkpoint's, "
         "0.5 unless set); lower keeps a keyword said clearly, again and again, from raising its "
         "own bar; comma-separated values are searched, e.g. 0.2,0.5 (with --kinds ...,repeats)",
+    )
+    p.add_argument(
+        "--speech-gate-ms",
+        type=_number_list("ms", zero=True),
+        default=(),
+        help="search the speech gate too: comma-separated ms of other speech after which "
+        "keywords are held back for a second (0: off), e.g. 0,1500,2000",
     )
     p.add_argument(
         "--kinds",
@@ -889,6 +915,7 @@ def _run(args: argparse.Namespace) -> int:
         patience_ms=args.patience_ms,
         background_s=args.background_s,
         background_ceiling=args.background_ceiling,
+        speech_gate_ms=args.speech_gate_ms,
         kinds=args.kinds,
         max_delay_ms=args.max_delay_ms,
         keyword_weight=args.keyword_weight,

@@ -53,6 +53,15 @@ def test_checkpoint_detector_defaults_unless_set_explicitly() -> None:
     assert looser.command_sensitivity == 1.0
 
 
+def test_the_speech_gate_comes_from_the_checkpoint_unless_set_explicitly() -> None:
+    meta = {**META, "detector": {"speech_gate_frames": 150}}
+    config = engine_config(Settings(), meta)
+    assert (config.speech_gate_frames, config.speech_gate_recent_frames) == (150, 100)
+    assert engine_config(Settings(), META).speech_gate_frames == 0  # off unless calibrated on
+    off = engine_config(Settings(speech_gate_ms=0, speech_gate_recent_ms=500), meta)
+    assert (off.speech_gate_frames, off.speech_gate_recent_frames) == (0, 50)
+
+
 @pytest.mark.slow
 def test_serve_reports_a_missing_checkpoint_cleanly(tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"

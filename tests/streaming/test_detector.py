@@ -354,3 +354,68 @@ def test_background_settings_are_checked() -> None:
         with pytest.raises(ValueError, match=match):
             config(**kwargs)
     assert DetectorState.initial(config()).background is None
+
+
+def test_speech_gate_holds_a_keyword_back_right_after_long_other_speech() -> None:
+    """``_unknown_`` (label 2) on top for 30 frames, then "yes": held back within 10 frames of
+    that speech's end, fired later; after only 20 frames of speech (a short carrier) it fires
+    at once; without the gate it fires in every case."""
+    cfg = config(speech_gate_frames=25, speech_gate_recent_frames=10)
+    long_then_yes = seq((2, 0.9, 30), (0, 0.9, 5))
+    assert fired(config(), long_then_yes) == [("yes", 32)]
+    assert fired(cfg, long_then_yes) == []  # frames 30-34: 1 to 5 frames after the speech
+    later = seq((2, 0.9, 30), (3, 0.9, 5), (0, 0.9, 12))  # 5 frames of silence, then "yes"
+    assert fired(cfg, later) == [("yes", 40)]  # 11 frames after the speech: the gate opens
+    short_then_yes = seq((2, 0.9, 20), (0, 0.9, 5))
+    assert fired(cfg, short_then_yes) == [("yes", 22)]
+    # other speech only counts above SPEECH_GATE_POSTERIOR (0.5): a weak _unknown_ is not speech
+    weak = seq((2, 0.45, 30), (0, 0.9, 5))
+    assert fired(cfg, weak) == [("yes", 32)]
+
+
+def test_speech_gate_never_holds_the_wake_word_back() -> None:
+    cfg = config(speech_gate_frames=25, speech_gate_recent_frames=10, wake_word="no")
+    x = seq((2, 0.9, 30), (1, 0.9, 5), (0, 0.9, 5))
+    assert fired(cfg, x) == [("no", 32)]  # the command right after it is held back
+    assert fired(config(wake_word="no", command_frames=20), x) == [("no", 32), ("yes", 37)]
+
+
+def test_speech_gate_gives_the_same_firings_chunked_batched_and_replayed() -> None:
+    """The gate's count carries across chunks (a run of speech split anywhere), sessions in
+    one batch keep their own, and the fast replay gates as ``detect`` does."""
+    from streaming.detector import detect_batch, replay, speech_gate
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for _ in range(60):  # stretches of other speech, silence and keywords of random lengths
+        label = int(rng.choice([0, 1, 2, 2, 3]))
+        rows.append((label, float(rng.uniform(0.55, 0.95)), int(rng.integers(3, 40))))
+    x = seq(*rows)
+    cfg = config(speech_gate_frames=20, speech_gate_recent_frames=15, refractory_frames=5)
+    state0 = DetectorState.initial(cfg)
+    _, whole, _ = detect(cfg, state0, x)
+    ungated = fired(config(refractory_frames=5), x)
+    assert whole and len(whole) < len(ungated)  # the gate held some back, not all
+    assert replay(cfg, x) == whole
+    closed, _ = speech_gate(cfg, state0.speech, x)
+    assert not any(closed[f.frame] for f in whole)
+    state, parts = state0, []
+    for chunk in np.array_split(x, [1, 17, 18, 200, 401, 777]):
+        state, found, _ = detect(cfg, state, chunk)
+        parts += found
+    assert parts == whole
+    other, _, _ = detect(cfg, state0, x[:50])
+    _, firings, _ = detect_batch([cfg, cfg], [state0, other], np.stack([x[50:], x[50:]]))
+    assert firings[0] == detect(cfg, state0, x[50:])[1]
+    assert firings[1] == [f for f in whole if f.frame >= 50]
+
+
+def test_speech_gate_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="speech_gate_frames"):
+        config(speech_gate_frames=-1)
+    with pytest.raises(ValueError, match="speech_gate_recent_frames"):
+        config(speech_gate_frames=10, speech_gate_recent_frames=0)
+    with pytest.raises(ValueError, match="_unknown_"):
+        DetectorConfig.build(("yes", "no"), speech_gate_frames=10)
+    assert DetectorState.initial(config()).speech is None
+    assert DetectorState.initial(config(speech_gate_frames=5)).speech is not None

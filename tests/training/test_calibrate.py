@@ -337,6 +337,32 @@ def test_the_detector_search_keeps_a_repeated_command_with_a_lower_ceiling() -> 
     assert (config.background_frames, config.background_ceiling) == (3000, 0.2)
 
 
+def test_the_detector_search_takes_the_speech_gate_when_it_finds_more() -> None:
+    """A voice whose 0.8 "yes" peaks each end 3 s of other speech (``_unknown_`` on top: a
+    sentence), and one saying "yes" at 0.75 after silence: no threshold finds the second
+    without the first's false alarms, but the speech gate holds those back, so the search
+    takes it (and says so in its rows)."""
+    sentence = _voice_run("talks", 0.0, list(range(500, 5800, 500)), None)
+    for start in range(500, 5800, 500):
+        sentence.posteriors[start - 300 : start, 1] = 0.9  # _unknown_: other speech
+        sentence.posteriors[start - 300 : start, 2] = 0.1
+    runs = [sentence, _voice_run("says", 0.0, [], 4000)]
+    base = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1)
+    hours = sum(r.stream.scored_seconds for r in runs) / 3600
+    config, _, rows, _ = search_detector(
+        runs, base, hours, 1.0, [(1, 3, 0, 0.5, 0), (1, 3, 0, 0.5, 150)]
+    )
+    assert [r["speech_gate_frames"] for r in rows] == [0, 150]
+    assert rows[0]["recall"] == 0.0
+    assert rows[1]["recall"] == 1.0 and rows[1]["fa_per_hour"] == 0.0 and rows[1]["chosen"]
+    assert config.speech_gate_frames == 150
+    # four-element candidates keep the base's gate
+    gated = DetectorConfig.build(LABELS_3, early_threshold=None, smoothing_frames=1,
+                                 speech_gate_frames=150)  # fmt: skip
+    rows = search_detector(runs, gated, hours, 1.0, [(1, 3, 0, 0.5)])[2]
+    assert rows[0]["speech_gate_frames"] == 150 and rows[0]["recall"] == 1.0
+
+
 def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
     stream_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -395,6 +421,27 @@ def test_calibrate_with_a_detector_search_stores_the_chosen_settings(
         calibrate(path, stream_corpus, 5.0, smoothing_ms=(0.0,))
     with pytest.raises(ValueError, match="background_s must be >= 0"):
         calibrate(path, stream_corpus, 5.0, background_s=(-1.0,))
+    with pytest.raises(ValueError, match="speech_gate_ms must be >= 0"):
+        calibrate(path, stream_corpus, 5.0, speech_gate_ms=(-1.0,))
+    # the speech gate searched: the winner stored for the server, and the record says it
+    gated = tmp_path / "gated.safetensors"
+    record = calibrate(
+        path, stream_corpus, 5.0, out=gated, runtime="torch", progress=False, folds=0,
+        speech_gate_ms=(0.0, 300.0),
+    )  # fmt: skip
+    search = record["detector_search"]["candidates"]
+    assert [r["speech_gate_frames"] for r in search] == [0, 30]
+    chosen = next(r for r in search if r["chosen"])
+    assert record["detector"]["speech_gate_frames"] == chosen["speech_gate_frames"]
+    assert read_metadata(gated)["detector"]["speech_gate_frames"] == chosen["speech_gate_frames"]
+    assert record["detector"]["speech_gate_recent_frames"] == 100
+    from streaming.engine import StreamingEngine
+
+    engine = StreamingEngine.from_checkpoint(gated)  # its sessions gate as calibrated
+    try:
+        assert engine.detector_config().speech_gate_frames == chosen["speech_gate_frames"]
+    finally:
+        engine.close()
 
 
 def _grammar_point(sensitivity: float, fa_per_hour: float) -> dict[str, float]:

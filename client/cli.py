@@ -92,6 +92,14 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
         help="with --wake-word: the commands' point on the DET curve, the wake word keeping "
         "--sensitivity (default: the server's)",
     )
+    parser.add_argument(
+        "--speech-gate-ms",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="hold keywords back for a second after this much other speech; 0: off, so a "
+        "command said at the end of a long sentence fires too (default: the server's)",
+    )
 
 
 def _run_stream(args: argparse.Namespace) -> int:

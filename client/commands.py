@@ -54,7 +54,8 @@ def thresholds_of(args: argparse.Namespace) -> dict[str, float] | None:
 
 def session_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``start`` options of the session flags (``--keywords``, ``--threshold``,
-    ``--sensitivity``, ``--wake-word``, ``--command-window-ms``, ``--command-sensitivity``)."""
+    ``--sensitivity``, ``--wake-word``, ``--command-window-ms``, ``--command-sensitivity``,
+    ``--speech-gate-ms``)."""
     for flag, value in (("--command-window-ms", args.command_window_ms),
                         ("--command-sensitivity", args.command_sensitivity)):  # fmt: skip
         if value is not None and args.wake_word is None:
@@ -66,6 +67,7 @@ def session_options(args: argparse.Namespace) -> dict[str, Any]:
         "wake_word": args.wake_word,
         "command_window_ms": args.command_window_ms,
         "command_sensitivity": args.command_sensitivity,
+        "speech_gate_ms": args.speech_gate_ms,
     }
 
 

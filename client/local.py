@@ -140,6 +140,7 @@ class LocalSession:
         wake_word: str | None = None,
         command_window_ms: int | None = None,
         command_sensitivity: float | None = None,
+        speech_gate_ms: int | None = None,
         scores_every_ms: int = 0,
     ) -> None:
         self.engine = engine
@@ -152,6 +153,7 @@ class LocalSession:
             wake_word=wake_word,
             command_window_ms=command_window_ms,
             command_sensitivity=command_sensitivity,
+            speech_gate_ms=speech_gate_ms,
             scores_every_ms=scores_every_ms,
         )
         self.ready = ready_message(engine.served, self.session, sample_rate)

@@ -344,7 +344,8 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
     ``url``: ``ws://host:port`` (the stream path is added) or a full ``ws://…/v1/stream``.
     ``sample_rate``: 8000–48000 Hz; ``encoding``: ``pcm_s16le`` or ``pcm_f32le``; ``keywords``,
     ``thresholds``, ``sensitivity``, ``wake_word``, ``command_window_ms``,
-    ``command_sensitivity`` and ``scores_every_ms`` as in the protocol's ``start``.
+    ``command_sensitivity``, ``speech_gate_ms`` and ``scores_every_ms`` as in the protocol's
+    ``start``.
     """
 
     def __init__(
@@ -359,6 +360,7 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
         wake_word: str | None = None,
         command_window_ms: int | None = None,
         command_sensitivity: float | None = None,
+        speech_gate_ms: int | None = None,
         scores_every_ms: int = 0,
         open_timeout: float = DEFAULT_TIMEOUT_S,
         ready_timeout: float = DEFAULT_TIMEOUT_S,
@@ -373,6 +375,7 @@ class connect:  # noqa: N801 - used like a function, as websockets' connect
             wake_word=wake_word,
             command_window_ms=command_window_ms,
             command_sensitivity=command_sensitivity,
+            speech_gate_ms=speech_gate_ms,
             scores_every_ms=scores_every_ms,
         )
         self._url = url
@@ -409,6 +412,7 @@ async def stream_audio(
     wake_word: str | None = None,
     command_window_ms: int | None = None,
     command_sensitivity: float | None = None,
+    speech_gate_ms: int | None = None,
     scores_every_ms: int = 0,
     open_timeout: float = DEFAULT_TIMEOUT_S,
     end_timeout: float = 60.0,
@@ -432,6 +436,7 @@ async def stream_audio(
         wake_word=wake_word,
         command_window_ms=command_window_ms,
         command_sensitivity=command_sensitivity,
+        speech_gate_ms=speech_gate_ms,
         scores_every_ms=scores_every_ms,
         open_timeout=open_timeout,
     ) as session:

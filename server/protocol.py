@@ -181,8 +181,9 @@ class StartMessage(_ClientMessage):
     false alarms (0) to fewest misses (1), under any explicit ``thresholds``; ``wake_word`` (a
     label) lets every other keyword fire only within ``command_window_ms`` after the wake word
     fired, at ``command_sensitivity`` (0..1, with a wake word only; default ``sensitivity``)
-    while the wake word keeps ``sensitivity``; ``scores_every_ms`` > 0 asks for a ``scores``
-    message about every that many milliseconds of audio (rounded to whole 10 ms frames).
+    while the wake word keeps ``sensitivity``; ``speech_gate_ms`` sets the detector's speech
+    gate (0: off; default: the checkpoint's or the server's); ``scores_every_ms`` > 0 asks for
+    a ``scores`` message about every that many milliseconds of audio (whole 10 ms frames).
     """
 
     type: Literal["start"] = "start"
@@ -194,6 +195,7 @@ class StartMessage(_ClientMessage):
     wake_word: str | None = None
     command_window_ms: Annotated[int, Field(ge=100, le=60_000)] | None = None
     command_sensitivity: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    speech_gate_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
     scores_every_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
     @model_validator(mode="after")
@@ -271,6 +273,7 @@ class ReadyMessage(_ServerMessage):
     thresholds: dict[str, float] = Field(default_factory=dict)
     wake_word: str | None = None
     command_window_ms: float | None = None
+    speech_gate_ms: float = 0.0
     replica: str | None = None
 
     @model_serializer(mode="wrap")
@@ -529,6 +532,7 @@ def ready_message(
         command_window_ms=detector.command_frames * served.frame_ms
         if detector.wake_label >= 0
         else None,
+        speech_gate_ms=detector.speech_gate_frames * served.frame_ms,
         replica=replica,
     )
 

@@ -272,6 +272,7 @@ class StreamingEngine:
         wake_word: str | None = None,
         command_window_ms: float | None = None,
         command_sensitivity: float | None = None,
+        speech_gate_ms: float | None = None,
     ) -> DetectorConfig:
         """The detector settings of a session; ``ValueError`` names unknown labels.
 
@@ -281,7 +282,8 @@ class StreamingEngine:
         with a command window of ``command_window_ms`` (default: the config's);
         ``command_sensitivity`` (default: the config's, else ``sensitivity``) then puts every
         other keyword at that point of the curve: said only right after the wake word, a
-        command can be looser than the wake word."""
+        command can be looser than the wake word. ``speech_gate_ms``: the speech gate's length
+        of other speech (0: off; default: the config's)."""
         c = self.config
         label_thresholds = dict(c.thresholds)
         if sensitivity is not None:
@@ -298,6 +300,11 @@ class StreamingEngine:
             if command_window_ms <= 0:
                 raise ValueError(f"command_window_ms must be > 0, got {command_window_ms}")
             window = math.ceil(command_window_ms / self.frame_ms)
+        gate = c.speech_gate_frames
+        if speech_gate_ms is not None:
+            if not speech_gate_ms >= 0:
+                raise ValueError(f"speech_gate_ms must be >= 0 (0: off), got {speech_gate_ms}")
+            gate = round(speech_gate_ms / self.frame_ms)
         return DetectorConfig.build(
             self.labels,
             default_threshold=c.threshold,
@@ -315,7 +322,7 @@ class StreamingEngine:
             background_frames=c.background_frames,
             background_floor=c.background_floor,
             background_ceiling=c.background_ceiling,
-            speech_gate_frames=c.speech_gate_frames,
+            speech_gate_frames=gate,
             speech_gate_recent_frames=c.speech_gate_recent_frames,
         )
 
@@ -330,6 +337,7 @@ class StreamingEngine:
         wake_word: str | None = None,
         command_window_ms: float | None = None,
         command_sensitivity: float | None = None,
+        speech_gate_ms: float | None = None,
         record_posteriors: bool = False,
     ) -> SessionSpec:
         """A session's options, validated (``ValueError`` for bad keywords, thresholds,
@@ -343,6 +351,7 @@ class StreamingEngine:
             wake_word=wake_word,
             command_window_ms=command_window_ms,
             command_sensitivity=command_sensitivity,
+            speech_gate_ms=speech_gate_ms,
         )
         self.resampler(int(sample_rate))  # ValueError for a rate the engine cannot take
         every = math.ceil(scores_every_ms / self.frame_ms) if scores_every_ms > 0 else 0

@@ -329,6 +329,7 @@ class StreamConnection:
                 wake_word=message.wake_word,
                 command_window_ms=message.command_window_ms,
                 command_sensitivity=message.command_sensitivity,
+                speech_gate_ms=message.speech_gate_ms,
             )
         except EngineFullError as error:
             raise ProtocolError(ErrorCode.SERVER_FULL, str(error)) from None

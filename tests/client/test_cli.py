@@ -83,14 +83,15 @@ def test_stream_sends_sensitivity_and_wake_word_in_start(
     flags = ("--sensitivity", "0.25", "--wake-word", "yes", "--command-window-ms", "2500",
              "--command-sensitivity", "0.75")  # fmt: skip
     out = io.StringIO()
-    assert run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags), out) == 0
+    gate = ("--speech-gate-ms", "0")
+    assert run_stream(parse("stream", str(burst_wav), "--url", server.url, *flags, *gate), out) == 0
     # the wake word's detection is marked as such in the text output
     assert any(
         " yes " in line and "wake word  latency" in line for line in out.getvalue().splitlines()
     )
     start = server.sessions[-1].start
     assert (start.sensitivity, start.wake_word, start.command_window_ms) == (0.25, "yes", 2500)
-    assert start.command_sensitivity == 0.75
+    assert start.command_sensitivity == 0.75 and start.speech_gate_ms == 0
     sessions = len(server.sessions)
     for without_wake_word in (flags[4:6], flags[6:]):
         args = parse("stream", str(burst_wav), "--url", server.url, *without_wake_word)

@@ -289,6 +289,30 @@ def test_wake_word_and_sensitivity_in_start(client: TestClient) -> None:
     assert info["command_sensitivity"] is None  # commands take the session's sensitivity
 
 
+def test_the_speech_gate_is_the_server_s_unless_a_session_sets_its_own(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """``ready.speech_gate_ms`` is the gate in force: off by default, the server's
+    ``LMUKWS_SPEECH_GATE_MS`` otherwise, and a session's own ``speech_gate_ms`` wins (0: off);
+    a negative one is refused with ``invalid_message``. Off or on, the tones are found (the
+    tone model's ``_unknown_`` is no stretch of speech before them)."""
+    x = sequence(EVENTS, 6.5)
+    found = {}
+    for settings, start, gate in (({}, {}, 0.0), ({"speech_gate_ms": 1500}, {}, 1500.0),
+                                  ({"speech_gate_ms": 1500}, {"speech_gate_ms": 0}, 0.0),
+                                  ({}, {"speech_gate_ms": 2000}, 2000.0)):  # fmt: skip
+        client = make_client(**settings)
+        with client.websocket_connect(STREAM_PATH) as ws:
+            ready, messages = stream_signal(ws, x, 1600, start=start)
+        assert ready["speech_gate_ms"] == gate, (settings, start)
+        found[gate] = [k for k, _ in detections(messages)]
+    assert found[0.0] == found[1500.0] == found[2000.0] and found[0.0]
+    with client.websocket_connect(STREAM_PATH) as ws:
+        ws.send_json({"type": "start", "sample_rate": 16000, "speech_gate_ms": -1})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["code"] == "invalid_message"
+
+
 def test_the_server_s_command_sensitivity_is_every_wake_word_session_s_default(
     make_client: Callable[..., TestClient],
 ) -> None:

@@ -472,6 +472,12 @@ def _streams_section(
             if frames
             else ""
         )
+        gate = detector.get("speech_gate_frames") or 0
+        if gate:
+            background += (
+                f"; keywords are held back for a second after {gate / 100:g} s of other speech "
+                f"(the speech gate, `speech_gate_frames` {gate})"
+            )
         data = calibration.get("data") or {}
         repeats = ", with repeated commands" if "repeats" in (data.get("kinds") or ()) else ""
         lines.append(
@@ -1112,8 +1118,8 @@ def _weight_search_lines(meta: dict[str, Any]) -> list[str]:
 
 def _search_options(search: dict[str, Any]) -> str:
     """The ``calibrate`` options of a stored detector search: each setting that took more than
-    one value (a background searched even at one value), frames as ms or seconds, ceilings as
-    they are."""
+    one value (a background or a speech gate searched even at one value), frames as ms or
+    seconds, ceilings as they are."""
     rows = search.get("candidates") or []
     options = ""
     for key, flag, scale in (
@@ -1121,9 +1127,11 @@ def _search_options(search: dict[str, Any]) -> str:
         ("patience_frames", "--patience-ms", 10),
         ("background_frames", "--background-s", 0.01),
         ("background_ceiling", "--background-ceiling", 1),
+        ("speech_gate_frames", "--speech-gate-ms", 10),
     ):
         values = list(dict.fromkeys(r[key] for r in rows if key in r))
-        if len(values) > 1 or (key == "background_frames" and any(values)):
+        on_at_one = key in ("background_frames", "speech_gate_frames") and any(values)
+        if len(values) > 1 or on_at_one:
             options += f" {flag} " + ",".join(f"{v * scale:g}" for v in values)
     return options
 

@@ -411,6 +411,12 @@ def test_the_card_reproduces_the_calibration() -> None:
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert " --smoothing-ms 50,100 --background-s 100" in commands.splitlines()[0]
     assert "--background-ceiling" not in commands  # the default ceiling
+    for row, gate in zip(candidates, (0, 200), strict=True):  # a speech gate searched
+        row["speech_gate_frames"] = gate
+    commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
+    assert " --background-s 100 --speech-gate-ms 0,2000" in commands.splitlines()[0]
+    for row in candidates:
+        del row["speech_gate_frames"]
     meta["detector"]["calibration"]["detector"] = {"background_ceiling": 0.2}
     commands, _ = _stream_commands("lmuformer", meta, "soup.safetensors")
     assert " --background-s 100 --background-ceiling 0.2" in commands.splitlines()[0]
@@ -475,6 +481,10 @@ def test_the_card_names_the_background_and_the_calibration_streams() -> None:
     line = next(x for x in _streams_section("m", meta) if x.startswith("Thresholds"))
     assert "validation streams (7.5 h, with repeated commands);" in line
     assert "a 100 s time constant, counting posteriors up to 0.2)" in line
+    assert "speech gate" not in line
+    meta["detector"]["speech_gate_frames"] = 200
+    line = next(x for x in _streams_section("m", meta) if x.startswith("Thresholds"))
+    assert "; keywords are held back for a second after 2 s of other speech (the speech" in line
 
 
 def test_provenance_of_stream_windows_is_kept_as_it_is() -> None:

@@ -358,6 +358,8 @@ class ModelInfo(_ServerMessage):
     # the commands' default point of that curve in a session with a wake word (the checkpoint's,
     # from lmukws calibrate --wake-word, or the server's); null: the session's sensitivity
     command_sensitivity: float | None = None
+    # the speech gate of a session that sets none (the checkpoint's or the server's; 0: off)
+    speech_gate_ms: float = 0.0
     parameters: int
     sample_rate: int = TARGET_SAMPLE_RATE
     frame_ms: float = FRAME_MS

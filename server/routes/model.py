@@ -31,6 +31,7 @@ async def model_info(service: ServiceDep) -> protocol.ModelInfo:
         calibrated=engine.sensitivity.calibrated,
         operating_points=engine.sensitivity.describe(),
         command_sensitivity=engine.config.command_sensitivity,
+        speech_gate_ms=engine.config.speech_gate_frames * served.frame_ms,
         parameters=served.parameters,
         frame_ms=served.frame_ms,
         window_ms=served.window_ms,

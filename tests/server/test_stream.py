@@ -305,6 +305,7 @@ def test_the_speech_gate_is_the_server_s_unless_a_session_sets_its_own(
         with client.websocket_connect(STREAM_PATH) as ws:
             ready, messages = stream_signal(ws, x, 1600, start=start)
         assert ready["speech_gate_ms"] == gate, (settings, start)
+        assert client.get("/v1/model").json()["speech_gate_ms"] == settings.get("speech_gate_ms", 0)
         found[gate] = [k for k, _ in detections(messages)]
     assert found[0.0] == found[1500.0] == found[2000.0] and found[0.0]
     with client.websocket_connect(STREAM_PATH) as ws:

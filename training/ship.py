@@ -192,7 +192,11 @@ def ship(
             if (streams / source).is_file():
                 shutil.copy2(streams / source, report_copy / copy)
     if shipped_card is not None:
-        reproduce = recalibrated_commands(shipped_card, name, shipped, str(checkpoint))
+        this_ship = (
+            f"lmukws ship-checkpoint {checkpoint} --report {report} --name {name} "
+            f"--streams {streams} --recalibrated"
+        )
+        reproduce = recalibrated_commands(shipped_card, name, shipped, str(checkpoint), this_ship)
     sweep = sensitivity_sweep(stream_report) if stream_report else []
     if ensemble:
         card = ensemble_card(
@@ -310,14 +314,22 @@ def _shipped_weights_recalibrated(
     return {**meta, "training": shipped_meta.get("training") or {}}, card.read_text("utf-8")
 
 
-def recalibrated_commands(card: str, name: str, meta: dict[str, Any], checkpoint: str) -> str:
+def recalibrated_commands(
+    card: str, name: str, meta: dict[str, Any], checkpoint: str, this_ship: str = ""
+) -> str:
     """The shipped ``card``'s Reproduce commands with those that calibrate ``checkpoint`` and
     measure its streams into the same report replaced by ``meta``'s (``_stream_commands``); a
-    command the card lacks goes before its ``ship-checkpoint`` line."""
+    command the card lacks goes before its ``ship-checkpoint`` line. A ``checkpoint`` other
+    than the one the card ships (a copy of the shipped weights calibrated elsewhere) follows
+    the card's commands instead: the copy, its commands and ``this_ship``."""
     commands = reproduce_commands(card)
     if not commands:
         raise ValueError(f"--recalibrated: the shipped {name} card has no Reproduce commands")
     calibrating, _ = _stream_commands(name, meta, checkpoint)
+    ships = [line.split() for line in commands if line.startswith("lmukws ship-checkpoint")]
+    if ships and len(ships[-1]) > 2 and ships[-1][2] != checkpoint:
+        copy = f"cp models/checkpoints/{name}.safetensors {checkpoint}"
+        return "\n".join([*commands, copy, *calibrating.splitlines(), this_ship])
     for new in calibrating.splitlines():
         at = next((i for i, line in enumerate(commands) if _same_step(line, new)), None)
         if at is not None:

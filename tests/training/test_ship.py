@@ -664,6 +664,21 @@ def test_recalibrated_weights_keep_the_shipped_card(
     assert main([*ship, "--streams", str(streams), "--recalibrated"]) == 0
     assert reproduce() == [earlier[0], calibrate, command, earlier[4]]
 
+    # the shipped weights copied and calibrated elsewhere: the copy, its commands and this ship
+    # follow the card's commands (which made what was shipped)
+    copied = "data/runs/gate/b.safetensors"
+    save_checkpoint(tmp_path / copied, model, meta)
+    again = ["ship-checkpoint", copied, "--report", str(report), "--name", "lmuformer"]
+    assert main([*again, "--out-dir", str(out), "--streams", str(streams), "--recalibrated"]) == 0
+    lines = reproduce()
+    assert lines[:5] == [earlier[0], calibrate, command, earlier[4],
+                         f"cp models/checkpoints/lmuformer.safetensors {copied}"]  # fmt: skip
+    assert lines[5].startswith(f"lmukws calibrate {copied} --data data/synth ")
+    assert lines[6].startswith(f"lmukws evaluate-streams {copied} ")
+    assert lines[7] == (
+        f"lmukws ship-checkpoint {copied} --report {report} --name lmuformer "
+        f"--streams {streams} --recalibrated"
+    )
     # other weights are a new stage, not a recalibration: refused, nothing written
     card = (out / "lmuformer.md").read_text()
     with torch.no_grad():

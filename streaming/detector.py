@@ -434,6 +434,11 @@ def normalize_background(
     return [Background(block_sum[i], level[i], lagged[i]) for i in range(B)], out
 
 
+#: up to this many frames the speech gate counts frame by frame (a live step's few frames:
+#: fewer numpy calls); beyond, whole arrays at once (a recording replayed)
+SPEECH_GATE_LOOP_FRAMES = 64
+
+
 def speech_gate(
     config: DetectorConfig, run: SpeechRun, posteriors: np.ndarray
 ) -> tuple[np.ndarray, SpeechRun]:
@@ -445,11 +450,34 @@ def speech_gate(
     ``speech_gate_frames`` or more and its last frame is at most ``speech_gate_recent_frames``
     back. It depends on the posteriors only (not on thresholds or firings), in whole frames:
     any chunking gives the same gate."""
-    T = posteriors.shape[0]
-    if T == 0:
-        return np.zeros(0, dtype=bool), run
     speech = posteriors[:, config.labels.index(OTHER_SPEECH)] > SPEECH_GATE_POSTERIOR
-    t = np.arange(T)
+    if speech.size <= SPEECH_GATE_LOOP_FRAMES:
+        return _gate_by_frame(config, run, speech)
+    return _gate_by_array(config, run, speech)
+
+
+def _gate_by_frame(
+    config: DetectorConfig, run: SpeechRun, speech: np.ndarray
+) -> tuple[np.ndarray, SpeechRun]:
+    """``speech_gate`` over [T] bool speech frames, one frame at a time."""
+    current, latest, since = run.current, run.latest, run.since
+    gate, recent = config.speech_gate_frames, config.speech_gate_recent_frames
+    closed = []
+    for frame in speech.tolist():
+        if frame:
+            current += 1
+            latest, since = current, 0
+        else:
+            current, since = 0, min(since + 1, 1 << 30)
+        closed.append(latest >= gate and since <= recent)
+    return np.array(closed, dtype=bool), SpeechRun(current, latest, since)
+
+
+def _gate_by_array(
+    config: DetectorConfig, run: SpeechRun, speech: np.ndarray
+) -> tuple[np.ndarray, SpeechRun]:
+    """``speech_gate`` over [T] bool speech frames (T >= 1), with whole arrays."""
+    t = np.arange(speech.size)
     last = np.maximum.accumulate(np.where(speech, t, -1))  # latest speech frame, -1: none yet
     went_on = np.concatenate(([run.current > 0], speech[:-1]))
     start = np.maximum.accumulate(np.where(speech & ~went_on, t, -1))  # -1: carried in

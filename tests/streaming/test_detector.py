@@ -419,3 +419,20 @@ def test_speech_gate_settings_are_checked() -> None:
         DetectorConfig.build(("yes", "no"), speech_gate_frames=10)
     assert DetectorState.initial(config()).speech is None
     assert DetectorState.initial(config(speech_gate_frames=5)).speech is not None
+
+
+def test_speech_gate_counts_the_same_frame_by_frame_and_by_array() -> None:
+    """Live steps (a few frames) count frame by frame, replays of recordings with arrays: the
+    same gate and count after any history, any length."""
+    from streaming.detector import SpeechRun, _gate_by_array, _gate_by_frame
+
+    cfg = config(speech_gate_frames=20, speech_gate_recent_frames=7)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        speech = rng.random(int(rng.integers(1, 120))) < rng.uniform(0.2, 0.95)
+        current = int(rng.integers(0, 40)) * int(rng.random() < 0.5)
+        since = 0 if current else int(rng.integers(1, 60))
+        run = SpeechRun(current, current or int(rng.integers(0, 40)), since)
+        a, after_a = _gate_by_frame(cfg, run, speech)
+        b, after_b = _gate_by_array(cfg, run, speech)
+        assert np.array_equal(a, b) and after_a == after_b

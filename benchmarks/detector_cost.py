@@ -1,16 +1,19 @@
-"""What the detector's background normalisation costs beside the model's streaming step.
+"""What the detector's background normalisation and speech gate cost beside the model's
+streaming step.
 
 Per batch of B sessions and one engine step of ``--frames`` frames each, interleaved in one
 process (so a burst of load on the shared machine hits every case alike): the model's streaming
 step (``model.stream_frames`` on ``--frames`` frames of B sessions), the detector without a
-background (``detect_batch``) and with one (``background_frames`` > 0). Posteriors are random
-Dirichlet rows over the model's 37 labels, thresholds 0.9 (the cost of a quiet step, the common
-case, does not depend on them).
+background (``detect_batch``), with one (``background_frames`` > 0), and with one and the
+speech gate as shipped (``speech_gate_frames`` > 0). Posteriors are random Dirichlet rows over
+the model's 37 labels, thresholds 0.9 (the cost of a quiet step, the common case, does not
+depend on them).
 
     python -m benchmarks.detector_cost --sessions 1,64,256 --frames 10 --threads 1
 
-Prints, per batch: µs per session-frame of each case, the background's extra detector time as
-a share of the model step's, and the with/without detector ratio (medians of per-round ratios).
+Prints, per batch: µs per session-frame of each case, the background's and the gate's extra
+detector time as shares of the model step's, and the with/without detector ratio (medians of
+per-round ratios).
 """
 
 from __future__ import annotations
@@ -28,16 +31,25 @@ from benchmarks.timing import interleaved, median_ratio
 
 #: the shipped lmuformer's background time constant (frames)
 BACKGROUND_FRAMES = 10_000
+#: the shipped lmuformer's speech gate (frames of other speech)
+SPEECH_GATE_FRAMES = 200
 
 
 def detector_case(
-    labels: tuple[str, ...], batch: int, frames: int, background_frames: int
+    labels: tuple[str, ...],
+    batch: int,
+    frames: int,
+    background_frames: int,
+    speech_gate_frames: int = 0,
 ) -> Callable[[], None]:
     """One engine step of the detector for ``batch`` sessions of ``frames`` new frames."""
     from streaming.detector import DetectorConfig, DetectorState, detect_batch
 
     config = DetectorConfig.build(
-        labels, default_threshold=0.9, background_frames=background_frames
+        labels,
+        default_threshold=0.9,
+        background_frames=background_frames,
+        speech_gate_frames=speech_gate_frames,
     )
     configs = [config] * batch
     rng = np.random.default_rng(batch)
@@ -69,16 +81,21 @@ def measure(
             "model": stream_case(model, batch, torch.device("cpu"), frames),
             "detector": detector_case(labels, batch, frames, 0),
             "detector_background": detector_case(labels, batch, frames, BACKGROUND_FRAMES),
+            "detector_gate": detector_case(
+                labels, batch, frames, BACKGROUND_FRAMES, SPEECH_GATE_FRAMES
+            ),
         }
         timings = interleaved(cases, rounds=rounds, round_seconds=round_seconds)
         per = {k: t.median / (batch * frames) * 1e6 for k, t in timings.items()}
         extra = per["detector_background"] - per["detector"]
+        gate = per["detector_gate"] - per["detector_background"]
         rows.append(
             {
                 "sessions": batch,
                 "frames": frames,
                 "us_per_session_frame": {k: round(v, 3) for k, v in per.items()},
                 "background_extra_share_of_model": round(extra / per["model"], 4),
+                "gate_extra_share_of_model": round(gate / per["model"], 4),
                 "detector_ratio_with_background": round(
                     median_ratio(timings["detector_background"], timings["detector"]), 3
                 ),
@@ -101,13 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(args.model, args.sessions, args.frames, args.rounds, args.round_seconds)
     print(
         "| sessions | model step µs/session-frame | detector | detector with background "
-        "| background extra / model step | with / without (detector) |\n|---|---|---|---|---|---|"
+        "| with background and speech gate | background extra / model step | gate extra / "
+        "model step | with / without background (detector) |\n|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         us = r["us_per_session_frame"]
         print(
             f"| {r['sessions']} | {us['model']:.2f} | {us['detector']:.2f} | "
-            f"{us['detector_background']:.2f} | {r['background_extra_share_of_model']:.1%} | "
+            f"{us['detector_background']:.2f} | {us['detector_gate']:.2f} | "
+            f"{r['background_extra_share_of_model']:.1%} | {r['gate_extra_share_of_model']:.1%} | "
             f"{r['detector_ratio_with_background']:.2f} |"
         )
     return 0

@@ -12,7 +12,8 @@ def test_detector_cost_runs_and_reports_each_case(capsys: pytest.CaptureFixture[
     rows = measure("lmuformer", [1, 3], frames=2, rounds=1, round_seconds=0.001)
     assert [r["sessions"] for r in rows] == [1, 3]
     for row in rows:
-        assert set(row["us_per_session_frame"]) == {"model", "detector", "detector_background"}
+        cases = {"model", "detector", "detector_background", "detector_gate"}
+        assert set(row["us_per_session_frame"]) == cases
         assert all(v > 0 for v in row["us_per_session_frame"].values())
         assert row["detector_ratio_with_background"] > 0
     assert (

@@ -593,8 +593,10 @@ def calibrate(
         backgrounds = [round(v * 1000 / engine.frame_ms) for v in background_s]
         ceilings = [float(c) for c in dict.fromkeys(background_ceiling)]
         gates = list(dict.fromkeys(round(v / engine.frame_ms) for v in speech_gate_ms))
-        if gates and "_unknown_" not in engine.labels:
-            raise ValueError("--speech-gate-ms needs a model with an _unknown_ label")
+        from streaming.detector import OTHER_SPEECH
+
+        if any(gates) and OTHER_SPEECH not in engine.labels:
+            raise ValueError(f"--speech-gate-ms needs a model with an {OTHER_SPEECH} label")
         candidates = [
             (s, p, b, c, g)
             for s in (_frames(smoothing_ms, engine.frame_ms) or [base.smoothing_frames])

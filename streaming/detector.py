@@ -217,6 +217,12 @@ class DetectorConfig:
         )  # fmt: skip
 
     @cached_property
+    def other_speech_label(self) -> int:
+        """The label index of ``OTHER_SPEECH``, which the speech gate reads (-1: none).
+        Computed once per config: every step of its sessions asks."""
+        return self.labels.index(OTHER_SPEECH) if OTHER_SPEECH in self.labels else -1
+
+    @cached_property
     def normalized_labels(self) -> np.ndarray:
         """[K] bool: the labels the background normalisation applies to: not ``NEVER_FIRE``,
         and not the wake word, said again and again by design (it depends on the labels and
@@ -450,7 +456,7 @@ def speech_gate(
     ``speech_gate_frames`` or more and its last frame is at most ``speech_gate_recent_frames``
     back. It depends on the posteriors only (not on thresholds or firings), in whole frames:
     any chunking gives the same gate."""
-    speech = posteriors[:, config.labels.index(OTHER_SPEECH)] > SPEECH_GATE_POSTERIOR
+    speech = posteriors[:, config.other_speech_label] > SPEECH_GATE_POSTERIOR
     if speech.size <= SPEECH_GATE_LOOP_FRAMES:
         return _gate_by_frame(config, run, speech)
     return _gate_by_array(config, run, speech)
@@ -648,7 +654,7 @@ def decide(
         config.warmup_frames,
         config.refractory_frames,
     )
-    held = closed.tolist() if closed is not None else [False] * T
+    held = closed.tolist() if closed is not None else None
     firings: list[Firing] = []
     frame = state.frames
     for t in range(T):
@@ -672,7 +678,7 @@ def decide(
             and frame - last_fire >= refractory
             and (run_length >= patience or (early is not None and score_list[t] >= early))
             and (wake < 0 or k == wake or frame <= wake_until)
-            and (k == wake or not held[t])
+            and (held is None or k == wake or not held[t])
         ):
             firings.append(
                 Firing(label=k, keyword=config.labels[k], score=score_list[t], frame=frame)

@@ -85,7 +85,11 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
     page.wait_for("document.getElementById('start').textContent === 'Start'")
     assert page.evaluate("document.getElementById('error').textContent") == ""
     assert "Session:" in page.evaluate("document.getElementById('summary').textContent")
-    assert "wake_word" not in json.loads(page.evaluate("JSON.stringify(lmukws.startMessage)"))
+    sent = json.loads(page.evaluate("JSON.stringify(lmukws.startMessage)"))
+    assert "wake_word" not in sent
+    # no speech gate served: its box is off and disabled, and start leaves the server's default
+    assert "speech_gate_ms" not in sent
+    assert page.evaluate("document.getElementById('speech-gate').disabled") is True
     # a wake word goes out with the commands' sensitivity, and the server takes it
     page.evaluate("document.getElementById('wake-word').value = 'low'")
     page.evaluate("document.getElementById('start').click()", gesture=True)
@@ -106,13 +110,15 @@ def test_browser_demo_detects_keywords(page: Page, live_server: LiveServer) -> N
 
 def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Path) -> None:
     """The only session taken, Start says the server is full; the command-sensitivity slider
-    starts at the served default (here the server's setting, from ``GET /v1/model``), and the
-    sensitivity slider says what its calibrated point measured."""
+    starts at the served default (here the server's setting, from ``GET /v1/model``), the
+    sensitivity slider says what its calibrated point measured, and the served speech gate is
+    on until its box is cleared, which sends ``speech_gate_ms: 0``."""
     server = LiveServer(
         calibrated_copy(tone_checkpoint, tmp_path / "calibrated.safetensors"),
         tmp_path / "serve",
         LMUKWS_MAX_SESSIONS="1",
         LMUKWS_COMMAND_SENSITIVITY="0.7",
+        LMUKWS_SPEECH_GATE_MS="1500",
     )
     wav = write_tones(tmp_path / "fake-mic.wav", 16000, 1)
     browser = Browser(tmp_path / "profile", wav)
@@ -121,37 +127,63 @@ def test_browser_demo_reports_a_full_server(tmp_path: Path, tone_checkpoint: Pat
 
         from client.stream import connect
 
-        async def scenario() -> str:
-            async with connect(server.ws):  # takes the only session
-                tab = await asyncio.to_thread(browser.open, server.http + "/")
-                try:
+        async def run(tab: Page, script: str, *args: object) -> object:
+            return await asyncio.to_thread(tab.evaluate, script, *args)
+
+        async def scenario() -> tuple[str, dict, dict, object]:
+            tab = await asyncio.to_thread(browser.open, server.http + "/")
+            try:
+                async with connect(server.ws):  # takes the only session
                     slider = "document.getElementById('command-sensitivity-value').textContent"
                     assert await asyncio.to_thread(tab.wait_for, f"{slider} === '0.70'", 30)
+                    gate = "document.getElementById('speech-gate')"
+                    assert await run(tab, f"[{gate}.checked, {gate}.disabled]") == [True, False]
+                    assert (
+                        await run(tab, "document.getElementById('speech-gate-value').textContent")
+                        == "(after 1.5 s of speech)"
+                    )
                     expect = "document.getElementById('sensitivity-expect').textContent"
-                    shown = [await asyncio.to_thread(tab.evaluate, expect)]
-                    await asyncio.to_thread(
-                        tab.evaluate,
+                    shown = [await run(tab, expect)]
+                    await run(
+                        tab,
                         "(() => { const s = document.getElementById('sensitivity');"
                         " s.value = 1; s.dispatchEvent(new Event('input')); })()",
                     )
-                    shown.append(await asyncio.to_thread(tab.evaluate, expect))
+                    shown.append(await run(tab, expect))
                     assert shown == [
                         "nearest calibrated point (0.50), on the validation streams: 21 false"
                         " alarms/h (12/h on recorded speech), 42 % of keywords found",
                         "nearest calibrated point (1.00), on the validation streams: 88 false"
                         " alarms/h, 61 % of keywords found",
                     ]
-                    await asyncio.to_thread(
-                        tab.evaluate, "document.getElementById('start').click()", True
-                    )
-                    return await asyncio.to_thread(
+                    await run(tab, "document.getElementById('start').click()", True)
+                    error = await asyncio.to_thread(
                         tab.wait_for, "document.getElementById('error').textContent", 30
                     )
-                finally:
-                    tab.close()
+                # the session is free again: Start with the gate switched off
+                await asyncio.to_thread(
+                    tab.wait_for, "document.getElementById('start').textContent === 'Start'", 20
+                )
+                await run(tab, f"{gate}.checked = false")
+                await run(tab, "document.getElementById('start').click()", True)
+                ready = json.loads(
+                    await asyncio.to_thread(
+                        tab.wait_for, "lmukws.ready && JSON.stringify(lmukws.ready)", 30
+                    )
+                )
+                start = json.loads(await run(tab, "JSON.stringify(lmukws.startMessage)"))
+                await run(tab, "document.getElementById('start').click()", True)
+                stopped = await asyncio.to_thread(
+                    tab.wait_for, "document.getElementById('start').textContent === 'Start'", 20
+                )
+                return error, start, ready, stopped
+            finally:
+                tab.close()
 
-        error = asyncio.run(scenario())
+        error, start, ready, stopped = asyncio.run(scenario())
     finally:
         browser.close()
         server.stop()
     assert "full" in error and "try again later" in error
+    assert start["speech_gate_ms"] == 0 and ready["speech_gate_ms"] == 0
+    assert stopped

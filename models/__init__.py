@@ -42,6 +42,7 @@ _LAZY = {
     "load_checkpoint": "models.checkpoint",
     "read_metadata": "models.checkpoint",
     "save_checkpoint": "models.checkpoint",
+    "weights_digest": "models.checkpoint",
     "Fbank": "models.frontend",
     "FbankState": "models.frontend",
     "StreamingFbank": "models.frontend",
@@ -90,4 +91,5 @@ __all__ = [
     "select_state",
     "stack_states",
     "unstack_state",
+    "weights_digest",
 ]

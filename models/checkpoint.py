@@ -50,6 +50,20 @@ def save_checkpoint(
     return path
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (hex) of a model's tensors: every state-dict entry in name order, its name,
+    dtype, shape and bytes. Unlike the file's hash it survives a recalibration, which rewrites
+    only the metadata, so it names the weights a checkpoint was made from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, without loading its weights."""
     from safetensors import safe_open

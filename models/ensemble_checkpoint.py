@@ -2,10 +2,11 @@
 
 The members must agree on labels and features (the ensemble reads one feature stream and
 averages logits label by label). The ensemble's metadata keeps, per member, the file it came
-from, its model, weight and SHA-256, and its test metrics; its detector section keeps the
-settings every member shares, but no thresholds, calibration or background: the ensemble's
-scores are new, so it must be calibrated (``lmukws calibrate``) before it is served as a
-detector.
+from, its model, weight, the SHA-256 of that file and of its weights alone (``weights_sha256``,
+which a later recalibration of the member's file leaves as it is), and its test metrics; its
+detector section keeps the settings every member shares, but no thresholds, calibration or
+background: the ensemble's scores are new, so it must be calibrated (``lmukws calibrate``)
+before it is served as a detector.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    weights_digest,
+)
 from models.ensemble import LogitEnsemble, ensemble_models
 
 __all__ = ["SHARED_DETECTOR_KEYS", "write_ensemble"]
@@ -66,6 +72,7 @@ def write_ensemble(
             {
                 "checkpoint": str(path),
                 "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "weights_sha256": weights_digest(model),
                 "model": model.config.name,
                 "weight": weight,
                 "test_accuracy": test.get("accuracy"),

@@ -1017,6 +1017,15 @@ def model_card(
     return "\n".join(lines)
 
 
+def _member_digest(member: dict[str, Any]) -> str:
+    """How a card names an ensemble member's weights: the SHA-256 of its tensors where the
+    ensemble recorded it (``models.weights_digest``: the same after a recalibration of the
+    member's file), else that of the file when the ensemble was made."""
+    if member.get("weights_sha256"):
+        return f"weights SHA-256 `{str(member['weights_sha256'])[:12]}`"
+    return f"file SHA-256 `{str(member.get('sha256'))[:12]}` when the ensemble was made"
+
+
 def ensemble_card(
     name: str,
     model: Any,
@@ -1036,8 +1045,8 @@ def ensemble_card(
     dev = evaluation.get("real_speech_dev") or {}
     params = sum(p.numel() for p in model.parameters())
     listed = [
-        f"- `{m.get('model')}`, weight {m.get('weight'):g}: `{m.get('checkpoint')}` (SHA-256 "
-        f"`{str(m.get('sha256'))[:12]}`, held-out test accuracy {_pct(m.get('test_accuracy'))}"
+        f"- `{m.get('model')}`, weight {m.get('weight'):g}: `{m.get('checkpoint')}` "
+        f"({_member_digest(m)}, held-out test accuracy {_pct(m.get('test_accuracy'))}"
         f"; trained as its card says: [{m.get('model')}.md]({m.get('model')}.md))."
         for m in members
     ]

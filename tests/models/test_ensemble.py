@@ -3,13 +3,14 @@ saved and loaded as one checkpoint, exported to ONNX like one model."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
 from lmukws.cli import main
-from models import load_checkpoint, read_metadata, save_checkpoint
+from models import load_checkpoint, read_metadata, save_checkpoint, weights_digest
 from models.checkpoint import CheckpointError
 from models.config import EnsembleConfig, ModelConfig, check_model_name
 from models.ensemble import build_named, ensemble_models
@@ -112,6 +113,16 @@ def test_an_ensemble_checkpoint_round_trips(tmp_path: Path) -> None:
     member = stored["ensemble"]["members"][0]
     assert member["model"] == "lmuformer" and member["weight"] == 0.75
     assert member["test_accuracy"] == 0.5 and len(member["sha256"]) == 64
+    # the member's weights are named by their own digest, which a recalibration (new metadata,
+    # the same tensors) keeps while the file's hash changes; another tensor changes it
+    assert member["weights_sha256"] == weights_digest(load_checkpoint(paths[0])[0])
+    recalibrated = tmp_path / "recalibrated.safetensors"
+    save_checkpoint(recalibrated, a, {"labels": LABELS, "detector": {"thresholds": {"yes": 0.3}}})
+    assert weights_digest(load_checkpoint(recalibrated)[0]) == member["weights_sha256"]
+    assert hashlib.sha256(recalibrated.read_bytes()).hexdigest() != member["sha256"]
+    with torch.no_grad():
+        next(a.parameters()).add_(1e-3)
+    assert weights_digest(a) != member["weights_sha256"]
     # members that read other features or score other labels are refused
     other = tmp_path / "other.safetensors"
     save_checkpoint(other, b, {"labels": LABELS[::-1], "features": {"sample_rate": 16000}})

@@ -723,7 +723,8 @@ def test_ship_an_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     card = (out / f"{name}.md").read_text()
     assert card.startswith(f"# Model card: {name}\n")
     assert f"| test accuracy (12 clips, unseen speakers) | **{100 * accuracy:.2f} %** |" in card
-    assert f"- `lmuformer`, weight 0.75: `{members[0]}` (SHA-256 " in card
+    digest = meta["ensemble"]["members"][0]["weights_sha256"][:12]
+    assert f"- `lmuformer`, weight 0.75: `{members[0]}` (weights SHA-256 `{digest}`, " in card
     assert "trained as its card says: [spiking-lmuformer.md](spiking-lmuformer.md))" in card
     assert f"lmukws ensemble {' '.join(members)} --weights 0.75,0.25 --out {ensemble}\n" in card
     assert f"lmukws ship-checkpoint {ensemble} --report {report} --name {name}\n```" in card

@@ -116,6 +116,11 @@ class Recipe:
     #: training clips is drawn per pass, and its voices' weight when stream windows pick a
     #: voice (e.g. ``{"kokoro": 3}``; a source not named counts once)
     engine_repeat: dict[str, int] = field(default_factory=dict)
+    #: BatchNorm layers normalise with their running statistics and keep them while the rest
+    #: trains (a fine-tune): the statistics of the starting weights, e.g. a soup's, stay those
+    #: the weights are served with, instead of drifting to the batches' mix of clips and
+    #: stream windows
+    frozen_norm: bool = False
     # runtime
     seed: int = 0
     device: str = "auto"

@@ -224,6 +224,14 @@ def _warm_start(model: LMUFormer, path: str, labels: Sequence[str]) -> dict[str,
     }
 
 
+def freeze_norm_statistics(model: nn.Module) -> None:
+    """Put every BatchNorm layer of a model in training mode into eval mode: it normalises with
+    its running statistics and no longer updates them, while its affine weights still train."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def clip_loss(logits: Tensor, targets: Tensor, kind: str = "bce") -> Tensor:
     """Mean loss of clip logits [B, K] against (soft) targets [B, K]: the paper's
     BCE-with-logits, or softmax cross-entropy (``"ce"``)."""
@@ -530,6 +538,8 @@ def train(recipe: Recipe, resume: bool = True, progress: bool | None = None) -> 
                 np.arange(k * n_stream, (k + 1) * n_stream) for k in range(len(batches))
             ]
         model.train()
+        if recipe.frozen_norm:
+            freeze_norm_statistics(model)
         t_epoch = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0.0, 0
         stream_correct, stream_seen = 0.0, 0

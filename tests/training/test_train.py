@@ -274,6 +274,41 @@ def test_init_from_continues_from_a_checkpoint(corpus: Path, tmp_path: Path) -> 
         train(other, progress=False)
 
 
+def test_frozen_norm_keeps_the_running_statistics_it_started_from(
+    corpus: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first"
+    train(_recipe(corpus, first, epochs=1, steps_per_epoch=2, test_split=None), progress=False)
+    source, _ = load_checkpoint(first / "last.safetensors")
+    runs = {}
+    for frozen in (False, True):
+        out = tmp_path / f"frozen-{frozen}"
+        recipe = _recipe(
+            corpus, out, epochs=1, steps_per_epoch=2, test_split=None, frozen_norm=frozen,
+            init_from=str(first / "last.safetensors"),
+        )  # fmt: skip
+        train(recipe, progress=False)
+        runs[frozen] = load_checkpoint(out / "last.safetensors")[0]
+    norms = [
+        name
+        for name, module in source.named_modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    assert norms
+    start = source.state_dict()
+    for frozen, model in runs.items():
+        state = model.state_dict()
+        moved = [
+            name
+            for name in norms
+            if not torch.equal(state[f"{name}.running_mean"], start[f"{name}.running_mean"])
+        ]
+        # frozen: every running statistic as it started; otherwise the batches moved them
+        assert (moved == []) if frozen else (moved == norms), (frozen, moved)
+        # the weights train either way, the BatchNorms' affine weights too
+        assert not torch.equal(state[f"{norms[0]}.weight"], start[f"{norms[0]}.weight"])
+
+
 def test_warm_start_copies_the_tensors_another_model_shares(corpus: Path, tmp_path: Path) -> None:
     first = tmp_path / "spiking-lmuformer"
     base = {"epochs": 1, "steps_per_epoch": 1, "test_split": None}

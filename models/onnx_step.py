@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.checkpoint import weights_digest
 from models.lmuformer import LMUFormer, ModelState
 from models.state import StateLayout, flatten_state, map_tensors
 from models.torch_step import TorchStreamStep
@@ -369,10 +370,8 @@ def _model_key(model: LMUFormer, weights: bool = True) -> str:
     source_dir = Path(__file__).resolve().parent
     for name in _MODEL_SOURCES:
         digest.update((source_dir / name).read_bytes())
-    for name, tensor in model.state_dict().items() if weights else ():
-        digest.update(name.encode())
-        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if weights:
+        digest.update(weights_digest(model).encode())
     return f"{model.config.name}-{'' if weights else 'architecture-'}{digest.hexdigest()[:20]}"
 
 

@@ -4,6 +4,7 @@ export cache for the whole run (servers started by tests inherit it)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 pytest_plugins = ("tests.own_process",)  # tests marked own_process run in a child pytest
+_TEMPORARY_CACHE = pytest.StashKey[str]()  # a cache folder made for this run alone
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,8 +23,17 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "cache", None)
     if cache is not None:
         os.environ["LMUKWS_CACHE_DIR"] = str(cache.mkdir("lmukws-cache"))
-    else:  # -p no:cacheprovider
-        os.environ["LMUKWS_CACHE_DIR"] = tempfile.mkdtemp(prefix="lmukws-test-cache-")
+    else:  # -p no:cacheprovider: a folder for this run, removed at its end
+        folder = tempfile.mkdtemp(prefix="lmukws-test-cache-")
+        config.stash[_TEMPORARY_CACHE] = os.environ["LMUKWS_CACHE_DIR"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's own cache folder (made only without pytest's cache)."""
+    folder = config.stash.get(_TEMPORARY_CACHE, None)
+    if folder is not None:
+        os.environ.pop("LMUKWS_CACHE_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
